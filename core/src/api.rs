@@ -1,0 +1,142 @@
+//! What crosses the boundary between the core and an adapter: the requests the core asks for and
+//! the answers and watch events the adapter feeds back.
+
+use crate::record::{Lease, LeaseName, LeaseRecord, ResourceVersion};
+use core::fmt;
+use embassy_time::Duration;
+
+/// One API call the core wants made for the lease `lease`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Which of the machine's leases (always 0 for an elector or a heartbeat; the slot number in
+    /// a pool). Pass it back with the answer.
+    pub slot: u16,
+    /// The Lease object's name (in the namespace the adapter was configured with).
+    pub lease: LeaseName,
+    /// What to do.
+    pub op: Operation,
+}
+
+/// The operation of a [`Request`].
+///
+/// `Get`, `Create` and `Update` expect exactly one answer (`handle_response`); at most one of them
+/// is outstanding per lease. `Watch` opens a stream whose events go to `handle_watch` until the
+/// adapter reports its end; `Unwatch` closes it. Neither counts as a request in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// GET the lease.
+    Get,
+    /// POST a new lease with this spec.
+    Create(LeaseRecord),
+    /// PUT this spec, carrying `resource_version` so a concurrent writer gets 409 Conflict.
+    Update {
+        /// The resourceVersion last read.
+        resource_version: ResourceVersion,
+        /// The full spec to store.
+        record: LeaseRecord,
+    },
+    /// Watch this one lease (`fieldSelector=metadata.name=…`), from `resource_version` if given.
+    Watch {
+        /// Where to resume; `None` starts from the current state.
+        resource_version: Option<ResourceVersion>,
+    },
+    /// Close the watch stream of this lease: the core no longer needs it.
+    Unwatch,
+}
+
+impl Operation {
+    /// The Kubernetes verb, for logs, metrics and RBAC messages.
+    pub fn verb(&self) -> Verb {
+        match self {
+            Self::Get => Verb::Get,
+            Self::Create(_) => Verb::Create,
+            Self::Update { .. } => Verb::Update,
+            Self::Watch { .. } | Self::Unwatch => Verb::Watch,
+        }
+    }
+}
+
+/// A Kubernetes API verb on `leases`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// `get`.
+    Get,
+    /// `create`.
+    Create,
+    /// `update`.
+    Update,
+    /// `watch`.
+    Watch,
+}
+
+impl Verb {
+    /// The verb as RBAC spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Watch => "watch",
+        }
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed API call, classified for the core's decisions. Adapters keep the server's own
+/// message for logs; the core needs only the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiError {
+    /// 404: the lease does not exist (or its namespace does not).
+    NotFound,
+    /// 409 Conflict: the resourceVersion written was stale; someone else wrote since.
+    Conflict,
+    /// 409 AlreadyExists: a create raced another create.
+    AlreadyExists,
+    /// 401: no valid credentials.
+    Unauthorized,
+    /// 403: RBAC denies the verb.
+    Forbidden,
+    /// 400 or 422: the server refused the object.
+    Invalid,
+    /// 429: throttled; wait at least `retry_after` when the server said so.
+    TooManyRequests {
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx.
+    Server {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer within the per-request timeout.
+    Timeout,
+    /// Connection, TLS or protocol failure before an answer.
+    Transport,
+    /// An answer that could not be decoded.
+    Malformed,
+}
+
+/// The answer to a `Get`, `Create` or `Update`: the lease as stored, or why not.
+pub type Response = Result<Lease, ApiError>;
+
+/// What a watch stream of one lease delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// `ADDED` or `MODIFIED`: the lease as now stored.
+    Changed(Lease),
+    /// `DELETED`.
+    Deleted,
+    /// `BOOKMARK`: nothing changed up to this resourceVersion.
+    Bookmark(ResourceVersion),
+    /// The stream ended cleanly (server timeout): reopen from the last resourceVersion.
+    Ended,
+    /// `ERROR` with 410 Gone: the resourceVersion is too old; read again, then watch.
+    Expired,
+    /// The stream failed (connect error, cut, non-410 error): poll until it can be reopened.
+    Failed,
+}

@@ -1,0 +1,666 @@
+//! Leader election over one Lease.
+
+use crate::api::{Request, Response, WatchEvent};
+use crate::event::Event;
+use crate::jitter::Jitter;
+use crate::record::{Holder, Identity, Lease, LeaseName, MicroTime};
+use crate::slot::{Env, EventQueue, Intent, LeaseSlot};
+use crate::timing::Timing;
+use embassy_time::Instant;
+
+/// What an [`Elector`] needs to know before it starts.
+#[derive(Clone, Debug)]
+pub struct ElectorConfig {
+    /// The Lease to contend for.
+    pub lease: LeaseName,
+    /// This candidate's `holderIdentity`; unique among candidates.
+    pub identity: Identity,
+    /// Lease duration, renew deadline, retry period (already validated).
+    pub timing: Timing,
+    /// Whether the driver can watch the lease. With a watch, a follower sends no periodic reads:
+    /// it learns of changes from the stream and wakes at the computed expiry. Without one, or
+    /// while the stream is down, it polls every `retry × (1 + U[0,1) × 1.2)` as client-go does.
+    pub watch: bool,
+}
+
+/// Leader election for one Lease, compatible with client-go candidates on the same Lease.
+///
+/// # Driving it
+///
+/// The elector performs no I/O and reads no clock. A driver loops:
+///
+/// 1. Call [`poll_request`](Self::poll_request) until it returns `None`, sending each request
+///    (at most one `Get`/`Create`/`Update` is outstanding; `Watch`/`Unwatch` manage a stream).
+/// 2. Drain [`poll_event`](Self::poll_event) and act on leadership changes.
+/// 3. Sleep until [`poll_timeout`](Self::poll_timeout), an answer, or a watch event; then feed
+///    it with [`handle_timeout`](Self::handle_timeout), [`handle_response`](Self::handle_response)
+///    or [`handle_watch`](Self::handle_watch), and go to 1.
+///
+/// Every input carries `now`, read from a monotonic clock that keeps counting while the process
+/// is paused (`CLOCK_BOOTTIME` on Linux). Before anything else each input checks the renew
+/// deadline, so a process that wakes from a pause steps down first. Check
+/// [`is_leader`](Self::is_leader) with a fresh `now` before each piece of leader-only work.
+///
+/// # Safety argument
+///
+/// A leader counts its term from the instant it *sent* its last successful renew and stops at
+/// `sent + renew_deadline`. A follower may take over only `leaseDurationSeconds` after it *saw*
+/// the record last change, which is after the server stored that renew, which is after it was
+/// sent. With `renew_deadline < lease_duration`, the leader has stopped before any follower can
+/// start, provided clock rates differ by less than
+/// `(lease − renew) / (lease + renew)` (20 % for 15 s / 10 s).
+#[derive(Clone, Debug)]
+pub struct Elector {
+    identity: Identity,
+    timing: Timing,
+    jitter: Jitter,
+    events: EventQueue,
+    slot: LeaseSlot,
+}
+
+impl Elector {
+    /// A candidate that starts campaigning at once. `seed` fixes its jitter, making runs
+    /// reproducible; give each candidate a different one.
+    pub fn new(config: ElectorConfig, seed: u64) -> Self {
+        Self {
+            slot: LeaseSlot::new(0, config.lease, Intent::Campaign, config.watch),
+            identity: config.identity,
+            timing: config.timing,
+            jitter: Jitter::new(seed),
+            events: EventQueue::new(),
+        }
+    }
+
+    fn step<T>(&mut self, f: impl FnOnce(&mut LeaseSlot, &mut Env<'_>) -> T) -> T {
+        let mut env = Env {
+            identity: &self.identity,
+            timing: &self.timing,
+            jitter: &mut self.jitter,
+            events: &mut self.events,
+        };
+        f(&mut self.slot, &mut env)
+    }
+
+    /// Feeds the answer to the outstanding `Get`, `Create` or `Update`. An answer with nothing
+    /// outstanding is ignored.
+    pub fn handle_response(&mut self, response: Response, now: Instant) {
+        self.step(|slot, env| slot.handle_response(response, now, env));
+    }
+
+    /// Feeds an event from the lease's watch stream.
+    pub fn handle_watch(&mut self, event: WatchEvent, now: Instant) {
+        self.step(|slot, env| slot.handle_watch(event, now, env));
+    }
+
+    /// Tells the elector that `now` has come (the instant from `poll_timeout`, or later).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(|slot, env| slot.expire(now, env));
+    }
+
+    /// Stops campaigning: steps down at once, then releases the lease if the server still names
+    /// this candidate (re-read first, so a newer holder is never blanked). Ends with
+    /// [`Event::Released`].
+    pub fn shutdown(&mut self, now: Instant) {
+        self.step(|slot, env| slot.set_intent(Intent::Release, now, env));
+    }
+
+    /// The next request to send, if one is due at `now`. `wall` is the wall-clock time written
+    /// to `acquireTime`/`renewTime`.
+    pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        self.step(|slot, env| slot.poll_request(now, wall, env))
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) and poll again; `None` when nothing
+    /// is pending (an answer is awaited, or shutdown finished).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slot.poll_timeout(&self.timing, &self.identity)
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front().map(|e| e.event)
+    }
+
+    /// Whether this candidate leads at `now`: it won the lease and `now` is before its deadline.
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.slot.is_leader(now)
+    }
+
+    /// The holder the record named when last seen; `None` before the first read or when the
+    /// lease does not exist.
+    pub fn holder(&self) -> Option<&Holder> {
+        self.slot.holder()
+    }
+
+    /// The lease as last seen.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.slot.lease()
+    }
+
+    /// While leading: the fencing epoch (`leaseTransitions` of the record this candidate wrote).
+    pub fn epoch(&self) -> Option<u32> {
+        self.slot.leadership().map(|l| l.epoch)
+    }
+
+    /// While leading: the instant at which leadership ends without a successful renew.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.slot.leadership().map(|l| l.deadline)
+    }
+
+    /// While leading: when this term began.
+    pub fn leading_since(&self) -> Option<Instant> {
+        self.slot.leadership().map(|l| l.since)
+    }
+
+    /// Whether shutdown has finished.
+    pub fn is_shut_down(&self) -> bool {
+        self.slot.is_released()
+    }
+
+    /// The candidate's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The lease's name.
+    pub fn lease_name(&self) -> &LeaseName {
+        self.slot.name()
+    }
+
+    /// The timing in force.
+    pub fn timing(&self) -> &Timing {
+        &self.timing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::*;
+    use crate::{ApiError, Duration, Event, Holder, LossReason, Operation, WatchEvent};
+
+    fn holder_of(op: &Operation) -> &Holder {
+        match op {
+            Operation::Create(r) | Operation::Update { record: r, .. } => &r.holder,
+            other => panic!("not a write: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_first_then_creates_on_not_found() {
+        let mut e = elector("a", false);
+        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
+        e.handle_response(Err(ApiError::NotFound), ms(5));
+        let op = poll(&mut e, ms(5)).unwrap();
+        let Operation::Create(record) = &op else {
+            panic!("{op:?}")
+        };
+        assert!(record.holder.is(&id("a")));
+        assert_eq!(record.lease_transitions, Some(0));
+        assert_eq!(record.lease_duration, Some(Duration::from_secs(15)));
+        assert_eq!(record.acquire_time, Some(WALL));
+    }
+
+    #[test]
+    fn successful_create_becomes_leader_with_epoch_zero() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::NotFound), ms(0));
+        let op = poll(&mut e, ms(0)).unwrap();
+        e.handle_response(Ok(stored(&op, 1)), ms(10));
+        assert!(e.is_leader(ms(10)));
+        assert_eq!(e.epoch(), Some(0));
+        let evs = events(&mut e);
+        assert!(evs.contains(&Event::BecameLeader { epoch: 0 }), "{evs:?}");
+    }
+
+    #[test]
+    fn leader_renews_with_cached_resource_version_every_retry_period() {
+        let mut e = leader("a", false);
+        assert_eq!(poll(&mut e, ms(1_999)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(2_000)));
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        let Operation::Update {
+            resource_version,
+            record,
+        } = &op
+        else {
+            panic!("{op:?}")
+        };
+        assert_eq!(resource_version, &rv(1));
+        assert!(record.holder.is(&id("a")));
+    }
+
+    #[test]
+    fn renew_keeps_acquire_time_and_transitions() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        let mut current = lease(3, Some("a"), 4);
+        current.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
+        e.handle_response(Ok(current), ms(0));
+        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(0)) else {
+            panic!()
+        };
+        assert_eq!(record.lease_transitions, Some(4));
+        assert_eq!(
+            record.acquire_time,
+            Some(crate::MicroTime::from_unix_micros(42))
+        );
+        assert_eq!(record.renew_time, Some(WALL));
+    }
+
+    #[test]
+    fn empty_holder_is_taken_at_once() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, None, 2)), ms(0));
+        let op = poll(&mut e, ms(0)).unwrap();
+        assert!(holder_of(&op).is(&id("a")));
+    }
+
+    #[test]
+    fn follower_waits_lease_duration_from_observed_change_before_taking_over() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(1_000));
+        // Polls do not take over before 1 s + 15 s; the same record re-read changes nothing.
+        let mut now = 1_000;
+        while now < 16_000 {
+            if let Some(op) = poll(&mut e, ms(now)) {
+                assert_eq!(op, Operation::Get, "took over early at {now} ms");
+                e.handle_response(Ok(lease(5, Some("b"), 2)), ms(now));
+            }
+            now += 100;
+        }
+        let op = poll(&mut e, ms(16_000)).unwrap();
+        assert!(holder_of(&op).is(&id("a")));
+    }
+
+    #[test]
+    fn a_changed_record_restarts_the_expiry_clock() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        assert_eq!(poll(&mut e, ms(0)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(15_000)));
+        e.handle_watch(WatchEvent::Changed(lease(6, Some("b"), 2)), ms(10_000));
+        assert_eq!(e.poll_timeout(), Some(ms(25_000)));
+    }
+
+    #[test]
+    fn takeover_increments_transitions_and_sets_acquire_time() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        let mut old = lease(5, Some("b"), 7);
+        old.record.acquire_time = Some(crate::MicroTime::from_unix_micros(1));
+        e.handle_response(Ok(old.clone()), ms(0));
+        let (at, op) = next_write(&mut e, 0, &old);
+        assert_eq!(at, 15_000);
+        let Operation::Update {
+            record,
+            resource_version,
+        } = op
+        else {
+            panic!()
+        };
+        assert_eq!(resource_version, rv(5));
+        assert_eq!(record.lease_transitions, Some(8));
+        assert_eq!(record.acquire_time, Some(WALL));
+    }
+
+    #[test]
+    fn conflict_on_write_rereads_before_anything_else() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        poll(&mut e, ms(0)).unwrap();
+        e.handle_response(Err(ApiError::Conflict), ms(1));
+        assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
+        assert!(!e.is_leader(ms(1)));
+    }
+
+    #[test]
+    fn already_exists_on_create_rereads() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::NotFound), ms(0));
+        poll(&mut e, ms(0)).unwrap();
+        e.handle_response(Err(ApiError::AlreadyExists), ms(1));
+        assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
+    }
+
+    #[test]
+    fn deadline_counts_from_the_send_not_the_answer() {
+        let mut e = leader("a", false);
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        // The answer takes 3 s; the term still runs from the send.
+        e.handle_response(Ok(stored(&op, 2)), ms(5_000));
+        assert_eq!(e.deadline(), Some(ms(12_000)));
+    }
+
+    #[test]
+    fn leadership_ends_at_renew_deadline_without_a_successful_renew() {
+        let mut e = leader("a", false);
+        let mut now = 2_000;
+        while now < 10_000 {
+            if poll(&mut e, ms(now)).is_some() {
+                e.handle_response(Err(ApiError::Server { status: 503 }), ms(now));
+            }
+            assert!(e.is_leader(ms(now)), "lost early at {now}");
+            now += 50;
+        }
+        assert!(!e.is_leader(ms(10_000)));
+        e.handle_timeout(ms(10_000));
+        let evs = events(&mut e);
+        assert!(evs.contains(&Event::LostLeadership {
+            reason: LossReason::RenewDeadlineExceeded
+        }));
+    }
+
+    #[test]
+    fn a_read_showing_another_holder_steps_down_at_once() {
+        let mut e = leader("a", false);
+        poll(&mut e, ms(2_000)).unwrap();
+        e.handle_response(Err(ApiError::Conflict), ms(2_001));
+        assert!(e.is_leader(ms(2_001)));
+        assert_eq!(poll(&mut e, ms(2_001)), Some(Operation::Get));
+        e.handle_response(Ok(lease(9, Some("b"), 1)), ms(2_002));
+        assert!(!e.is_leader(ms(2_002)));
+        let evs = events(&mut e);
+        assert_eq!(
+            evs[0],
+            Event::LostLeadership {
+                reason: LossReason::HeldByOther
+            }
+        );
+        assert!(matches!(&evs[1], Event::LeaderChanged { holder } if holder.is(&id("b"))));
+    }
+
+    #[test]
+    fn a_watch_event_showing_another_holder_steps_down_at_once() {
+        let mut e = leader("a", true);
+        e.handle_watch(WatchEvent::Changed(lease(9, Some("b"), 1)), ms(100));
+        assert!(!e.is_leader(ms(100)));
+    }
+
+    #[test]
+    fn a_paused_leader_steps_down_before_anything_else() {
+        let mut e = leader("a", false);
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        // Paused for 25 s with the renew in flight; its success arrives after the deadline.
+        e.handle_response(Ok(stored(&op, 2)), ms(27_000));
+        let evs = events(&mut e);
+        assert_eq!(
+            evs.first(),
+            Some(&Event::LostLeadership {
+                reason: LossReason::RenewDeadlineExceeded
+            })
+        );
+        assert!(
+            !evs.iter()
+                .any(|ev| matches!(ev, Event::BecameLeader { .. }))
+        );
+        assert!(!e.is_leader(ms(27_000)));
+    }
+
+    #[test]
+    fn a_claim_answered_after_its_deadline_does_not_lead() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        let op = poll(&mut e, ms(0)).unwrap();
+        e.handle_response(Ok(stored(&op, 6)), ms(10_000));
+        assert!(!e.is_leader(ms(10_000)));
+        assert!(
+            !events(&mut e)
+                .iter()
+                .any(|ev| matches!(ev, Event::BecameLeader { .. }))
+        );
+        // The record names it, so the next claim is due at once and makes it leader.
+        let op = poll(&mut e, ms(10_000)).unwrap();
+        e.handle_response(Ok(stored(&op, 7)), ms(10_001));
+        assert!(e.is_leader(ms(10_001)));
+    }
+
+    #[test]
+    fn release_rereads_then_writes_empty_holder_and_duration_one() {
+        let mut e = leader("a", false);
+        e.shutdown(ms(500));
+        assert!(
+            !e.is_leader(ms(500)),
+            "steps down before the release is written"
+        );
+        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        e.handle_response(Ok(lease(1, Some("a"), 0)), ms(501));
+        let Some(Operation::Update {
+            record,
+            resource_version,
+        }) = poll(&mut e, ms(501))
+        else {
+            panic!()
+        };
+        assert_eq!(resource_version, rv(1));
+        assert_eq!(record.holder, Holder::None);
+        assert_eq!(record.lease_duration, Some(Duration::from_secs(1)));
+        assert_eq!(record.lease_transitions, Some(0));
+        e.handle_response(Ok(lease(2, None, 0)), ms(502));
+        assert!(e.is_shut_down());
+        assert!(events(&mut e).contains(&Event::Released { written: true }));
+        assert_eq!(poll(&mut e, ms(10_000)), None);
+        assert_eq!(e.poll_timeout(), None);
+    }
+
+    #[test]
+    fn release_does_not_blank_a_newer_holder() {
+        let mut e = leader("a", false);
+        e.shutdown(ms(500));
+        poll(&mut e, ms(500));
+        e.handle_response(Ok(lease(4, Some("b"), 1)), ms(501));
+        assert_eq!(poll(&mut e, ms(501)), None);
+        assert!(e.is_shut_down());
+        assert!(events(&mut e).contains(&Event::Released { written: false }));
+    }
+
+    #[test]
+    fn shutdown_of_a_follower_finishes_without_a_request() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(4, Some("b"), 1)), ms(0));
+        e.shutdown(ms(1));
+        assert_eq!(poll(&mut e, ms(1)), None);
+        assert!(e.is_shut_down());
+    }
+
+    #[test]
+    fn only_one_request_is_in_flight() {
+        let mut e = elector("a", false);
+        assert!(poll(&mut e, ms(0)).is_some());
+        for t in [0, 1_000, 60_000] {
+            assert_eq!(poll(&mut e, ms(t)), None);
+        }
+    }
+
+    #[test]
+    fn without_a_watch_a_follower_polls_with_client_go_jitter() {
+        let mut e = elector("a", false);
+        let mut now = 0;
+        let mut reads = 0;
+        while reads < 50 {
+            if poll(&mut e, ms(now)).is_some() {
+                e.handle_response(Ok(lease(5, Some("b"), 2)), ms(now));
+                e.handle_watch(WatchEvent::Changed(lease(5 + reads, Some("b"), 2)), ms(now));
+                reads += 1;
+                let gap = e.poll_timeout().unwrap().as_millis() - now;
+                assert!((2_000..4_400).contains(&gap), "poll gap {gap} ms");
+            }
+            now += 10;
+        }
+    }
+
+    #[test]
+    fn with_a_watch_a_follower_sends_no_polls_and_wakes_at_expiry() {
+        let mut e = elector("a", true);
+        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        assert_eq!(
+            e.poll_request(ms(0), WALL).map(|r| r.op),
+            Some(Operation::Watch {
+                resource_version: Some(rv(5))
+            })
+        );
+        assert_eq!(e.poll_timeout(), Some(ms(15_000)));
+        for t in (1..15_000).step_by(500) {
+            assert_eq!(poll(&mut e, ms(t)), None, "request at {t} ms");
+        }
+        let op = poll(&mut e, ms(15_000)).unwrap();
+        assert!(holder_of(&op).is(&id("a")));
+    }
+
+    #[test]
+    fn a_release_seen_on_the_watch_is_taken_at_once() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        poll(&mut e, ms(0));
+        let mut released = lease(6, None, 2);
+        released.record.lease_duration = Some(Duration::from_secs(1));
+        e.handle_watch(WatchEvent::Changed(released), ms(3_000));
+        assert_eq!(e.poll_timeout(), Some(ms(3_000)));
+        let op = poll(&mut e, ms(3_000)).unwrap();
+        assert!(holder_of(&op).is(&id("a")));
+    }
+
+    #[test]
+    fn watch_gone_410_rereads_then_watches_from_the_new_version() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        poll(&mut e, ms(0));
+        e.handle_watch(WatchEvent::Expired, ms(100));
+        assert_eq!(poll(&mut e, ms(100)), Some(Operation::Get));
+        e.handle_response(Ok(lease(9, Some("b"), 2)), ms(101));
+        assert_eq!(
+            e.poll_request(ms(101), WALL).map(|r| r.op),
+            Some(Operation::Watch {
+                resource_version: Some(rv(9))
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_watch_falls_back_to_polling_until_reopened() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        poll(&mut e, ms(0));
+        e.handle_watch(WatchEvent::Failed, ms(3_000));
+        assert_eq!(poll(&mut e, ms(4_500)), Some(Operation::Get));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(4_500));
+        let reopen = (4_500..9_000)
+            .step_by(10)
+            .find_map(|t| e.poll_request(ms(t), WALL).map(|r| (t, r.op)))
+            .unwrap();
+        assert!(matches!(reopen.1, Operation::Watch { .. }), "{reopen:?}");
+    }
+
+    #[test]
+    fn a_stale_watch_event_is_ignored() {
+        let mut e = leader("a", true);
+        poll(&mut e, ms(0));
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        e.handle_response(Ok(stored(&op, 10)), ms(2_000));
+        e.handle_watch(WatchEvent::Changed(lease(8, Some("b"), 0)), ms(2_100));
+        assert!(e.is_leader(ms(2_100)));
+    }
+
+    #[test]
+    fn after_losing_it_campaigns_again() {
+        let mut e = leader("a", false);
+        poll(&mut e, ms(2_000)).unwrap();
+        e.handle_response(Ok(lease(3, Some("b"), 1)), ms(2_000));
+        assert!(!e.is_leader(ms(2_000)));
+        let mut now = 2_000;
+        let op = loop {
+            let op = poll(&mut e, ms(now));
+            match op {
+                Some(Operation::Get) => e.handle_response(Ok(lease(3, Some("b"), 1)), ms(now)),
+                Some(op) => break op,
+                None => {}
+            }
+            now += 100;
+        };
+        assert!(holder_of(&op).is(&id("a")));
+        assert!(now >= 17_000, "took over at {now}");
+    }
+
+    #[test]
+    fn an_oversized_holder_is_someone_else() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        let long = [b'x'; 300];
+        let long = core::str::from_utf8(&long).unwrap();
+        let held = lease(5, Some(long), 2);
+        e.handle_response(Ok(held.clone()), ms(0));
+        let evs = events(&mut e);
+        assert_eq!(
+            evs[0],
+            Event::LeaderChanged {
+                holder: Holder::Oversized { len: 300 }
+            }
+        );
+        let (at, op) = next_write(&mut e, 0, &held);
+        assert_eq!(at, 15_000);
+        let Operation::Update { record, .. } = op else {
+            panic!()
+        };
+        assert_eq!(record.lease_transitions, Some(3));
+    }
+
+    #[test]
+    fn too_many_requests_waits_for_retry_after() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        let error = ApiError::TooManyRequests {
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        e.handle_response(Err(error), ms(0));
+        assert_eq!(e.poll_timeout(), Some(ms(30_000)));
+        assert_eq!(poll(&mut e, ms(29_999)), None);
+    }
+
+    #[test]
+    fn forbidden_is_reported_with_its_verb() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::NotFound), ms(0));
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::Forbidden), ms(0));
+        let evs = events(&mut e);
+        assert!(evs.contains(&Event::RequestFailed {
+            verb: crate::Verb::Create,
+            error: ApiError::Forbidden
+        }));
+    }
+
+    #[test]
+    fn a_deleted_lease_ends_leadership() {
+        let mut e = leader("a", true);
+        e.handle_watch(WatchEvent::Deleted, ms(100));
+        assert!(!e.is_leader(ms(100)));
+        assert!(events(&mut e).contains(&Event::LostLeadership {
+            reason: LossReason::Deleted
+        }));
+        assert!(matches!(poll(&mut e, ms(100)), Some(Operation::Create(_))));
+    }
+
+    #[test]
+    fn the_records_own_duration_decides_expiry() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        let mut node = lease(5, Some("b"), 2);
+        node.record.lease_duration = Some(Duration::from_secs(40));
+        e.handle_response(Ok(node), ms(0));
+        assert_eq!(e.poll_timeout(), Some(ms(0)), "watch to open first");
+        assert_eq!(poll(&mut e, ms(0)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(40_000)));
+    }
+}

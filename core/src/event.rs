@@ -1,0 +1,62 @@
+//! What the core tells the application: leadership changes and failures worth reporting.
+
+use crate::api::{ApiError, Verb};
+use crate::record::Holder;
+
+/// An application event. Drain them with `poll_event` after every `handle_*` and `poll_request`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This candidate now leads (holds the slot). `epoch` is the lease's `leaseTransitions`, a
+    /// fencing token: work stamped with an older epoch came from a stale leader.
+    BecameLeader {
+        /// `leaseTransitions` of the record this candidate wrote.
+        epoch: u32,
+    },
+    /// This candidate no longer leads; stop leader-only work now.
+    LostLeadership {
+        /// Why.
+        reason: LossReason,
+    },
+    /// The record names a different holder than before (or the first one seen).
+    LeaderChanged {
+        /// The new holder; [`Holder::Oversized`] when its identity is longer than the core stores.
+        holder: Holder,
+    },
+    /// An API call failed; the core will retry on its own schedule. `Forbidden` and
+    /// `Unauthorized` are what an agent turns into an RBAC fix.
+    RequestFailed {
+        /// The verb that failed.
+        verb: Verb,
+        /// How.
+        error: ApiError,
+    },
+    /// Shutdown (or a pool's release) finished: nothing more will be requested.
+    Released {
+        /// Whether the lease was written free (`false` when it was not ours any more, or the
+        /// release could not be written: it then expires on its own).
+        written: bool,
+    },
+}
+
+/// Why leadership ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossReason {
+    /// No successful renew was sent within the renew deadline (API unreachable, slow, or this
+    /// process was paused).
+    RenewDeadlineExceeded,
+    /// A read or a watch event showed another holder.
+    HeldByOther,
+    /// The Lease object was deleted.
+    Deleted,
+    /// The application asked to shut down or release.
+    Released,
+}
+
+/// An [`Event`] tagged with the slot (lease) it concerns: always 0 for an elector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotEvent {
+    /// The slot.
+    pub slot: u16,
+    /// The event.
+    pub event: Event,
+}

@@ -1,0 +1,263 @@
+//! A renew-only lease, as the kubelet keeps its node lease in `kube-node-lease`: a watcher can
+//! tell the node is gone when the lease stops being renewed.
+
+use crate::api::{ApiError, Operation, Request, Response, Verb};
+use crate::jitter::Jitter;
+use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime};
+use crate::timing::{TimingError, TimingField};
+use embassy_time::{Duration, Instant, TICK_HZ};
+use heapless::Deque;
+
+/// First wait after a failure (kubelet: 200 ms), doubled on each further failure...
+pub const BACKOFF_START: Duration = Duration::from_millis(200);
+/// ...up to this (kubelet: 7 s).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(7);
+/// Failed updates in a row before the lease is read again (kubelet: 5).
+pub const MAX_UPDATE_TRIES: u32 = 5;
+/// Renew-interval jitter: `interval × (1 + U[0, 0.04))`, as the kubelet's `JitterUntil(…, 0.04)`.
+const RENEW_JITTER_PERMILLE: u64 = 40;
+
+/// What a [`Heartbeat`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeartbeatEvent {
+    /// The lease was created or renewed.
+    Renewed,
+    /// An API call failed; the heartbeat backs off and retries.
+    RequestFailed {
+        /// The verb that failed.
+        verb: Verb,
+        /// How.
+        error: ApiError,
+    },
+    /// The second and every further failure in a row (the kubelet's "failed to update lease"
+    /// warnings): watchers may soon see this lease as stale.
+    RepeatedFailure {
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+}
+
+/// What a [`Heartbeat`] needs to know before it starts.
+#[derive(Clone, Debug)]
+pub struct HeartbeatConfig {
+    /// The lease to keep renewed (kubelet: the node name).
+    pub lease: LeaseName,
+    /// The `holderIdentity` to write (kubelet: the node name).
+    pub identity: Identity,
+    /// `leaseDurationSeconds` (kubelet: 40 s); renewed every quarter of it.
+    pub lease_duration: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Read,
+    Create,
+    Update,
+}
+
+/// Keeps one lease renewed every `lease_duration / 4`; no election, no step-down.
+///
+/// Created if missing; renewed with the resourceVersion last written. On failure it backs off
+/// from 200 ms, doubling up to 7 s; after a conflict or five failed updates in a row it reads the
+/// lease again. It writes only `holderIdentity`, `leaseDurationSeconds` and `renewTime`, keeping
+/// any other field. Driven like [`crate::Elector`].
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    lease_name: LeaseName,
+    identity: Identity,
+    lease_duration: Duration,
+    jitter: Jitter,
+    events: Deque<HeartbeatEvent, 8>,
+    known: Option<Lease>,
+    must_read: bool,
+    in_flight: Option<Pending>,
+    not_before: Instant,
+    failures: u32,
+    update_tries: u32,
+    last_renewed: Option<Instant>,
+    stopped: bool,
+}
+
+impl Heartbeat {
+    /// A heartbeat that reads its lease first. The duration must be whole seconds, at least 1 s.
+    pub fn new(config: HeartbeatConfig, seed: u64) -> Result<Self, TimingError> {
+        let ticks = config.lease_duration.as_ticks();
+        if ticks == 0 {
+            return Err(TimingError::NotPositive {
+                field: TimingField::LeaseDuration,
+            });
+        }
+        if ticks % TICK_HZ != 0 || ticks / TICK_HZ > i32::MAX as u64 {
+            return Err(TimingError::LeaseNotWholeSeconds {
+                lease_duration: config.lease_duration,
+            });
+        }
+        Ok(Self {
+            lease_name: config.lease,
+            identity: config.identity,
+            lease_duration: config.lease_duration,
+            jitter: Jitter::new(seed),
+            events: Deque::new(),
+            known: None,
+            must_read: true,
+            in_flight: None,
+            not_before: Instant::MIN,
+            failures: 0,
+            update_tries: 0,
+            last_renewed: None,
+            stopped: false,
+        })
+    }
+
+    /// The renew interval: a quarter of the lease duration (kubelet: 10 s for 40 s).
+    pub fn renew_interval(&self) -> Duration {
+        Duration::from_ticks(self.lease_duration.as_ticks() / 4)
+    }
+
+    fn push(&mut self, event: HeartbeatEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(event);
+    }
+
+    fn record(&self, wall: MicroTime) -> LeaseRecord {
+        let base = self
+            .known
+            .as_ref()
+            .map_or(LeaseRecord::EMPTY, |l| l.record.clone());
+        LeaseRecord {
+            holder: Holder::Named(self.identity.clone()),
+            lease_duration: Some(self.lease_duration),
+            renew_time: Some(wall),
+            ..base
+        }
+    }
+
+    /// The next request to send, if one is due at `now`.
+    pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        if self.stopped || self.in_flight.is_some() || now < self.not_before {
+            return None;
+        }
+        let (pending, op) = match &self.known {
+            _ if self.must_read => (Pending::Read, Operation::Get),
+            None => (Pending::Create, Operation::Create(self.record(wall))),
+            Some(lease) => (
+                Pending::Update,
+                Operation::Update {
+                    resource_version: lease.resource_version.clone(),
+                    record: self.record(wall),
+                },
+            ),
+        };
+        self.in_flight = Some(pending);
+        Some(Request {
+            slot: 0,
+            lease: self.lease_name.clone(),
+            op,
+        })
+    }
+
+    /// Feeds the answer to the outstanding request.
+    pub fn handle_response(&mut self, response: Response, now: Instant) {
+        let Some(pending) = self.in_flight.take() else {
+            return;
+        };
+        match (pending, response) {
+            (Pending::Read, Ok(lease)) => {
+                self.known = Some(lease);
+                self.must_read = false;
+                self.not_before = now;
+            }
+            (Pending::Read, Err(ApiError::NotFound)) => {
+                self.known = None;
+                self.must_read = false;
+                self.not_before = now;
+            }
+            (Pending::Create | Pending::Update, Ok(lease)) => {
+                self.known = Some(lease);
+                self.failures = 0;
+                self.update_tries = 0;
+                self.last_renewed = Some(now);
+                let interval = self
+                    .jitter
+                    .stretch(self.renew_interval(), RENEW_JITTER_PERMILLE);
+                self.not_before = now.saturating_add(interval);
+                self.push(HeartbeatEvent::Renewed);
+            }
+            (pending, Err(error)) => self.failed(pending, error, now),
+        }
+    }
+
+    fn failed(&mut self, pending: Pending, error: ApiError, now: Instant) {
+        let verb = match pending {
+            Pending::Read => Verb::Get,
+            Pending::Create => Verb::Create,
+            Pending::Update => Verb::Update,
+        };
+        self.push(HeartbeatEvent::RequestFailed { verb, error });
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= 2 {
+            self.push(HeartbeatEvent::RepeatedFailure {
+                failures: self.failures,
+            });
+        }
+        let reread = match (pending, error) {
+            (Pending::Create, ApiError::AlreadyExists | ApiError::Conflict) => true,
+            (Pending::Update, ApiError::Conflict | ApiError::NotFound) => true,
+            (Pending::Update, _) => {
+                self.update_tries += 1;
+                self.update_tries >= MAX_UPDATE_TRIES
+            }
+            _ => false,
+        };
+        if reread {
+            self.must_read = true;
+            self.update_tries = 0;
+        }
+        let shift = (self.failures - 1).min(16);
+        let backoff = BACKOFF_START
+            .checked_mul(1 << shift)
+            .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX));
+        let server_wait = match error {
+            ApiError::TooManyRequests {
+                retry_after: Some(after),
+            } => after,
+            _ => Duration::from_ticks(0),
+        };
+        self.not_before = now.saturating_add(backoff.max(server_wait));
+    }
+
+    /// Tells the heartbeat that `now` has come; requests come from `poll_request`.
+    pub fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// When to poll again; `None` while an answer is awaited or after [`stop`](Self::stop).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.stopped && self.in_flight.is_none()).then_some(self.not_before)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<HeartbeatEvent> {
+        self.events.pop_front()
+    }
+
+    /// Stops renewing. The lease is left to expire: a heartbeat that stops means "gone".
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// When the last renew succeeded (local monotonic time).
+    pub fn last_renewed(&self) -> Option<Instant> {
+        self.last_renewed
+    }
+
+    /// Failures in a row so far.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// The lease as last written or read.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.known.as_ref()
+    }
+}

@@ -1,0 +1,268 @@
+//! The Lease record as the core sees it: bounded, owned, and free of wire formats.
+//!
+//! Adapters decode the API server's JSON into these types and encode them back. Everything here
+//! has a fixed capacity so the core never allocates; a value from the server that does not fit is
+//! represented explicitly (see [`Holder::Oversized`]) rather than truncated or rejected with a panic.
+
+use core::fmt;
+use embassy_time::Duration;
+use heapless::String;
+
+/// Longest lease name accepted: a Kubernetes object name is a DNS-1123 subdomain of at most 253
+/// characters.
+pub const NAME_CAPACITY: usize = 253;
+
+/// Longest holder identity stored. The API server accepts longer ones (a 300-character holder is
+/// stored as is); such a record is still understood, as [`Holder::Oversized`].
+pub const IDENTITY_CAPACITY: usize = 253;
+
+/// Longest `resourceVersion` stored. etcd issues decimal revisions (at most 20 digits); the value is
+/// opaque, so the capacity leaves room for other storage backends.
+pub const RESOURCE_VERSION_CAPACITY: usize = 64;
+
+/// Why a bounded string could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextError {
+    /// The value is empty and must not be.
+    Empty {
+        /// Which value: "lease name", "identity", "resourceVersion".
+        what: &'static str,
+    },
+    /// The value is longer than its capacity.
+    TooLong {
+        /// Which value.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The capacity in bytes.
+        max: usize,
+    },
+    /// A lease name that is not a DNS-1123 subdomain.
+    InvalidName {
+        /// The first offending byte offset.
+        at: usize,
+    },
+}
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty { what } => write!(f, "{what} must not be empty"),
+            Self::TooLong { what, len, max } => {
+                write!(f, "{what} is {len} bytes long; at most {max} are allowed")
+            }
+            Self::InvalidName { at } => write!(
+                f,
+                "lease name is not a DNS-1123 subdomain (character {at}): use lower-case letters, \
+                 digits, '-' and '.', starting and ending with a letter or digit"
+            ),
+        }
+    }
+}
+
+fn bounded<const N: usize>(what: &'static str, s: &str) -> Result<String<N>, TextError> {
+    if s.is_empty() {
+        return Err(TextError::Empty { what });
+    }
+    String::try_from(s).map_err(|_| TextError::TooLong {
+        what,
+        len: s.len(),
+        max: N,
+    })
+}
+
+/// The name of a Lease object, validated as a DNS-1123 subdomain so that a bad name is refused
+/// before any API call rather than by a 422 from the server.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseName(String<NAME_CAPACITY>);
+
+impl LeaseName {
+    /// Validates and stores `name`.
+    pub fn new(name: &str) -> Result<Self, TextError> {
+        let stored = bounded("lease name", name)?;
+        let bytes = name.as_bytes();
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        for (at, &b) in bytes.iter().enumerate() {
+            let edge = at == 0 || at + 1 == bytes.len();
+            let ok = alnum(b) || (!edge && (b == b'-' || b == b'.'));
+            if !ok {
+                return Err(TextError::InvalidName { at });
+            }
+        }
+        Ok(Self(stored))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LeaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The identity a candidate writes as `holderIdentity`: non-empty, at most [`IDENTITY_CAPACITY`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity(String<IDENTITY_CAPACITY>);
+
+impl Identity {
+    /// Stores `identity`, refusing an empty or over-long one.
+    pub fn new(identity: &str) -> Result<Self, TextError> {
+        bounded("identity", identity).map(Self)
+    }
+
+    /// The identity as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who a Lease record names as its holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// No holder (absent or empty `holderIdentity`): the lease may be taken at once.
+    None,
+    /// A holder identity that fits in [`IDENTITY_CAPACITY`].
+    Named(Identity),
+    /// A holder identity longer than [`IDENTITY_CAPACITY`]. Our own identity always fits, so this
+    /// is someone else by construction; only its length is kept.
+    Oversized {
+        /// Length of the holder identity in bytes.
+        len: usize,
+    },
+}
+
+impl Holder {
+    /// Classifies a `holderIdentity` read from the server; never fails.
+    pub fn from_wire(identity: Option<&str>) -> Self {
+        match identity {
+            None | Some("") => Self::None,
+            Some(s) => match String::try_from(s) {
+                Ok(stored) => Self::Named(Identity(stored)),
+                Err(_) => Self::Oversized { len: s.len() },
+            },
+        }
+    }
+
+    /// The identity to write back as `holderIdentity`; `None` for [`Holder::Oversized`], whose
+    /// text was not kept (the core never writes such a record back).
+    pub fn as_wire(&self) -> Option<&str> {
+        match self {
+            Self::None => Some(""),
+            Self::Named(id) => Some(id.as_str()),
+            Self::Oversized { .. } => None,
+        }
+    }
+
+    /// Whether this holder is `identity`.
+    pub fn is(&self, identity: &Identity) -> bool {
+        matches!(self, Self::Named(id) if id == identity)
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => f.write_str("<none>"),
+            Self::Named(id) => f.write_str(id.as_str()),
+            Self::Oversized { len } => write!(f, "<someone else: a {len}-byte identity>"),
+        }
+    }
+}
+
+/// An opaque `metadata.resourceVersion`, echoed back on every write for optimistic concurrency.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceVersion(String<RESOURCE_VERSION_CAPACITY>);
+
+impl ResourceVersion {
+    /// Stores a resourceVersion read from the server.
+    pub fn new(rv: &str) -> Result<Self, TextError> {
+        bounded("resourceVersion", rv).map(Self)
+    }
+
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `self` is known to be older than or equal to `other`.
+    ///
+    /// resourceVersions are opaque, but etcd-backed servers issue increasing integers. The core
+    /// uses this order only to drop a watch event older than a record it already holds; when
+    /// either value is not an integer the answer is `false` and the event is taken as news, which
+    /// at worst causes a needless step-down, never a second leader.
+    pub fn is_not_newer_than(&self, other: &Self) -> bool {
+        match (self.0.parse::<u64>(), other.0.parse::<u64>()) {
+            (Ok(a), Ok(b)) => a <= b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ResourceVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Wall-clock time as written to `acquireTime`/`renewTime` (MicroTime: microseconds since the
+/// Unix epoch). It is recorded for humans and client-go peers and never compared with a local
+/// clock: clocks on different nodes disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MicroTime(i64);
+
+impl MicroTime {
+    /// From microseconds since 1970-01-01T00:00:00Z.
+    pub const fn from_unix_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// Microseconds since 1970-01-01T00:00:00Z.
+    pub const fn as_unix_micros(self) -> i64 {
+        self.0
+    }
+}
+
+/// The `spec` of a `coordination.k8s.io/v1` Lease, the subset leader election uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// `holderIdentity`.
+    pub holder: Holder,
+    /// `leaseDurationSeconds`; `None` when absent or not positive.
+    pub lease_duration: Option<Duration>,
+    /// `acquireTime`.
+    pub acquire_time: Option<MicroTime>,
+    /// `renewTime`.
+    pub renew_time: Option<MicroTime>,
+    /// `leaseTransitions`: how many times the holder changed. A fencing epoch.
+    pub lease_transitions: Option<u32>,
+}
+
+impl LeaseRecord {
+    /// A record with no holder and no fields set, as `kubectl create` of an empty spec leaves it.
+    pub const EMPTY: Self = Self {
+        holder: Holder::None,
+        lease_duration: None,
+        acquire_time: None,
+        renew_time: None,
+        lease_transitions: None,
+    };
+}
+
+/// A Lease as stored on the server: its record and the resourceVersion it was read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// `metadata.resourceVersion`.
+    pub resource_version: ResourceVersion,
+    /// `spec`.
+    pub record: LeaseRecord,
+}

@@ -1,0 +1,594 @@
+//! One lease under client-go's rules: the engine shared by [`crate::Elector`] (one slot) and
+//! [`crate::Pool`] (n slots).
+//!
+//! A slot caches what it last saw of its lease, remembers on the local monotonic clock when that
+//! changed (`observed_at`), and decides the next request from its owner's [`Intent`]. Both
+//! `poll_request` and `poll_timeout` derive from one function, [`LeaseSlot::due`], so the wake-up
+//! the driver arms is exactly the instant the next request becomes due.
+
+use crate::api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
+use crate::event::{Event, LossReason, SlotEvent};
+use crate::expiry::{leader_deadline, lease_expiry};
+use crate::jitter::Jitter;
+use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion};
+use crate::timing::Timing;
+use embassy_time::{Duration, Instant};
+use heapless::Deque;
+
+/// Events a machine can hold before the oldest is dropped. Every `handle_*` or `poll_request`
+/// call adds at most three, so a caller that drains after each call never loses one.
+pub const EVENT_CAPACITY: usize = 16;
+
+pub(crate) type EventQueue = Deque<SlotEvent, EVENT_CAPACITY>;
+
+pub(crate) fn push_event(events: &mut EventQueue, slot: u16, event: Event) {
+    if events.is_full() {
+        events.pop_front();
+    }
+    // Cannot fail: a slot was just made free.
+    let _ = events.push_back(SlotEvent { slot, event });
+}
+
+/// What the owner wants from a lease right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Take it when free or expired; renew it while held.
+    Campaign,
+    /// Track it (read or watch) without taking it.
+    Observe,
+    /// Neither request nor watch.
+    Idle,
+    /// Give it up: step down, then write it free if the server still names us.
+    Release,
+}
+
+/// The shared, per-owner context a slot needs for a step.
+pub(crate) struct Env<'a> {
+    pub identity: &'a Identity,
+    pub timing: &'a Timing,
+    pub jitter: &'a mut Jitter,
+    pub events: &'a mut EventQueue,
+}
+
+#[derive(Clone, Debug)]
+enum Known {
+    Unknown,
+    Absent,
+    Present(Lease),
+}
+
+/// The leadership this slot currently claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Leadership {
+    pub since: Instant,
+    pub deadline: Instant,
+    pub epoch: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Read,
+    Create,
+    /// Take over, or renew: the same write, `holderIdentity` = us, with the read resourceVersion.
+    Claim,
+    ReleaseRead,
+    ReleaseWrite,
+    /// No request: end the release without writing (the lease is not ours).
+    Finish,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    action: Action,
+    sent_at: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    Disabled,
+    Closed { reopen_at: Instant },
+    Open,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReleaseStage {
+    NotStarted,
+    Reading,
+    WriteDue,
+    Writing,
+    Done,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct LeaseSlot {
+    index: u16,
+    name: LeaseName,
+    intent: Intent,
+    known: Known,
+    observed_at: Instant,
+    leading: Option<Leadership>,
+    in_flight: Option<InFlight>,
+    /// Backoff after a failure: no request before this.
+    not_before: Instant,
+    /// While leading: when the next renew is due.
+    renew_at: Instant,
+    /// When the next poll is due while no watch is open.
+    next_poll_at: Instant,
+    /// A 409 or a 410 asked for a fresh read before anything else.
+    must_read: bool,
+    watch: Watch,
+    watch_rv: Option<ResourceVersion>,
+    release: ReleaseStage,
+}
+
+impl LeaseSlot {
+    pub(crate) fn new(index: u16, name: LeaseName, intent: Intent, watch: bool) -> Self {
+        Self {
+            index,
+            name,
+            intent,
+            known: Known::Unknown,
+            observed_at: Instant::MIN,
+            leading: None,
+            in_flight: None,
+            not_before: Instant::MIN,
+            renew_at: Instant::MIN,
+            next_poll_at: Instant::MIN,
+            must_read: false,
+            watch: if watch {
+                Watch::Closed {
+                    reopen_at: Instant::MIN,
+                }
+            } else {
+                Watch::Disabled
+            },
+            watch_rv: None,
+            release: ReleaseStage::NotStarted,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &LeaseName {
+        &self.name
+    }
+
+    pub(crate) fn leadership(&self) -> Option<Leadership> {
+        self.leading
+    }
+
+    pub(crate) fn is_leader(&self, now: Instant) -> bool {
+        self.leading.is_some_and(|l| now < l.deadline)
+    }
+
+    pub(crate) fn lease(&self) -> Option<&Lease> {
+        match &self.known {
+            Known::Present(lease) => Some(lease),
+            Known::Unknown | Known::Absent => None,
+        }
+    }
+
+    pub(crate) fn holder(&self) -> Option<&Holder> {
+        self.lease().map(|l| &l.record.holder)
+    }
+
+    pub(crate) fn has_request_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.release == ReleaseStage::Done
+    }
+
+    /// Whether a take could be sent at `now` from what is known (free, ours, or expired).
+    pub(crate) fn is_takeable(&self, now: Instant, timing: &Timing, identity: &Identity) -> bool {
+        !self.must_read && self.take_at(timing, identity).is_some_and(|at| at <= now)
+    }
+
+    /// When this lease becomes takeable from what is known; `None` when nothing is known. A
+    /// record that names us (a restart, or a term that lapsed) is ours to renew at once, as in
+    /// client-go; the write's resourceVersion still guards it.
+    pub(crate) fn take_at(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+        match &self.known {
+            Known::Unknown => None,
+            Known::Absent => Some(self.observed_at),
+            Known::Present(lease) => Some(match &lease.record.holder {
+                Holder::None => self.observed_at,
+                h if h.is(identity) => self.observed_at,
+                _ => lease_expiry(self.observed_at, &lease.record, timing.lease_duration()),
+            }),
+        }
+    }
+
+    /// Changes what the owner wants. Stepping down for a release happens here, before any
+    /// request, so no one is told to stop after another could have started.
+    pub(crate) fn set_intent(&mut self, intent: Intent, now: Instant, env: &mut Env<'_>) {
+        if self.intent == intent {
+            return;
+        }
+        if intent == Intent::Release {
+            self.release = ReleaseStage::NotStarted;
+            self.not_before = now;
+            self.step_down(LossReason::Released, env);
+        }
+        self.intent = intent;
+        self.expire(now, env);
+    }
+
+    /// Steps down if the renew deadline has passed: called first on every input, so a process
+    /// that was paused past its deadline stops leading before it does anything else.
+    pub(crate) fn expire(&mut self, now: Instant, env: &mut Env<'_>) {
+        if self.leading.is_some_and(|l| now >= l.deadline) {
+            self.step_down(LossReason::RenewDeadlineExceeded, env);
+        }
+    }
+
+    fn step_down(&mut self, reason: LossReason, env: &mut Env<'_>) {
+        if self.leading.take().is_some() {
+            push_event(env.events, self.index, Event::LostLeadership { reason });
+        }
+    }
+
+    /// Takes in a read, a write's answer or a watch event showing the lease as `seen`.
+    fn observe(&mut self, seen: Option<Lease>, now: Instant, env: &mut Env<'_>) {
+        let holder_before = self.holder().cloned();
+        let changed = match (&self.known, &seen) {
+            (Known::Present(old), Some(new)) => old != new,
+            (Known::Absent, None) => false,
+            _ => true,
+        };
+        if changed {
+            self.known = match seen {
+                Some(lease) => Known::Present(lease),
+                None => Known::Absent,
+            };
+            self.observed_at = now;
+        }
+        if let Some(lease) = self.lease() {
+            self.watch_rv = Some(lease.resource_version.clone());
+        }
+        let holder_now = self.holder().cloned();
+        match &holder_now {
+            None => self.step_down(LossReason::Deleted, env),
+            Some(h) if !h.is(env.identity) => self.step_down(LossReason::HeldByOther, env),
+            Some(_) => {}
+        }
+        if holder_now != holder_before {
+            if let Some(holder) = holder_now {
+                push_event(env.events, self.index, Event::LeaderChanged { holder });
+            }
+        }
+    }
+
+    /// The next request and when it is due, from the state alone.
+    fn due(&self, timing: &Timing, identity: &Identity) -> Option<(Instant, Action)> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let action = match self.intent {
+            Intent::Idle => return None,
+            Intent::Release => match self.release {
+                ReleaseStage::NotStarted => match self.holder() {
+                    Some(h) if h.is(identity) => Action::ReleaseRead,
+                    _ => Action::Finish,
+                },
+                ReleaseStage::WriteDue => Action::ReleaseWrite,
+                ReleaseStage::Reading | ReleaseStage::Writing | ReleaseStage::Done => return None,
+            },
+            Intent::Campaign | Intent::Observe => {
+                if self.must_read || matches!(self.known, Known::Unknown) {
+                    Action::Read
+                } else if self.leading.is_some() {
+                    return Some((self.renew_at.max(self.not_before), Action::Claim));
+                } else {
+                    let take = match (self.intent, &self.known) {
+                        (Intent::Campaign, Known::Absent) => {
+                            Some((self.observed_at, Action::Create))
+                        }
+                        (Intent::Campaign, Known::Present(_)) => {
+                            self.take_at(timing, identity).map(|at| (at, Action::Claim))
+                        }
+                        _ => None,
+                    };
+                    let poll =
+                        (self.watch != Watch::Open).then_some((self.next_poll_at, Action::Read));
+                    // Backoff applies to both; a take due no later than the poll goes first.
+                    let paced = |(at, action): (Instant, Action)| (at.max(self.not_before), action);
+                    return match (take.map(paced), poll.map(paced)) {
+                        (Some(t), Some(p)) if p.0 < t.0 => Some(p),
+                        (Some(t), _) => Some(t),
+                        (None, p) => p,
+                    };
+                }
+            }
+        };
+        Some((self.not_before, action))
+    }
+
+    /// Whether the watch stream should be opened (`true`) or closed (`false`), and from when.
+    fn watch_due(&self) -> Option<(Instant, bool)> {
+        let wanted = match self.intent {
+            Intent::Campaign | Intent::Observe => true,
+            Intent::Release => self.release != ReleaseStage::Done,
+            Intent::Idle => false,
+        };
+        match self.watch {
+            Watch::Open if !wanted => Some((Instant::MIN, false)),
+            Watch::Closed { reopen_at }
+                if wanted && !self.must_read && !matches!(self.known, Known::Unknown) =>
+            {
+                Some((reopen_at, true))
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+        let deadline = self.leading.map(|l| l.deadline);
+        let watch = self.watch_due().map(|(at, _)| at);
+        let due = self.due(timing, identity).map(|(at, _)| at);
+        [deadline, watch, due].into_iter().flatten().min()
+    }
+
+    pub(crate) fn poll_request(
+        &mut self,
+        now: Instant,
+        wall: MicroTime,
+        env: &mut Env<'_>,
+    ) -> Option<Request> {
+        self.expire(now, env);
+        if let Some((at, open)) = self.watch_due() {
+            if now >= at {
+                let op = if open {
+                    self.watch = Watch::Open;
+                    Operation::Watch {
+                        resource_version: self.watch_rv.clone(),
+                    }
+                } else {
+                    self.watch = Watch::Closed {
+                        reopen_at: Instant::MIN,
+                    };
+                    Operation::Unwatch
+                };
+                return Some(self.request(op));
+            }
+        }
+        let (at, action) = self.due(env.timing, env.identity)?;
+        if now < at {
+            return None;
+        }
+        let op = match action {
+            Action::Read | Action::ReleaseRead => Operation::Get,
+            Action::Create => Operation::Create(claim_record(None, env, wall)),
+            Action::Claim => {
+                let lease = self.lease()?;
+                Operation::Update {
+                    resource_version: lease.resource_version.clone(),
+                    record: claim_record(Some(&lease.record), env, wall),
+                }
+            }
+            Action::ReleaseWrite => {
+                let lease = self.lease()?;
+                Operation::Update {
+                    resource_version: lease.resource_version.clone(),
+                    record: release_record(&lease.record, wall),
+                }
+            }
+            Action::Finish => {
+                self.finish_release(false, env);
+                return None;
+            }
+        };
+        self.release = match action {
+            Action::ReleaseRead => ReleaseStage::Reading,
+            Action::ReleaseWrite => ReleaseStage::Writing,
+            _ => self.release,
+        };
+        self.in_flight = Some(InFlight {
+            action,
+            sent_at: now,
+        });
+        Some(self.request(op))
+    }
+
+    fn request(&self, op: Operation) -> Request {
+        Request {
+            slot: self.index,
+            lease: self.name.clone(),
+            op,
+        }
+    }
+
+    fn finish_release(&mut self, written: bool, env: &mut Env<'_>) {
+        self.release = ReleaseStage::Done;
+        push_event(env.events, self.index, Event::Released { written });
+    }
+
+    pub(crate) fn handle_response(&mut self, response: Response, now: Instant, env: &mut Env<'_>) {
+        self.expire(now, env);
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        match (flight.action, response) {
+            (Action::Read, Ok(lease)) => {
+                self.must_read = false;
+                self.observe(Some(lease), now, env);
+                self.next_poll_at = now.saturating_add(env.jitter.retry(env.timing.retry_period()));
+            }
+            (Action::Read, Err(ApiError::NotFound)) => {
+                self.must_read = false;
+                self.observe(None, now, env);
+                self.next_poll_at = now.saturating_add(env.jitter.retry(env.timing.retry_period()));
+            }
+            (Action::ReleaseRead, Ok(lease)) => {
+                let ours = lease.record.holder.is(env.identity);
+                self.observe(Some(lease), now, env);
+                if ours {
+                    self.release = ReleaseStage::WriteDue;
+                } else {
+                    self.finish_release(false, env);
+                }
+            }
+            (Action::ReleaseRead, Err(error)) => {
+                if error == ApiError::NotFound {
+                    self.observe(None, now, env);
+                }
+                self.report(Verb::Get, error, env);
+                self.finish_release(false, env);
+            }
+            (Action::ReleaseWrite, result) => {
+                let written = result.is_ok();
+                match result {
+                    Ok(lease) => self.observe(Some(lease), now, env),
+                    Err(error) => self.report(Verb::Update, error, env),
+                }
+                self.finish_release(written, env);
+            }
+            (Action::Create | Action::Claim, Ok(lease)) => {
+                let ours = lease.record.holder.is(env.identity);
+                let epoch = lease.record.lease_transitions.unwrap_or(0);
+                self.observe(Some(lease), now, env);
+                if ours {
+                    self.claimed(flight.sent_at, epoch, now, env);
+                }
+                self.not_before = now;
+                self.renew_at = now.saturating_add(env.timing.retry_period());
+            }
+            (Action::Create, Err(ApiError::AlreadyExists | ApiError::Conflict))
+            | (Action::Claim, Err(ApiError::Conflict)) => {
+                // Someone else wrote first: read before deciding anything.
+                self.must_read = true;
+                self.not_before = now;
+            }
+            (Action::Claim, Err(ApiError::NotFound)) => {
+                self.observe(None, now, env);
+                self.not_before = now;
+            }
+            (Action::Create | Action::Claim, Err(error)) => {
+                self.report(Self::verb_of(flight.action), error, env);
+                self.back_off(error, now, env);
+            }
+            (Action::Read, Err(error)) => {
+                self.report(Verb::Get, error, env);
+                self.back_off(error, now, env);
+            }
+            (Action::Finish, _) => {}
+        }
+    }
+
+    fn verb_of(action: Action) -> Verb {
+        match action {
+            Action::Create => Verb::Create,
+            Action::Claim | Action::ReleaseWrite => Verb::Update,
+            Action::Read | Action::ReleaseRead | Action::Finish => Verb::Get,
+        }
+    }
+
+    /// A write naming us succeeded: lead until `renew_deadline` after it was sent, unless that
+    /// has already passed (a slow answer, or a pause while it was in flight).
+    fn claimed(&mut self, sent_at: Instant, epoch: u32, now: Instant, env: &mut Env<'_>) {
+        if self.intent != Intent::Campaign {
+            return;
+        }
+        let deadline = leader_deadline(sent_at, env.timing.renew_deadline());
+        if now >= deadline {
+            return;
+        }
+        match &mut self.leading {
+            Some(l) => l.deadline = deadline,
+            None => {
+                self.leading = Some(Leadership {
+                    since: now,
+                    deadline,
+                    epoch,
+                });
+                push_event(env.events, self.index, Event::BecameLeader { epoch });
+            }
+        }
+    }
+
+    fn report(&self, verb: Verb, error: ApiError, env: &mut Env<'_>) {
+        push_event(env.events, self.index, Event::RequestFailed { verb, error });
+    }
+
+    /// After a failure: a leader retries on the plain retry period (it has a deadline to meet);
+    /// everyone else with jitter, and never sooner than the server's `Retry-After`.
+    fn back_off(&mut self, error: ApiError, now: Instant, env: &mut Env<'_>) {
+        let retry = env.timing.retry_period();
+        let wait = if self.leading.is_some() {
+            retry
+        } else {
+            env.jitter.retry(retry)
+        };
+        let server_wait = match error {
+            ApiError::TooManyRequests {
+                retry_after: Some(after),
+            } => after,
+            _ => Duration::from_ticks(0),
+        };
+        self.not_before = now.saturating_add(wait.max(server_wait));
+    }
+
+    pub(crate) fn handle_watch(&mut self, event: WatchEvent, now: Instant, env: &mut Env<'_>) {
+        self.expire(now, env);
+        match event {
+            WatchEvent::Changed(lease) => {
+                let stale = self.lease().is_some_and(|old| {
+                    lease
+                        .resource_version
+                        .is_not_newer_than(&old.resource_version)
+                });
+                if !stale {
+                    self.observe(Some(lease), now, env);
+                }
+            }
+            WatchEvent::Deleted => self.observe(None, now, env),
+            WatchEvent::Bookmark(rv) => self.watch_rv = Some(rv),
+            WatchEvent::Ended => self.close_watch(now),
+            WatchEvent::Expired => {
+                self.close_watch(now);
+                self.must_read = true;
+                self.watch_rv = None;
+            }
+            WatchEvent::Failed => {
+                let wait = env.jitter.retry(env.timing.retry_period());
+                self.close_watch(now.saturating_add(wait));
+            }
+        }
+    }
+
+    fn close_watch(&mut self, reopen_at: Instant) {
+        if self.watch != Watch::Disabled {
+            self.watch = Watch::Closed { reopen_at };
+        }
+    }
+}
+
+/// The record a take or renew writes: us as holder with our duration and a fresh `renewTime`;
+/// `acquireTime` and `leaseTransitions + 1` only when the holder changes, as client-go does.
+fn claim_record(current: Option<&LeaseRecord>, env: &Env<'_>, wall: MicroTime) -> LeaseRecord {
+    let holder_changes = current.is_none_or(|r| !r.holder.is(env.identity));
+    let transitions = current.and_then(|r| r.lease_transitions).unwrap_or(0);
+    LeaseRecord {
+        holder: Holder::Named(env.identity.clone()),
+        lease_duration: Some(env.timing.lease_duration()),
+        acquire_time: match current {
+            Some(r) if !holder_changes => r.acquire_time.or(Some(wall)),
+            _ => Some(wall),
+        },
+        renew_time: Some(wall),
+        lease_transitions: Some(match current {
+            Some(_) if holder_changes => transitions.saturating_add(1),
+            _ => transitions,
+        }),
+    }
+}
+
+/// client-go's release: empty holder, `leaseDurationSeconds: 1`, transitions kept.
+fn release_record(current: &LeaseRecord, wall: MicroTime) -> LeaseRecord {
+    LeaseRecord {
+        holder: Holder::None,
+        lease_duration: Some(Duration::from_secs(1)),
+        acquire_time: Some(wall),
+        renew_time: Some(wall),
+        lease_transitions: current.lease_transitions,
+    }
+}
