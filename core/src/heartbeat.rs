@@ -261,3 +261,156 @@ impl Heartbeat {
         self.known.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{WALL, id, lease, ms, stored};
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat::new(
+            HeartbeatConfig {
+                lease: LeaseName::new("node-1").unwrap(),
+                identity: id("node-1"),
+                lease_duration: Duration::from_secs(40),
+            },
+            3,
+        )
+        .unwrap()
+    }
+
+    fn op(h: &mut Heartbeat, now: Instant) -> Option<Operation> {
+        h.poll_request(now, WALL).map(|r| r.op)
+    }
+
+    fn running() -> Heartbeat {
+        let mut h = heartbeat();
+        op(&mut h, ms(0));
+        h.handle_response(Err(ApiError::NotFound), ms(0));
+        let create = op(&mut h, ms(0)).unwrap();
+        h.handle_response(Ok(stored(&create, 1)), ms(0));
+        h
+    }
+
+    #[test]
+    fn a_missing_lease_is_created_with_holder_duration_and_renew_time_only() {
+        let mut h = heartbeat();
+        assert_eq!(op(&mut h, ms(0)), Some(Operation::Get));
+        h.handle_response(Err(ApiError::NotFound), ms(0));
+        let Some(Operation::Create(record)) = op(&mut h, ms(0)) else {
+            panic!()
+        };
+        assert!(record.holder.is(&id("node-1")));
+        assert_eq!(record.lease_duration, Some(Duration::from_secs(40)));
+        assert_eq!(record.renew_time, Some(WALL));
+        assert_eq!(
+            (record.acquire_time, record.lease_transitions),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn renews_every_quarter_of_the_duration_with_small_jitter() {
+        let mut h = running();
+        assert_eq!(h.renew_interval(), Duration::from_secs(10));
+        let next = h.poll_timeout().unwrap();
+        assert!(next >= ms(10_000) && next < ms(10_400), "{next:?}");
+        assert_eq!(op(&mut h, ms(9_999)), None);
+        assert!(matches!(op(&mut h, next), Some(Operation::Update { .. })));
+    }
+
+    #[test]
+    fn a_renew_keeps_fields_it_does_not_own() {
+        let mut h = heartbeat();
+        op(&mut h, ms(0));
+        h.handle_response(Ok(lease(3, Some("node-1"), 6)), ms(0));
+        let Some(Operation::Update { record, .. }) = op(&mut h, ms(0)) else {
+            panic!()
+        };
+        assert_eq!(record.lease_transitions, Some(6));
+        assert_eq!(record.acquire_time, Some(WALL));
+        assert_eq!(record.lease_duration, Some(Duration::from_secs(40)));
+    }
+
+    #[test]
+    fn failures_back_off_from_200ms_doubling_to_7s() {
+        let mut h = running();
+        let mut now = 10_400;
+        let mut waits: heapless::Vec<u64, 8> = heapless::Vec::new();
+        for _ in 0..8 {
+            op(&mut h, ms(now)).unwrap();
+            h.handle_response(Err(ApiError::Server { status: 500 }), ms(now));
+            let next = h.poll_timeout().unwrap().as_millis();
+            waits.push(next - now).unwrap();
+            now = next;
+        }
+        assert_eq!(
+            waits.as_slice(),
+            &[200, 400, 800, 1_600, 3_200, 6_400, 7_000, 7_000]
+        );
+    }
+
+    #[test]
+    fn five_failed_updates_in_a_row_lead_to_a_read() {
+        let mut h = running();
+        let mut now = 10_400;
+        for _ in 0..5 {
+            assert!(matches!(
+                op(&mut h, ms(now)),
+                Some(Operation::Update { .. })
+            ));
+            h.handle_response(Err(ApiError::Timeout), ms(now));
+            now = h.poll_timeout().unwrap().as_millis();
+        }
+        assert_eq!(op(&mut h, ms(now)), Some(Operation::Get));
+    }
+
+    #[test]
+    fn a_conflict_leads_to_a_read() {
+        let mut h = running();
+        op(&mut h, ms(10_400)).unwrap();
+        h.handle_response(Err(ApiError::Conflict), ms(10_400));
+        assert_eq!(op(&mut h, ms(10_600)), Some(Operation::Get));
+    }
+
+    #[test]
+    fn repeated_failure_is_reported_from_the_second_failure() {
+        let mut h = running();
+        while h.poll_event().is_some() {}
+        let mut now = 10_400;
+        let mut repeated: heapless::Vec<u32, 4> = heapless::Vec::new();
+        for _ in 0..3 {
+            op(&mut h, ms(now)).unwrap();
+            h.handle_response(Err(ApiError::Transport), ms(now));
+            while let Some(e) = h.poll_event() {
+                if let HeartbeatEvent::RepeatedFailure { failures } = e {
+                    repeated.push(failures).unwrap();
+                }
+            }
+            now = h.poll_timeout().unwrap().as_millis();
+        }
+        assert_eq!(repeated.as_slice(), &[2, 3]);
+        op(&mut h, ms(now)).unwrap();
+        h.handle_response(Ok(lease(9, Some("node-1"), 0)), ms(now));
+        assert_eq!(h.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn a_zero_or_fractional_duration_is_refused() {
+        let config = |d| HeartbeatConfig {
+            lease: LeaseName::new("n").unwrap(),
+            identity: id("n"),
+            lease_duration: d,
+        };
+        assert!(Heartbeat::new(config(Duration::from_ticks(0)), 0).is_err());
+        assert!(Heartbeat::new(config(Duration::from_millis(1_500)), 0).is_err());
+    }
+
+    #[test]
+    fn stop_ends_all_requests() {
+        let mut h = running();
+        h.stop();
+        assert_eq!(op(&mut h, ms(60_000)), None);
+        assert_eq!(h.poll_timeout(), None);
+    }
+}

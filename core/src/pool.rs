@@ -183,8 +183,12 @@ impl<const N: usize> Pool<N> {
         }
     }
 
-    /// Picks a takeable slot uniformly at random, if there is one.
+    /// Picks a takeable slot uniformly at random, once no first read is still awaited (choosing
+    /// on the first answer would herd every member on the slot read first).
     fn choose(&mut self, now: Instant) {
+        if self.slots.iter().any(LeaseSlot::is_reading_first_time) {
+            return;
+        }
         let (timing, identity) = (&self.timing, &self.identity);
         let free = self
             .slots
@@ -327,5 +331,230 @@ impl<const N: usize> Pool<N> {
     /// This member's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{WALL, id, lease, ms, rv, stored};
+    use crate::{ApiError, Event, Operation, Request, WatchEvent};
+
+    fn pool(size: usize, watch: bool, seed: u64) -> Pool<8> {
+        Pool::new(
+            PoolConfig {
+                prefix: "cold-start",
+                size,
+                identity: id("me"),
+                timing: Timing::DEFAULT,
+                watch,
+            },
+            seed,
+        )
+        .unwrap()
+    }
+
+    /// Every request due at `now`, watch operations left out.
+    fn due(p: &mut Pool<8>, now: Instant) -> Vec<Request, 16> {
+        let mut out = Vec::new();
+        while let Some(r) = p.poll_request(now, WALL) {
+            if !matches!(r.op, Operation::Watch { .. } | Operation::Unwatch) {
+                out.push(r).unwrap();
+            }
+        }
+        out
+    }
+
+    fn writes(requests: &[Request]) -> usize {
+        requests
+            .iter()
+            .filter(|r| !matches!(r.op, Operation::Get))
+            .count()
+    }
+
+    #[test]
+    fn slots_are_named_prefix_dash_index() {
+        let p = pool(3, false, 1);
+        assert_eq!(p.slot_name(2).unwrap().as_str(), "cold-start-2");
+        assert_eq!(p.slot_name(3), None);
+    }
+
+    #[test]
+    fn only_a_free_slot_is_taken() {
+        let mut p = pool(3, false, 1);
+        let reads = due(&mut p, ms(0));
+        assert_eq!(reads.len(), 3, "one read per slot, in parallel");
+        p.handle_response(0, Ok(lease(1, Some("b"), 0)), ms(1));
+        p.handle_response(1, Ok(lease(2, Some("c"), 0)), ms(1));
+        p.handle_response(2, Err(ApiError::NotFound), ms(1));
+        let w = due(&mut p, ms(1));
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].slot, 2);
+        p.handle_response(2, Ok(stored(&w[0].op, 3)), ms(2));
+        assert_eq!(p.held(ms(2)), Some(2));
+    }
+
+    #[test]
+    fn at_most_one_slot_is_attempted_at_a_time() {
+        let mut p = pool(5, false, 9);
+        due(&mut p, ms(0));
+        for slot in 0..5 {
+            p.handle_response(slot, Err(ApiError::NotFound), ms(1));
+        }
+        let w = due(&mut p, ms(1));
+        assert_eq!(writes(&w), 1, "{w:?}");
+        for t in [2, 1_000, 3_000] {
+            assert_eq!(writes(&due(&mut p, ms(t))), 0);
+        }
+    }
+
+    #[test]
+    fn slots_are_tried_in_a_seeded_random_order() {
+        let mut first = [0u32; 4];
+        for seed in 0..200 {
+            let mut p = pool(4, false, seed);
+            due(&mut p, ms(0));
+            for slot in 0..4 {
+                p.handle_response(slot, Err(ApiError::NotFound), ms(1));
+            }
+            let w = due(&mut p, ms(1));
+            first[usize::from(w[0].slot)] += 1;
+        }
+        assert!(
+            first.iter().all(|&n| n > 20),
+            "no herd on one slot: {first:?}"
+        );
+    }
+
+    #[test]
+    fn when_every_slot_is_held_it_waits_for_the_earliest_expiry() {
+        let mut p = pool(2, true, 3);
+        due(&mut p, ms(0));
+        p.handle_response(0, Ok(lease(1, Some("b"), 0)), ms(5_000));
+        p.handle_response(1, Ok(lease(2, Some("c"), 0)), ms(1_000));
+        assert!(due(&mut p, ms(5_000)).is_empty());
+        assert_eq!(p.poll_timeout(), Some(ms(16_000)));
+        assert!(due(&mut p, ms(15_999)).is_empty());
+        let w = due(&mut p, ms(16_000));
+        assert_eq!((w.len(), w[0].slot), (1, 1));
+        assert!(
+            matches!(&w[0].op, Operation::Update { resource_version, .. } if *resource_version == rv(2))
+        );
+    }
+
+    #[test]
+    fn a_lost_race_moves_on_to_another_slot() {
+        let mut p = pool(2, false, 5);
+        due(&mut p, ms(0));
+        p.handle_response(0, Err(ApiError::NotFound), ms(1));
+        p.handle_response(1, Err(ApiError::NotFound), ms(1));
+        let w = due(&mut p, ms(1));
+        let lost = w[0].slot;
+        p.handle_response(lost, Err(ApiError::AlreadyExists), ms(2));
+        let next = due(&mut p, ms(2));
+        assert!(
+            next.iter()
+                .any(|r| r.slot == lost && r.op == Operation::Get),
+            "{next:?}"
+        );
+        let write = next.iter().find(|r| r.op != Operation::Get).unwrap();
+        assert_ne!(write.slot, lost);
+        assert!(matches!(write.op, Operation::Create(_)), "{write:?}");
+    }
+
+    #[test]
+    fn finish_releases_the_held_slot() {
+        let mut p = pool(1, false, 1);
+        due(&mut p, ms(0));
+        p.handle_response(0, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        p.handle_response(0, Ok(stored(&w[0].op, 1)), ms(0));
+        p.finish(ms(100));
+        assert_eq!(p.held(ms(100)), None);
+        let r = due(&mut p, ms(100));
+        assert_eq!(r[0].op, Operation::Get);
+        p.handle_response(0, Ok(stored(&w[0].op, 1)), ms(101));
+        let r = due(&mut p, ms(101));
+        let Operation::Update { record, .. } = &r[0].op else {
+            panic!("{r:?}")
+        };
+        assert_eq!(record.holder, Holder::None);
+        p.handle_response(0, Ok(lease(2, None, 0)), ms(102));
+        assert!(p.is_finished());
+        let mut released = false;
+        while let Some(e) = p.poll_event() {
+            released |= e.event == Event::Released { written: true };
+        }
+        assert!(released);
+        assert!(due(&mut p, ms(60_000)).is_empty());
+    }
+
+    #[test]
+    fn a_lost_slot_sends_the_member_back_to_wanting() {
+        let mut p = pool(2, true, 2);
+        due(&mut p, ms(0));
+        p.handle_response(0, Err(ApiError::NotFound), ms(0));
+        p.handle_response(1, Ok(lease(4, Some("c"), 0)), ms(0));
+        let w = due(&mut p, ms(0));
+        p.handle_response(0, Ok(stored(&w[0].op, 5)), ms(0));
+        assert_eq!(p.held(ms(0)), Some(0));
+        p.handle_watch(0, WatchEvent::Changed(lease(6, Some("thief"), 1)), ms(100));
+        assert_eq!(p.held(ms(100)), None);
+        // Slot 1 is read again (it was idle while held) and taken when it expires.
+        let mut now = 100;
+        let taken = loop {
+            for r in due(&mut p, ms(now)) {
+                match (r.slot, &r.op) {
+                    (1, Operation::Get) => {
+                        p.handle_response(1, Ok(lease(4, Some("c"), 0)), ms(now))
+                    }
+                    (1, Operation::Update { .. }) => {}
+                    (0, Operation::Get) => {
+                        p.handle_response(0, Ok(lease(6, Some("thief"), 1)), ms(now))
+                    }
+                    _ => panic!("{r:?}"),
+                }
+                if r.slot == 1 && matches!(r.op, Operation::Update { .. }) {
+                    return;
+                }
+            }
+            now += 10;
+            if now > 60_000 {
+                break false;
+            }
+        };
+        assert!(taken, "slot 1 was never attempted");
+    }
+
+    #[test]
+    fn a_size_out_of_range_is_refused() {
+        let config = |size| PoolConfig {
+            prefix: "delegation",
+            size,
+            identity: id("me"),
+            timing: Timing::DEFAULT,
+            watch: false,
+        };
+        assert_eq!(
+            Pool::<4>::new(config(0), 0).unwrap_err(),
+            PoolError::Size {
+                size: 0,
+                capacity: 4
+            }
+        );
+        assert!(Pool::<4>::new(config(5), 0).is_err());
+        assert!(Pool::<4>::new(config(4), 0).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_prefix_is_refused_before_any_request() {
+        let config = PoolConfig {
+            prefix: "Cold_Start",
+            size: 2,
+            identity: id("me"),
+            timing: Timing::DEFAULT,
+            watch: false,
+        };
+        assert!(matches!(Pool::<4>::new(config, 0), Err(PoolError::Name(_))));
     }
 }

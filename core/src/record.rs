@@ -266,3 +266,58 @@ pub struct Lease {
     /// `spec`.
     pub record: LeaseRecord,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_names_must_be_dns_subdomains() {
+        assert!(LeaseName::new("kube-scheduler").is_ok());
+        assert!(LeaseName::new("a.b-c.0").is_ok());
+        assert_eq!(
+            LeaseName::new("Upper"),
+            Err(TextError::InvalidName { at: 0 })
+        );
+        assert_eq!(
+            LeaseName::new("trailing-"),
+            Err(TextError::InvalidName { at: 8 })
+        );
+        assert_eq!(
+            LeaseName::new(""),
+            Err(TextError::Empty { what: "lease name" })
+        );
+        let long = [b'a'; 254];
+        let long = core::str::from_utf8(&long).unwrap();
+        assert!(matches!(
+            LeaseName::new(long),
+            Err(TextError::TooLong { len: 254, .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_holder_identity_is_no_holder() {
+        assert_eq!(Holder::from_wire(Some("")), Holder::None);
+        assert_eq!(Holder::from_wire(None), Holder::None);
+        assert_eq!(Holder::None.as_wire(), Some(""));
+    }
+
+    #[test]
+    fn an_over_long_holder_is_kept_as_its_length_only() {
+        let long = [b'h'; 300];
+        let long = core::str::from_utf8(&long).unwrap();
+        let holder = Holder::from_wire(Some(long));
+        assert_eq!(holder, Holder::Oversized { len: 300 });
+        assert_eq!(holder.as_wire(), None);
+        assert!(!holder.is(&Identity::new("h").unwrap()));
+    }
+
+    #[test]
+    fn resource_versions_order_only_when_numeric() {
+        let rv = |s| ResourceVersion::new(s).unwrap();
+        assert!(rv("9").is_not_newer_than(&rv("10")));
+        assert!(rv("10").is_not_newer_than(&rv("10")));
+        assert!(!rv("11").is_not_newer_than(&rv("10")));
+        assert!(!rv("abc").is_not_newer_than(&rv("10")));
+    }
+}

@@ -174,6 +174,11 @@ impl LeaseSlot {
         self.in_flight.is_some()
     }
 
+    /// Whether the first read of this lease has been sent and not answered yet.
+    pub(crate) fn is_reading_first_time(&self) -> bool {
+        matches!(self.known, Known::Unknown) && self.in_flight.is_some()
+    }
+
     pub(crate) fn is_released(&self) -> bool {
         self.release == ReleaseStage::Done
     }
