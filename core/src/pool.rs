@@ -268,12 +268,15 @@ impl<const N: usize> Pool<N> {
             .slots
             .iter()
             .filter_map(|s| s.poll_timeout(&self.timing, &self.identity));
-        // While waiting for a slot, wake when the first observed one expires.
+        // While waiting for a slot (and no first read is awaited, whose answer decides first),
+        // wake when the first observed one can be taken.
+        let waiting = self.state == State::Wanting { attempt: None }
+            && !self.slots.iter().any(LeaseSlot::is_reading_first_time);
         let expiries = self
             .slots
             .iter()
-            .filter(|_| self.state == State::Wanting { attempt: None })
-            .filter_map(|s| s.take_at(&self.timing, &self.identity));
+            .filter(|_| waiting)
+            .filter_map(|s| s.next_take_at(&self.timing, &self.identity));
         slots.chain(expiries).min()
     }
 
@@ -460,6 +463,22 @@ mod tests {
         let write = next.iter().find(|r| r.op != Operation::Get).unwrap();
         assert_ne!(write.slot, lost);
         assert!(matches!(write.op, Operation::Create(_)), "{write:?}");
+    }
+
+    #[test]
+    fn no_wake_up_is_asked_for_a_slot_whose_read_is_in_flight() {
+        let mut p = pool(1, false, 5);
+        due(&mut p, ms(0));
+        p.handle_response(0, Err(ApiError::NotFound), ms(1));
+        let w = due(&mut p, ms(1));
+        p.handle_response(0, Err(ApiError::AlreadyExists), ms(2));
+        assert_eq!(due(&mut p, ms(2))[0].op, Operation::Get, "{w:?}");
+        // Only the read's answer can move things on: no wake-up in the past.
+        assert!(
+            p.poll_timeout().is_none_or(|t| t > ms(2)),
+            "{:?}",
+            p.poll_timeout()
+        );
     }
 
     #[test]

@@ -188,6 +188,15 @@ impl LeaseSlot {
         !self.must_read && self.take_at(timing, identity).is_some_and(|at| at <= now)
     }
 
+    /// When a take could next be sent from what is known: `None` while a request is in flight
+    /// or a fresh read is needed, since their answers decide first.
+    pub(crate) fn next_take_at(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+        if self.must_read || self.in_flight.is_some() {
+            return None;
+        }
+        self.take_at(timing, identity)
+    }
+
     /// When this lease becomes takeable from what is known; `None` when nothing is known. A
     /// record that names us (a restart, or a term that lapsed) is ours to renew at once, as in
     /// client-go; the write's resourceVersion still guards it.
