@@ -653,6 +653,18 @@ mod tests {
     }
 
     #[test]
+    fn a_write_answered_with_someone_elses_record_backs_off() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        assert!(poll(&mut e, ms(0)).is_some());
+        e.handle_response(Ok(lease(5, None, 0)), ms(1));
+        assert!(!e.is_leader(ms(1)));
+        assert_eq!(poll(&mut e, ms(1)), None, "no immediate second claim");
+        assert!(e.poll_timeout().is_some_and(|t| t >= ms(2_001)));
+    }
+
+    #[test]
     fn the_records_own_duration_decides_expiry() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));

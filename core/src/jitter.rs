@@ -20,7 +20,7 @@ impl Jitter {
     /// never above `Duration::MAX`.
     pub fn stretch(&mut self, base: Duration, extra_permille: u64) -> Duration {
         let extra = mul_div(base.as_ticks(), extra_permille, 1000);
-        let step = u128::from(extra) * u128::from(self.0.next_u32()) >> 32;
+        let step = (u128::from(extra) * u128::from(self.0.next_u32())) >> 32;
         Duration::from_ticks(base.as_ticks().saturating_add(step as u64))
     }
 

@@ -17,7 +17,7 @@ use heapless::Deque;
 
 /// Events a machine can hold before the oldest is dropped. Every `handle_*` or `poll_request`
 /// call adds at most three, so a caller that drains after each call never loses one.
-pub const EVENT_CAPACITY: usize = 16;
+pub const EVENT_CAPACITY: usize = 8;
 
 pub(crate) type EventQueue = Deque<SlotEvent, EVENT_CAPACITY>;
 
@@ -462,9 +462,14 @@ impl LeaseSlot {
                 self.observe(Some(lease), now, env);
                 if ours {
                     self.claimed(flight.sent_at, epoch, now, env);
+                    self.not_before = now;
+                    self.renew_at = now.saturating_add(env.timing.retry_period());
+                } else {
+                    // A successful write returns what was written; anything else is a broken
+                    // answer. Backing off keeps a misbehaving server from driving a claim loop.
+                    self.report(Self::verb_of(flight.action), ApiError::Malformed, env);
+                    self.back_off(ApiError::Malformed, now, env);
                 }
-                self.not_before = now;
-                self.renew_at = now.saturating_add(env.timing.retry_period());
             }
             (Action::Create, Err(ApiError::AlreadyExists | ApiError::Conflict))
             | (Action::Claim, Err(ApiError::Conflict)) => {

@@ -23,7 +23,7 @@ mod world;
 pub use clock::Clock;
 pub use scenario::{Fault, FaultKind, Network, SECOND, Scenario};
 pub use server::{Server, Stored};
-pub use world::{LEADER_LEASE, MAX_SLOTS, POOL_PREFIX, Report, Violation, World};
+pub use world::{LEADER_LEASE, MAX_SLOTS, Observer, POOL_PREFIX, Report, Violation, World};
 
 /// Runs a scenario, checking after every event.
 pub fn run(scenario: &Scenario) -> Result<Report, Violation> {

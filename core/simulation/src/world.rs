@@ -93,6 +93,8 @@ struct Node {
     busy: u32,
 }
 
+// Most queued events carry a request or a lease; boxing them would allocate per event.
+#[allow(clippy::large_enum_variant)]
 enum Ev {
     Server {
         node: usize,
@@ -168,7 +170,11 @@ pub struct World<'s> {
     request_timeout: u64,
     leader_seen_in_tail: Option<u64>,
     pool_full_in_tail: Option<u64>,
+    observer: Option<Box<Observer<'s>>>,
 }
+
+/// Called with every application event: simulated time (µs), node index, slot, event.
+pub type Observer<'s> = dyn FnMut(u64, usize, u16, &Event) + 's;
 
 impl<'s> World<'s> {
     /// A world at time 0 with every node started.
@@ -210,6 +216,7 @@ impl<'s> World<'s> {
             request_timeout,
             leader_seen_in_tail: None,
             pool_full_in_tail: None,
+            observer: None,
         };
         for (i, fault) in scenario.faults.iter().enumerate() {
             world.push(fault.start, Ev::FaultStart(i));
@@ -219,6 +226,12 @@ impl<'s> World<'s> {
             world.start_node(n);
         }
         world
+    }
+
+    /// Calls `observer` with every application event of every node.
+    pub fn observe(mut self, observer: impl FnMut(u64, usize, u16, &Event) + 's) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
@@ -511,6 +524,9 @@ impl<'s> World<'s> {
             let Some((slot, event)) = event else { break };
             progressed = true;
             self.log(|| format!("node-{n} slot {slot} {event:?}"));
+            if let Some(observer) = &mut self.observer {
+                observer(t, n, slot, &event);
+            }
             let elector = n < self.scenario.electors;
             match event {
                 Event::BecameLeader { .. } if elector => self.report.elections += 1,
@@ -828,7 +844,7 @@ impl<'s> World<'s> {
             + s.network.slow_latency.max(s.network.max_latency) * 2
             + self.request_timeout;
         let bound = calm + self.liveness_bound();
-        if s.electors > 0 && !self.leader_seen_in_tail.is_some_and(|t| t <= bound) {
+        if s.electors > 0 && self.leader_seen_in_tail.is_none_or(|t| t > bound) {
             let what = format!(
                 "no elector led within {:.3}s of the API calming at {:.3}s (first: {:?})",
                 self.liveness_bound() as f64 / 1e6,
@@ -837,7 +853,7 @@ impl<'s> World<'s> {
             );
             return Err(self.violation(what));
         }
-        if s.pool_members > 0 && !self.pool_full_in_tail.is_some_and(|t| t <= bound) {
+        if s.pool_members > 0 && self.pool_full_in_tail.is_none_or(|t| t > bound) {
             let what = format!(
                 "the pool was not full within {:.3}s of the API calming (first: {:?})",
                 self.liveness_bound() as f64 / 1e6,
