@@ -126,9 +126,18 @@ criterion_group!(benches, bench);
 fn main() {
     // Storage is inline and bounded: these are the whole memory of each machine.
     println!("size_of Elector: {} bytes", std::mem::size_of::<Elector>());
-    println!("size_of Pool<10>: {} bytes", std::mem::size_of::<Pool<10>>());
-    println!("size_of Heartbeat: {} bytes", std::mem::size_of::<leasehold_core::Heartbeat>());
-    println!("size_of Request: {} bytes", std::mem::size_of::<leasehold_core::Request>());
+    println!(
+        "size_of Pool<10>: {} bytes",
+        std::mem::size_of::<Pool<10>>()
+    );
+    println!(
+        "size_of Heartbeat: {} bytes",
+        std::mem::size_of::<leasehold_core::Heartbeat>()
+    );
+    println!(
+        "size_of Request: {} bytes",
+        std::mem::size_of::<leasehold_core::Request>()
+    );
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
