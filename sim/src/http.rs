@@ -96,6 +96,9 @@ enum Target {
     Namespace(String),
     Leases(Option<String>),
     Lease(String, String),
+    /// `/openapi/v3` and the coordination.k8s.io/v1 document: enough for kubectl to see that
+    /// the server validates fields itself (`fieldValidation`), so `kubectl apply` works.
+    OpenApi(Value),
     /// Another resource of the core group or any group: only authorisation is answered.
     Other {
         group: String,
@@ -134,6 +137,9 @@ fn route(path: &str) -> Target {
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1", "resources": [
             {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], "storageVersionHash": "gqkMMb/YqFM="}]}),
         ),
+        ["openapi", "v3"] => Target::OpenApi(json!({"paths": {"apis/coordination.k8s.io/v1": {
+            "serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=leasehold-sim"}}})),
+        ["openapi", "v3", "apis", GROUP, "v1"] => Target::OpenApi(openapi_v3()),
         ["api", "v1", "namespaces"] => Target::Namespaces,
         ["api", "v1", "namespaces", ns] => Target::Namespace((*ns).into()),
         ["apis", GROUP, "v1", "leases"] => Target::Leases(None),
@@ -169,6 +175,28 @@ fn route(path: &str) -> Target {
         },
         _ => Target::Unknown,
     }
+}
+
+fn openapi_v3() -> Value {
+    let field_validation = json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let gvk = json!({"group": GROUP, "version": "v1", "kind": "Lease"});
+    let op = |action: &str| {
+        json!({"parameters": [field_validation.clone()], "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk.clone(),
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/io.k8s.api.coordination.v1.Lease"}}}}}})
+    };
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes (leasehold-sim)", "version": "v1.36.2"},
+        "paths": {
+            "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases": {"post": op("post")},
+            "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": {"put": op("put"), "patch": op("patch")},
+        },
+        "components": {"schemas": {"io.k8s.api.coordination.v1.Lease": {
+            "type": "object",
+            "x-kubernetes-group-version-kind": [gvk],
+            "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}, "spec": {"type": "object"}},
+        }}},
+    })
 }
 
 fn group_json() -> Value {
@@ -235,7 +263,7 @@ pub(crate) async fn serve(
     let verb = verb(req.method(), &target, watching);
     let resource = match &target {
         Target::Version => "version",
-        Target::Discovery(_) => "discovery",
+        Target::Discovery(_) | Target::OpenApi(_) => "discovery",
         Target::Namespaces | Target::Namespace(_) => "namespaces",
         Target::Leases(_) | Target::Lease(..) => "leases",
         Target::Other { resource, .. } => resource.as_str(),
@@ -265,7 +293,9 @@ pub(crate) async fn serve(
 
 fn authorize(user: &User, verb: &str, target: &Target) -> Result<(), ApiStatus> {
     let (group, resource, ns, name) = match target {
-        Target::Version | Target::Discovery(_) | Target::Unknown => return Ok(()),
+        Target::Version | Target::Discovery(_) | Target::OpenApi(_) | Target::Unknown => {
+            return Ok(());
+        }
         Target::Namespaces => ("", "namespaces", None, None),
         Target::Namespace(n) => ("", "namespaces", None, Some(n.as_str())),
         Target::Leases(ns) => (GROUP, "leases", ns.as_deref(), None),
@@ -306,9 +336,15 @@ async fn handle(
     verb: &str,
     q: HashMap<String, String>,
 ) -> Response<Body> {
+    // kubectl asks for a server-side Table to print columns; `-o yaml` asks for the object.
+    let table = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
     let result = match (target, verb) {
         (Target::Version, "get") => Ok((200, version_json())),
-        (Target::Discovery(v), "get" | "list") => Ok((200, v)),
+        (Target::Discovery(v) | Target::OpenApi(v), "get" | "list") => Ok((200, v)),
         (Target::Namespaces, "list") => {
             let items: Vec<Value> = shared
                 .store()
@@ -328,11 +364,29 @@ async fn handle(
                 Err(status::namespace_not_found(&ns))
             }
         }
-        (Target::Leases(ns), "list") => list(shared, ns.as_deref(), &q),
+        (Target::Leases(ns), "list") => list(shared, ns.as_deref(), &q).map(|(code, v)| {
+            if table {
+                (
+                    code,
+                    as_table(
+                        v["items"].as_array().map_or(&[][..], Vec::as_slice),
+                        Some(&v["metadata"]),
+                    ),
+                )
+            } else {
+                (code, v)
+            }
+        }),
         (Target::Leases(ns), "watch") => return watch(shared, ns, &q),
-        (Target::Leases(Some(ns)), "create") => create(shared, &ns, req).await,
-        (Target::Lease(ns, name), "get") => shared.store().get(&ns, &name).map(|v| (200, v)),
-        (Target::Lease(ns, name), "update") => update(shared, &ns, &name, req).await,
+        (Target::Leases(Some(ns)), "create") => create(shared, &ns, req, strict(&q)).await,
+        (Target::Lease(ns, name), "get") => shared.store().get(&ns, &name).map(|v| {
+            if table {
+                (200, as_table(&[v], None))
+            } else {
+                (200, v)
+            }
+        }),
+        (Target::Lease(ns, name), "update") => update(shared, &ns, &name, req, strict(&q)).await,
         (Target::Lease(ns, name), "patch") => patch(shared, &ns, &name, req).await,
         (Target::Lease(ns, name), "delete") => delete(shared, &ns, &name, req).await,
         (Target::Other { .. } | Target::Unknown, _) => Err(status::no_route()),
@@ -341,6 +395,50 @@ async fn handle(
     match result {
         Ok((code, value)) => json_response(code, &value),
         Err(s) => status_response(&s),
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of leases with the columns the real server prints: Name, Holder, Age.
+fn as_table(leases: &[Value], list_meta: Option<&Value>) -> Value {
+    let now = time::OffsetDateTime::now_utc();
+    let rows: Vec<Value> = leases
+        .iter()
+        .map(|l| {
+            let age = l["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                .map_or_else(|| "<unknown>".to_owned(), |t| human_age(now - t));
+            let mut meta = l["metadata"].clone();
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("managedFields");
+            }
+            json!({"cells": [l["metadata"]["name"], l["spec"]["holderIdentity"].as_str().unwrap_or(""), age],
+                   "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}})
+        })
+        .collect();
+    let column = |name: &str, format: &str, description: &str| json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0});
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta.cloned().unwrap_or_else(|| json!({})),
+        "columnDefinitions": [
+            column("Name", "name", "Name must be unique within a namespace."),
+            column("Holder", "", "holderIdentity contains the identity of the holder of a current lease."),
+            column("Age", "", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
+        "rows": rows,
+    })
+}
+
+/// kubectl's short ages: 45s, 3m12s, 5h, 12d.
+fn human_age(d: time::Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..600 => format!("{}m{}s", s / 60, s % 60),
+        600..10_800 => format!("{}m", s / 60),
+        10_800..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 
@@ -423,16 +521,26 @@ fn check_namespace(obj: &serde_json::Map<String, Value>, ns: &str) -> Result<(),
     }
 }
 
-async fn create(shared: &Arc<Shared>, ns: &str, req: Request<Incoming>) -> Handled {
+fn strict(q: &HashMap<String, String>) -> bool {
+    q.get("fieldValidation").is_some_and(|v| v == "Strict")
+}
+
+async fn create(shared: &Arc<Shared>, ns: &str, req: Request<Incoming>, strict: bool) -> Handled {
     let mut obj = validate::decode(&body_bytes(req).await?)?;
-    validate::check_types(&mut obj)?;
+    validate::check_types(&mut obj, strict)?;
     check_namespace(&obj, ns)?;
     shared.store().create(ns, obj).map(|v| (201, v))
 }
 
-async fn update(shared: &Arc<Shared>, ns: &str, name: &str, req: Request<Incoming>) -> Handled {
+async fn update(
+    shared: &Arc<Shared>,
+    ns: &str,
+    name: &str,
+    req: Request<Incoming>,
+    strict: bool,
+) -> Handled {
     let mut obj = validate::decode(&body_bytes(req).await?)?;
-    validate::check_types(&mut obj)?;
+    validate::check_types(&mut obj, strict)?;
     check_namespace(&obj, ns)?;
     shared
         .store()

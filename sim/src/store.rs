@@ -60,6 +60,9 @@ fn labels_of(object: &Value) -> &Map<String, Value> {
         .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
+/// A started watch: the changes to replay, and the receiver of the ones after.
+pub type WatchStart = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
 /// Why a watch cannot start.
 #[derive(Debug)]
 pub struct TooOld {
@@ -319,7 +322,7 @@ impl Store {
                 "the patch does not produce an object".into(),
             ));
         };
-        crate::validate::check_types(&mut obj)?;
+        crate::validate::check_types(&mut obj, false)?;
         crate::validate::check_object(name, &obj)?;
         self.write(ns, name, obj, &current)
     }
@@ -400,7 +403,7 @@ impl Store {
         ns: Option<&str>,
         selector: &Selector,
         from: Option<u64>,
-    ) -> Result<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>), TooOld> {
+    ) -> Result<WatchStart, TooOld> {
         let receiver = self.changes.subscribe();
         let replay = match from {
             None | Some(0) => self

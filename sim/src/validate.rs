@@ -49,8 +49,9 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// Checks `kind`/`apiVersion` (a missing one is filled in, as the server does for the URL's
-/// type) and the types of `metadata` and `spec` fields.
-pub fn check_types(obj: &mut Map<String, Value>) -> Result<(), ApiStatus> {
+/// type) and the types of `metadata` and `spec` fields. Unknown spec fields are refused when
+/// `strict` (`fieldValidation=Strict`, kubectl's default) and dropped otherwise.
+pub fn check_types(obj: &mut Map<String, Value>, strict: bool) -> Result<(), ApiStatus> {
     let api_version = obj
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -143,10 +144,9 @@ pub fn check_types(obj: &mut Map<String, Value>) -> Result<(), ApiStatus> {
             _ => {}
         }
     }
-    // Unknown spec fields are dropped, as the server prunes them.
-    spec.retain(|k, _| {
+    let known = |k: &str| {
         matches!(
-            k.as_str(),
+            k,
             "holderIdentity"
                 | "leaseDurationSeconds"
                 | "acquireTime"
@@ -155,7 +155,16 @@ pub fn check_types(obj: &mut Map<String, Value>) -> Result<(), ApiStatus> {
                 | "strategy"
                 | "preferredHolder"
         )
-    });
+    };
+    if strict {
+        if let Some(unknown) = spec.keys().find(|k| !known(k)) {
+            return Err(cannot(format!(
+                "strict decoding error: unknown field \"spec.{unknown}\""
+            )));
+        }
+    }
+    // Otherwise unknown spec fields are dropped, as the server prunes them.
+    spec.retain(|k, _| known(k));
     Ok(())
 }
 
