@@ -71,6 +71,18 @@ pub struct Report {
     pub steps: u64,
 }
 
+impl std::ops::AddAssign for Report {
+    fn add_assign(&mut self, other: Self) {
+        self.requests += other.requests;
+        self.watches += other.watches;
+        self.elections += other.elections;
+        self.losses += other.losses;
+        self.slot_acquisitions += other.slot_acquisitions;
+        self.conflicts += other.conflicts;
+        self.steps += other.steps;
+    }
+}
+
 enum Machine {
     Elector(Box<Elector>),
     Member(Box<Pool<MAX_SLOTS>>),
@@ -635,6 +647,7 @@ impl<'s> World<'s> {
     }
 
     fn handle(&mut self, ev: Ev) {
+        let Some(ev) = self.admit(ev) else { return };
         match ev {
             Ev::FaultStart(i) => self.fault_start(i),
             Ev::FaultEnd(i) => self.fault_end(i),
@@ -662,27 +675,8 @@ impl<'s> World<'s> {
                 }
             }
             Ev::Client {
-                node,
-                inc,
-                slot,
-                resp,
+                node, slot, resp, ..
             } => {
-                if !self.deliverable(node, inc) {
-                    return;
-                }
-                if self.nodes[node].paused_until > self.now {
-                    let until = self.nodes[node].paused_until;
-                    self.push(
-                        until,
-                        Ev::Client {
-                            node,
-                            inc,
-                            slot,
-                            resp,
-                        },
-                    );
-                    return;
-                }
                 self.log(|| format!("node-{node} slot {slot} gets {resp:?}"));
                 let n = &mut self.nodes[node];
                 let local = n.clock.local(self.now);
@@ -700,27 +694,8 @@ impl<'s> World<'s> {
                 self.after_input(node);
             }
             Ev::Watch {
-                node,
-                inc,
-                slot,
-                event,
+                node, slot, event, ..
             } => {
-                if !self.deliverable(node, inc) {
-                    return;
-                }
-                if self.nodes[node].paused_until > self.now {
-                    let until = self.nodes[node].paused_until;
-                    self.push(
-                        until,
-                        Ev::Watch {
-                            node,
-                            inc,
-                            slot,
-                            event,
-                        },
-                    );
-                    return;
-                }
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
                 let n = &mut self.nodes[node];
                 let local = n.clock.local(self.now);
@@ -731,16 +706,7 @@ impl<'s> World<'s> {
                 }
                 self.after_input(node);
             }
-            Ev::Wake { node, inc } => {
-                if !self.deliverable(node, inc) || self.nodes[node].wake_at != Some(self.now) {
-                    return;
-                }
-                if self.nodes[node].paused_until > self.now {
-                    let until = self.nodes[node].paused_until;
-                    self.nodes[node].wake_at = Some(until);
-                    self.push(until, Ev::Wake { node, inc });
-                    return;
-                }
+            Ev::Wake { node, .. } => {
                 let n = &mut self.nodes[node];
                 let local = n.clock.local(self.now);
                 match &mut n.machine {
@@ -751,6 +717,34 @@ impl<'s> World<'s> {
                 self.after_input(node);
             }
         }
+    }
+
+    /// For an event addressed to a node: drops it if that incarnation is gone (or, for a
+    /// wake-up, if a newer one replaced it) and defers it while the node is paused. Returns
+    /// the event when it is to be handled now.
+    fn admit(&mut self, ev: Ev) -> Option<Ev> {
+        let (node, inc) = match &ev {
+            Ev::Client { node, inc, .. } | Ev::Watch { node, inc, .. } | Ev::Wake { node, inc } => {
+                (*node, *inc)
+            }
+            Ev::Server { .. } | Ev::FaultStart(_) | Ev::FaultEnd(_) => return Some(ev),
+        };
+        if !self.deliverable(node, inc) {
+            return None;
+        }
+        let is_wake = matches!(ev, Ev::Wake { .. });
+        if is_wake && self.nodes[node].wake_at != Some(self.now) {
+            return None;
+        }
+        let until = self.nodes[node].paused_until;
+        if until > self.now {
+            if is_wake {
+                self.nodes[node].wake_at = Some(until);
+            }
+            self.push(until, ev);
+            return None;
+        }
+        Some(ev)
     }
 
     fn deliverable(&self, node: usize, inc: u32) -> bool {

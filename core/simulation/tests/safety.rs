@@ -43,15 +43,7 @@ fn run_seeds(first: u64, count: u64, minutes: u64) -> Report {
                     }
                     let scenario = Scenario::random(seed, minutes * 60 * SECOND);
                     match run(&scenario) {
-                        Ok(r) => {
-                            sum.requests += r.requests;
-                            sum.watches += r.watches;
-                            sum.elections += r.elections;
-                            sum.losses += r.losses;
-                            sum.slot_acquisitions += r.slot_acquisitions;
-                            sum.conflicts += r.conflicts;
-                            sum.steps += r.steps;
-                        }
+                        Ok(r) => sum += r,
                         Err(_) => {
                             let traced =
                                 replay(&scenario).expect_err("a replay fails the same way");
@@ -59,14 +51,7 @@ fn run_seeds(first: u64, count: u64, minutes: u64) -> Report {
                         }
                     }
                 }
-                let mut total = total.lock().unwrap();
-                total.requests += sum.requests;
-                total.watches += sum.watches;
-                total.elections += sum.elections;
-                total.losses += sum.losses;
-                total.slot_acquisitions += sum.slot_acquisitions;
-                total.conflicts += sum.conflicts;
-                total.steps += sum.steps;
+                *total.lock().unwrap() += sum;
             });
         }
     });
