@@ -1,0 +1,132 @@
+//! Every answer the real API server gave in `../shared/apiserver-fixtures/` decodes into core
+//! types, and every error classifies as the core expects.
+
+use leasehold_adapter_http::wire::{classify, decode_lease, decode_status, decode_watch_line};
+use leasehold_core::{ApiError, Holder, WatchEvent};
+use serde_json::Value;
+
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/apiserver-fixtures"
+);
+
+fn fixtures() -> Vec<(String, Value)> {
+    let mut files: Vec<_> = std::fs::read_dir(DIR)
+        .expect("fixtures beside the repository")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_lease_the_server_returned_decodes() {
+    let mut leases = 0;
+    for (name, f) in fixtures() {
+        let body = &f["response"]["body"];
+        let objects: Vec<&Value> = match body["kind"].as_str() {
+            Some("Lease") => vec![body],
+            Some("LeaseList") => body["items"].as_array().unwrap().iter().collect(),
+            _ => continue,
+        };
+        for object in objects {
+            let decoded = decode_lease(object.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let lease = decoded.to_core().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                lease.resource_version.as_str(),
+                object["metadata"]["resourceVersion"].as_str().unwrap()
+            );
+            match object["spec"]["holderIdentity"].as_str() {
+                Some(h) if h.len() > 253 => assert_eq!(
+                    lease.record.holder,
+                    Holder::Oversized { len: h.len() },
+                    "{name}"
+                ),
+                Some(h) => assert_eq!(lease.record.holder.as_wire(), Some(h), "{name}"),
+                None => assert_eq!(lease.record.holder, Holder::None, "{name}"),
+            }
+            leases += 1;
+        }
+    }
+    assert!(leases >= 20, "{leases}");
+}
+
+#[test]
+fn every_watch_line_decodes() {
+    let mut kinds = Vec::new();
+    for (name, f) in fixtures() {
+        let Some(lines) = f["response"]["lines"].as_array() else {
+            continue;
+        };
+        for line in lines {
+            let decoded = decode_watch_line(line.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            kinds.push(match decoded.event {
+                WatchEvent::Changed(_) => "changed",
+                WatchEvent::Deleted => "deleted",
+                WatchEvent::Bookmark(_) => "bookmark",
+                WatchEvent::Expired => {
+                    assert_eq!(
+                        decoded.status.as_ref().map(|s| s.reason.as_str()),
+                        Some("Expired")
+                    );
+                    "expired"
+                }
+                WatchEvent::Ended | WatchEvent::Failed => "other",
+            });
+        }
+    }
+    for kind in ["changed", "deleted", "bookmark", "expired"] {
+        assert!(kinds.contains(&kind), "no {kind} in {kinds:?}");
+    }
+    assert!(!kinds.contains(&"other"));
+}
+
+#[test]
+fn every_error_classifies_for_the_core_and_keeps_its_words() {
+    let mut seen = 0;
+    for (name, f) in fixtures() {
+        let code = f["response"]["status"].as_u64().unwrap() as u16;
+        if code < 400 {
+            continue;
+        }
+        let body = f["response"]["body"].to_string();
+        let status =
+            decode_status(body.as_bytes()).unwrap_or_else(|| panic!("{name}: not a Status"));
+        assert_eq!(
+            status.message,
+            f["response"]["body"]["message"].as_str().unwrap(),
+            "{name}"
+        );
+        let expected = match (code, status.reason.as_str()) {
+            (404, _) => ApiError::NotFound,
+            (409, "AlreadyExists") => ApiError::AlreadyExists,
+            (409, _) => ApiError::Conflict,
+            (401, _) => ApiError::Unauthorized,
+            (403, _) => ApiError::Forbidden,
+            (400 | 422, _) => ApiError::Invalid,
+            other => panic!("{name}: unexpected {other:?}"),
+        };
+        assert_eq!(classify(code, Some(&status), None), expected, "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 20, "{seen}");
+    assert_eq!(
+        classify(429, None, Some("7")),
+        ApiError::TooManyRequests {
+            retry_after: Some(leasehold_core::Duration::from_secs(7))
+        }
+    );
+    assert_eq!(classify(503, None, None), ApiError::Server { status: 503 });
+    assert!(decode_status(b"<html>bad gateway</html>").is_none());
+}
