@@ -1,6 +1,9 @@
-//! The raw-HTTP transport for leasehold: the Lease API's JSON and its translation to and from
-//! the core's types ([`wire`]). It depends on nothing from kube-rs or k8s-openapi, for the
-//! smallest static images.
+//! The raw-HTTP transport for leasehold: reqwest over rustls, the Lease API's JSON ([`wire`]),
+//! and a [`leasehold_driver::Transport`] ([`client::HttpTransport`]). It depends on nothing from
+//! kube-rs or k8s-openapi, for the smallest static images.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod wire;
+
+pub use client::{Failure, HttpConfig, HttpTransport, TransportError};

@@ -246,6 +246,11 @@ impl Heartbeat {
         self.stopped = true;
     }
 
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// When the last renew succeeded (local monotonic time).
     pub fn last_renewed(&self) -> Option<Instant> {
         self.last_renewed
@@ -410,6 +415,7 @@ mod tests {
     fn stop_ends_all_requests() {
         let mut h = running();
         h.stop();
+        assert!(h.is_stopped());
         assert_eq!(op(&mut h, ms(60_000)), None);
         assert_eq!(h.poll_timeout(), None);
     }

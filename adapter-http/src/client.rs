@@ -1,0 +1,316 @@
+//! The HTTP transport: performs the core's requests with reqwest over rustls (ring; no
+//! OpenSSL), with TLS verified against the cluster's CA and client-go's per-request timeout.
+
+use crate::wire::{self, LeaseObject, Status};
+use leasehold_core::{
+    ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Timing, Verb, WatchEvent,
+};
+use leasehold_driver::{Transport, WatchSink};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where and how to reach the API server.
+#[derive(Clone)]
+pub struct HttpConfig {
+    /// `https://host:port`.
+    pub server: String,
+    /// The cluster CA (PEM) to verify the server against; `None` uses the system roots.
+    pub ca_pem: Option<String>,
+    /// The bearer token. Never logged.
+    pub token: Option<String>,
+    /// The namespace of the leases.
+    pub namespace: String,
+    /// Per-request timeout; see [`HttpConfig::request_timeout`].
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("server", &self.server)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<set>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl HttpConfig {
+    /// client-go's per-request timeout for an elector: `max(1 s, renew_deadline / 2)`.
+    pub fn request_timeout(timing: &Timing) -> Duration {
+        Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
+    }
+}
+
+/// Why the transport could not be built.
+#[derive(Debug)]
+pub enum TransportError {
+    /// The CA is not a PEM certificate.
+    Ca(String),
+    /// The HTTP client could not be built.
+    Client(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ca(e) => write!(
+                f,
+                "certificate-authority: not a PEM certificate ({e}): give the cluster's CA file"
+            ),
+            Self::Client(e) => write!(f, "cannot build the HTTP client: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// The last error answer, with the server's own words, for logs and RBAC advice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The verb that failed.
+    pub verb: Verb,
+    /// The HTTP status.
+    pub status: u16,
+    /// The server's `Status`, when it sent one.
+    pub detail: Option<Status>,
+}
+
+/// Performs lease requests over HTTPS.
+pub struct HttpTransport {
+    client: reqwest::Client,
+    leases: String,
+    token: Option<String>,
+    timeout: Duration,
+    /// The last object read or written per lease, so a write echoes its metadata.
+    last_read: Mutex<HashMap<String, LeaseObject>>,
+    last_failure: Mutex<Option<Failure>>,
+}
+
+impl fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("leases", &self.leases)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// A transport for `config`.
+    pub fn new(config: &HttpConfig) -> Result<Self, TransportError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TransportError::Client(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(pem) = &config.ca_pem {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| TransportError::Ca(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TransportError::Ca(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(TransportError::Ca("no certificate found".into()));
+            }
+        }
+        let tls = builder.with_root_certificates(roots).with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| TransportError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            leases: format!(
+                "{}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+                config.server.trim_end_matches('/'),
+                config.namespace
+            ),
+            token: config.token.clone(),
+            timeout: config.request_timeout,
+            last_read: Mutex::new(HashMap::new()),
+            last_failure: Mutex::new(None),
+        })
+    }
+
+    /// The last error answer, with the server's message.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    fn remember(&self, name: &str, object: Option<LeaseObject>) {
+        let mut cache = self
+            .last_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match object {
+            Some(o) => cache.insert(name.to_owned(), o),
+            None => cache.remove(name),
+        };
+    }
+
+    fn base_object(&self, name: &str) -> LeaseObject {
+        self.last_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn json(builder: reqwest::RequestBuilder, body: &LeaseObject) -> reqwest::RequestBuilder {
+    // Serialising these plain structs cannot fail.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    builder
+        .header("content-type", "application/json")
+        .body(bytes)
+}
+
+fn transport_error(e: &reqwest::Error) -> ApiError {
+    if e.is_timeout() {
+        ApiError::Timeout
+    } else {
+        ApiError::Transport
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn call(&self, request: Request) -> Response {
+        let name = request.lease.as_str();
+        let item = format!("{}/{name}", self.leases);
+        let verb = request.op.verb();
+        let builder = match &request.op {
+            Operation::Get => self.client.get(&item),
+            Operation::Create(record) => {
+                let body = LeaseObject::default().for_write(name, None, record);
+                json(self.client.post(&self.leases), &body)
+            }
+            Operation::Update {
+                resource_version,
+                record,
+            } => {
+                let body =
+                    self.base_object(name)
+                        .for_write(name, Some(resource_version.as_str()), record);
+                json(self.client.put(&item), &body)
+            }
+            Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
+        };
+        let response = self
+            .authorized(builder)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if (200..300).contains(&status) {
+            let object = wire::decode_lease(&body).map_err(|_| ApiError::Malformed)?;
+            let lease = object.to_core().map_err(|_| ApiError::Malformed)?;
+            self.remember(name, Some(object));
+            return Ok(lease);
+        }
+        let detail = wire::decode_status(&body);
+        let error = wire::classify(status, detail.as_ref(), retry_after.as_deref());
+        if error == ApiError::NotFound {
+            self.remember(name, None);
+        }
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
+            verb,
+            status,
+            detail,
+        });
+        Err(error)
+    }
+
+    async fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        let name = lease.as_str();
+        let mut url = format!(
+            "{}?watch=1&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=true&timeoutSeconds=290",
+            self.leases
+        );
+        if let Some(rv) = &resource_version {
+            url.push_str(&format!("&resourceVersion={}", rv.as_str()));
+        }
+        let response = match self.authorized(self.client.get(&url)).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) if r.status().as_u16() == 410 => {
+                sink.send(WatchEvent::Expired);
+                return;
+            }
+            _ => {
+                sink.send(WatchEvent::Failed);
+                return;
+            }
+        };
+        let mut response = response;
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    pending.extend_from_slice(&chunk);
+                    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        let Ok(decoded) = wire::decode_watch_line(&line) else {
+                            sink.send(WatchEvent::Failed);
+                            return;
+                        };
+                        match (&decoded.event, decoded.object) {
+                            (WatchEvent::Deleted, _) => self.remember(name, None),
+                            (WatchEvent::Changed(_), Some(object)) => {
+                                self.remember(name, Some(object))
+                            }
+                            _ => {}
+                        }
+                        let last =
+                            matches!(decoded.event, WatchEvent::Expired | WatchEvent::Failed);
+                        if !sink.send(decoded.event) || last {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    sink.send(WatchEvent::Ended);
+                    return;
+                }
+                Err(_) => {
+                    sink.send(WatchEvent::Failed);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Runs any leasehold-core machine over any transport on tokio.
+//!
+//! The core decides everything; a transport only performs requests and streams watches; this
+//! driver connects them. It polls the machine for requests and sends them (one task per
+//! request, so slots of a pool proceed in parallel), opens and closes watch streams, sleeps
+//! until the machine's timeout or the next answer, hands events to the application, and on the
+//! shutdown signal asks the machine to release before returning.
+//!
+//! Embedded users without tokio write the same loop by hand: see `leasehold_core::Elector`.
+
+mod machine;
+
+pub use machine::Machine;
+
+use leasehold_core::Operation;
+use leasehold_core::{
+    Instant, LeaseName, MicroTime, Request, ResourceVersion, Response, WatchEvent,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Performs the core's requests against an API server.
+pub trait Transport: Send + Sync + 'static {
+    /// Performs a `Get`, `Create` or `Update` and classifies the answer. It must resolve
+    /// (with `ApiError::Timeout` at worst): the core waits for it before the next request.
+    fn call(&self, request: Request) -> impl Future<Output = Response> + Send;
+
+    /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
+    /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
+    /// core no longer wants it.
+    fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Where a transport delivers one watch stream's events.
+#[derive(Clone, Debug)]
+pub struct WatchSink {
+    slot: u16,
+    generation: u64,
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl WatchSink {
+    /// Delivers an event; false once the driver has stopped listening.
+    pub fn send(&self, event: WatchEvent) -> bool {
+        self.inputs
+            .send(Input::Watch(self.slot, self.generation, event))
+            .is_ok()
+    }
+}
+
+#[derive(Debug)]
+enum Input {
+    Response(u16, Response),
+    Watch(u16, u64, WatchEvent),
+}
+
+/// The monotonic clock the core reads, and the wall clock written to records.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: tokio::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock {
+    /// Now, in the core's time (µs since this clock was made).
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+
+    /// The tokio instant of a core instant.
+    pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
+        self.origin + Duration::from_micros(at.as_micros())
+    }
+
+    /// Wall-clock time, for `acquireTime`/`renewTime`.
+    pub fn wall() -> MicroTime {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        MicroTime::from_unix_micros(micros)
+    }
+}
+
+/// Runs `machine` over `transport` until it finishes after `shutdown` resolves. Each
+/// application event is handed to `on_event` with the machine, for getters such as
+/// `is_leader(now)`.
+pub async fn drive<M, T, S>(
+    machine: &mut M,
+    transport: Arc<T>,
+    clock: Clock,
+    shutdown: S,
+    mut on_event: impl FnMut(&M, M::Event),
+) where
+    M: Machine,
+    T: Transport,
+    S: Future<Output = ()>,
+{
+    let (inputs, mut received) = mpsc::unbounded_channel::<Input>();
+    let mut watches: HashMap<u16, (u64, JoinHandle<()>)> = HashMap::new();
+    let mut generation = 0u64;
+    let mut stopping = false;
+    tokio::pin!(shutdown);
+    loop {
+        let now = clock.now();
+        while let Some(request) = machine.poll_request(now, Clock::wall()) {
+            let slot = request.slot;
+            match request.op {
+                Operation::Watch { resource_version } => {
+                    generation += 1;
+                    let sink = WatchSink {
+                        slot,
+                        generation,
+                        inputs: inputs.clone(),
+                    };
+                    let transport = transport.clone();
+                    let task = tokio::spawn(async move {
+                        transport.watch(request.lease, resource_version, sink).await
+                    });
+                    if let Some((_, old)) = watches.insert(slot, (generation, task)) {
+                        old.abort();
+                    }
+                }
+                Operation::Unwatch => {
+                    if let Some((_, task)) = watches.remove(&slot) {
+                        task.abort();
+                    }
+                }
+                _ => {
+                    let (transport, inputs) = (transport.clone(), inputs.clone());
+                    tokio::spawn(async move {
+                        let response = transport.call(request).await;
+                        let _ = inputs.send(Input::Response(slot, response));
+                    });
+                }
+            }
+        }
+        while let Some(event) = machine.poll_event() {
+            on_event(machine, event);
+        }
+        if machine.is_finished() {
+            break;
+        }
+        let wake = machine.poll_timeout().map(|at| clock.deadline(at));
+        tokio::select! {
+            input = received.recv() => match input {
+                Some(Input::Response(slot, response)) => machine.handle_response(slot, response, clock.now()),
+                Some(Input::Watch(slot, generation, event)) => {
+                    // Events of a stream that was replaced or closed are stale.
+                    if watches.get(&slot).is_some_and(|(g, _)| *g == generation) {
+                        if matches!(event, WatchEvent::Ended | WatchEvent::Expired | WatchEvent::Failed) {
+                            watches.remove(&slot);
+                        }
+                        machine.handle_watch(slot, event, clock.now());
+                    }
+                }
+                None => break,
+            },
+            _ = sleep_until(wake) => machine.handle_timeout(clock.now()),
+            _ = &mut shutdown, if !stopping => {
+                stopping = true;
+                machine.shutdown(clock.now());
+            }
+        }
+    }
+    for (_, (_, task)) in watches {
+        task.abort();
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
