@@ -1,43 +1,33 @@
 //! The HTTP transport: performs the core's requests with reqwest over rustls (ring; no
 //! OpenSSL), with TLS verified against the cluster's CA and client-go's per-request timeout.
 
+use crate::kubeconfig::{Cluster, Credentials};
 use crate::wire::{self, LeaseObject, Status};
 use leasehold_core::{
     ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Timing, Verb, WatchEvent,
 };
 use leasehold_driver::{Transport, WatchSink};
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where and how to reach the API server.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpConfig {
-    /// `https://host:port`.
-    pub server: String,
-    /// The cluster CA (PEM) to verify the server against; `None` uses the system roots.
-    pub ca_pem: Option<String>,
-    /// The bearer token. Never logged.
-    pub token: Option<String>,
+    /// The resolved cluster: server, CA, credentials (never logged).
+    pub cluster: Cluster,
     /// The namespace of the leases.
     pub namespace: String,
     /// Per-request timeout; see [`HttpConfig::request_timeout`].
     pub request_timeout: Duration,
-}
-
-impl fmt::Debug for HttpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpConfig")
-            .field("server", &self.server)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<set>"))
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("namespace", &self.namespace)
-            .field("request_timeout", &self.request_timeout)
-            .finish()
-    }
+    /// Client-side rate limit: requests per second and burst (client-go: 5 and 10). `None`:
+    /// unlimited.
+    pub rate_limit: Option<(f64, u32)>,
 }
 
 impl HttpConfig {
@@ -52,6 +42,10 @@ impl HttpConfig {
 pub enum TransportError {
     /// The CA is not a PEM certificate.
     Ca(String),
+    /// The client certificate or key is not usable.
+    ClientCertificate(String),
+    /// The rate limit is not positive.
+    RateLimit,
     /// The HTTP client could not be built.
     Client(String),
 }
@@ -61,14 +55,144 @@ impl fmt::Display for TransportError {
         match self {
             Self::Ca(e) => write!(
                 f,
-                "certificate-authority: not a PEM certificate ({e}): give the cluster's CA file"
+                "certificate-authority: not a PEM certificate ({e}): give the cluster's CA"
             ),
+            Self::ClientCertificate(e) => write!(f, "client-certificate/client-key: {e}"),
+            Self::RateLimit => write!(f, "qps and burst must be greater than zero"),
             Self::Client(e) => write!(f, "cannot build the HTTP client: {e}"),
         }
     }
 }
 
 impl std::error::Error for TransportError {}
+
+/// The bearer token, re-read from its file whenever the file changes (projected service
+/// account tokens rotate).
+enum Token {
+    None,
+    Static(String),
+    File {
+        path: PathBuf,
+        cached: Mutex<(Option<SystemTime>, String)>,
+    },
+}
+
+impl Token {
+    fn current(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Static(t) => Some(t.clone()),
+            Self::File { path, cached } => {
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                let mut cached = cached
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cached.0.is_none() || modified != cached.0 {
+                    if let Ok(text) = std::fs::read_to_string(path) {
+                        *cached = (modified, text.trim().to_owned());
+                    }
+                }
+                Some(cached.1.clone()).filter(|t| !t.is_empty())
+            }
+        }
+    }
+}
+
+/// Accepts any server certificate (kubeconfig `insecure-skip-tls-verify: true`), still checking
+/// the handshake's signatures.
+#[derive(Debug)]
+struct SkipServerVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(cluster: &Cluster) -> Result<rustls::ClientConfig, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Client(e.to_string()))?;
+    let builder = if cluster.insecure_skip_tls_verify {
+        tracing::warn!(
+            source = %cluster.source,
+            "insecure-skip-tls-verify is set: the API server's certificate is not verified, so anyone on the path can impersonate it"
+        );
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &cluster.ca_pem {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| TransportError::Ca(e.to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TransportError::Ca(e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(TransportError::Ca("no certificate found".into()));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots)
+    };
+    match &cluster.credentials {
+        Credentials::ClientCertificate { cert_pem, key_pem } => {
+            let certs = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TransportError::ClientCertificate(e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| TransportError::ClientCertificate(e.to_string()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TransportError::ClientCertificate(e.to_string()))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
 
 /// The last error answer, with the server's own words, for logs and RBAC advice.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +209,8 @@ pub struct Failure {
 pub struct HttpTransport {
     client: reqwest::Client,
     leases: String,
-    token: Option<String>,
+    token: Token,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
     timeout: Duration,
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, LeaseObject>>,
@@ -104,35 +229,39 @@ impl fmt::Debug for HttpTransport {
 impl HttpTransport {
     /// A transport for `config`.
     pub fn new(config: &HttpConfig) -> Result<Self, TransportError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TransportError::Client(e.to_string()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some(pem) = &config.ca_pem {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| TransportError::Ca(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| TransportError::Ca(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(TransportError::Ca("no certificate found".into()));
-            }
-        }
-        let tls = builder.with_root_certificates(roots).with_no_client_auth();
         let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls_config(&config.cluster)?)
             .build()
             .map_err(|e| TransportError::Client(e.to_string()))?;
+        let token = match &config.cluster.credentials {
+            Credentials::Token(t) => Token::Static(t.clone()),
+            Credentials::TokenFile(path) => Token::File {
+                path: path.clone(),
+                cached: Mutex::new((None, String::new())),
+            },
+            Credentials::None | Credentials::ClientCertificate { .. } => Token::None,
+        };
+        let limiter = match config.rate_limit {
+            None => None,
+            Some((qps, burst)) => {
+                let burst = NonZeroU32::new(burst).ok_or(TransportError::RateLimit)?;
+                if !(qps.is_finite() && qps > 0.0) {
+                    return Err(TransportError::RateLimit);
+                }
+                let quota = governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps))
+                    .ok_or(TransportError::RateLimit)?;
+                Some(governor::RateLimiter::direct(quota.allow_burst(burst)))
+            }
+        };
         Ok(Self {
             client,
             leases: format!(
                 "{}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
-                config.server.trim_end_matches('/'),
+                config.cluster.server.trim_end_matches('/'),
                 config.namespace
             ),
-            token: config.token.clone(),
+            token,
+            limiter,
             timeout: config.request_timeout,
             last_read: Mutex::new(HashMap::new()),
             last_failure: Mutex::new(None),
@@ -147,8 +276,12 @@ impl HttpTransport {
             .clone()
     }
 
-    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
+    /// Waits for the rate limiter, then adds the current token.
+    async fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        match self.token.current() {
             Some(t) => builder.bearer_auth(t),
             None => builder,
         }
@@ -215,6 +348,7 @@ impl Transport for HttpTransport {
         };
         let response = self
             .authorized(builder)
+            .await
             .timeout(self.timeout)
             .send()
             .await
@@ -262,7 +396,7 @@ impl Transport for HttpTransport {
         if let Some(rv) = &resource_version {
             url.push_str(&format!("&resourceVersion={}", rv.as_str()));
         }
-        let response = match self.authorized(self.client.get(&url)).send().await {
+        let response = match self.authorized(self.client.get(&url)).await.send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) if r.status().as_u16() == 410 => {
                 sink.send(WatchEvent::Expired);

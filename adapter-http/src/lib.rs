@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod kubeconfig;
 pub mod wire;
 
 pub use client::{Failure, HttpConfig, HttpTransport, TransportError};

@@ -34,12 +34,16 @@ fn spawn_elector(
     index: usize,
     leaders: Arc<Mutex<Leaders>>,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    // Through the kubeconfig the sim writes, as a user would configure it.
+    let path =
+        std::env::temp_dir().join(format!("leasehold-election-{}-{index}", std::process::id()));
+    std::fs::write(&path, sim.kubeconfig("admin", "default").unwrap()).unwrap();
+    let cluster = leasehold_adapter_http::kubeconfig::from_kubeconfig(&[path], None).unwrap();
     let config = HttpConfig {
-        server: sim.url(),
-        ca_pem: sim.ca_pem().map(str::to_owned),
-        token: sim.token("admin").map(str::to_owned),
-        namespace: "default".into(),
+        namespace: cluster.namespace.clone().unwrap(),
+        cluster,
         request_timeout: HttpConfig::request_timeout(&timing()),
+        rate_limit: None,
     };
     let transport = Arc::new(HttpTransport::new(&config).unwrap());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,357 @@
+//! The HTTP transport against the simulated API server over HTTPS: each operation, each error
+//! mapping (keeping the server's words), token rotation, the rate limit, TLS verification.
+
+use leasehold_adapter_http::kubeconfig::{Cluster, Credentials};
+use leasehold_adapter_http::{HttpConfig, HttpTransport};
+use leasehold_core::{
+    ApiError, Duration as D, Holder, LeaseName, LeaseRecord, MicroTime, Operation, Request, Verb,
+};
+use leasehold_driver::Transport;
+use leasehold_sim::{Faults, Rule, Sim, SimConfig, User};
+use std::time::{Duration, Instant};
+
+async fn sim() -> Sim {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Sim::start(SimConfig {
+        users: vec![
+            User::admin("admin", "admin-token"),
+            User::with_rules(
+                "reader",
+                "reader-token",
+                vec![Rule::new(
+                    &["get", "list", "watch"],
+                    &["leases"],
+                    &["*"],
+                    &[],
+                )],
+            ),
+        ],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn cluster(sim: &Sim, credentials: Credentials) -> Cluster {
+    Cluster {
+        server: sim.url(),
+        ca_pem: sim.ca_pem().map(|p| p.as_bytes().to_vec()),
+        insecure_skip_tls_verify: false,
+        credentials,
+        namespace: None,
+        source: "test".into(),
+    }
+}
+
+fn transport(cluster: Cluster, rate_limit: Option<(f64, u32)>) -> HttpTransport {
+    HttpTransport::new(&HttpConfig {
+        cluster,
+        namespace: "default".into(),
+        request_timeout: Duration::from_secs(5),
+        rate_limit,
+    })
+    .unwrap()
+}
+
+fn request(name: &str, op: Operation) -> Request {
+    Request {
+        slot: 0,
+        lease: LeaseName::new(name).unwrap(),
+        op,
+    }
+}
+
+fn record(holder: &str) -> LeaseRecord {
+    LeaseRecord {
+        holder: Holder::from_wire(Some(holder)),
+        lease_duration: Some(D::from_secs(15)),
+        acquire_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        renew_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        lease_transitions: Some(0),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_and_error_mapping() {
+    let sim = sim().await;
+    let t = transport(
+        cluster(&sim, Credentials::Token("admin-token".into())),
+        None,
+    );
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::NotFound)
+    );
+    let created = t
+        .call(request("l", Operation::Create(record("a"))))
+        .await
+        .unwrap();
+    assert!(
+        created
+            .record
+            .holder
+            .is(&leasehold_core::Identity::new("a").unwrap())
+    );
+    assert_eq!(
+        created.record.renew_time,
+        Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        "microseconds round-trip"
+    );
+    assert_eq!(
+        sim.lease("default", "l").unwrap()["spec"]["renewTime"],
+        "2026-11-22T00:00:00.123456Z"
+    );
+    assert_eq!(
+        t.call(request("l", Operation::Create(record("b")))).await,
+        Err(ApiError::AlreadyExists)
+    );
+    let rv = created.resource_version.clone();
+    let updated = t
+        .call(request(
+            "l",
+            Operation::Update {
+                resource_version: rv.clone(),
+                record: record("b"),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_ne!(updated.resource_version, rv);
+    assert_eq!(
+        t.call(request(
+            "l",
+            Operation::Update {
+                resource_version: rv,
+                record: record("c")
+            }
+        ))
+        .await,
+        Err(ApiError::Conflict)
+    );
+    let mut bad = record("d");
+    bad.lease_duration = Some(D::from_secs(0));
+    assert_eq!(
+        t.call(request("m", Operation::Create(bad))).await,
+        Err(ApiError::Invalid)
+    );
+    let failure = t.last_failure().unwrap();
+    assert_eq!(failure.status, 422);
+    assert!(
+        failure
+            .detail
+            .unwrap()
+            .message
+            .contains("spec.leaseDurationSeconds")
+    );
+
+    let anonymous = transport(cluster(&sim, Credentials::None), None);
+    assert_eq!(
+        anonymous.call(request("l", Operation::Get)).await,
+        Err(ApiError::Unauthorized)
+    );
+    let reader = transport(
+        cluster(&sim, Credentials::Token("reader-token".into())),
+        None,
+    );
+    assert_eq!(
+        reader
+            .call(request("x", Operation::Create(record("r"))))
+            .await,
+        Err(ApiError::Forbidden)
+    );
+    let denied = reader.last_failure().unwrap();
+    assert_eq!(denied.verb, Verb::Create);
+    assert!(
+        denied
+            .detail
+            .unwrap()
+            .message
+            .contains("User \"reader\" cannot create resource \"leases\"")
+    );
+
+    sim.set_faults(Faults {
+        throttle_permille: 1000,
+        retry_after_seconds: 9,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::TooManyRequests {
+            retry_after: Some(D::from_secs(9))
+        })
+    );
+    sim.set_faults(Faults {
+        error_permille: 1000,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::Server { status: 500 })
+    );
+    sim.set_faults(Faults {
+        drop_permille: 1000,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::Transport)
+    );
+    sim.set_faults(Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    });
+    let slow = HttpTransport::new(&HttpConfig {
+        cluster: cluster(&sim, Credentials::Token("admin-token".into())),
+        namespace: "default".into(),
+        request_timeout: Duration::from_millis(300),
+        rate_limit: None,
+    })
+    .unwrap();
+    assert_eq!(
+        slow.call(request("l", Operation::Get)).await,
+        Err(ApiError::Timeout)
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_file_is_read_again() {
+    let sim = sim().await;
+    let path = std::env::temp_dir().join(format!("leasehold-token-{}", std::process::id()));
+    std::fs::write(&path, "stale-token\n").unwrap();
+    let t = transport(cluster(&sim, Credentials::TokenFile(path.clone())), None);
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::Unauthorized)
+    );
+    // Rotation writes a new file; a different length also changes what a coarse mtime misses.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&path, "admin-token\n").unwrap();
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::NotFound)
+    );
+    std::fs::remove_file(&path).ok();
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_spaces_requests_after_the_burst() {
+    let sim = sim().await;
+    // 10 per second after a burst of 2: 6 requests need at least 0.4 s.
+    let t = transport(
+        cluster(&sim, Credentials::Token("admin-token".into())),
+        Some((10.0, 2)),
+    );
+    let start = Instant::now();
+    for _ in 0..6 {
+        t.call(request("l", Operation::Get)).await.unwrap_err();
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(380),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sim.counters().count("get", "leases"), 6);
+    let unlimited = HttpConfig {
+        cluster: cluster(&sim, Credentials::None),
+        namespace: "d".into(),
+        request_timeout: Duration::from_secs(1),
+        rate_limit: Some((0.0, 1)),
+    };
+    assert!(
+        HttpTransport::new(&unlimited).is_err(),
+        "a zero rate is refused"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_unless_the_kubeconfig_says_otherwise() {
+    let sim = sim().await;
+    let mut untrusted = cluster(&sim, Credentials::Token("admin-token".into()));
+    untrusted.ca_pem = None;
+    assert_eq!(
+        transport(untrusted.clone(), None)
+            .call(request("l", Operation::Get))
+            .await,
+        Err(ApiError::Transport)
+    );
+    untrusted.insecure_skip_tls_verify = true;
+    assert_eq!(
+        transport(untrusted, None)
+            .call(request("l", Operation::Get))
+            .await,
+        Err(ApiError::NotFound)
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_keeps_labels_it_did_not_set() {
+    let sim = sim().await;
+    let t = transport(
+        cluster(&sim, Credentials::Token("admin-token".into())),
+        None,
+    );
+    let created = t
+        .call(request("labelled", Operation::Create(record("a"))))
+        .await
+        .unwrap();
+    // Someone else labels the lease; our next write (after a read) must keep the label.
+    let client_rv = created.resource_version.clone();
+    let http = reqwest_patch(&sim).await;
+    assert_eq!(http, 200);
+    let read = t.call(request("labelled", Operation::Get)).await.unwrap();
+    assert_ne!(read.resource_version, client_rv);
+    t.call(request(
+        "labelled",
+        Operation::Update {
+            resource_version: read.resource_version,
+            record: record("b"),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        sim.lease("default", "labelled").unwrap()["metadata"]["labels"]["team"],
+        "edge"
+    );
+    sim.stop().await;
+}
+
+/// Another client (kubectl, say) adds a label with a full update.
+async fn reqwest_patch(sim: &Sim) -> u16 {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut stored = sim.lease("default", "labelled").unwrap();
+    stored["metadata"]["labels"] = serde_json::json!({"team": "edge"});
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(sim.ca_pem().unwrap().as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap();
+    client
+        .put(format!(
+            "{}/apis/coordination.k8s.io/v1/namespaces/default/leases/labelled",
+            sim.url()
+        ))
+        .bearer_auth("admin-token")
+        .header("content-type", "application/json")
+        .body(stored.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
