@@ -118,16 +118,17 @@ async fn a_pool_of_two_over_https_survives_restarts_and_pauses() {
     for m in &members {
         m.abort();
     }
-    let s = slots.lock().unwrap();
-    assert!(s.violations.is_empty(), "{:?}", s.violations);
-    for (slot, holders) in &s.holders {
-        let stored = sim.lease("default", &format!("delegation-{slot}")).unwrap();
-        assert_eq!(
-            stored["spec"]["holderIdentity"],
-            format!("member-{}", holders[0]),
-            "the believed holder is the stored one"
-        );
+    {
+        let s = slots.lock().unwrap();
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        for (slot, holders) in &s.holders {
+            let stored = sim.lease("default", &format!("delegation-{slot}")).unwrap();
+            assert_eq!(
+                stored["spec"]["holderIdentity"],
+                format!("member-{}", holders[0]),
+                "the believed holder is the stored one"
+            );
+        }
     }
-    drop(s);
     sim.stop().await;
 }
