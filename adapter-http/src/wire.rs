@@ -253,27 +253,15 @@ pub fn decode_status(body: &[u8]) -> Option<Status> {
         .flatten()
 }
 
-/// Classifies a failed answer for the core. `retry_after` is the `Retry-After` header.
+/// Classifies a failed answer for the core. `retry_after` is the `Retry-After` header; the
+/// `Status` details' `retryAfterSeconds` is the fallback.
 pub fn classify(http_status: u16, status: Option<&Status>, retry_after: Option<&str>) -> ApiError {
-    let reason = status.map_or("", |s| s.reason.as_str());
-    match http_status {
-        404 => ApiError::NotFound,
-        409 if reason == "AlreadyExists" => ApiError::AlreadyExists,
-        409 => ApiError::Conflict,
-        401 => ApiError::Unauthorized,
-        403 => ApiError::Forbidden,
-        400 | 422 => ApiError::Invalid,
-        429 => {
-            let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
-            let details = status
-                .and_then(|s| s.details.as_ref())
-                .and_then(|d| d.retry_after_seconds);
-            ApiError::TooManyRequests {
-                retry_after: header.or(details).map(Duration::from_secs),
-            }
-        }
-        status => ApiError::Server { status },
-    }
+    let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
+    let details = status
+        .and_then(|s| s.details.as_ref())
+        .and_then(|d| d.retry_after_seconds);
+    let wait = header.or(details).map(std::time::Duration::from_secs);
+    leasehold_driver::classify(http_status, status.map_or("", |s| s.reason.as_str()), wait)
 }
 
 /// One decoded line of a watch stream: the core's event, and the object when there is one (to

@@ -12,9 +12,9 @@ mod machine;
 
 pub use machine::Machine;
 
-use leasehold_core::Operation;
 use leasehold_core::{
-    Instant, LeaseName, MicroTime, Request, ResourceVersion, Response, WatchEvent,
+    ApiError, Instant, LeaseName, MicroTime, Operation, Request, ResourceVersion, Response,
+    WatchEvent,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +38,24 @@ pub trait Transport: Send + Sync + 'static {
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send;
+}
+
+/// Classifies an API server's error answer for the core, the same way for every transport:
+/// `reason` tells a 409 Conflict from AlreadyExists; `retry_after` is the 429's advice.
+pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -> ApiError {
+    match http_status {
+        404 => ApiError::NotFound,
+        409 if reason == "AlreadyExists" => ApiError::AlreadyExists,
+        409 => ApiError::Conflict,
+        401 => ApiError::Unauthorized,
+        403 => ApiError::Forbidden,
+        400 | 422 => ApiError::Invalid,
+        429 => ApiError::TooManyRequests {
+            retry_after: retry_after
+                .map(|d| leasehold_core::Duration::from_micros(d.as_micros() as u64)),
+        },
+        status => ApiError::Server { status },
+    }
 }
 
 /// Where a transport delivers one watch stream's events.

@@ -1,0 +1,312 @@
+//! The kube-rs transport for leasehold: `kube::Api<Lease>` with `k8s-openapi`'s types, so
+//! everything kube-rs supports (exec credential plugins, OIDC, client certificates, its
+//! kubeconfig inference) works. It holds no policy: requests in, classified answers out.
+#![forbid(unsafe_code)]
+
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease as KubeLease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime as KubeMicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams, WatchEvent as KubeWatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use leasehold_core::{
+    ApiError, Duration, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
+    ResourceVersion, Response, WatchEvent,
+};
+use leasehold_driver::{Transport, WatchSink, classify};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Performs lease requests through kube-rs.
+pub struct KubeTransport {
+    api: Api<KubeLease>,
+    timeout: std::time::Duration,
+    /// The last object read or written per lease, so a write echoes its metadata.
+    last_read: Mutex<HashMap<String, KubeLease>>,
+    last_failure: Mutex<Option<kube::core::Status>>,
+}
+
+impl std::fmt::Debug for KubeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeTransport")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why no kube client could be made.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The kubeconfig given could not be read or used.
+    Kubeconfig(kube::config::KubeconfigError),
+    /// No configuration could be inferred.
+    Infer(kube::config::InferConfigError),
+    /// The client could not be built from the configuration.
+    Client(kube::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Kubeconfig(e) => write!(f, "kubeconfig: {e}"),
+            Self::Infer(e) => write!(
+                f,
+                "no cluster configuration found (--kubeconfig, KUBECONFIG, ~/.kube/config, in-cluster): {e}"
+            ),
+            Self::Client(e) => write!(f, "cannot build the kube client: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A kube client and the namespace to use: from `kubeconfig` when given (with `context`), else
+/// kube-rs's inference (`KUBECONFIG`, `~/.kube/config`, in-cluster).
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<(kube::Client, String), ClientError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(ClientError::Kubeconfig)?;
+            let options = KubeConfigOptions {
+                context: context.map(str::to_owned),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(ClientError::Kubeconfig)?
+        }
+        None => kube::Config::infer().await.map_err(ClientError::Infer)?,
+    };
+    let mut config = config;
+    // The core decides when to retry (jitter, Retry-After, deadlines); kube-rs's own retry of
+    // 429/503/504 would hide those answers from it and spend its renew deadline.
+    config.default_retry = false;
+    let namespace = config.default_namespace.clone();
+    Ok((
+        kube::Client::try_from(config).map_err(ClientError::Client)?,
+        namespace,
+    ))
+}
+
+impl KubeTransport {
+    /// A transport for leases in `namespace`, each request bounded by `request_timeout`.
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        request_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            timeout: request_timeout,
+            last_read: Mutex::new(HashMap::new()),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// The last error answer, with the server's words.
+    pub fn last_failure(&self) -> Option<kube::core::Status> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn remember(&self, name: &str, lease: Option<&KubeLease>) {
+        let mut cache = self
+            .last_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lease {
+            Some(l) => cache.insert(name.to_owned(), l.clone()),
+            None => cache.remove(name),
+        };
+    }
+
+    fn error(&self, e: kube::Error) -> ApiError {
+        match e {
+            kube::Error::Api(status) => {
+                let retry = status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|&s| s > 0);
+                let error = classify(
+                    status.code,
+                    &status.reason,
+                    retry.map(|s| std::time::Duration::from_secs(u64::from(s))),
+                );
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(*status);
+                error
+            }
+            kube::Error::SerdeError(_) => ApiError::Malformed,
+            _ => ApiError::Transport,
+        }
+    }
+}
+
+fn micro(t: &Option<KubeMicroTime>) -> Option<MicroTime> {
+    t.as_ref()
+        .map(|t| MicroTime::from_unix_micros(t.0.as_microsecond()))
+}
+
+fn kube_micro(t: Option<MicroTime>) -> Option<KubeMicroTime> {
+    t.and_then(|t| Timestamp::from_microsecond(t.as_unix_micros()).ok())
+        .map(KubeMicroTime)
+}
+
+/// The lease as the core sees it; `None` when the object has no usable resourceVersion.
+fn to_core(lease: &KubeLease) -> Option<Lease> {
+    let resource_version =
+        ResourceVersion::new(lease.metadata.resource_version.as_deref()?).ok()?;
+    let spec = lease.spec.clone().unwrap_or_default();
+    Some(Lease {
+        resource_version,
+        record: LeaseRecord {
+            holder: Holder::from_wire(spec.holder_identity.as_deref()),
+            lease_duration: spec
+                .lease_duration_seconds
+                .filter(|&s| s > 0)
+                .map(|s| Duration::from_secs(s as u64)),
+            acquire_time: micro(&spec.acquire_time),
+            renew_time: micro(&spec.renew_time),
+            lease_transitions: match spec.lease_transitions {
+                Some(t) => Some(u32::try_from(t).ok()?),
+                None => None,
+            },
+        },
+    })
+}
+
+fn for_write(
+    base: Option<KubeLease>,
+    name: &str,
+    resource_version: Option<&str>,
+    record: &LeaseRecord,
+) -> KubeLease {
+    let mut lease = base.unwrap_or_default();
+    lease.metadata.name = Some(name.to_owned());
+    lease.metadata.resource_version = resource_version.map(str::to_owned);
+    let previous = lease.spec.take().unwrap_or_default();
+    lease.spec = Some(LeaseSpec {
+        holder_identity: record.holder.as_wire().map(str::to_owned),
+        lease_duration_seconds: record.lease_duration.map(|d| d.as_secs() as i32),
+        acquire_time: kube_micro(record.acquire_time),
+        renew_time: kube_micro(record.renew_time),
+        lease_transitions: record.lease_transitions.map(|t| t as i32),
+        ..previous
+    });
+    lease
+}
+
+/// One API call, built before it is awaited.
+enum Call {
+    Get,
+    Create(KubeLease),
+    Replace(KubeLease),
+}
+
+impl Transport for KubeTransport {
+    async fn call(&self, request: Request) -> Response {
+        let name = request.lease.as_str();
+        let base = self
+            .last_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        let pp = PostParams::default();
+        let call = match &request.op {
+            Operation::Get => Call::Get,
+            Operation::Create(record) => Call::Create(for_write(None, name, None, record)),
+            Operation::Update {
+                resource_version,
+                record,
+            } => Call::Replace(for_write(
+                base,
+                name,
+                Some(resource_version.as_str()),
+                record,
+            )),
+            Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
+        };
+        let call = async {
+            match call {
+                Call::Get => self.api.get(name).await,
+                Call::Create(lease) => self.api.create(&pp, &lease).await,
+                Call::Replace(lease) => self.api.replace(name, &pp, &lease).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(ApiError::Timeout),
+            Ok(Ok(lease)) => {
+                let core = to_core(&lease).ok_or(ApiError::Malformed)?;
+                self.remember(name, Some(&lease));
+                Ok(core)
+            }
+            Ok(Err(e)) => {
+                let error = self.error(e);
+                if error == ApiError::NotFound {
+                    self.remember(name, None);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        let name = lease.as_str();
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(290);
+        let from = resource_version
+            .as_ref()
+            .map_or("0", ResourceVersion::as_str);
+        let stream = match self.api.watch(&params, from).await {
+            Ok(s) => s,
+            Err(_) => {
+                sink.send(WatchEvent::Failed);
+                return;
+            }
+        };
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let event = match item {
+                Ok(KubeWatchEvent::Added(l) | KubeWatchEvent::Modified(l)) => match to_core(&l) {
+                    Some(core) => {
+                        self.remember(name, Some(&l));
+                        WatchEvent::Changed(core)
+                    }
+                    None => WatchEvent::Failed,
+                },
+                Ok(KubeWatchEvent::Deleted(_)) => {
+                    self.remember(name, None);
+                    WatchEvent::Deleted
+                }
+                Ok(KubeWatchEvent::Bookmark(b)) => {
+                    match ResourceVersion::new(&b.metadata.resource_version) {
+                        Ok(rv) => WatchEvent::Bookmark(rv),
+                        Err(_) => WatchEvent::Failed,
+                    }
+                }
+                Ok(KubeWatchEvent::Error(status)) if status.code == 410 => WatchEvent::Expired,
+                Ok(KubeWatchEvent::Error(_)) | Err(_) => WatchEvent::Failed,
+            };
+            let last = matches!(event, WatchEvent::Expired | WatchEvent::Failed);
+            if !sink.send(event) || last {
+                return;
+            }
+        }
+        sink.send(WatchEvent::Ended);
+    }
+}
