@@ -7,7 +7,7 @@ use leasehold_core::{
     ApiError, Duration as D, Holder, LeaseName, LeaseRecord, MicroTime, Operation, Request, Verb,
 };
 use leasehold_driver::Transport;
-use leasehold_sim::{Faults, Rule, Sim, SimConfig, User};
+use leasehold_sim::{Rule, Sim, SimConfig, User};
 use std::time::{Duration, Instant};
 
 async fn sim() -> Sim {
@@ -72,61 +72,11 @@ fn record(holder: &str) -> LeaseRecord {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operations_and_error_mapping() {
+async fn failures_keep_the_servers_words() {
     let sim = sim().await;
     let t = transport(
         cluster(&sim, Credentials::Token("admin-token".into())),
         None,
-    );
-    assert_eq!(
-        t.call(request("l", Operation::Get)).await,
-        Err(ApiError::NotFound)
-    );
-    let created = t
-        .call(request("l", Operation::Create(record("a"))))
-        .await
-        .unwrap();
-    assert!(
-        created
-            .record
-            .holder
-            .is(&leasehold_core::Identity::new("a").unwrap())
-    );
-    assert_eq!(
-        created.record.renew_time,
-        Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
-        "microseconds round-trip"
-    );
-    assert_eq!(
-        sim.lease("default", "l").unwrap()["spec"]["renewTime"],
-        "2026-11-22T00:00:00.123456Z"
-    );
-    assert_eq!(
-        t.call(request("l", Operation::Create(record("b")))).await,
-        Err(ApiError::AlreadyExists)
-    );
-    let rv = created.resource_version.clone();
-    let updated = t
-        .call(request(
-            "l",
-            Operation::Update {
-                resource_version: rv.clone(),
-                record: record("b"),
-            },
-        ))
-        .await
-        .unwrap();
-    assert_ne!(updated.resource_version, rv);
-    assert_eq!(
-        t.call(request(
-            "l",
-            Operation::Update {
-                resource_version: rv,
-                record: record("c")
-            }
-        ))
-        .await,
-        Err(ApiError::Conflict)
     );
     let mut bad = record("d");
     bad.lease_duration = Some(D::from_secs(0));
@@ -143,7 +93,6 @@ async fn operations_and_error_mapping() {
             .message
             .contains("spec.leaseDurationSeconds")
     );
-
     let anonymous = transport(cluster(&sim, Credentials::None), None);
     assert_eq!(
         anonymous.call(request("l", Operation::Get)).await,
@@ -167,49 +116,6 @@ async fn operations_and_error_mapping() {
             .unwrap()
             .message
             .contains("User \"reader\" cannot create resource \"leases\"")
-    );
-
-    sim.set_faults(Faults {
-        throttle_permille: 1000,
-        retry_after_seconds: 9,
-        ..Faults::default()
-    });
-    assert_eq!(
-        t.call(request("l", Operation::Get)).await,
-        Err(ApiError::TooManyRequests {
-            retry_after: Some(D::from_secs(9))
-        })
-    );
-    sim.set_faults(Faults {
-        error_permille: 1000,
-        ..Faults::default()
-    });
-    assert_eq!(
-        t.call(request("l", Operation::Get)).await,
-        Err(ApiError::Server { status: 500 })
-    );
-    sim.set_faults(Faults {
-        drop_permille: 1000,
-        ..Faults::default()
-    });
-    assert_eq!(
-        t.call(request("l", Operation::Get)).await,
-        Err(ApiError::Transport)
-    );
-    sim.set_faults(Faults {
-        latency_ms: 1_500,
-        ..Faults::default()
-    });
-    let slow = HttpTransport::new(&HttpConfig {
-        cluster: cluster(&sim, Credentials::Token("admin-token".into())),
-        namespace: "default".into(),
-        request_timeout: Duration::from_millis(300),
-        rate_limit: None,
-    })
-    .unwrap();
-    assert_eq!(
-        slow.call(request("l", Operation::Get)).await,
-        Err(ApiError::Timeout)
     );
     sim.stop().await;
 }

@@ -8,6 +8,8 @@
 //!
 //! Embedded users without tokio write the same loop by hand: see `leasehold_core::Elector`.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod machine;
 
 pub use machine::Machine;

@@ -1,0 +1,544 @@
+//! The conformance suite every transport runs against the simulated API server over HTTPS:
+//! written once, called from each adapter's tests with a function that connects that adapter
+//! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only).
+
+use crate::{Clock, Input, Transport, WatchSink, drive};
+use leasehold_core::{
+    ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, LeaseName,
+    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, Timing,
+    WatchEvent,
+};
+use leasehold_sim::{Faults, Rule, Sim, SimConfig, User};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// The users the suite connects as.
+pub fn users() -> Vec<User> {
+    vec![
+        User::admin("admin", "admin-token"),
+        User::with_rules(
+            "reader",
+            "reader-token",
+            vec![Rule::new(
+                &["get", "list", "watch"],
+                &["leases"],
+                &["*"],
+                &[],
+            )],
+        ),
+    ]
+}
+
+/// A sim with the suite's users.
+pub async fn start_sim(config: SimConfig) -> Sim {
+    Sim::start(SimConfig {
+        users: users(),
+        ..config
+    })
+    .await
+    .expect("the sim starts")
+}
+
+/// Lease 3 s, renew 2 s, retry 0.5 s: the rules of 15/10/2, scaled down for quick tests.
+pub fn timing() -> Timing {
+    Timing::new(D::from_secs(3), D::from_secs(2), D::from_millis(500)).expect("valid timing")
+}
+
+fn request(name: &str, op: Operation) -> Request {
+    Request {
+        slot: 0,
+        lease: LeaseName::new(name).expect("valid name"),
+        op,
+    }
+}
+
+fn record(holder: &str) -> LeaseRecord {
+    LeaseRecord {
+        holder: Holder::from_wire(Some(holder)),
+        lease_duration: Some(D::from_secs(15)),
+        acquire_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        renew_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        lease_transitions: Some(0),
+    }
+}
+
+/// Each operation and each error mapping.
+pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+    let sim = start_sim(SimConfig::default()).await;
+    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::NotFound)
+    );
+    let created = t
+        .call(request("l", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    assert_eq!(
+        created.record.renew_time,
+        Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
+        "microseconds round-trip"
+    );
+    assert_eq!(
+        sim.lease("default", "l").expect("stored")["spec"]["renewTime"],
+        "2026-11-22T00:00:00.123456Z"
+    );
+    assert_eq!(
+        t.call(request("l", Operation::Create(record("b")))).await,
+        Err(ApiError::AlreadyExists)
+    );
+    let rv = created.resource_version.clone();
+    let updated = t
+        .call(request(
+            "l",
+            Operation::Update {
+                resource_version: rv.clone(),
+                record: record("b"),
+            },
+        ))
+        .await
+        .expect("update");
+    assert_ne!(updated.resource_version, rv);
+    assert_eq!(
+        t.call(request(
+            "l",
+            Operation::Update {
+                resource_version: rv,
+                record: record("c")
+            }
+        ))
+        .await,
+        Err(ApiError::Conflict)
+    );
+    let mut bad = record("d");
+    bad.lease_duration = Some(D::from_secs(0));
+    assert_eq!(
+        t.call(request("m", Operation::Create(bad))).await,
+        Err(ApiError::Invalid)
+    );
+
+    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    assert_eq!(
+        reader
+            .call(request("x", Operation::Create(record("r"))))
+            .await,
+        Err(ApiError::Forbidden)
+    );
+
+    sim.set_faults(Faults {
+        throttle_permille: 1000,
+        retry_after_seconds: 9,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::TooManyRequests {
+            retry_after: Some(D::from_secs(9))
+        })
+    );
+    sim.set_faults(Faults {
+        error_permille: 1000,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::Server { status: 500 })
+    );
+    sim.set_faults(Faults {
+        drop_permille: 1000,
+        ..Faults::default()
+    });
+    assert_eq!(
+        t.call(request("l", Operation::Get)).await,
+        Err(ApiError::Transport)
+    );
+    sim.set_faults(Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    });
+    let slow = connect(&sim, "admin", Duration::from_millis(300)).await;
+    assert_eq!(
+        slow.call(request("l", Operation::Get)).await,
+        Err(ApiError::Timeout)
+    );
+    sim.stop().await;
+}
+
+async fn next_watch_event(events: &mut mpsc::UnboundedReceiver<Input>) -> WatchEvent {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(Input::Watch(_, _, e))) => return e,
+            Ok(Some(Input::Response(..))) => {}
+            Ok(None) | Err(_) => panic!("no watch event within 5 s"),
+        }
+    }
+}
+
+/// A watch by name: sees changes, resumes from a resourceVersion, ends when cut, and reports
+/// 410 when its resourceVersion is too old.
+pub async fn watch<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+    let sim = start_sim(SimConfig {
+        watch_history: 4,
+        ..SimConfig::default()
+    })
+    .await;
+    let t = Arc::new(connect(&sim, "admin", Duration::from_secs(5)).await);
+    let created = t
+        .call(request("w", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    t.call(request("other", Operation::Create(record("x"))))
+        .await
+        .expect("create");
+    let (inputs, mut events) = mpsc::unbounded_channel();
+    let sink = WatchSink {
+        slot: 0,
+        generation: 1,
+        inputs,
+    };
+    let watcher = tokio::spawn({
+        let t = t.clone();
+        let rv = created.resource_version.clone();
+        async move {
+            t.watch(LeaseName::new("w").expect("name"), Some(rv), sink)
+                .await
+        }
+    });
+    let updated = t
+        .call(request(
+            "w",
+            Operation::Update {
+                resource_version: created.resource_version.clone(),
+                record: record("b"),
+            },
+        ))
+        .await
+        .expect("update");
+    match next_watch_event(&mut events).await {
+        WatchEvent::Changed(lease) => assert_eq!(
+            lease.resource_version, updated.resource_version,
+            "only the watched lease, from the version given"
+        ),
+        other => panic!("expected the update, got {other:?}"),
+    }
+    sim.cut_watches();
+    assert!(matches!(
+        next_watch_event(&mut events).await,
+        WatchEvent::Ended | WatchEvent::Failed
+    ));
+    let _ = watcher.await;
+    for i in 0..6 {
+        t.call(request(
+            &format!("churn-{i}"),
+            Operation::Create(record("c")),
+        ))
+        .await
+        .expect("create");
+    }
+    let (inputs, mut events) = mpsc::unbounded_channel();
+    let sink = WatchSink {
+        slot: 0,
+        generation: 2,
+        inputs,
+    };
+    let old = ResourceVersion::new("2").expect("rv");
+    tokio::spawn({
+        let t = t.clone();
+        async move {
+            t.watch(LeaseName::new("w").expect("name"), Some(old), sink)
+                .await
+        }
+    });
+    assert_eq!(next_watch_event(&mut events).await, WatchEvent::Expired);
+    sim.stop().await;
+}
+
+/// Who leads, as the electors' events tell it.
+#[derive(Default)]
+struct Leaders {
+    now: Vec<usize>,
+    most_at_once: usize,
+    history: Vec<(usize, Instant)>,
+}
+
+type Running = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
+fn spawn_elector<T: Transport>(
+    transport: T,
+    lease: &'static str,
+    index: usize,
+    leaders: Arc<Mutex<Leaders>>,
+) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut elector = Elector::new(
+            ElectorConfig {
+                lease: LeaseName::new(lease).expect("name"),
+                identity: Identity::new(&format!("elector-{index}")).expect("identity"),
+                timing: timing(),
+                watch: true,
+            },
+            index as u64,
+        );
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        drive(
+            &mut elector,
+            Arc::new(transport),
+            Clock::default(),
+            shutdown,
+            |_, event| {
+                let mut l = leaders.lock().expect("lock");
+                match event {
+                    Event::BecameLeader { .. } => {
+                        l.now.push(index);
+                        l.most_at_once = l.most_at_once.max(l.now.len());
+                        l.history.push((index, Instant::now()));
+                    }
+                    Event::LostLeadership { .. } => l.now.retain(|&i| i != index),
+                    _ => {}
+                }
+            },
+        )
+        .await;
+    });
+    (stop, task)
+}
+
+async fn next_leader(
+    leaders: &Arc<Mutex<Leaders>>,
+    after: Instant,
+    except: Option<usize>,
+    within: Duration,
+) -> (usize, Instant) {
+    loop {
+        let found = leaders
+            .lock()
+            .expect("lock")
+            .history
+            .iter()
+            .find(|(i, at)| *at >= after && Some(*i) != except)
+            .copied();
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(after.elapsed() < within, "no leader within {within:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Leaders hand over: gracefully (the next sees the release on its watch: well under a second)
+/// through each of `running`, then on a crash (after the lease expires); never two at once.
+async fn hand_over(
+    sim: &Sim,
+    lease: &str,
+    leaders: &Arc<Mutex<Leaders>>,
+    running: &mut [Option<Running>],
+    started: Instant,
+    graceful_rounds: usize,
+) {
+    let (mut current, _) = next_leader(leaders, started, None, Duration::from_secs(5)).await;
+    for _ in 0..graceful_rounds {
+        let (stop, task) = running[current].take().expect("running");
+        let released = Instant::now();
+        let _ = stop.send(());
+        task.await.expect("the elector ends after releasing");
+        let (next, at) =
+            next_leader(leaders, released, Some(current), Duration::from_secs(5)).await;
+        let took = at.saturating_duration_since(released);
+        assert!(
+            took < Duration::from_secs(1),
+            "graceful failover took {took:?}: not a release seen on the watch"
+        );
+        current = next;
+    }
+    let (_, task) = running[current].take().expect("running");
+    task.abort();
+    let _ = task.await;
+    // A killed process believes nothing and says nothing.
+    leaders.lock().expect("lock").now.retain(|&i| i != current);
+    let crashed = Instant::now();
+    let (last, at) = next_leader(leaders, crashed, Some(current), Duration::from_secs(8)).await;
+    let took = at.saturating_duration_since(crashed);
+    assert!(
+        took >= Duration::from_millis(900),
+        "took over {took:?} after the crash: before the lease could expire"
+    );
+    assert!(
+        took < Duration::from_millis(3_000 + 1_100 + 1_000),
+        "crash failover took {took:?}"
+    );
+    assert_eq!(
+        sim.lease("default", lease).expect("stored")["spec"]["holderIdentity"],
+        format!("elector-{last}")
+    );
+    assert_eq!(
+        leaders.lock().expect("lock").most_at_once,
+        1,
+        "two electors led at once"
+    );
+    for (_, task) in running.iter_mut().filter_map(Option::take) {
+        task.abort();
+    }
+}
+
+/// Three electors: one leads; graceful failover; crash failover.
+pub async fn election<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+    let sim = start_sim(SimConfig::default()).await;
+    let leaders = Arc::new(Mutex::new(Leaders::default()));
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for index in 0..3 {
+        running.push(Some(spawn_elector(
+            connect(&sim, "admin", timeout).await,
+            "controller",
+            index,
+            leaders.clone(),
+        )));
+    }
+    hand_over(&sim, "controller", &leaders, &mut running, started, 1).await;
+    sim.stop().await;
+}
+
+/// Two electors over each transport on one lease: the lease passes between transports and
+/// never has two leaders.
+pub async fn mixed_fleet<A: Transport, B: Transport>(
+    connect_a: impl AsyncFn(&Sim, &str, Duration) -> A,
+    connect_b: impl AsyncFn(&Sim, &str, Duration) -> B,
+) {
+    let sim = start_sim(SimConfig::default()).await;
+    let leaders = Arc::new(Mutex::new(Leaders::default()));
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for index in 0..4 {
+        running.push(Some(if index % 2 == 0 {
+            spawn_elector(
+                connect_a(&sim, "admin", timeout).await,
+                "mixed",
+                index,
+                leaders.clone(),
+            )
+        } else {
+            spawn_elector(
+                connect_b(&sim, "admin", timeout).await,
+                "mixed",
+                index,
+                leaders.clone(),
+            )
+        }));
+    }
+    hand_over(&sim, "mixed", &leaders, &mut running, started, 2).await;
+    sim.stop().await;
+}
+
+/// A delegation pool of 2 with 4 members fills, survives a restart that cuts every connection
+/// and a pause longer than the renew deadline, and no slot ever has two holders.
+pub async fn pool<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+    #[derive(Default)]
+    struct Slots {
+        holders: HashMap<u16, Vec<usize>>,
+        violations: Vec<String>,
+    }
+    let held = |s: &Arc<Mutex<Slots>>| {
+        s.lock()
+            .expect("lock")
+            .holders
+            .values()
+            .filter(|h| !h.is_empty())
+            .count()
+    };
+    let until_full = async |s: &Arc<Mutex<Slots>>, within: Duration| {
+        let start = Instant::now();
+        while held(s) < 2 {
+            assert!(
+                start.elapsed() < within,
+                "the pool did not fill within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let sim = start_sim(SimConfig::default()).await;
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut members = Vec::new();
+    for index in 0..4usize {
+        let transport = Arc::new(connect(&sim, "admin", Duration::from_secs(1)).await);
+        let slots = slots.clone();
+        members.push(tokio::spawn(async move {
+            let config = PoolConfig {
+                prefix: "delegation",
+                size: 2,
+                identity: Identity::new(&format!("member-{index}")).expect("identity"),
+                timing: timing(),
+                watch: true,
+            };
+            let mut pool: Pool<2> = Pool::new(config, index as u64).expect("pool");
+            drive(
+                &mut pool,
+                transport,
+                Clock::default(),
+                std::future::pending(),
+                |_, e| {
+                    let mut s = slots.lock().expect("lock");
+                    match e.event {
+                        Event::BecameLeader { .. } => {
+                            let holders = s.holders.entry(e.slot).or_default();
+                            holders.push(index);
+                            if holders.len() > 1 {
+                                let what = format!("slot {} held by {holders:?}", e.slot);
+                                s.violations.push(what);
+                            }
+                        }
+                        Event::LostLeadership { .. } => {
+                            s.holders.entry(e.slot).or_default().retain(|&i| i != index)
+                        }
+                        _ => {}
+                    }
+                    let total: usize = s.holders.values().map(Vec::len).sum();
+                    if total > 2 {
+                        s.violations.push(format!("{total} holders"));
+                    }
+                },
+            )
+            .await;
+        }));
+    }
+    until_full(&slots, Duration::from_secs(5)).await;
+    sim.restart(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_full(&slots, Duration::from_secs(8)).await;
+    sim.pause();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        held(&slots) < 2,
+        "holders must step down when they cannot renew for 2.5 s"
+    );
+    sim.resume();
+    until_full(&slots, Duration::from_secs(8)).await;
+    for m in &members {
+        m.abort();
+    }
+    let believed: Vec<(u16, usize)> = {
+        let s = slots.lock().expect("lock");
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        s.holders
+            .iter()
+            .filter_map(|(slot, h)| h.first().map(|&i| (*slot, i)))
+            .collect()
+    };
+    for (slot, member) in believed {
+        let stored = sim
+            .lease("default", &format!("delegation-{slot}"))
+            .expect("stored");
+        assert_eq!(
+            stored["spec"]["holderIdentity"],
+            format!("member-{member}"),
+            "the believed holder is the stored one"
+        );
+    }
+    sim.stop().await;
+}
