@@ -4,7 +4,7 @@
 use crate::kubeconfig::{Cluster, Credentials};
 use crate::wire::{self, LeaseObject, Status};
 use leasehold_core::{
-    ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Timing, Verb, WatchEvent,
+    ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Verb, WatchEvent,
 };
 use leasehold_driver::{Transport, WatchSink};
 use rustls::pki_types::pem::PemObject;
@@ -23,18 +23,11 @@ pub struct HttpConfig {
     pub cluster: Cluster,
     /// The namespace of the leases.
     pub namespace: String,
-    /// Per-request timeout; see [`HttpConfig::request_timeout`].
+    /// Per-request timeout; see [`leasehold_driver::request_timeout`].
     pub request_timeout: Duration,
     /// Client-side rate limit: requests per second and burst (client-go: 5 and 10). `None`:
     /// unlimited.
     pub rate_limit: Option<(f64, u32)>,
-}
-
-impl HttpConfig {
-    /// client-go's per-request timeout for an elector: `max(1 s, renew_deadline / 2)`.
-    pub fn request_timeout(timing: &Timing) -> Duration {
-        Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
-    }
 }
 
 /// Why the transport could not be built.

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 pub struct KubeTransport {
     api: Api<KubeLease>,
     timeout: std::time::Duration,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, KubeLease>>,
     last_failure: Mutex<Option<kube::core::Status>>,
@@ -92,7 +93,8 @@ pub async fn client(
 }
 
 impl KubeTransport {
-    /// A transport for leases in `namespace`, each request bounded by `request_timeout`.
+    /// A transport for leases in `namespace`, each request bounded by `request_timeout`
+    /// ([`leasehold_driver::request_timeout`]).
     pub fn new(
         client: kube::Client,
         namespace: &str,
@@ -101,8 +103,28 @@ impl KubeTransport {
         Self {
             api: Api::namespaced(client, namespace),
             timeout: request_timeout,
+            limiter: None,
             last_read: Mutex::new(HashMap::new()),
             last_failure: Mutex::new(None),
+        }
+    }
+
+    /// Limits requests to `qps` per second after a burst of `burst` (client-go: 5 and 10;
+    /// Elastic's `kube_client_options.qps/burst`). `None` when either is not positive.
+    pub fn with_rate_limit(mut self, qps: f64, burst: u32) -> Option<Self> {
+        let burst = std::num::NonZeroU32::new(burst)?;
+        if !(qps.is_finite() && qps > 0.0) {
+            return None;
+        }
+        let quota = governor::Quota::with_period(std::time::Duration::from_secs_f64(1.0 / qps))?
+            .allow_burst(burst);
+        self.limiter = Some(governor::RateLimiter::direct(quota));
+        Some(self)
+    }
+
+    async fn throttle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
         }
     }
 
@@ -242,6 +264,7 @@ impl Transport for KubeTransport {
                 Call::Replace(lease) => self.api.replace(name, &pp, &lease).await,
             }
         };
+        self.throttle().await;
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(ApiError::Timeout),
             Ok(Ok(lease)) => {

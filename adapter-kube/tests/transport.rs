@@ -35,3 +35,32 @@ async fn failures_keep_the_servers_words() {
     );
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_spaces_requests_after_the_burst() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let path = std::env::temp_dir().join(format!("leasehold-kube-qps-{}", std::process::id()));
+    std::fs::write(&path, sim.kubeconfig("admin", "default").unwrap()).unwrap();
+    let (client, namespace) = client(Some(&path), None).await.unwrap();
+    // 10 per second after a burst of 2: 6 requests need at least 0.4 s.
+    let t = KubeTransport::new(client, &namespace, Duration::from_secs(5))
+        .with_rate_limit(10.0, 2)
+        .unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..6 {
+        let get = Request {
+            slot: 0,
+            lease: LeaseName::new("absent").unwrap(),
+            op: Operation::Get,
+        };
+        assert_eq!(t.call(get).await, Err(ApiError::NotFound));
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(380),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sim.counters().count("get", "leases"), 6);
+    sim.stop().await;
+}

@@ -42,6 +42,12 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
+/// client-go's per-request timeout for lease calls: `max(1 s, renew_deadline / 2)`, so a hung
+/// call leaves the leader time to retry before its deadline.
+pub fn request_timeout(timing: &leasehold_core::Timing) -> Duration {
+    Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
+}
+
 /// Classifies an API server's error answer for the core, the same way for every transport:
 /// `reason` tells a 409 Conflict from AlreadyExists; `retry_after` is the 429's advice.
 pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -> ApiError {
