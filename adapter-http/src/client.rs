@@ -6,7 +6,7 @@ use crate::wire::{self, LeaseObject, Status};
 use leasehold_core::{
     ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Verb, WatchEvent,
 };
-use leasehold_driver::{Transport, WatchSink};
+use leasehold_driver::{ListedLease, Transport, WatchSink};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
@@ -201,6 +201,7 @@ pub struct Failure {
 /// Performs lease requests over HTTPS.
 pub struct HttpTransport {
     client: reqwest::Client,
+    server: String,
     leases: String,
     token: Token,
     limiter: Option<governor::DefaultDirectRateLimiter>,
@@ -248,6 +249,7 @@ impl HttpTransport {
         };
         Ok(Self {
             client,
+            server: config.cluster.server.trim_end_matches('/').to_owned(),
             leases: format!(
                 "{}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
                 config.cluster.server.trim_end_matches('/'),
@@ -299,6 +301,43 @@ impl HttpTransport {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn listed(item: &LeaseObject) -> Option<ListedLease> {
+    let meta = &item.metadata;
+    Some(ListedLease {
+        namespace: meta.namespace.clone()?,
+        name: meta.name.clone()?,
+        created: meta
+            .other
+            .get("creationTimestamp")
+            .and_then(|t| t.as_str())
+            .and_then(|t| wire::parse_micro_time("metadata.creationTimestamp", t).ok()),
+        labels: meta
+            .other
+            .get("labels")
+            .and_then(|l| l.as_object())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        lease: item.to_core().ok()?,
+    })
 }
 
 fn json(builder: reqwest::RequestBuilder, body: &LeaseObject) -> reqwest::RequestBuilder {
@@ -373,6 +412,74 @@ impl Transport for HttpTransport {
             detail,
         });
         Err(error)
+    }
+
+    async fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<ListedLease>, ApiError> {
+        let base = match namespace {
+            Some(ns) => format!(
+                "{}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                self.server
+            ),
+            None => format!("{}/apis/coordination.k8s.io/v1/leases", self.server),
+        };
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("limit", "500")];
+            if let Some(sel) = label_selector {
+                query.push(("labelSelector", sel));
+            }
+            if let Some(token) = &next {
+                query.push(("continue", token));
+            }
+            let query = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let request = self
+                .authorized(self.client.get(format!("{base}?{query}")))
+                .await;
+            let response = request
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let status = response.status().as_u16();
+            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+            if !(200..300).contains(&status) {
+                let detail = wire::decode_status(&body);
+                let error = wire::classify(status, detail.as_ref(), None);
+                *self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
+                    verb: Verb::List,
+                    status,
+                    detail,
+                });
+                return Err(error);
+            }
+            let list: wire::LeaseList =
+                serde_json::from_slice(&body).map_err(|_| ApiError::Malformed)?;
+            for item in &list.items {
+                out.push(listed(item).ok_or(ApiError::Malformed)?);
+            }
+            next = list
+                .metadata
+                .other
+                .get("continue")
+                .and_then(|c| c.as_str())
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            if next.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn watch(

@@ -32,6 +32,11 @@ async fn operations_and_error_mapping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_in_a_namespace_or_all() {
+    conformance::list(connect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resume_cut_and_gone() {
     conformance::watch(connect).await;
 }

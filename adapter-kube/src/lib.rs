@@ -13,13 +13,14 @@ use leasehold_core::{
     ApiError, Duration, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
     ResourceVersion, Response, WatchEvent,
 };
-use leasehold_driver::{Transport, WatchSink, classify};
+use leasehold_driver::{ListedLease, Transport, WatchSink, classify};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 /// Performs lease requests through kube-rs.
 pub struct KubeTransport {
+    client: kube::Client,
     api: Api<KubeLease>,
     timeout: std::time::Duration,
     limiter: Option<governor::DefaultDirectRateLimiter>,
@@ -101,7 +102,8 @@ impl KubeTransport {
         request_timeout: std::time::Duration,
     ) -> Self {
         Self {
-            api: Api::namespaced(client, namespace),
+            api: Api::namespaced(client.clone(), namespace),
+            client,
             timeout: request_timeout,
             limiter: None,
             last_read: Mutex::new(HashMap::new()),
@@ -278,6 +280,47 @@ impl Transport for KubeTransport {
                     self.remember(name, None);
                 }
                 Err(error)
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<ListedLease>, ApiError> {
+        let api: Api<KubeLease> = match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut params = kube::api::ListParams::default().limit(500);
+        if let Some(sel) = label_selector {
+            params = params.labels(sel);
+        }
+        let mut out = Vec::new();
+        loop {
+            self.throttle().await;
+            let page = match tokio::time::timeout(self.timeout, api.list(&params)).await {
+                Err(_) => return Err(ApiError::Timeout),
+                Ok(Err(e)) => return Err(self.error(e)),
+                Ok(Ok(page)) => page,
+            };
+            for item in &page.items {
+                let meta = &item.metadata;
+                out.push(ListedLease {
+                    namespace: meta.namespace.clone().ok_or(ApiError::Malformed)?,
+                    name: meta.name.clone().ok_or(ApiError::Malformed)?,
+                    created: meta
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| MicroTime::from_unix_micros(t.0.as_microsecond())),
+                    labels: meta.labels.clone().unwrap_or_default(),
+                    lease: to_core(item).ok_or(ApiError::Malformed)?,
+                });
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(out),
             }
         }
     }

@@ -67,6 +67,8 @@ pub enum Verb {
     Update,
     /// `watch`.
     Watch,
+    /// `list`.
+    List,
 }
 
 impl Verb {
@@ -77,6 +79,7 @@ impl Verb {
             Self::Create => "create",
             Self::Update => "update",
             Self::Watch => "watch",
+            Self::List => "list",
         }
     }
 }

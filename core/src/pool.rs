@@ -35,6 +35,8 @@ impl fmt::Display for PoolError {
     }
 }
 
+impl core::error::Error for PoolError {}
+
 /// What a [`Pool`] needs to know before it starts.
 #[derive(Clone, Debug)]
 pub struct PoolConfig<'a> {

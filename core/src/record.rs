@@ -60,6 +60,8 @@ impl fmt::Display for TextError {
     }
 }
 
+impl core::error::Error for TextError {}
+
 fn bounded<const N: usize>(what: &'static str, s: &str) -> Result<String<N>, TextError> {
     if s.is_empty() {
         return Err(TextError::Empty { what });

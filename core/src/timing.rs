@@ -111,6 +111,8 @@ impl fmt::Display for TimingError {
     }
 }
 
+impl core::error::Error for TimingError {}
+
 impl Timing {
     /// client-go's and Elastic Agent's defaults: 15 s lease, 10 s renew deadline, 2 s retry.
     pub const DEFAULT: Self = Self {

@@ -248,6 +248,20 @@ impl Sim {
         self.shared.store().get(namespace, name).ok()
     }
 
+    /// Stores a lease as a POST would (validated, with a new resourceVersion), without HTTP:
+    /// for seeding tests and demos.
+    pub fn seed_lease(
+        &self,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiStatus> {
+        let serde_json::Value::Object(mut object) = object else {
+            return Err(status::bad_request("a lease is a JSON object".into()));
+        };
+        validate::check_types(&mut object, true)?;
+        self.shared.store().create(namespace, object)
+    }
+
     /// Creates a namespace.
     pub fn add_namespace(&self, namespace: &str) {
         self.shared.store().add_namespace(namespace);

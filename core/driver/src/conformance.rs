@@ -166,6 +166,56 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
     sim.stop().await;
 }
 
+/// Listing one namespace or all, with a label selector, across pages.
+pub async fn list<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+    let sim = start_sim(SimConfig::default()).await;
+    sim.add_namespace("other");
+    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    for i in 0..3 {
+        t.call(request(&format!("l{i}"), Operation::Create(record("a"))))
+            .await
+            .expect("create");
+    }
+    let all = t.list(None, None).await.expect("list all");
+    assert_eq!(all.len(), 3);
+    assert!(
+        all.iter()
+            .all(|l| l.namespace == "default" && l.created.is_some())
+    );
+    assert_eq!(
+        all.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        ["l0", "l1", "l2"]
+    );
+    assert!(
+        all[0]
+            .lease
+            .record
+            .holder
+            .is(&Identity::new("a").expect("identity"))
+    );
+    assert!(t.list(Some("other"), None).await.expect("list").is_empty());
+    // More than a page (500): the transport follows `continue`.
+    for i in 0..502 {
+        let object = serde_json::json!({"metadata": {"name": format!("p{i:03}")}, "spec": {"holderIdentity": "b", "leaseDurationSeconds": 15}});
+        sim.seed_lease("other", object).expect("seeded");
+    }
+    let paged = t.list(Some("other"), None).await.expect("list");
+    assert_eq!(paged.len(), 502);
+    assert_eq!(paged.last().map(|l| l.name.as_str()), Some("p501"));
+    assert!(
+        t.list(Some("default"), Some("app=none"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    assert_eq!(
+        reader.list(Some("default"), None).await.map(|l| l.len()),
+        Ok(3)
+    );
+    sim.stop().await;
+}
+
 async fn next_watch_event(events: &mut mpsc::UnboundedReceiver<Input>) -> WatchEvent {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
@@ -541,4 +591,78 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T
         );
     }
     sim.stop().await;
+}
+
+/// Lease updates per second a transport sustains against the sim: the sim on its own
+/// single-threaded runtime and thread, the transport on another, 32 concurrent renewers each
+/// updating its own lease with the resourceVersion of its last answer. Returns each run's rate,
+/// sorted, for a median and spread.
+pub fn requests_per_second<T: Transport>(
+    connect: impl AsyncFn(&Sim, &str, Duration) -> T,
+    runs: usize,
+    run: Duration,
+) -> Vec<f64> {
+    let (ready, sim_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let sim = Arc::new(start_sim(SimConfig::default()).await);
+            ready.send(sim.clone()).expect("ready");
+            let _ = stopped.await;
+        });
+    });
+    let sim = sim_rx.recv().expect("the sim starts");
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rates: Vec<f64> = (0..runs)
+        .map(|round| {
+            load.block_on(async {
+                let transport = Arc::new(connect(&sim, "admin", Duration::from_secs(5)).await);
+                let start = Instant::now();
+                let renewers: Vec<_> = (0..32)
+                    .map(|i| {
+                        let transport = transport.clone();
+                        tokio::spawn(async move {
+                            let name = format!("bench-{round}-{i}");
+                            let mut lease = transport
+                                .call(request(&name, Operation::Create(record("r"))))
+                                .await
+                                .expect("create");
+                            let mut done = 0u64;
+                            while start.elapsed() < run {
+                                let mut next = record("r");
+                                next.renew_time = Some(MicroTime::from_unix_micros(
+                                    1_795_305_600_000_000 + done as i64,
+                                ));
+                                let op = Operation::Update {
+                                    resource_version: lease.resource_version.clone(),
+                                    record: next,
+                                };
+                                lease = transport.call(request(&name, op)).await.expect("renew");
+                                done += 1;
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                let mut total = 0;
+                for r in renewers {
+                    total += r.await.expect("renewer");
+                }
+                total as f64 / start.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    let _ = stop.send(());
+    drop(sim);
+    server.join().expect("server thread");
+    rates.sort_by(f64::total_cmp);
+    rates
 }

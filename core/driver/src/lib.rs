@@ -31,6 +31,14 @@ pub trait Transport: Send + Sync + 'static {
     /// (with `ApiError::Timeout` at worst): the core waits for it before the next request.
     fn call(&self, request: Request) -> impl Future<Output = Response> + Send;
 
+    /// Lists the leases in `namespace` (all namespaces when `None`) matching `label_selector`,
+    /// following pagination to the end.
+    fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ListedLease>, ApiError>> + Send;
+
     /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
     /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
     /// core no longer wants it.
@@ -64,6 +72,21 @@ pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -
         },
         status => ApiError::Server { status },
     }
+}
+
+/// A lease as a list shows it: where it lives, when it was made, its labels and its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedLease {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp`, when the server gave one.
+    pub created: Option<MicroTime>,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The record and resourceVersion.
+    pub lease: leasehold_core::Lease,
 }
 
 /// Where a transport delivers one watch stream's events.

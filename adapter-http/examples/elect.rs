@@ -1,0 +1,55 @@
+//! A minimal leader election over the HTTP transport: one elector on lease NAME, found like
+//! kubectl finds its cluster; prints leadership changes; releases on Ctrl-C.
+//!
+//! `cargo run -p leasehold-adapter-http --example elect -- NAME IDENTITY [KUBECONFIG]`
+
+use leasehold_adapter_http::{HttpConfig, HttpTransport, kubeconfig};
+use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
+use leasehold_driver::{Clock, drive, request_timeout};
+use std::sync::Arc;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(lease), Some(identity)) = (args.get(1), args.get(2)) else {
+        return Err("usage: elect NAME IDENTITY [KUBECONFIG]".into());
+    };
+    let cluster = kubeconfig::resolve(args.get(3).map(std::path::Path::new), None)?;
+    let timing = Timing::DEFAULT;
+    let namespace = cluster
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let transport = Arc::new(HttpTransport::new(&HttpConfig {
+        cluster,
+        namespace,
+        request_timeout: request_timeout(&timing),
+        rate_limit: Some((5.0, 10)),
+    })?);
+    let mut elector = Elector::new(
+        ElectorConfig {
+            lease: LeaseName::new(lease)?,
+            identity: Identity::new(identity)?,
+            timing,
+            watch: true,
+        },
+        std::process::id().into(),
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    drive(
+        &mut elector,
+        transport,
+        Clock::default(),
+        shutdown,
+        |_, event| match event {
+            Event::BecameLeader { epoch } => println!("became leader (epoch {epoch})"),
+            Event::LostLeadership { reason } => println!("lost leadership: {reason:?}"),
+            Event::LeaderChanged { holder } => println!("new leader is {holder}"),
+            _ => {}
+        },
+    )
+    .await;
+    Ok(())
+}
