@@ -1,7 +1,7 @@
 //! A minimal leader election over the HTTP transport: one elector on lease NAME, found like
 //! kubectl finds its cluster; prints leadership changes; releases on Ctrl-C.
 //!
-//! `cargo run -p leasehold-adapter-http --example elect -- NAME IDENTITY [KUBECONFIG]`
+//! `cargo run -p leasehold-adapter-http --example elect_http -- NAME IDENTITY [KUBECONFIG]`
 
 use leasehold_adapter_http::{HttpConfig, HttpTransport, kubeconfig};
 use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};

@@ -1,7 +1,7 @@
 //! A minimal leader election over the kube-rs transport: one elector on lease NAME, found by
 //! kube-rs's inference (or KUBECONFIG given); prints leadership changes; releases on Ctrl-C.
 //!
-//! `cargo run -p leasehold-adapter-kube --example elect -- NAME IDENTITY [KUBECONFIG]`
+//! `cargo run -p leasehold-adapter-kube --example elect_kube -- NAME IDENTITY [KUBECONFIG]`
 
 use leasehold_adapter_kube::{KubeTransport, client};
 use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
