@@ -261,3 +261,54 @@ async fn reqwest_patch(sim: &Sim) -> u16 {
         .status()
         .as_u16()
 }
+
+#[test]
+fn a_client_certificate_kubeconfig_builds_a_transport() {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["agent".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = format!(
+        "clusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:1'}}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n\
+         contexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        b64(cert.pem()),
+        b64(key.serialize_pem())
+    );
+    let path = std::env::temp_dir().join(format!("leasehold-client-cert-{}", std::process::id()));
+    std::fs::write(&path, config).unwrap();
+    let cluster = leasehold_adapter_http::kubeconfig::from_kubeconfig(&[path], None).unwrap();
+    assert!(matches!(
+        cluster.credentials,
+        Credentials::ClientCertificate { .. }
+    ));
+    assert!(
+        !format!("{:?}", cluster.credentials).contains("PRIVATE"),
+        "the key never shows in Debug"
+    );
+    let built = HttpTransport::new(&HttpConfig {
+        cluster: cluster.clone(),
+        namespace: "d".into(),
+        request_timeout: Duration::from_secs(1),
+        rate_limit: None,
+    });
+    assert!(built.is_ok(), "{:?}", built.err());
+    let mut broken = cluster;
+    broken.credentials = Credentials::ClientCertificate {
+        cert_pem: b"not pem".to_vec(),
+        key_pem: b"not pem".to_vec(),
+    };
+    let err = HttpTransport::new(&HttpConfig {
+        cluster: broken,
+        namespace: "d".into(),
+        request_timeout: Duration::from_secs(1),
+        rate_limit: None,
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("client-certificate/client-key"),
+        "{err}"
+    );
+}
