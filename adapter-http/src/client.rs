@@ -529,9 +529,7 @@ impl Transport for HttpTransport {
                             }
                             _ => {}
                         }
-                        let last =
-                            matches!(decoded.event, WatchEvent::Expired | WatchEvent::Failed);
-                        if !sink.send(decoded.event) || last {
+                        if !sink.forward(decoded.event) {
                             return;
                         }
                     }

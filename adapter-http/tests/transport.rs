@@ -3,33 +3,14 @@
 
 use leasehold_adapter_http::kubeconfig::{Cluster, Credentials};
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
-use leasehold_core::{
-    ApiError, Duration as D, Holder, LeaseName, LeaseRecord, MicroTime, Operation, Request, Verb,
-};
+use leasehold_core::{ApiError, Duration as D, Operation, Verb};
 use leasehold_driver::Transport;
-use leasehold_sim::{Rule, Sim, SimConfig, User};
+use leasehold_driver::conformance::{self, record, request};
+use leasehold_sim::{Sim, SimConfig};
 use std::time::{Duration, Instant};
 
 async fn sim() -> Sim {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Sim::start(SimConfig {
-        users: vec![
-            User::admin("admin", "admin-token"),
-            User::with_rules(
-                "reader",
-                "reader-token",
-                vec![Rule::new(
-                    &["get", "list", "watch"],
-                    &["leases"],
-                    &["*"],
-                    &[],
-                )],
-            ),
-        ],
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap()
+    conformance::start_sim(SimConfig::default()).await
 }
 
 fn cluster(sim: &Sim, credentials: Credentials) -> Cluster {
@@ -51,24 +32,6 @@ fn transport(cluster: Cluster, rate_limit: Option<(f64, u32)>) -> HttpTransport 
         rate_limit,
     })
     .unwrap()
-}
-
-fn request(name: &str, op: Operation) -> Request {
-    Request {
-        slot: 0,
-        lease: LeaseName::new(name).unwrap(),
-        op,
-    }
-}
-
-fn record(holder: &str) -> LeaseRecord {
-    LeaseRecord {
-        holder: Holder::from_wire(Some(holder)),
-        lease_duration: Some(D::from_secs(15)),
-        acquire_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
-        renew_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
-        lease_transitions: Some(0),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -368,8 +368,7 @@ impl Transport for KubeTransport {
                 Ok(KubeWatchEvent::Error(status)) if status.code == 410 => WatchEvent::Expired,
                 Ok(KubeWatchEvent::Error(_)) | Err(_) => WatchEvent::Failed,
             };
-            let last = matches!(event, WatchEvent::Expired | WatchEvent::Failed);
-            if !sink.send(event) || last {
+            if !sink.forward(event) {
                 return;
             }
         }

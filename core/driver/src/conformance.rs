@@ -46,7 +46,8 @@ pub fn timing() -> Timing {
     Timing::new(D::from_secs(3), D::from_secs(2), D::from_millis(500)).expect("valid timing")
 }
 
-fn request(name: &str, op: Operation) -> Request {
+/// A request for lease `name`.
+pub fn request(name: &str, op: Operation) -> Request {
     Request {
         slot: 0,
         lease: LeaseName::new(name).expect("valid name"),
@@ -54,7 +55,8 @@ fn request(name: &str, op: Operation) -> Request {
     }
 }
 
-fn record(holder: &str) -> LeaseRecord {
+/// A record naming `holder`, 15 s, with microsecond times.
+pub fn record(holder: &str) -> LeaseRecord {
     LeaseRecord {
         holder: Holder::from_wire(Some(holder)),
         lease_duration: Some(D::from_secs(15)),

@@ -104,6 +104,13 @@ impl WatchSink {
             .send(Input::Watch(self.slot, self.generation, event))
             .is_ok()
     }
+
+    /// Delivers an event from an open stream; false when the stream should end (the event
+    /// was `Expired` or `Failed`, or the driver stopped listening).
+    pub fn forward(&self, event: WatchEvent) -> bool {
+        let last = matches!(event, WatchEvent::Expired | WatchEvent::Failed);
+        self.send(event) && !last
+    }
 }
 
 #[derive(Debug)]
