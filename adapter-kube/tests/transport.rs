@@ -64,3 +64,39 @@ async fn the_rate_limit_spaces_requests_after_the_burst() {
     assert_eq!(sim.counters().count("get", "leases"), 6);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_unauthorized_and_an_unknown_ca_fails_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let good = sim.kubeconfig("admin", "default").unwrap();
+    let get = || Request {
+        slot: 0,
+        lease: LeaseName::new("absent").unwrap(),
+        op: Operation::Get,
+    };
+    let variants = [
+        (
+            "wrong-token",
+            good.replace("token: admin-token", "token: not-a-token"),
+            ApiError::Unauthorized,
+        ),
+        (
+            "no-ca",
+            good.lines()
+                .filter(|l| !l.contains("certificate-authority-data"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ApiError::Transport,
+        ),
+    ];
+    for (tag, text, expected) in variants {
+        let path =
+            std::env::temp_dir().join(format!("leasehold-kube-{tag}-{}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let (client, namespace) = client(Some(&path), None).await.unwrap();
+        let t = KubeTransport::new(client, &namespace, Duration::from_secs(5));
+        assert_eq!(t.call(get()).await, Err(expected), "{tag}");
+    }
+    sim.stop().await;
+}
