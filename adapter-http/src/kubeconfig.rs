@@ -181,18 +181,25 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 fn merge(paths: &[PathBuf]) -> Result<Merged, ConfigError> {
+    let mut files = Vec::new();
+    for path in paths {
+        files.push((read(path)?, path.clone()));
+    }
+    merge_texts(&files)
+}
+
+fn merge_texts(files: &[(String, PathBuf)]) -> Result<Merged, ConfigError> {
     let mut m = Merged {
         clusters: Vec::new(),
         users: Vec::new(),
         contexts: Vec::new(),
         current_context: None,
     };
-    for path in paths {
-        let text = read(path)?;
+    for (text, path) in files {
         let file: File = if text.trim().is_empty() {
             File::default()
         } else {
-            serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.clone(),
                 error: e.to_string(),
             })?
@@ -260,12 +267,22 @@ fn file_or_data(
 
 /// Resolves a kubeconfig from `paths` (merged in order) and `context` (or the current one).
 pub fn from_kubeconfig(paths: &[PathBuf], context: Option<&str>) -> Result<Cluster, ConfigError> {
-    let m = merge(paths)?;
     let files = paths
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(":");
+    resolve_merged(merge(paths)?, files, context)
+}
+
+/// Resolves kubeconfig text as if read from `path` (relative file references resolve beside
+/// it). For embedders that hold the configuration in memory, and for fuzzing the parser.
+pub fn from_text(text: &str, path: &Path, context: Option<&str>) -> Result<Cluster, ConfigError> {
+    let merged = merge_texts(&[(text.to_owned(), path.to_owned())])?;
+    resolve_merged(merged, path.display().to_string(), context)
+}
+
+fn resolve_merged(m: Merged, files: String, context: Option<&str>) -> Result<Cluster, ConfigError> {
     let (context_name, source) = match (context, &m.current_context) {
         (Some(c), _) => (c.to_owned(), files.clone()),
         (None, Some((c, path))) => (c.clone(), path.display().to_string()),
