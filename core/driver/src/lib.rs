@@ -119,29 +119,53 @@ enum Input {
     Watch(u16, u64, WatchEvent),
 }
 
-/// The monotonic clock the core reads, and the wall clock written to records.
+/// The clock the core reads, and the wall clock written to records.
+///
+/// On Linux it is `CLOCK_BOOTTIME`, which keeps counting while the process is stopped
+/// (SIGSTOP, a long GC) *and* while the machine or VM is suspended, so that a leader that wakes
+/// from any pause sees that its deadline passed and steps down first. Elsewhere it is the
+/// monotonic clock.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    origin: tokio::time::Instant,
+    origin: u64,
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Self {
-            origin: tokio::time::Instant::now(),
+            origin: boot_micros(),
         }
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn boot_micros() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(t.tv_nsec as u64 / 1_000)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn boot_micros() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
 }
 
 impl Clock {
     /// Now, in the core's time (µs since this clock was made).
     pub fn now(&self) -> Instant {
-        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+        Instant::from_micros(boot_micros().saturating_sub(self.origin))
     }
 
-    /// The tokio instant of a core instant.
+    /// The tokio instant at which the core's `at` comes, computed from now (tokio sleeps on the
+    /// monotonic clock, which stops during a suspend; the distance to `at` does not).
     pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        self.origin + Duration::from_micros(at.as_micros())
+        let ahead = at.as_micros().saturating_sub(self.now().as_micros());
+        tokio::time::Instant::now() + Duration::from_micros(ahead)
     }
 
     /// Wall-clock time, for `acquireTime`/`renewTime`.
@@ -243,5 +267,35 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_advances_with_real_time_and_maps_deadlines_from_now() {
+        let clock = Clock::default();
+        let a = clock.now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = clock.now();
+        assert!(b.as_micros() >= a.as_micros() + 20_000, "{a:?} {b:?}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let due = clock.deadline(Instant::from_micros(clock.now().as_micros() + 50_000));
+            let left = due.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                left <= Duration::from_millis(50) && left >= Duration::from_millis(40),
+                "{left:?}"
+            );
+            assert!(
+                clock.deadline(Instant::from_micros(0)) <= tokio::time::Instant::now(),
+                "a past instant is due now"
+            );
+        });
     }
 }
