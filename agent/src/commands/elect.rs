@@ -1,0 +1,232 @@
+//! `leasehold elect`: leader election on one Lease.
+
+use super::session::{self, Note, OnRefused, Outcome, Plan};
+use crate::cli::{ElectArgs, Global};
+use crate::cluster::{self, ConnectOptions};
+use crate::error::AgentError;
+use crate::shutdown::Signals;
+use crate::status::Shared;
+use crate::transport::Metered;
+use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName, Timing};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn run(
+    global: &Global,
+    args: ElectArgs,
+    signals: &mut Signals,
+) -> Result<i32, AgentError> {
+    let config = cluster::load_config(global.config.as_deref())?;
+    let le = &config.providers.kubernetes_leaderelection;
+    if le.enabled == Some(false) {
+        return Err(AgentError::usage(
+            "providers.kubernetes_leaderelection.enabled is false in the config file: leader \
+             election is turned off; set it to true or remove the key",
+        ));
+    }
+    let name = args
+        .lease
+        .clone()
+        .or_else(|| le.leader_lease.clone())
+        .ok_or_else(|| {
+            AgentError::usage(
+                "--lease NAME is required (or providers.kubernetes_leaderelection.leader_lease in --config)",
+            )
+        })?;
+    let lease = LeaseName::new(&name).map_err(|e| {
+        AgentError::usage(format!(
+            "--lease \"{name}\": {e}: a lease name is lower-case letters, digits, '-' and '.'"
+        ))
+    })?;
+    let timing = cluster::timing(&args.timing, &config)?;
+    let identity = cluster::identity(args.place.identity.as_deref())?;
+    let grace = grace_period(args.child.grace_period, &timing);
+    let options = ConnectOptions::new(
+        global,
+        &config,
+        args.place.namespace.clone(),
+        leasehold_driver::request_timeout(&timing),
+    );
+    let connection = cluster::connect(&options).await?;
+    let shared = Arc::new(Shared::new(
+        &name,
+        identity.as_str(),
+        args.output.status_file.clone(),
+        healthz_after(&timing),
+    ));
+    shared
+        .write_initial()
+        .map_err(|e| AgentError::usage(format!("--status-file: cannot write it: {e}")))?;
+    let _server = match args.output.listen {
+        Some(addr) => Some(AbortOnDrop(
+            crate::server::serve(addr, shared.clone()).await?,
+        )),
+        None => None,
+    };
+    let transport = Arc::new(Metered {
+        inner: connection.transport,
+        shared: shared.clone(),
+        identity: identity.clone(),
+    });
+    tracing::info!(
+        lease = %name,
+        namespace = %connection.namespace,
+        identity = %identity.as_str(),
+        lease_duration = ?cluster::std_duration(timing.lease_duration()),
+        renew_deadline = ?cluster::std_duration(timing.renew_deadline()),
+        retry_period = ?cluster::std_duration(timing.retry_period()),
+        "campaigning for leadership"
+    );
+    let plan = Plan {
+        command: args.command,
+        identity: identity.as_str().to_owned(),
+        grace,
+        on_child_exit: args.child.on_child_exit,
+        exit_on_loss: args.exit_on_loss,
+        keep_child_on_loss: false,
+        on_refused: OnRefused::Exit,
+        namespace: connection.namespace,
+        leases: vec![name.clone()],
+    };
+    let mut seed = seed();
+    loop {
+        let mut elector = Elector::new(
+            ElectorConfig {
+                lease: lease.clone(),
+                identity: identity.clone(),
+                timing,
+                watch: !args.timing.poll,
+            },
+            seed,
+        );
+        let outcome = session::run(
+            &mut elector,
+            transport.clone(),
+            &plan,
+            signals,
+            |e, event| on_event(e, event, &shared),
+        )
+        .await;
+        match outcome {
+            Outcome::Terminated => return Ok(0),
+            Outcome::ChildExited(code) => return Ok(code),
+            Outcome::Lost => {
+                return Err(AgentError::runtime(format!(
+                    "lost leadership of lease \"{name}\"; exiting (--exit-on-loss)"
+                )));
+            }
+            Outcome::Failed(e) => return Err(e),
+            Outcome::Recampaign => {
+                // Give the other candidates one retry period to take the released lease.
+                tracing::info!("the child command exited: released the lease, campaigning again");
+                tokio::time::sleep(cluster::std_duration(timing.retry_period())).await;
+                seed = seed.wrapping_add(1);
+            }
+        }
+    }
+}
+
+fn on_event(elector: &Elector, event: Event, shared: &Shared) -> Option<Note> {
+    let lease = elector.lease_name().as_str();
+    match event {
+        Event::BecameLeader { epoch } => {
+            tracing::info!(lease, epoch, "became leader");
+            shared.became_leader(lease, epoch);
+            Some(Note::Leading {
+                lease: lease.to_owned(),
+                epoch,
+            })
+        }
+        Event::LostLeadership { reason } => {
+            tracing::warn!(lease, ?reason, "lost leadership");
+            shared.lost_leadership();
+            Some(Note::NotLeading)
+        }
+        Event::LeaderChanged { holder } => {
+            report_holder(lease, &holder, elector.identity(), shared, elector.epoch());
+            None
+        }
+        Event::RequestFailed { verb, error } => {
+            if session::is_refusal(verb, &error) {
+                return Some(Note::Refused { verb, error });
+            }
+            tracing::warn!(
+                lease,
+                verb = verb.as_str(),
+                ?error,
+                "request failed; retrying"
+            );
+            None
+        }
+        Event::Released { written } => {
+            if written {
+                tracing::info!(lease, "released the lease");
+            }
+            None
+        }
+    }
+}
+
+/// Logs and records a new holder (the lines users grep for: "new leader is X").
+pub fn report_holder(
+    lease: &str,
+    holder: &Holder,
+    me: &leasehold_core::Identity,
+    shared: &Shared,
+    epoch: Option<u32>,
+) {
+    match holder {
+        Holder::None => tracing::info!(lease, "the lease is free"),
+        h if h.is(me) => {}
+        h => tracing::info!(lease, "new leader is {h}"),
+    }
+    let name = match holder {
+        Holder::None => None,
+        h => Some(h.to_string()),
+    };
+    shared.holder_changed(name, epoch);
+}
+
+/// The child's grace period: as given, else `lease − renew`, the time between this agent's
+/// stepping down and the earliest takeover, so the child is gone before another can start.
+pub fn grace_period(given: Option<Duration>, timing: &Timing) -> Duration {
+    let margin = cluster::std_duration(timing.lease_duration())
+        .saturating_sub(cluster::std_duration(timing.renew_deadline()));
+    match given {
+        Some(grace) => {
+            if grace > margin {
+                tracing::warn!(
+                    grace = ?grace,
+                    margin = ?margin,
+                    "--grace-period is longer than lease-duration − renew-deadline: after a lost \
+                     lease the child may still run when the next leader starts; fence its work \
+                     with LEASEHOLD_EPOCH"
+                );
+            }
+            grace
+        }
+        None => margin,
+    }
+}
+
+/// client-go's watchdog: lease duration plus 20 s.
+pub fn healthz_after(timing: &Timing) -> Duration {
+    cluster::std_duration(timing.lease_duration()) + Duration::from_secs(20)
+}
+
+/// A seed for jitter that differs between agents started together.
+pub fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Stops the HTTP server when the command returns.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,306 @@
+//! `leasehold get leases`: the `kubectl get leases` view, plus when each lease expires (from
+//! its record) and how often it changed hands.
+
+use crate::cli::{GetArgs, GetOutput, Global};
+use crate::cluster::{self, ConnectOptions};
+use crate::error::AgentError;
+use crate::rbac;
+use leasehold_core::{Holder, MicroTime, Verb};
+use leasehold_driver::{ListedLease, Transport};
+use serde::Serialize;
+use std::time::Duration;
+
+pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
+    if !matches!(
+        args.resource.as_str(),
+        "leases" | "lease" | "leases.coordination.k8s.io" | "lease.coordination.k8s.io"
+    ) {
+        return Err(AgentError::usage(format!(
+            "leasehold get {}: only leases can be shown (leasehold get leases)",
+            args.resource
+        )));
+    }
+    let config = cluster::load_config(global.config.as_deref())?;
+    let options = ConnectOptions::new(
+        global,
+        &config,
+        args.namespace.clone(),
+        Duration::from_secs(30),
+    );
+    let connection = cluster::connect(&options).await?;
+    let namespace = (!args.all_namespaces).then_some(connection.namespace.as_str());
+    let mut leases = match connection
+        .transport
+        .list(namespace, args.selector.as_deref())
+        .await
+    {
+        Ok(leases) => leases,
+        Err(
+            error @ (leasehold_core::ApiError::Forbidden | leasehold_core::ApiError::Unauthorized),
+        ) => {
+            return Err(rbac::denied(
+                Verb::List,
+                &error,
+                &rbac::Needs {
+                    namespace,
+                    names: &[],
+                },
+                connection.transport.last_failure_message().as_deref(),
+            ));
+        }
+        Err(error) => {
+            return Err(AgentError::runtime(format!(
+                "cannot list leases: {error:?}{}",
+                connection
+                    .transport
+                    .last_failure_message()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            )));
+        }
+    };
+    leases.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let now = wall_now();
+    match args.output {
+        Some(GetOutput::Json) => {
+            let rows: Vec<Row> = leases.iter().map(Row::from).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            );
+        }
+        Some(GetOutput::Yaml) => {
+            let rows: Vec<Row> = leases.iter().map(Row::from).collect();
+            print!("{}", serde_saphyr::to_string(&rows).unwrap_or_default());
+        }
+        Some(GetOutput::Wide) => print!("{}", table(&leases, now, args.all_namespaces, true)),
+        None if leases.is_empty() => match namespace {
+            Some(ns) => eprintln!("No resources found in {ns} namespace."),
+            None => eprintln!("No resources found"),
+        },
+        None => print!("{}", table(&leases, now, args.all_namespaces, false)),
+    }
+    Ok(0)
+}
+
+/// A lease as `-o json` and `-o yaml` print it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    namespace: String,
+    name: String,
+    holder_identity: Option<String>,
+    lease_duration_seconds: Option<u64>,
+    acquire_time: Option<String>,
+    renew_time: Option<String>,
+    lease_transitions: Option<u32>,
+    /// `renewTime + leaseDurationSeconds`, by the holder's clock.
+    expires: Option<String>,
+    creation_timestamp: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl From<&ListedLease> for Row {
+    fn from(l: &ListedLease) -> Self {
+        let r = &l.lease.record;
+        Self {
+            namespace: l.namespace.clone(),
+            name: l.name.clone(),
+            holder_identity: r
+                .holder
+                .as_wire()
+                .map(str::to_owned)
+                .or_else(|| match r.holder {
+                    Holder::Oversized { .. } => Some(r.holder.to_string()),
+                    _ => None,
+                }),
+            lease_duration_seconds: r.lease_duration.map(|d| d.as_secs()),
+            acquire_time: r.acquire_time.map(rfc3339),
+            renew_time: r.renew_time.map(rfc3339),
+            lease_transitions: r.lease_transitions,
+            expires: expires(l).map(rfc3339),
+            creation_timestamp: l.created.map(rfc3339),
+            labels: l.labels.clone(),
+        }
+    }
+}
+
+fn expires(l: &ListedLease) -> Option<MicroTime> {
+    let r = &l.lease.record;
+    let renew = r.renew_time.or(r.acquire_time)?;
+    let duration = r.lease_duration?;
+    Some(MicroTime::from_unix_micros(
+        renew
+            .as_unix_micros()
+            .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)),
+    ))
+}
+
+fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: bool) -> String {
+    let mut header = vec!["NAME", "HOLDER", "AGE", "EXPIRES", "TRANSITIONS"];
+    if wide {
+        header.extend(["RENEWED", "DURATION", "ACQUIRED"]);
+    }
+    if with_namespace {
+        header.insert(0, "NAMESPACE");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
+    for l in leases {
+        let r = &l.lease.record;
+        let holder = match &r.holder {
+            Holder::None => String::new(),
+            h => h.to_string(),
+        };
+        let expires = match (&r.holder, expires(l)) {
+            (Holder::None, _) | (_, None) => "<none>".to_owned(),
+            (_, Some(at)) => relative(now, at),
+        };
+        let mut row = vec![
+            l.name.clone(),
+            holder,
+            l.created.map_or("<unknown>".into(), |c| age(now, c)),
+            expires,
+            r.lease_transitions
+                .map_or("<none>".into(), |t| t.to_string()),
+        ];
+        if wide {
+            row.push(r.renew_time.map_or("<none>".into(), |t| relative(now, t)));
+            row.push(
+                r.lease_duration
+                    .map_or("<none>".into(), |d| format!("{}s", d.as_secs())),
+            );
+            row.push(r.acquire_time.map_or("<none>".into(), |t| relative(now, t)));
+        }
+        if with_namespace {
+            row.insert(0, l.namespace.clone());
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `in 12s` or `3m ago`, against the local wall clock (for display only).
+fn relative(now: MicroTime, at: MicroTime) -> String {
+    let delta = at.as_unix_micros() - now.as_unix_micros();
+    let text = short(Duration::from_micros(delta.unsigned_abs()));
+    if delta >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
+}
+
+/// kubectl's AGE: how long ago the object was created.
+fn age(now: MicroTime, created: MicroTime) -> String {
+    let delta = now
+        .as_unix_micros()
+        .saturating_sub(created.as_unix_micros())
+        .max(0);
+    short(Duration::from_micros(delta.unsigned_abs()))
+}
+
+/// kubectl's short durations: `45s`, `12m`, `5h`, `3d`.
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7_200 => format!("{}m", s / 60),
+        7_200..172_800 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn wall_now() -> MicroTime {
+    leasehold_driver::Clock::wall()
+}
+
+fn rfc3339(t: MicroTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_unix_micros()) * 1_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_core::{Identity, Lease, LeaseRecord, ResourceVersion};
+
+    fn listed(name: &str, holder: Option<&str>, renew_s: i64, created_s: i64) -> ListedLease {
+        ListedLease {
+            namespace: "default".into(),
+            name: name.into(),
+            created: Some(MicroTime::from_unix_micros(created_s * 1_000_000)),
+            labels: Default::default(),
+            lease: Lease {
+                resource_version: ResourceVersion::new("1").unwrap(),
+                record: LeaseRecord {
+                    holder: holder
+                        .map_or(Holder::None, |h| Holder::Named(Identity::new(h).unwrap())),
+                    lease_duration: Some(leasehold_core::Duration::from_secs(15)),
+                    acquire_time: Some(MicroTime::from_unix_micros(renew_s * 1_000_000)),
+                    renew_time: Some(MicroTime::from_unix_micros(renew_s * 1_000_000)),
+                    lease_transitions: Some(3),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_shows_holder_age_expiry_and_transitions() {
+        let now = MicroTime::from_unix_micros(1_000 * 1_000_000);
+        let leases = [
+            listed("controller", Some("pod-a"), 995, 1_000 - 1_200),
+            listed("old", Some("pod-b"), 900, 1_000 - 90_000),
+            listed("free", None, 990, 1_000 - 30),
+        ];
+        let text = table(&leases, now, false, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["NAME", "HOLDER", "AGE", "EXPIRES", "TRANSITIONS"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["controller", "pod-a", "20m", "in", "10s", "3"]
+        );
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["old", "pod-b", "25h", "85s", "ago", "3"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["free", "30s", "<none>", "3"]
+        );
+        let wide = table(&leases[..1], now, true, true);
+        assert!(wide.starts_with("NAMESPACE"), "{wide}");
+        assert!(
+            wide.contains("RENEWED") && wide.contains("5s ago") && wide.contains("15s"),
+            "{wide}"
+        );
+    }
+
+    #[test]
+    fn rows_carry_the_record_and_its_expiry() {
+        let row = Row::from(&listed("controller", Some("pod-a"), 1_000, 0));
+        assert_eq!(row.holder_identity.as_deref(), Some("pod-a"));
+        assert_eq!(row.expires.as_deref(), Some("1970-01-01T00:16:55Z"));
+        assert_eq!(row.lease_transitions, Some(3));
+    }
+}

@@ -1,0 +1,31 @@
+//! The subcommands, and the one place that turns a parsed command line into a run.
+
+mod elect;
+mod get;
+mod heartbeat;
+mod pool;
+mod session;
+#[cfg(feature = "sim")]
+mod sim;
+
+use crate::cli::{Cli, Command};
+use crate::error::AgentError;
+use crate::shutdown::Signals;
+
+/// Runs the command line on the current tokio runtime; `Ok` carries the exit code (a child's
+/// code when the agent ends with its child).
+pub async fn run(cli: Cli) -> Result<i32, AgentError> {
+    let mut signals = Signals::install()
+        .map_err(|e| AgentError::runtime(format!("cannot handle signals: {e}")))?;
+    let global = &cli.global;
+    match cli.command {
+        Command::Elect(args) => elect::run(global, args, &mut signals).await,
+        Command::Pool(args) => pool::run(global, args, &mut signals).await,
+        Command::Heartbeat(args) => heartbeat::run(global, args, &mut signals).await,
+        Command::Get(args) => get::run(global, args).await,
+        #[cfg(feature = "sim")]
+        Command::Sim(args) => sim::serve(args, &mut signals).await,
+        #[cfg(feature = "sim")]
+        Command::Demo => sim::demo(global).await,
+    }
+}

@@ -1,0 +1,52 @@
+//! Durations as users write them in flags and config files: `15s`, `1m30s`, `500ms`, `1h`
+//! (Go's and Elastic's notation), parsed by `humantime`.
+
+use std::time::Duration;
+
+/// Parses a duration such as `15s`, `1m30s` or `250ms`. A bare number is refused: its unit
+/// would be a guess (seconds in one tool, milliseconds in another).
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "\"{text}\" has no unit: write it as \"{text}s\" (or ms, m, h)"
+        ));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("\"{text}\" is not a duration ({e}): write e.g. 15s, 1m30s or 500ms"))
+}
+
+/// Formats a duration the way [`parse`] reads it back.
+pub fn format(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_go_style_durations() {
+        assert_eq!(parse("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse(" 500ms "), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn refuses_what_it_would_have_to_guess() {
+        let e = parse("15").unwrap_err();
+        assert!(e.contains("no unit") && e.contains("\"15s\""), "{e}");
+        let e = parse("fifteen").unwrap_err();
+        assert!(e.contains("not a duration") && e.contains("1m30s"), "{e}");
+        assert!(parse("").is_err());
+        assert!(parse("-5s").is_err());
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for d in [Duration::from_secs(15), Duration::from_millis(2500)] {
+            assert_eq!(parse(&format(d)), Ok(d));
+        }
+    }
+}

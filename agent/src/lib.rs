@@ -1,0 +1,25 @@
+//! The `leasehold` agent: wires one leasehold-core machine to one transport and shows the user
+//! what the lease decided: logs, a status file, HTTP endpoints, Prometheus metrics and a child
+//! process run only while this agent leads.
+//!
+//! The binary (`src/main.rs`) is a thin shell over [`run`]; the library exists so the fuzz
+//! targets and tests reach the parsers of outside input ([`config`], [`duration`]).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod error;
+
+mod child;
+mod cluster;
+mod commands;
+mod metrics;
+mod rbac;
+mod server;
+mod shutdown;
+mod status;
+mod transport;
+
+pub use commands::run;
+pub use error::{AgentError, ExitCode};

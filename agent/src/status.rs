@@ -1,0 +1,337 @@
+//! What this agent knows about its lease, shared by the log lines, the status file, the HTTP
+//! endpoints and the metrics, so all four always agree.
+
+use crate::metrics::Metrics;
+use leasehold_core::{ApiError, Response, Verb};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The leadership view, as `/leader` serves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct View {
+    /// Whether this agent leads (holds a slot) now.
+    pub leader: bool,
+    /// The holder as last seen; `null` when free or unknown.
+    pub holder: Option<String>,
+    /// This agent's identity.
+    pub identity: String,
+    /// `leaseTransitions` of the lease as last seen: the fencing epoch.
+    pub epoch: Option<u32>,
+    /// Wall-clock time (RFC 3339) of the last leadership change seen.
+    pub since: Option<String>,
+    /// The lease: its name, or the slot held in a pool (the prefix while none is held).
+    pub lease: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    view: View,
+    /// The last successful renew by this agent, for `/healthz`.
+    renewed_at: Option<Instant>,
+    /// The first takeover attempt since this agent last stopped leading, for the metric.
+    takeover_started: Option<Instant>,
+    /// Whether the API server has answered once.
+    ready: bool,
+}
+
+/// The state shared by all outputs.
+pub struct Shared {
+    inner: Mutex<Inner>,
+    status_file: Option<PathBuf>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    /// The metric label: the lease name or pool prefix.
+    name: String,
+    /// `/healthz` fails when leading without a renew for this long (client-go: lease duration
+    /// plus the watchdog's 20 s timeout).
+    pub healthz_after: Duration,
+}
+
+impl Shared {
+    /// Shared state for `identity` on `name`, writing `status_file` if given.
+    pub fn new(
+        name: &str,
+        identity: &str,
+        status_file: Option<PathBuf>,
+        healthz_after: Duration,
+    ) -> Self {
+        let shared = Self {
+            inner: Mutex::new(Inner {
+                view: View {
+                    identity: identity.into(),
+                    lease: name.into(),
+                    ..View::default()
+                },
+                ..Inner::default()
+            }),
+            status_file,
+            metrics: Metrics::default(),
+            name: name.into(),
+            healthz_after,
+        };
+        shared
+            .metrics
+            .master_status
+            .get_or_create(&Metrics::name(name))
+            .set(0);
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View {
+        self.lock().view.clone()
+    }
+
+    /// Whether the API server has answered once (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    /// `/healthz`: an error when this agent leads but has not renewed for `healthz_after`.
+    pub fn health(&self) -> Result<(), String> {
+        let inner = self.lock();
+        match inner.renewed_at {
+            Some(at) if inner.view.leader && at.elapsed() > self.healthz_after => Err(format!(
+                "leading {} but not renewed for {:.1}s (limit {:.1}s)",
+                inner.view.lease,
+                at.elapsed().as_secs_f64(),
+                self.healthz_after.as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// This agent now leads `lease` with `epoch`.
+    pub fn became_leader(&self, lease: &str, epoch: u32) {
+        let mut inner = self.lock();
+        inner.renewed_at = Some(Instant::now());
+        if let Some(started) = inner.takeover_started.take() {
+            self.metrics
+                .takeover
+                .get_or_create(&Metrics::name(&self.name))
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let identity = inner.view.identity.clone();
+        self.change(&mut inner, |v| {
+            v.leader = true;
+            v.holder = Some(identity);
+            v.epoch = Some(epoch);
+            v.lease = lease.into();
+        });
+    }
+
+    /// This agent stopped leading.
+    pub fn lost_leadership(&self) {
+        let mut inner = self.lock();
+        let name = self.name.clone();
+        self.change(&mut inner, |v| {
+            v.leader = false;
+            if v.holder.as_deref() == Some(v.identity.as_str()) {
+                v.holder = None;
+            }
+            v.lease = name;
+        });
+    }
+
+    /// The lease names a new holder (`None`: free).
+    pub fn holder_changed(&self, holder: Option<String>, epoch: Option<u32>) {
+        self.metrics
+            .transitions
+            .get_or_create(&Metrics::name(&self.name))
+            .inc();
+        let mut inner = self.lock();
+        self.change(&mut inner, |v| {
+            v.holder = holder;
+            if epoch.is_some() {
+                v.epoch = epoch;
+            }
+        });
+    }
+
+    /// A request went out for a lease; `takeover` when it tries to take a lease not held by
+    /// this agent.
+    pub fn sent(&self, verb: Verb, takeover: bool) {
+        let mut inner = self.lock();
+        if takeover && inner.takeover_started.is_none() {
+            inner.takeover_started = Some(Instant::now());
+        }
+        if inner.view.leader && verb == Verb::Get {
+            self.metrics
+                .slowpath
+                .get_or_create(&Metrics::name(&self.name))
+                .inc();
+        }
+    }
+
+    /// The answer to a request; `ours` when it shows the lease held by this agent after a write.
+    pub fn answered(&self, verb: Verb, response: &Response, ours: bool) {
+        self.metrics
+            .api_requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                verb: verb.as_str().into(),
+                code: code(verb, response),
+            })
+            .inc();
+        let mut inner = self.lock();
+        if matches!(response, Ok(_) | Err(ApiError::NotFound)) {
+            inner.ready = true;
+        }
+        if ours {
+            inner.renewed_at = Some(Instant::now());
+        }
+        if let Ok(lease) = response {
+            self.metrics
+                .epoch
+                .get_or_create(&Metrics::name(&self.name))
+                .set(i64::from(lease.record.lease_transitions.unwrap_or(0)));
+        }
+    }
+
+    /// A request that has no answer of its own (a watch opened, a list).
+    pub fn count(&self, verb: Verb, code: &str) {
+        self.metrics
+            .api_requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                verb: verb.as_str().into(),
+                code: code.into(),
+            })
+            .inc();
+    }
+
+    fn change(&self, inner: &mut Inner, f: impl FnOnce(&mut View)) {
+        let before = inner.view.clone();
+        f(&mut inner.view);
+        if inner.view.leader != before.leader || inner.view.holder != before.holder {
+            inner.view.since = Some(now_rfc3339());
+        }
+        if inner.view == before {
+            return;
+        }
+        if !inner.view.leader {
+            inner.takeover_started = None;
+        }
+        self.metrics
+            .master_status
+            .get_or_create(&Metrics::name(&self.name))
+            .set(i64::from(inner.view.leader));
+        if let Some(path) = &self.status_file {
+            if let Err(e) = write_status_file(path, &inner.view) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the status file");
+            }
+        }
+    }
+
+    /// Writes the status file as it is now (at start, before anything is known).
+    pub fn write_initial(&self) -> std::io::Result<()> {
+        match &self.status_file {
+            Some(path) => write_status_file(path, &self.lock().view),
+            None => Ok(()),
+        }
+    }
+}
+
+fn code(verb: Verb, response: &Response) -> String {
+    match response {
+        Ok(_) if verb == Verb::Create => "201".into(),
+        Ok(_) => "200".into(),
+        Err(e) => match e {
+            ApiError::NotFound => "404".into(),
+            ApiError::Conflict | ApiError::AlreadyExists => "409".into(),
+            ApiError::Unauthorized => "401".into(),
+            ApiError::Forbidden => "403".into(),
+            ApiError::Invalid => "422".into(),
+            ApiError::TooManyRequests { .. } => "429".into(),
+            ApiError::Server { status } => status.to_string(),
+            ApiError::Timeout => "timeout".into(),
+            ApiError::Transport => "error".into(),
+            ApiError::Malformed => "malformed".into(),
+        },
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The status file: `key=value` lines, replaced atomically (a reader never sees half a file).
+fn render(view: &View) -> String {
+    format!(
+        "leader={}\nholder={}\nidentity={}\nepoch={}\nlease={}\nsince={}\n",
+        view.leader,
+        view.holder.as_deref().unwrap_or(""),
+        view.identity,
+        view.epoch.map(|e| e.to_string()).unwrap_or_default(),
+        view.lease,
+        view.since.as_deref().unwrap_or(""),
+    )
+}
+
+fn write_status_file(path: &std::path::Path, view: &View) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, render(view))?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_file_follows_leadership() {
+        let dir = std::env::temp_dir().join(format!("leasehold-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("status");
+        let shared = Shared::new(
+            "controller",
+            "pod-a",
+            Some(path.clone()),
+            Duration::from_secs(35),
+        );
+        shared.write_initial().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("leader=false\nholder=\nidentity=pod-a\n"),
+            "{text}"
+        );
+        shared.became_leader("controller", 4);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("leader=true\nholder=pod-a\n"), "{text}");
+        assert!(
+            text.contains("epoch=4\nlease=controller\nsince=20"),
+            "{text}"
+        );
+        shared.lost_leadership();
+        shared.holder_changed(Some("pod-b".into()), Some(5));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("leader=false\nholder=pod-b\n") && text.contains("epoch=5"),
+            "{text}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn healthz_fails_only_when_leading_without_renewing() {
+        let shared = Shared::new("controller", "pod-a", None, Duration::from_millis(20));
+        assert!(shared.health().is_ok(), "a follower is healthy");
+        shared.became_leader("controller", 1);
+        assert!(shared.health().is_ok());
+        std::thread::sleep(Duration::from_millis(40));
+        let e = shared.health().unwrap_err();
+        assert!(e.contains("not renewed"), "{e}");
+        shared.lost_leadership();
+        assert!(shared.health().is_ok(), "stepping down ends the failure");
+    }
+}
