@@ -76,6 +76,12 @@ impl Shared {
             .master_status
             .get_or_create(&Metrics::name(name))
             .set(0);
+        // Present from the start, so rate() and alerts see a zero rather than nothing.
+        shared.metrics.slowpath.get_or_create(&Metrics::name(name));
+        shared
+            .metrics
+            .transitions
+            .get_or_create(&Metrics::name(name));
         shared
     }
 
@@ -129,6 +135,7 @@ impl Shared {
     /// This agent stopped leading.
     pub fn lost_leadership(&self) {
         let mut inner = self.lock();
+        inner.takeover_started = None;
         let name = self.name.clone();
         self.change(&mut inner, |v| {
             v.leader = false;
@@ -146,6 +153,10 @@ impl Shared {
             .get_or_create(&Metrics::name(&self.name))
             .inc();
         let mut inner = self.lock();
+        if holder.as_deref() != Some(inner.view.identity.as_str()) && holder.is_some() {
+            // Someone else took it: the next attempt starts a new takeover.
+            inner.takeover_started = None;
+        }
         self.change(&mut inner, |v| {
             v.holder = holder;
             if epoch.is_some() {
@@ -212,9 +223,6 @@ impl Shared {
         }
         if inner.view == before {
             return;
-        }
-        if !inner.view.leader {
-            inner.takeover_started = None;
         }
         self.metrics
             .master_status

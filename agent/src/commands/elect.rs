@@ -7,7 +7,7 @@ use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use crate::transport::Metered;
-use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName, Timing};
+use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName, LossReason, Timing};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,12 +138,17 @@ fn on_event(elector: &Elector, event: Event, shared: &Shared) -> Option<Note> {
             })
         }
         Event::LostLeadership { reason } => {
-            tracing::warn!(lease, ?reason, "lost leadership");
+            if reason == LossReason::Released {
+                tracing::info!(lease, ?reason, "lost leadership");
+            } else {
+                tracing::warn!(lease, ?reason, "lost leadership");
+            }
             shared.lost_leadership();
             Some(Note::NotLeading)
         }
         Event::LeaderChanged { holder } => {
-            report_holder(lease, &holder, elector.identity(), shared, elector.epoch());
+            let epoch = elector.lease().and_then(|l| l.record.lease_transitions);
+            report_holder(lease, &holder, elector.identity(), shared, epoch);
             None
         }
         Event::RequestFailed { verb, error } => {

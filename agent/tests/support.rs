@@ -1,0 +1,186 @@
+//! Runs the real `leasehold` binary against the simulated API server over HTTPS.
+
+#![allow(dead_code)]
+
+use leasehold_sim::{Rule, Sim, SimConfig, User};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A sim with an admin and a user that may only read leases.
+pub struct World {
+    pub sim: Sim,
+    pub dir: PathBuf,
+    pub admin: PathBuf,
+    pub reader: PathBuf,
+}
+
+impl World {
+    pub async fn start(name: &str) -> Self {
+        let mut config = SimConfig::default();
+        config.users.push(User::with_rules(
+            "reader",
+            "reader-token",
+            vec![Rule::new(
+                &["get", "list", "watch"],
+                &["leases"],
+                &["*"],
+                &[],
+            )],
+        ));
+        let sim = Sim::start(config).await.expect("sim starts");
+        let dir = std::env::temp_dir().join(format!("leasehold-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let admin = dir.join("admin.kubeconfig");
+        std::fs::write(&admin, sim.kubeconfig("admin", "default").unwrap()).unwrap();
+        let reader = dir.join("reader.kubeconfig");
+        std::fs::write(&reader, sim.kubeconfig("reader", "default").unwrap()).unwrap();
+        Self {
+            sim,
+            dir,
+            admin,
+            reader,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Starts `leasehold --kubeconfig <admin> ARGS…`, logs into `<dir>/<log>.log`.
+    pub fn spawn(&self, log: &str, args: &[&str]) -> Agent {
+        self.spawn_as(&self.admin, log, args)
+    }
+
+    pub fn spawn_as(&self, kubeconfig: &Path, log: &str, args: &[&str]) -> Agent {
+        let log_path = self.path(&format!("{log}.log"));
+        let out_path = self.path(&format!("{log}.out"));
+        let child = command(kubeconfig, args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("the binary starts");
+        Agent {
+            child,
+            log: log_path,
+            out: out_path,
+        }
+    }
+
+    /// Runs `leasehold --kubeconfig <kubeconfig> ARGS…` to completion.
+    pub fn run_as(&self, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+        command(kubeconfig, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the binary runs")
+    }
+
+    pub fn lease(&self, name: &str) -> Option<serde_json::Value> {
+        self.sim.lease("default", name)
+    }
+
+    pub fn holder(&self, name: &str) -> Option<String> {
+        self.lease(name)?["spec"]["holderIdentity"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+    }
+}
+
+fn command(kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leasehold"));
+    command
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .env_remove("KUBECONFIG")
+        .env_remove("LEASEHOLD_CONFIG")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// A running agent.
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Agent {
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    pub fn terminate(&self) {
+        self.signal(rustix::process::Signal::TERM);
+    }
+
+    /// Waits for the exit, at most `within`.
+    pub async fn exit(&mut self, within: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "the agent did not exit within {within:?}; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn out_text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` every 5 ms until it holds; fails with `what` after `within`.
+pub async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+/// The value of `key=` in a status file.
+pub fn status(path: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_owned))
+}
+
+/// A GET on the agent's endpoint: status and body.
+pub async fn get(addr: &str, path: &str) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("the endpoint answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// A free loopback port.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
