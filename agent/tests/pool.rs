@@ -1,0 +1,259 @@
+//! `leasehold pool` end to end: cold start, delegation, and what happens when leases cannot be
+//! used.
+
+mod support;
+
+use std::time::Duration;
+use support::{World, eventually, status};
+
+/// A cold-start command: records its start and end with a timestamp, works `work_ms`, exits
+/// with `code`.
+fn build(log: &std::path::Path, work_ms: u32, code: i32) -> String {
+    format!(
+        "echo \"start $(date +%s%N) $LEASEHOLD_LEASE\" >> {l}; sleep {w}; echo \"end $(date +%s%N)\" >> {l}; exit {code}",
+        l = log.display(),
+        w = f64::from(work_ms) / 1000.0
+    )
+}
+
+/// The largest number of commands running at once in the log.
+fn max_parallel(log: &std::path::Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut events: Vec<(u128, i32)> = text
+        .lines()
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let kind = parts.next().unwrap();
+            let at: u128 = parts.next().unwrap().parse().unwrap();
+            (at, if kind == "start" { 1 } else { -1 })
+        })
+        .collect();
+    events.sort();
+    let (mut now, mut max, mut starts) = (0i32, 0i32, 0);
+    for (_, d) in events {
+        now += d;
+        max = max.max(now);
+        starts += usize::from(d == 1);
+    }
+    (max as usize, starts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_admits_at_most_n_at_once_and_exits_with_the_commands_code() {
+    let w = World::start("cold-start").await;
+    let log = w.path("builds");
+    let script = build(&log, 300, 7);
+    let mut agents: Vec<_> = (0..5)
+        .map(|i| {
+            w.spawn(
+                &format!("agent-{i}"),
+                &[
+                    "pool",
+                    "--size",
+                    "2",
+                    "--identity",
+                    &format!("agent-{i}"),
+                    "--release-after",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )
+        })
+        .collect();
+    for agent in &mut agents {
+        let status = agent.exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(7), "{}", agent.log_text());
+    }
+    let (parallel, starts) = max_parallel(&log);
+    assert_eq!(starts, 5, "every agent ran its command once");
+    assert!(parallel <= 2, "at most 2 at once, saw {parallel}");
+    assert_eq!(parallel, 2, "the pool was used fully");
+    for slot in ["cold-start-0", "cold-start-1"] {
+        assert_eq!(w.holder(slot), None, "{slot} released");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("cold-start-0") && text.contains("cold-start-1"),
+        "{text}"
+    );
+    assert!(agents[0].log_text().contains("acquired slot cold-start-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_holds_n_slots_until_terminated() {
+    let w = World::start("delegation").await;
+    let mut agents: Vec<_> = (0..3)
+        .map(|i| {
+            let status = w.path(&format!("d{i}.status"));
+            w.spawn(
+                &format!("d{i}"),
+                &[
+                    "pool",
+                    "--hold",
+                    "--identity",
+                    &format!("d{i}"),
+                    "--status-file",
+                    status.to_str().unwrap(),
+                ],
+            )
+        })
+        .collect();
+    let leading = |w: &World| {
+        (0..3)
+            .filter(|i| {
+                status(&w.path(&format!("d{i}.status")), "leader").as_deref() == Some("true")
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(10), "two delegates", || {
+        leading(&w).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holders = leading(&w);
+    assert_eq!(
+        holders.len(),
+        2,
+        "never more than the 2 default delegations"
+    );
+    let mut slots: Vec<String> = holders
+        .iter()
+        .map(|i| status(&w.path(&format!("d{i}.status")), "lease").unwrap())
+        .collect();
+    slots.sort();
+    assert_eq!(slots, ["delegation-0", "delegation-1"]);
+    // A delegate ends: the waiting agent takes its slot.
+    let gone = holders[0];
+    agents[gone].terminate();
+    assert_eq!(
+        agents[gone].exit(Duration::from_secs(10)).await.code(),
+        Some(0)
+    );
+    let waiting = (0..3).find(|i| !holders.contains(i)).unwrap();
+    eventually(
+        Duration::from_secs(3),
+        "the waiting agent takes the freed slot",
+        || status(&w.path(&format!("d{waiting}.status")), "leader").as_deref() == Some("true"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
+    let w = World::start("fallback").await;
+    let out = w.run_as(
+        &w.reader,
+        &[
+            "pool",
+            "--size",
+            "2",
+            "--identity",
+            "a",
+            "--release-after",
+            "sh",
+            "-c",
+            "echo built; exit 4",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the command ran and its code is the exit code: {stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "built\n");
+    assert!(
+        stderr.contains("proceeding without them (unthrottled)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("verbs: [\"create\"]"),
+        "the warning carries the fix: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_refuses_with_exit_3_and_never_runs_the_command() {
+    let w = World::start("enforce").await;
+    let marker = w.path("ran");
+    let script = format!("touch {}", marker.display());
+    let out = w.run_as(
+        &w.reader,
+        &[
+            "pool",
+            "--size",
+            "2",
+            "--identity",
+            "a",
+            "--enforce",
+            "--release-after",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("permission denied: cannot create leases"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the command must not run");
+
+    // The same through the config file (Sysdig's enforce_leader_election).
+    let config = w.path("agent.yaml");
+    std::fs::write(
+        &config,
+        "k8s_coldstart:\n  enabled: true\n  max_parallel_cold_start: 2\n  enforce_leader_election: true\n",
+    )
+    .unwrap();
+    let out = w.run_as(
+        &w.reader,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "pool",
+            "--identity",
+            "a",
+            "--release-after",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!marker.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_sizes_the_pool() {
+    let w = World::start("pool-config").await;
+    let config = w.path("agent.yaml");
+    std::fs::write(&config, "k8s_coldstart:\n  max_parallel_cold_start: 3\n").unwrap();
+    let out = w.run_as(
+        &w.admin,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "pool",
+            "--identity",
+            "a",
+            "--release-after",
+            "true",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cold-start-0..2"), "{stderr}");
+}
