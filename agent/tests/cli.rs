@@ -1,0 +1,299 @@
+//! `leasehold get`, `leasehold sim`, the config file and the exit codes.
+
+mod support;
+
+use std::time::Duration;
+use support::{World, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_holders_expiry_and_transitions() {
+    let w = World::start("get").await;
+    let out = w.run_as(&w.admin, &["get"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "No resources found in default namespace.\n"
+    );
+
+    let mut a = w.spawn(
+        "a",
+        &["elect", "--lease", "controller", "--identity", "pod-a"],
+    );
+    eventually(Duration::from_secs(10), "pod-a leads", || {
+        w.holder("controller").as_deref() == Some("pod-a")
+    })
+    .await;
+    w.sim.add_namespace("other");
+    w.sim
+        .seed_lease(
+            "other",
+            serde_json::json!({"metadata": {"name": "free"}, "spec": {"leaseTransitions": 4}}),
+        )
+        .unwrap();
+
+    let out = w.run_as(&w.admin, &["get", "leases"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "HOLDER", "AGE", "EXPIRES", "TRANSITIONS"]);
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!(&rows[1][..3], ["controller", "pod-a", "0s"]);
+    assert_eq!(rows[1][3], "in");
+    assert!(rows[1][4].ends_with('s'), "{table}");
+    assert_eq!(rows[1][5], "0");
+
+    let out = w.run_as(&w.admin, &["get", "-A", "-o", "wide"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NAMESPACE"), "{table}");
+    assert!(
+        table.contains("RENEWED") && table.contains("DURATION") && table.contains("15s"),
+        "{table}"
+    );
+    let other: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("other"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(other[..2], ["other", "free"]);
+    assert_eq!(other[3], "<none>");
+    assert_eq!(other[4], "4");
+
+    let out = w.run_as(&w.admin, &["get", "-n", "default", "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "controller");
+    assert_eq!(rows[0]["holderIdentity"], "pod-a");
+    assert_eq!(rows[0]["leaseDurationSeconds"], 15);
+    assert!(rows[0]["expires"].as_str().unwrap().starts_with("20"));
+
+    let out = w.run_as(&w.admin, &["get", "-o", "yaml"]);
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("name: controller") && yaml.contains("holderIdentity: pod-a"),
+        "{yaml}"
+    );
+
+    let out = w.run_as(&w.admin, &["get", "pods"]);
+    assert_eq!(out.status.code(), Some(2));
+    a.terminate();
+    a.exit(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_refused_credentials_exits_3() {
+    let w = World::start("get-rbac").await;
+    let nobody = w.path("nobody.kubeconfig");
+    let text = std::fs::read_to_string(&w.reader)
+        .unwrap()
+        .replace("reader-token", "wrong-token");
+    std::fs::write(&nobody, text).unwrap();
+    let out = w.run_as(&nobody, &["get"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_name_the_key_and_line_and_exit_2() {
+    let w = World::start("config").await;
+    let config = w.path("agent.yaml");
+    std::fs::write(
+        &config,
+        "providers:\n  kubernetes_leaderelection:\n    leader_lease: agent\n    leader_renew_deadline: 10s\n",
+    )
+    .unwrap();
+    w.sim.reset_counters();
+    let out = w.run_as(&w.admin, &["--config", config.to_str().unwrap(), "elect"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("leader_renew_deadline") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "k8s_coldstart:\n  max_parallel_cold_start: ten\n").unwrap();
+    let out = w.run_as(
+        &w.admin,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "pool",
+            "--release-after",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+
+    let out = w.run_as(&w.admin, &["elect"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lease NAME is required"));
+    let out = w.run_as(&w.admin, &["elect", "--lease", "Not_A_Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = w.run_as(&w.admin, &["frobnicate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap's usage errors are exit 2 too"
+    );
+    let out = w.run_as(&w.admin, &["pool", "--size", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--release-after or --hold is required"
+    );
+    assert_eq!(
+        w.sim.counters().total(),
+        0,
+        "no error above reached the API server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elastic_config_drives_elect() {
+    let w = World::start("elastic").await;
+    let config = w.path("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n  kubernetes_leaderelection:\n    enabled: true\n    kube_config: {}\n    \
+             kube_client_options:\n      qps: 20\n      burst: 40\n    leader_lease: elastic-agent-cluster-leader\n    \
+             leader_leaseduration: 4s\n    leader_renewdeadline: 3s\n    leader_retryperiod: 500ms\n",
+            w.admin.display()
+        ),
+    )
+    .unwrap();
+    let status = w.path("status");
+    let mut agent = w.spawn_as(
+        &w.admin,
+        "elastic",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "elect",
+            "--identity",
+            "agent-1",
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+    );
+    eventually(
+        Duration::from_secs(10),
+        "it leads the configured lease",
+        || w.holder("elastic-agent-cluster-leader").as_deref() == Some("agent-1"),
+    )
+    .await;
+    assert_eq!(
+        w.lease("elastic-agent-cluster-leader").unwrap()["spec"]["leaseDurationSeconds"],
+        4
+    );
+    assert_eq!(support::status(&status, "leader").as_deref(), Some("true"));
+    agent.terminate();
+    assert_eq!(agent.exit(Duration::from_secs(10)).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_lines_users_grep_for() {
+    let w = World::start("json").await;
+    let mut agent = w.spawn(
+        "json",
+        &[
+            "--log-format",
+            "json",
+            "elect",
+            "--lease",
+            "controller",
+            "--identity",
+            "a",
+        ],
+    );
+    eventually(Duration::from_secs(10), "a leads", || {
+        w.holder("controller").as_deref() == Some("a")
+    })
+    .await;
+    agent.terminate();
+    agent.exit(Duration::from_secs(10)).await;
+    let log = agent.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(l))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "became leader"
+            && l["lease"] == "controller"
+            && l["epoch"] == 0),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "released the lease"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sim_serves_a_kubeconfig_that_get_uses() {
+    let dir = std::env::temp_dir().join(format!("leasehold-it-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let addr = support::free_addr();
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_leasehold"))
+        .args([
+            "sim",
+            "--listen",
+            &addr,
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !kubeconfig.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the sim wrote no kubeconfig"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_leasehold"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--transport",
+        "http",
+        "elect",
+        "--lease",
+        "job",
+        "--identity",
+        "me",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["get", "-A"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..2], ["default", "job"], "{table}");
+    let rustix_pid = rustix::process::Pid::from_raw(sim.id() as i32).unwrap();
+    rustix::process::kill_process(rustix_pid, rustix::process::Signal::INT).unwrap();
+    assert_eq!(sim.wait().unwrap().code(), Some(0));
+}

@@ -1,0 +1,109 @@
+//! `leasehold heartbeat`: renewing a node-style lease, and the watcher that reports leases
+//! that stopped being renewed.
+
+mod support;
+
+use std::time::Duration;
+use support::{World, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_renews_and_the_watcher_reports_when_it_stops() {
+    let w = World::start("heartbeat").await;
+    let mut node = w.spawn(
+        "node",
+        &[
+            "heartbeat",
+            "--name",
+            "node-1",
+            "--identity",
+            "node-1",
+            "--lease-duration",
+            "1s",
+        ],
+    );
+    eventually(Duration::from_secs(5), "the lease is created", || {
+        w.holder("node-1").as_deref() == Some("node-1")
+    })
+    .await;
+    let first = w.lease("node-1").unwrap()["spec"]["renewTime"].clone();
+    eventually(
+        Duration::from_secs(3),
+        "renewed a quarter-duration later",
+        || w.lease("node-1").unwrap()["spec"]["renewTime"] != first,
+    )
+    .await;
+    assert_eq!(
+        w.lease("node-1").unwrap()["spec"]["leaseDurationSeconds"],
+        1
+    );
+
+    let watcher = w.spawn("watcher", &["heartbeat", "--watch", "--interval", "100ms"]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        !watcher.out_text().contains("STALE"),
+        "a renewed lease is not stale: {}",
+        watcher.out_text()
+    );
+
+    // The node dies without a word: the watcher reports it after its 1 s duration.
+    node.signal(rustix::process::Signal::KILL);
+    node.exit(Duration::from_secs(5)).await;
+    eventually(Duration::from_secs(5), "the watcher reports node-1", || {
+        watcher
+            .out_text()
+            .contains("STALE default/node-1 holder=node-1")
+    })
+    .await;
+    // It comes back: reported renewed.
+    let _node = w.spawn(
+        "node-again",
+        &[
+            "heartbeat",
+            "--name",
+            "node-1",
+            "--identity",
+            "node-1",
+            "--lease-duration",
+            "1s",
+        ],
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the watcher reports node-1 renewed",
+        || watcher.out_text().contains("RENEWED default/node-1"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_without_permission_exits_3() {
+    let w = World::start("heartbeat-rbac").await;
+    let out = w.run_as(
+        &w.reader,
+        &["heartbeat", "--name", "node-1", "--lease-duration", "40s"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("verbs: [\"create\"]"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fractional_duration_is_refused() {
+    let w = World::start("heartbeat-usage").await;
+    let out = w.run_as(
+        &w.admin,
+        &[
+            "heartbeat",
+            "--name",
+            "node-1",
+            "--lease-duration",
+            "1500ms",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--lease-duration") && stderr.contains("whole number of seconds"),
+        "{stderr}"
+    );
+}
