@@ -77,11 +77,16 @@ impl Shared {
             .get_or_create(&Metrics::name(name))
             .set(0);
         // Present from the start, so rate() and alerts see a zero rather than nothing.
-        shared.metrics.slowpath.get_or_create(&Metrics::name(name));
+        shared
+            .metrics
+            .slowpath
+            .get_or_create(&Metrics::name(name))
+            .inc_by(0);
         shared
             .metrics
             .transitions
-            .get_or_create(&Metrics::name(name));
+            .get_or_create(&Metrics::name(name))
+            .inc_by(0);
         shared
     }
 

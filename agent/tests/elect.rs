@@ -313,3 +313,51 @@ async fn invalid_timing_exits_2_before_any_api_call() {
         "nothing reached the API server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_privilege_rbac_is_enough_to_elect_and_watch() {
+    let w = World::start("least-privilege").await;
+    let status_a = w.path("a.status");
+    let mut a = w.spawn_as(
+        &w.elector,
+        "a",
+        &[
+            "elect",
+            "--lease",
+            "controller",
+            "--identity",
+            "a",
+            "--status-file",
+            status_a.to_str().unwrap(),
+        ],
+    );
+    eventually(Duration::from_secs(10), "a leads", || {
+        status(&status_a, "leader").as_deref() == Some("true")
+    })
+    .await;
+    let mut b = w.spawn_as(
+        &w.elector,
+        "b",
+        &["elect", "--lease", "controller", "--identity", "b"],
+    );
+    eventually(Duration::from_secs(10), "b watches", || {
+        w.sim.counters().count_status("watch", "leases", 200) >= 2
+    })
+    .await;
+    a.terminate();
+    assert_eq!(a.exit(Duration::from_secs(10)).await.code(), Some(0));
+    eventually(Duration::from_secs(2), "b takes over", || {
+        w.holder("controller").as_deref() == Some("b")
+    })
+    .await;
+    let counters = w.sim.counters();
+    for verb in ["get", "create", "update", "watch"] {
+        assert_eq!(
+            counters.count_status(verb, "leases", 403),
+            0,
+            "{verb} was denied: {counters:?}"
+        );
+    }
+    b.terminate();
+    b.exit(Duration::from_secs(10)).await;
+}

@@ -13,6 +13,8 @@ pub struct World {
     pub dir: PathBuf,
     pub admin: PathBuf,
     pub reader: PathBuf,
+    /// May create leases and get, watch and update the lease `controller` only.
+    pub elector: PathBuf,
 }
 
 impl World {
@@ -28,6 +30,20 @@ impl World {
                 &[],
             )],
         ));
+        // Exactly what deploy/rbac.yaml grants for the lease "controller".
+        config.users.push(User::with_rules(
+            "elector",
+            "elector-token",
+            vec![
+                Rule::new(&["create"], &["leases"], &["default"], &[]),
+                Rule::new(
+                    &["get", "watch", "update"],
+                    &["leases"],
+                    &["default"],
+                    &["controller"],
+                ),
+            ],
+        ));
         let sim = Sim::start(config).await.expect("sim starts");
         let dir = std::env::temp_dir().join(format!("leasehold-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -36,11 +52,14 @@ impl World {
         std::fs::write(&admin, sim.kubeconfig("admin", "default").unwrap()).unwrap();
         let reader = dir.join("reader.kubeconfig");
         std::fs::write(&reader, sim.kubeconfig("reader", "default").unwrap()).unwrap();
+        let elector = dir.join("elector.kubeconfig");
+        std::fs::write(&elector, sim.kubeconfig("elector", "default").unwrap()).unwrap();
         Self {
             sim,
             dir,
             admin,
             reader,
+            elector,
         }
     }
 

@@ -279,7 +279,7 @@ pub(crate) async fn serve(
         Verdict::Throttle(after) => status_response(&status::too_many_requests(after)),
         Verdict::Serve => match user {
             None => status_response(&status::unauthorized()),
-            Some(user) => match authorize(&user, verb, &target) {
+            Some(user) => match authorize(&user, verb, &target, selected_name(verb, &q)) {
                 Err(denied) => status_response(&denied),
                 Ok(()) => handle(&shared, req, target, verb, q).await,
             },
@@ -291,14 +291,32 @@ pub(crate) async fn serve(
     Ok(response)
 }
 
-fn authorize(user: &User, verb: &str, target: &Target) -> Result<(), ApiStatus> {
+/// The object a list or watch is limited to by `fieldSelector=metadata.name=…`: the real API
+/// server authorizes such a request against `resourceNames` as if it named the object.
+fn selected_name<'q>(verb: &str, q: &'q HashMap<String, String>) -> Option<&'q str> {
+    if verb != "list" && verb != "watch" {
+        return None;
+    }
+    let selector = q.get("fieldSelector")?;
+    let name = selector
+        .strip_prefix("metadata.name=")
+        .or_else(|| selector.strip_prefix("metadata.name=="))?;
+    (!name.contains(',')).then_some(name)
+}
+
+fn authorize(
+    user: &User,
+    verb: &str,
+    target: &Target,
+    selected: Option<&str>,
+) -> Result<(), ApiStatus> {
     let (group, resource, ns, name) = match target {
         Target::Version | Target::Discovery(_) | Target::OpenApi(_) | Target::Unknown => {
             return Ok(());
         }
         Target::Namespaces => ("", "namespaces", None, None),
         Target::Namespace(n) => ("", "namespaces", None, Some(n.as_str())),
-        Target::Leases(ns) => (GROUP, "leases", ns.as_deref(), None),
+        Target::Leases(ns) => (GROUP, "leases", ns.as_deref(), selected),
         Target::Lease(ns, name) => (GROUP, "leases", Some(ns.as_str()), Some(name.as_str())),
         Target::Other {
             group,
