@@ -62,6 +62,16 @@ pub enum TransportKind {
     Http,
 }
 
+impl TransportKind {
+    /// The name `--transport` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kube => "kube",
+            Self::Http => "http",
+        }
+    }
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

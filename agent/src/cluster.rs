@@ -123,11 +123,8 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
         }
         #[allow(unreachable_patterns)]
         other => Err(AgentError::usage(format!(
-            "--transport {other:?}: this binary was built without it; rebuild with --features {}",
-            match other {
-                TransportKind::Kube => "kube",
-                TransportKind::Http => "http",
-            }
+            "--transport {0}: this binary was built without it; rebuild with --features {0}",
+            other.name()
         ))),
     }
 }

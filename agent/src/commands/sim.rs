@@ -117,10 +117,10 @@ pub async fn demo(global: &Global) -> Result<i32, AgentError> {
     println!(
         "leasehold demo: {ELECTORS} electors on lease \"controller\", {MEMBERS} cold-start members on \
          pool cold-start-0..{}\nagainst the simulated API server at {} (HTTPS; a test server, not \
-         Kubernetes), {:?} transport, timing 15s/10s/2s\n",
+         Kubernetes), {} transport, timing 15s/10s/2s\n",
         SLOTS - 1,
         sim.url(),
-        options.kind
+        options.kind.name()
     );
     let log: Shared = Arc::new(Mutex::new(Log {
         start: Instant::now(),
