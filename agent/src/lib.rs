@@ -6,6 +6,9 @@
 //! targets and tests reach the parsers of outside input ([`config`], [`duration`]).
 #![forbid(unsafe_code)]
 
+#[cfg(not(any(feature = "kube", feature = "http")))]
+compile_error!("leasehold needs a transport: build with the `kube` or `http` feature (or both)");
+
 pub mod cli;
 pub mod config;
 pub mod duration;

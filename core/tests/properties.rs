@@ -4,10 +4,11 @@
 use leasehold_core::expiry::{leader_deadline, lease_expiry};
 use leasehold_core::jitter::Jitter;
 use leasehold_core::{
-    ApiError, Duration, Elector, ElectorConfig, Event, Heartbeat, HeartbeatConfig, Holder,
-    Identity, Instant, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Pool, PoolConfig,
-    Request, ResourceVersion, Timing, TimingError, WatchEvent,
+    ApiError, Duration, Elector, ElectorConfig, Heartbeat, HeartbeatConfig, Holder, Identity,
+    Instant, Lease, LeaseName, LeaseRecord, MicroTime, Pool, PoolConfig, Timing, TimingError,
+    WatchEvent,
 };
+use leasehold_simulation::contract::{self, Discipline};
 use proptest::prelude::*;
 
 /// client-go's `NewLeaderElector` checks, transcribed in nanoseconds.
@@ -150,16 +151,7 @@ fn lease_of(rv: u16, holder: u8, duration_s: u8, transitions: u8) -> Lease {
         2 => Holder::from_wire(Some(long.as_str())),
         _ => Holder::None,
     };
-    Lease {
-        resource_version: ResourceVersion::new(&rv.to_string()).unwrap(),
-        record: LeaseRecord {
-            holder,
-            lease_duration: (duration_s > 0).then(|| Duration::from_secs(u64::from(duration_s))),
-            acquire_time: None,
-            renew_time: Some(MicroTime::from_unix_micros(0)),
-            lease_transitions: Some(u32::from(transitions)),
-        },
-    }
+    contract::lease(rv, holder, duration_s, u16::from(transitions))
 }
 
 fn response(a: &Answer) -> Result<Lease, ApiError> {
@@ -185,52 +177,6 @@ fn watch_event(kind: u8, a: &Answer) -> WatchEvent {
     }
 }
 
-/// Tracks what a well-behaved driver sees, checking the request discipline.
-#[derive(Default)]
-struct Discipline {
-    outstanding: std::collections::HashMap<u16, Operation>,
-    leading: std::collections::HashSet<u16>,
-}
-
-impl Discipline {
-    fn request(&mut self, r: Request) -> Result<(), TestCaseError> {
-        match &r.op {
-            Operation::Watch { .. } | Operation::Unwatch => Ok(()),
-            op => {
-                if let Operation::Create(rec) | Operation::Update { record: rec, .. } = op {
-                    prop_assert!(
-                        rec.holder.as_wire().is_some(),
-                        "writes an unrepresentable holder"
-                    );
-                    prop_assert!(rec.lease_duration.is_some_and(|d| d.as_ticks() > 0));
-                }
-                let previous = self.outstanding.insert(r.slot, r.op.clone());
-                prop_assert!(
-                    previous.is_none(),
-                    "second request on slot {} while {:?} is in flight",
-                    r.slot,
-                    previous
-                );
-                Ok(())
-            }
-        }
-    }
-
-    fn event(&mut self, slot: u16, e: &Event) -> Result<(), TestCaseError> {
-        match e {
-            Event::BecameLeader { .. } => {
-                prop_assert!(self.leading.insert(slot), "BecameLeader twice")
-            }
-            Event::LostLeadership { .. } => prop_assert!(
-                self.leading.remove(&slot),
-                "LostLeadership while not leading"
-            ),
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
 fn identity() -> Identity {
     Identity::new(ME).unwrap()
 }
@@ -250,16 +196,16 @@ proptest! {
             let t = Instant::from_millis(now);
             match &input {
                 Input::Advance(ms) => { now += ms; e.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.outstanding.remove(&0); e.handle_response(response(a), t); }
+                Input::Respond(a) => { d.answered(0); e.handle_response(response(a), t); }
                 Input::Watch(kind, a) => e.handle_watch(watch_event(*kind, a), t),
                 Input::Shutdown => e.shutdown(t),
             }
             let t = Instant::from_millis(now);
             while let Some(r) = e.poll_request(t, MicroTime::from_unix_micros(0)) {
-                d.request(r)?;
+                d.request(r).map_err(TestCaseError::fail)?;
             }
             while let Some(ev) = e.poll_event() {
-                d.event(0, &ev)?;
+                d.event(0, &ev).map_err(TestCaseError::fail)?;
             }
             prop_assert_eq!(e.is_leader(t), d.leading.contains(&0), "events and is_leader disagree");
             if e.is_leader(t) {
@@ -289,16 +235,16 @@ proptest! {
             let slot = d.outstanding.keys().copied().nth(usize::from(pick) % d.outstanding.len().max(1)).unwrap_or(pick);
             match input {
                 Input::Advance(ms) => { now += ms; p.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.outstanding.remove(&slot); p.handle_response(slot, response(a), t); }
+                Input::Respond(a) => { d.answered(slot); p.handle_response(slot, response(a), t); }
                 Input::Watch(kind, a) => p.handle_watch(pick, watch_event(*kind, a), t),
                 Input::Shutdown => p.finish(t),
             }
             let t = Instant::from_millis(now);
             while let Some(r) = p.poll_request(t, MicroTime::from_unix_micros(0)) {
-                d.request(r)?;
+                d.request(r).map_err(TestCaseError::fail)?;
             }
             while let Some(ev) = p.poll_event() {
-                d.event(ev.slot, &ev.event)?;
+                d.event(ev.slot, &ev.event).map_err(TestCaseError::fail)?;
             }
             prop_assert!(d.leading.len() <= 1, "holds {:?}", d.leading);
             prop_assert_eq!(p.held(t), d.leading.iter().next().copied());
@@ -317,12 +263,12 @@ proptest! {
             let t = Instant::from_millis(now);
             match &input {
                 Input::Advance(ms) => { now += ms; h.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.outstanding.remove(&0); h.handle_response(response(a), t); }
+                Input::Respond(a) => { d.answered(0); h.handle_response(response(a), t); }
                 Input::Watch(..) => {}
                 Input::Shutdown => h.stop(),
             }
             while let Some(r) = h.poll_request(Instant::from_millis(now), MicroTime::from_unix_micros(0)) {
-                d.request(r)?;
+                d.request(r).map_err(TestCaseError::fail)?;
             }
             while h.poll_event().is_some() {}
         }

@@ -1,8 +1,8 @@
-//! An elector fed arbitrary inputs keeps its contract (see `leasehold_fuzz::Discipline`).
+//! An elector fed arbitrary inputs keeps its contract (see `leasehold_simulation::contract`).
 #![no_main]
 
 use leasehold_core::{Elector, ElectorConfig, Identity, LeaseName, MicroTime, Timing};
-use leasehold_fuzz::{Discipline, Input, ME, at, response, watch_event};
+use leasehold_fuzz::{Discipline, Input, ME, at, hold, response, watch_event};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (bool, u64, Vec<Input>)| {
@@ -21,7 +21,7 @@ fuzz_target!(|data: (bool, u64, Vec<Input>)| {
             Input::Advance(ms) => now += u64::from(*ms),
             Input::Pause(s) => now += u64::from(*s) * 1_000,
             Input::Respond(_, a) => {
-                d.outstanding.remove(&0);
+                d.answered(0);
                 e.handle_response(response(a), at(now));
             }
             Input::Watch(_, kind, a) => e.handle_watch(watch_event(kind, a), at(now)),
@@ -29,10 +29,10 @@ fuzz_target!(|data: (bool, u64, Vec<Input>)| {
         }
         e.handle_timeout(at(now));
         while let Some(r) = e.poll_request(at(now), MicroTime::from_unix_micros(0)) {
-            d.request(r);
+            hold(d.request(r));
         }
         while let Some(ev) = e.poll_event() {
-            d.event(0, &ev);
+            hold(d.event(0, &ev));
         }
         assert_eq!(
             e.is_leader(at(now)),

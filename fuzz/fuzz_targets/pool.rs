@@ -2,7 +2,7 @@
 #![no_main]
 
 use leasehold_core::{Identity, MicroTime, Pool, PoolConfig, Timing};
-use leasehold_fuzz::{Discipline, Input, ME, at, response, watch_event};
+use leasehold_fuzz::{Discipline, Input, ME, at, hold, response, watch_event};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (bool, u64, u8, Vec<Input>)| {
@@ -29,7 +29,7 @@ fuzz_target!(|data: (bool, u64, u8, Vec<Input>)| {
                     .get(usize::from(*pick) % slots.len().max(1))
                     .copied()
                     .unwrap_or(u16::from(*pick % 4));
-                d.outstanding.remove(&slot);
+                d.answered(slot);
                 p.handle_response(slot, response(a), at(now));
             }
             Input::Watch(slot, kind, a) => {
@@ -39,10 +39,10 @@ fuzz_target!(|data: (bool, u64, u8, Vec<Input>)| {
         }
         p.handle_timeout(at(now));
         while let Some(r) = p.poll_request(at(now), MicroTime::from_unix_micros(0)) {
-            d.request(r);
+            hold(d.request(r));
         }
         while let Some(ev) = p.poll_event() {
-            d.event(ev.slot, &ev.event);
+            hold(d.event(ev.slot, &ev.event));
         }
         assert!(d.leading.len() <= 1, "holds {:?}", d.leading);
         assert_eq!(

@@ -1,13 +1,12 @@
-//! Arbitrary inputs for the core's machines, and the invariants every target checks after each
-//! input: at most one request in flight per lease, leadership events that agree with
-//! `is_leader`, a leader within its deadline, and no wake-up asked for nothing.
+//! Arbitrary inputs for the core's machines. The invariants each target checks after every input
+//! are the machine contract of `leasehold_simulation::contract` (shared with the core's property
+//! tests), plus events that agree with `is_leader`, a leader within its deadline, and no
+//! wake-up asked for nothing.
 
 use arbitrary::Arbitrary;
-use leasehold_core::{
-    ApiError, Duration, Event, Holder, Instant, Lease, LeaseRecord, MicroTime, Operation, Request,
-    ResourceVersion, WatchEvent,
-};
-use std::collections::{HashMap, HashSet};
+pub use leasehold_simulation::contract::{self, Discipline};
+
+use leasehold_core::{ApiError, Duration, Holder, Instant, Lease, WatchEvent};
 
 /// One input to a machine.
 #[derive(Arbitrary, Debug)]
@@ -89,16 +88,7 @@ fn lease(rv: u16, holder: &HolderKind, duration_s: u8, transitions: u16) -> Leas
         HolderKind::Oversized => Holder::from_wire(Some(&long)),
         HolderKind::Nobody => Holder::None,
     };
-    Lease {
-        resource_version: ResourceVersion::new(&rv.to_string()).expect("fits"),
-        record: LeaseRecord {
-            holder,
-            lease_duration: (duration_s > 0).then(|| Duration::from_secs(u64::from(duration_s))),
-            acquire_time: None,
-            renew_time: Some(MicroTime::from_unix_micros(0)),
-            lease_transitions: Some(u32::from(transitions)),
-        },
-    }
+    contract::lease(rv, holder, duration_s, transitions)
 }
 
 /// The response an answer stands for.
@@ -144,52 +134,10 @@ pub fn watch_event(kind: &WatchKind, a: &Answer) -> WatchEvent {
     }
 }
 
-/// What a well-behaved driver tracks, panicking when the machine breaks its contract.
-#[derive(Default)]
-pub struct Discipline {
-    /// Outstanding Get/Create/Update per slot.
-    pub outstanding: HashMap<u16, Operation>,
-    /// Slots the events say are led.
-    pub leading: HashSet<u16>,
-}
-
-impl Discipline {
-    /// Records a request the machine asked for.
-    pub fn request(&mut self, r: Request) {
-        if matches!(r.op, Operation::Watch { .. } | Operation::Unwatch) {
-            return;
-        }
-        if let Operation::Create(rec) | Operation::Update { record: rec, .. } = &r.op {
-            assert!(
-                rec.holder.as_wire().is_some(),
-                "writes an unrepresentable holder"
-            );
-            assert!(
-                rec.lease_duration.is_some_and(|d| d.as_ticks() > 0),
-                "writes no duration"
-            );
-        }
-        let previous = self.outstanding.insert(r.slot, r.op);
-        assert!(
-            previous.is_none(),
-            "a second request on slot {} while {previous:?} is in flight",
-            r.slot
-        );
-    }
-
-    /// Records an event.
-    pub fn event(&mut self, slot: u16, e: &Event) {
-        match e {
-            Event::BecameLeader { .. } => assert!(
-                self.leading.insert(slot),
-                "BecameLeader twice on slot {slot}"
-            ),
-            Event::LostLeadership { .. } => assert!(
-                self.leading.remove(&slot),
-                "LostLeadership while not leading slot {slot}"
-            ),
-            _ => {}
-        }
+/// Panics with the broken rule, so libFuzzer records the input.
+pub fn hold(kept: Result<(), String>) {
+    if let Err(rule) = kept {
+        panic!("{rule}");
     }
 }
 

@@ -15,6 +15,7 @@
 //! re-runs it with a trace of the last events.
 
 mod clock;
+pub mod contract;
 mod rng;
 mod scenario;
 mod server;

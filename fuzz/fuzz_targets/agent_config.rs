@@ -1,0 +1,42 @@
+//! The agent's config file and duration parsers: never a panic, and every duration they accept
+//! reads back the same after formatting (so a value shown to the user means what was parsed).
+//! The first line is also tried as a lone duration, as a flag value would be.
+#![no_main]
+
+use leasehold::{config, duration};
+use libfuzzer_sys::fuzz_target;
+use std::time::Duration;
+
+fn round_trips(d: Duration) {
+    assert_eq!(duration::parse(&duration::format(d)), Ok(d), "{d:?}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(first) = text.lines().next() {
+        if let Ok(d) = duration::parse(first) {
+            round_trips(d);
+        }
+    }
+    match config::parse(text, std::path::Path::new("fuzz.yaml")) {
+        Ok(file) => {
+            let le = &file.providers.kubernetes_leaderelection;
+            for d in [
+                le.leader_leaseduration,
+                le.leader_renewdeadline,
+                le.leader_retryperiod,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                round_trips(d);
+            }
+        }
+        Err(e) => assert!(
+            e.to_string().starts_with("config file fuzz.yaml: "),
+            "an error names the file: {e}"
+        ),
+    }
+});
