@@ -1,0 +1,710 @@
+//! What users choose a lease agent for, side by side in one run, against the simulated API
+//! server (a separate `leasehold sim` process, HTTPS on loopback): API requests per candidate,
+//! failover times, cold-start makespan, memory and binary size. Prints markdown tables.
+//!
+//! `scripts/bench` builds the static binaries first and runs this; alone:
+//! `cargo bench -p leasehold --bench agent`.
+
+use leasehold_adapter_http::kubeconfig::from_kubeconfig;
+use leasehold_adapter_http::{HttpConfig, HttpTransport};
+use leasehold_core::{
+    ApiError, Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig,
+    Request, ResourceVersion, Response, Timing,
+};
+use leasehold_driver::{Clock, ListedLease, Transport, WatchSink, drive, request_timeout};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+const SECS: fn(u64) -> leasehold_core::Duration = leasehold_core::Duration::from_secs;
+
+/// client-go's defaults.
+fn default_timing() -> Timing {
+    Timing::DEFAULT
+}
+
+/// The defaults at 5× speed (3 s / 2 s / 400 ms): every period is a fifth, so a count over
+/// 12 s equals a count over a minute at 15 s / 10 s / 2 s.
+fn fast_timing() -> Timing {
+    Timing::new(SECS(3), SECS(2), leasehold_core::Duration::from_millis(400)).expect("valid")
+}
+
+struct SimProcess {
+    child: Child,
+    kubeconfig: PathBuf,
+}
+
+impl SimProcess {
+    fn start(dir: &Path) -> Self {
+        let kubeconfig = dir.join("kubeconfig");
+        let _ = std::fs::remove_file(&kubeconfig);
+        let child = Command::new(env!("CARGO_BIN_EXE_leasehold"))
+            .args(["sim", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("leasehold sim starts");
+        let start = Instant::now();
+        while std::fs::metadata(&kubeconfig).map_or(true, |m| m.len() == 0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the sim wrote no kubeconfig"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Self { child, kubeconfig }
+    }
+
+    fn transport(&self) -> Arc<HttpTransport> {
+        let cluster =
+            from_kubeconfig(std::slice::from_ref(&self.kubeconfig), None).expect("kubeconfig");
+        Arc::new(
+            HttpTransport::new(&HttpConfig {
+                cluster,
+                namespace: "default".into(),
+                request_timeout: request_timeout(&Timing::DEFAULT),
+                rate_limit: None,
+            })
+            .expect("transport"),
+        )
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One candidate's view of the shared transport: counts its requests and remembers when its
+/// last renew was answered.
+struct Counting {
+    inner: Arc<HttpTransport>,
+    me: Identity,
+    requests: AtomicU64,
+    renewed: Mutex<Option<Instant>>,
+}
+
+impl Counting {
+    fn new(inner: &Arc<HttpTransport>, me: &Identity) -> Arc<Self> {
+        Arc::new(Self {
+            inner: inner.clone(),
+            me: me.clone(),
+            requests: AtomicU64::new(0),
+            renewed: Mutex::new(None),
+        })
+    }
+    fn count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Transport for Counting {
+    async fn call(&self, request: Request) -> Response {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let write = matches!(request.op, Operation::Create(_) | Operation::Update { .. });
+        let response = self.inner.call(request).await;
+        if write
+            && response
+                .as_ref()
+                .is_ok_and(|l| l.record.holder.is(&self.me))
+        {
+            *self.renewed.lock().unwrap() = Some(Instant::now());
+        }
+        response
+    }
+
+    async fn list(
+        &self,
+        ns: Option<&str>,
+        sel: Option<&str>,
+    ) -> Result<Vec<ListedLease>, ApiError> {
+        self.inner.list(ns, sel).await
+    }
+
+    async fn watch(&self, lease: LeaseName, rv: Option<ResourceVersion>, sink: WatchSink) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.watch(lease, rv, sink).await
+    }
+}
+
+/// A candidate running in this process.
+struct Candidate {
+    transport: Arc<Counting>,
+    led: Arc<Mutex<Vec<Instant>>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Candidate {
+    fn spawn(
+        shared: &Arc<HttpTransport>,
+        lease: &str,
+        id: &str,
+        timing: Timing,
+        watch: bool,
+        seed: u64,
+    ) -> Self {
+        let identity = Identity::new(id).unwrap();
+        let transport = Counting::new(shared, &identity);
+        let led = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut elector = Elector::new(
+            ElectorConfig {
+                lease: LeaseName::new(lease).unwrap(),
+                identity,
+                timing,
+                watch,
+            },
+            seed,
+        );
+        let (t, l) = (transport.clone(), led.clone());
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            drive(&mut elector, t, Clock::default(), shutdown, |_, e| {
+                if let Event::BecameLeader { .. } = e {
+                    l.lock().unwrap().push(Instant::now());
+                }
+            })
+            .await;
+        });
+        Self {
+            transport,
+            led,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn has_led(&self) -> bool {
+        !self.led.lock().unwrap().is_empty()
+    }
+
+    fn led_at(&self) -> Option<Instant> {
+        self.led.lock().unwrap().first().copied()
+    }
+
+    async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    fn kill(self) {
+        self.task.abort();
+    }
+}
+
+async fn until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+/// 1. Requests per candidate per minute, at 15/10/2 (measured at 5× speed for 12 s).
+async fn requests_per_minute(shared: &Arc<HttpTransport>) {
+    println!("## 1. API requests per candidate per minute (15 s / 10 s / 2 s)\n");
+    println!(
+        "| mode | candidates | leader / min | follower / min, median (max) | all candidates / min |"
+    );
+    println!("|---|---|---|---|---|");
+    for watch in [true, false] {
+        for n in [10usize, 100, 1000] {
+            let lease = format!("rpm-{}-{n}", if watch { "watch" } else { "poll" });
+            let candidates: Vec<Candidate> = (0..n)
+                .map(|i| {
+                    Candidate::spawn(
+                        shared,
+                        &lease,
+                        &format!("c{i}"),
+                        fast_timing(),
+                        watch,
+                        i as u64,
+                    )
+                })
+                .collect();
+            until(Duration::from_secs(60), "a leader", || {
+                candidates.iter().any(Candidate::has_led)
+            })
+            .await;
+            // Every candidate has read the lease and settled into its steady state.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let before: Vec<u64> = candidates.iter().map(|c| c.transport.count()).collect();
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            let delta: Vec<u64> = candidates
+                .iter()
+                .zip(&before)
+                .map(|(c, b)| c.transport.count() - b)
+                .collect();
+            let leader = candidates.iter().position(Candidate::has_led).unwrap();
+            let mut followers: Vec<f64> = delta
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leader)
+                .map(|(_, d)| *d as f64)
+                .collect();
+            let max = followers.iter().copied().fold(0.0, f64::max);
+            let total: u64 = delta.iter().sum();
+            println!(
+                "| {} | {n} | {} | {:.1} ({max:.0}) | {total} |",
+                if watch {
+                    "leasehold, watch"
+                } else {
+                    "polling (client-go schedule)"
+                },
+                delta[leader],
+                median(&mut followers),
+            );
+            for c in candidates {
+                c.shut_down().await;
+            }
+        }
+    }
+    println!(
+        "\nclient-go's schedule predicts 30 renewals a minute for the leader (one per retry period) and \
+         60 / (2 s × 1.6) = 18.75 GETs a minute per follower.\n"
+    );
+}
+
+/// 2. Failover: graceful (release) and crash (expiry), 20 runs each.
+async fn failover(shared: &Arc<HttpTransport>) {
+    println!("## 2. Failover, 20 runs each (15 s / 10 s / 2 s)\n");
+    println!("| kind | measured from | p50 | p99 | min – max |");
+    println!("|---|---|---|---|---|");
+    let row = |kind: &str, from: &str, mut samples: Vec<f64>| {
+        let (lo, hi) = (
+            samples.iter().copied().fold(f64::MAX, f64::min),
+            samples.iter().copied().fold(0.0, f64::max),
+        );
+        let fmt = |s: f64| {
+            if s < 1.0 {
+                format!("{:.1} ms", s * 1e3)
+            } else {
+                format!("{s:.3} s")
+            }
+        };
+        println!(
+            "| {kind} | {from} | {} | {} | {} – {} |",
+            fmt(percentile(&mut samples, 50.0)),
+            fmt(percentile(&mut samples, 99.0)),
+            fmt(lo),
+            fmt(hi)
+        );
+    };
+
+    // Graceful, watching: one pair at a time, so the figure is the hand-over itself.
+    let mut graceful = Vec::new();
+    for run in 0..20 {
+        let lease = format!("graceful-{run}");
+        let a = Candidate::spawn(shared, &lease, "a", default_timing(), true, run);
+        until(Duration::from_secs(10), "a leads", || a.has_led()).await;
+        let b = Candidate::spawn(shared, &lease, "b", default_timing(), true, 100 + run);
+        // b has read the lease and opened its watch.
+        until(Duration::from_secs(10), "b watches", || {
+            b.transport.count() >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = Instant::now();
+        a.shut_down().await;
+        until(Duration::from_secs(10), "b leads", || b.has_led()).await;
+        graceful.push(b.led_at().unwrap().duration_since(t0).as_secs_f64());
+        b.shut_down().await;
+    }
+    row(
+        "graceful (SIGTERM: release)",
+        "the leader's shutdown",
+        graceful,
+    );
+
+    // Graceful, polling: 20 pairs at once (each waits for its next poll).
+    let mut pairs = Vec::new();
+    for run in 0..20u64 {
+        let lease = format!("graceful-poll-{run}");
+        let a = Candidate::spawn(shared, &lease, "a", default_timing(), false, run);
+        let b = Candidate::spawn(shared, &lease, "b", default_timing(), false, 200 + run);
+        pairs.push((a, b));
+    }
+    let tasks: Vec<_> = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            tokio::spawn(async move {
+                until(Duration::from_secs(30), "a leads", || {
+                    a.has_led() || b.has_led()
+                })
+                .await;
+                let (leader, follower) = if a.has_led() { (a, b) } else { (b, a) };
+                tokio::time::sleep(Duration::from_millis(1_000 + 150 * i as u64)).await;
+                let t0 = Instant::now();
+                leader.shut_down().await;
+                until(Duration::from_secs(30), "the follower leads", || {
+                    follower.has_led()
+                })
+                .await;
+                let took = follower.led_at().unwrap().duration_since(t0).as_secs_f64();
+                follower.shut_down().await;
+                took
+            })
+        })
+        .collect();
+    let mut polled = Vec::new();
+    for t in tasks {
+        polled.push(t.await.unwrap());
+    }
+    row(
+        "graceful, polling follower",
+        "the leader's shutdown",
+        polled,
+    );
+
+    // Crash: 20 pairs at once; each leader is killed at a random point of its renew cycle.
+    let mut pairs = Vec::new();
+    for run in 0..20u64 {
+        let lease = format!("crash-{run}");
+        let a = Candidate::spawn(shared, &lease, "a", default_timing(), true, 300 + run);
+        until(Duration::from_secs(10), "a leads", || a.has_led()).await;
+        let b = Candidate::spawn(shared, &lease, "b", default_timing(), true, 400 + run);
+        pairs.push((a, b));
+    }
+    let tasks: Vec<_> = pairs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b))| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1_000 + 97 * i as u64)).await;
+                let killed = Instant::now();
+                let renewed = a.transport.renewed.lock().unwrap().unwrap();
+                a.kill();
+                until(Duration::from_secs(30), "b leads", || b.has_led()).await;
+                let at = b.led_at().unwrap();
+                b.shut_down().await;
+                (
+                    at.duration_since(renewed).as_secs_f64(),
+                    at.duration_since(killed).as_secs_f64(),
+                )
+            })
+        })
+        .collect();
+    let (mut from_renew, mut from_kill) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (r, k) = t.await.unwrap();
+        from_renew.push(r);
+        from_kill.push(k);
+    }
+    row(
+        "crash (kill -9: expiry)",
+        "the leader's last renew",
+        from_renew,
+    );
+    row("crash (kill -9: expiry)", "the kill", from_kill);
+    println!();
+}
+
+/// 3. Cold start: N members through a pool of 10, each holding its slot for `hold`.
+async fn cold_start(shared: &Arc<HttpTransport>) {
+    const SLOTS: usize = 10;
+    let hold = Duration::from_millis(300);
+    println!("## 3. Cold-start makespan: a pool of 10, each member holds its slot {hold:?}\n");
+    println!("| mode | members | makespan | ideal ceil(N/10) × T | over ideal | requests |");
+    println!("|---|---|---|---|---|---|");
+    for watch in [true, false] {
+        for n in [100usize, 1000] {
+            let prefix = format!("cold-{}-{n}", if watch { "w" } else { "p" });
+            let released = Arc::new(AtomicU64::new(0));
+            let mut counts: Vec<Arc<Counting>> = Vec::new();
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for m in 0..n {
+                let identity = Identity::new(&format!("m{m}")).unwrap();
+                let transport = Counting::new(shared, &identity);
+                counts.push(transport.clone());
+                let (released, prefix) = (released.clone(), prefix.clone());
+                tasks.push(tokio::spawn(async move {
+                    let config = PoolConfig {
+                        prefix: &prefix,
+                        size: SLOTS,
+                        identity,
+                        timing: default_timing(),
+                        watch,
+                    };
+                    let mut pool: Pool<SLOTS> = Pool::new(config, m as u64).unwrap();
+                    let (done, work_done) = oneshot::channel::<()>();
+                    let mut done = Some(done);
+                    let finished = async move {
+                        let _ = work_done.await;
+                    };
+                    drive(
+                        &mut pool,
+                        transport,
+                        Clock::default(),
+                        finished,
+                        |_, e| match e.event {
+                            Event::BecameLeader { .. } => {
+                                if let Some(done) = done.take() {
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(hold).await;
+                                        let _ = done.send(());
+                                    });
+                                }
+                            }
+                            Event::Released { written: true } => {
+                                released.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {}
+                        },
+                    )
+                    .await;
+                }));
+            }
+            let ideal = hold * n.div_ceil(SLOTS) as u32;
+            until(
+                ideal * 10 + Duration::from_secs(60),
+                "the pool drains",
+                || released.load(Ordering::Relaxed) == n as u64,
+            )
+            .await;
+            let makespan = start.elapsed();
+            let requests: u64 = counts.iter().map(|c| c.count()).sum();
+            for t in tasks {
+                t.abort();
+            }
+            println!(
+                "| {} | {n} | {:.2} s | {:.2} s | {:+.1} % | {requests} |",
+                if watch {
+                    "leasehold, watch"
+                } else {
+                    "polling (client-go schedule)"
+                },
+                makespan.as_secs_f64(),
+                ideal.as_secs_f64(),
+                (makespan.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0
+            );
+        }
+    }
+    println!();
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 4. Memory: one `leasehold elect` process, and 1 000 electors in this process.
+async fn memory(sim: &SimProcess, shared: &Arc<HttpTransport>) {
+    println!("## 4. Memory\n");
+    println!("| process | peak RSS (VmHWM), median of 3 | min – max |");
+    println!("|---|---|---|");
+    let mut binaries: Vec<(String, PathBuf, &str)> = vec![
+        (
+            "`leasehold elect --transport http` (default build)".into(),
+            PathBuf::from(env!("CARGO_BIN_EXE_leasehold")),
+            "http",
+        ),
+        (
+            "`leasehold elect --transport kube` (default build)".into(),
+            PathBuf::from(env!("CARGO_BIN_EXE_leasehold")),
+            "kube",
+        ),
+    ];
+    if let Some(path) = std::env::var_os("LEASEHOLD_STATIC_BIN") {
+        binaries.insert(
+            0,
+            (
+                "`leasehold elect`, static raw-HTTP build".into(),
+                PathBuf::from(path),
+                "http",
+            ),
+        );
+    }
+    if let Some(path) = std::env::var_os("LEASEHOLD_STATIC_KUBE_BIN") {
+        binaries.insert(
+            1,
+            (
+                "`leasehold elect`, static kube build".into(),
+                PathBuf::from(path),
+                "kube",
+            ),
+        );
+    }
+    for (label, binary, transport) in binaries {
+        let mut peaks = Vec::new();
+        for run in 0..3 {
+            let mut child = Command::new(&binary)
+                .arg("--kubeconfig")
+                .arg(&sim.kubeconfig)
+                .args([
+                    "--transport",
+                    transport,
+                    "elect",
+                    "--lease",
+                    &format!("rss-{transport}-{run}"),
+                ])
+                .args([
+                    "--lease-duration",
+                    "3s",
+                    "--renew-deadline",
+                    "2s",
+                    "--retry-period",
+                    "400ms",
+                ])
+                .args(["--listen", "127.0.0.1:0", "--status-file"])
+                .arg(
+                    std::env::temp_dir()
+                        .join(format!("leasehold-bench-{}-{run}", std::process::id())),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the agent starts");
+            // Lead and renew ~12 times, serving its endpoints.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            peaks.push(status_kib(child.id(), "VmHWM:") as f64);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (lo, hi) = (
+            peaks.iter().copied().fold(f64::MAX, f64::min),
+            peaks.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {label} | {:.2} MiB | {:.2} – {:.2} MiB |",
+            median(&mut peaks) / 1024.0,
+            lo / 1024.0,
+            hi / 1024.0
+        );
+    }
+
+    println!("\n| 1 000 electors in one process, one shared transport | RSS per elector |");
+    println!("|---|---|");
+    for watch in [true, false] {
+        let before = status_kib(std::process::id(), "VmRSS:");
+        let candidates: Vec<Candidate> = (0..1000)
+            .map(|i| {
+                Candidate::spawn(
+                    shared,
+                    &format!("mem-{watch}"),
+                    &format!("c{i}"),
+                    default_timing(),
+                    watch,
+                    i,
+                )
+            })
+            .collect();
+        until(Duration::from_secs(60), "a leader", || {
+            candidates.iter().any(Candidate::has_led)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = status_kib(std::process::id(), "VmRSS:");
+        println!(
+            "| {} | {:.1} KiB |",
+            if watch {
+                "watching (one watch stream each)"
+            } else {
+                "polling"
+            },
+            (after.saturating_sub(before)) as f64 / 1000.0
+        );
+        for c in candidates {
+            c.shut_down().await;
+        }
+    }
+    println!();
+}
+
+/// 5. Binary sizes.
+fn sizes() {
+    println!("## 5. Binary size (stripped)\n");
+    println!("| build | bytes | MiB |");
+    println!("|---|---|---|");
+    for (label, var) in [
+        (
+            "static raw-HTTP (`scripts/build-static`)",
+            "LEASEHOLD_STATIC_BIN",
+        ),
+        (
+            "static kube (`scripts/build-static kube`)",
+            "LEASEHOLD_STATIC_KUBE_BIN",
+        ),
+    ] {
+        match std::env::var_os(var).and_then(|p| std::fs::metadata(p).ok()) {
+            Some(m) => println!(
+                "| {label} | {} | {:.2} |",
+                m.len(),
+                m.len() as f64 / 1_048_576.0
+            ),
+            None => println!("| {label} | not built (run scripts/bench) | |"),
+        }
+    }
+    println!();
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter picks sections by number.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("leasehold-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim = SimProcess::start(&dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let shared = sim.transport();
+        if wanted("1") {
+            requests_per_minute(&shared).await;
+        }
+        if wanted("2") {
+            failover(&shared).await;
+        }
+        if wanted("3") {
+            cold_start(&shared).await;
+        }
+        if wanted("4") {
+            memory(&sim, &shared).await;
+        }
+    });
+    if wanted("5") {
+        sizes();
+    }
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
