@@ -6,7 +6,7 @@ use crate::wire::{self, LeaseObject, Status};
 use leasehold_core::{
     ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Verb, WatchEvent,
 };
-use leasehold_driver::{ListedLease, Transport, WatchSink};
+use leasehold_driver::{CreateMetadata, ListedLease, Transport, WatchSink};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
@@ -209,6 +209,8 @@ pub struct HttpTransport {
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, LeaseObject>>,
     last_failure: Mutex<Option<Failure>>,
+    /// Labels and owner for the leases this transport creates.
+    create_metadata: CreateMetadata,
 }
 
 impl fmt::Debug for HttpTransport {
@@ -260,7 +262,57 @@ impl HttpTransport {
             timeout: config.request_timeout,
             last_read: Mutex::new(HashMap::new()),
             last_failure: Mutex::new(None),
+            create_metadata: CreateMetadata::default(),
         })
+    }
+
+    /// Gives every lease this transport creates these labels and owner.
+    pub fn with_create_metadata(mut self, metadata: CreateMetadata) -> Self {
+        self.create_metadata = metadata;
+        self
+    }
+
+    fn new_object(&self) -> LeaseObject {
+        let m = &self.create_metadata;
+        let mut object = LeaseObject::default();
+        if !m.labels.is_empty() {
+            let labels = m
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            object
+                .metadata
+                .other
+                .insert("labels".into(), serde_json::Value::Object(labels));
+        }
+        if let Some(owner) = &m.owner {
+            object.metadata.other.insert(
+                "ownerReferences".into(),
+                serde_json::json!([{
+                    "apiVersion": owner.api_version,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                }]),
+            );
+        }
+        object
+    }
+
+    /// Classifies an error answer and keeps it, with the server's words, as the last failure.
+    fn refused(&self, verb: Verb, status: u16, body: &[u8], retry_after: Option<&str>) -> ApiError {
+        let detail = wire::decode_status(body);
+        let error = wire::classify(status, detail.as_ref(), retry_after);
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
+            verb,
+            status,
+            detail,
+        });
+        error
     }
 
     /// The last error answer, with the server's message.
@@ -364,7 +416,7 @@ impl Transport for HttpTransport {
         let builder = match &request.op {
             Operation::Get => self.client.get(&item),
             Operation::Create(record) => {
-                let body = LeaseObject::default().for_write(name, None, record);
+                let body = self.new_object().for_write(name, None, record);
                 json(self.client.post(&self.leases), &body)
             }
             Operation::Update {
@@ -398,20 +450,38 @@ impl Transport for HttpTransport {
             self.remember(name, Some(object));
             return Ok(lease);
         }
-        let detail = wire::decode_status(&body);
-        let error = wire::classify(status, detail.as_ref(), retry_after.as_deref());
+        let error = self.refused(verb, status, &body, retry_after.as_deref());
         if error == ApiError::NotFound {
             self.remember(name, None);
         }
-        *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
-            verb,
-            status,
-            detail,
-        });
         Err(error)
+    }
+
+    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+        let body = serde_json::json!({
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"resourceVersion": resource_version.as_str()},
+        });
+        let builder = self
+            .client
+            .delete(format!("{}/{name}", self.leases))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        let response = self
+            .authorized(builder)
+            .await
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if (200..300).contains(&status) {
+            self.remember(name, None);
+            return Ok(());
+        }
+        Err(self.refused(Verb::Delete, status, &body, None))
     }
 
     async fn list(

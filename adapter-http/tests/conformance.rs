@@ -50,3 +50,13 @@ async fn three_electors_fail_over() {
 async fn a_pool_of_two_survives_restarts_and_pauses() {
     conformance::pool(connect).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_preconditions_and_create_metadata() {
+    conformance::delete_and_create_metadata(async |sim: &Sim, user: &str, timeout: Duration| {
+        connect(sim, user, timeout)
+            .await
+            .with_create_metadata(conformance::create_metadata())
+    })
+    .await;
+}

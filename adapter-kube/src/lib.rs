@@ -13,7 +13,7 @@ use leasehold_core::{
     ApiError, Duration, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
     ResourceVersion, Response, WatchEvent,
 };
-use leasehold_driver::{ListedLease, Transport, WatchSink, classify};
+use leasehold_driver::{CreateMetadata, ListedLease, Transport, WatchSink, classify};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -27,6 +27,8 @@ pub struct KubeTransport {
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, KubeLease>>,
     last_failure: Mutex<Option<kube::core::Status>>,
+    /// Labels and owner for the leases this transport creates.
+    create_metadata: CreateMetadata,
 }
 
 impl std::fmt::Debug for KubeTransport {
@@ -108,7 +110,33 @@ impl KubeTransport {
             limiter: None,
             last_read: Mutex::new(HashMap::new()),
             last_failure: Mutex::new(None),
+            create_metadata: CreateMetadata::default(),
         }
+    }
+
+    /// Gives every lease this transport creates these labels and owner.
+    pub fn with_create_metadata(mut self, metadata: CreateMetadata) -> Self {
+        self.create_metadata = metadata;
+        self
+    }
+
+    fn new_object(&self) -> KubeLease {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let m = &self.create_metadata;
+        let mut lease = KubeLease::default();
+        if !m.labels.is_empty() {
+            lease.metadata.labels = Some(m.labels.clone());
+        }
+        if let Some(owner) = &m.owner {
+            lease.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: owner.api_version.clone(),
+                kind: owner.kind.clone(),
+                name: owner.name.clone(),
+                uid: owner.uid.clone(),
+                ..OwnerReference::default()
+            }]);
+        }
+        lease
     }
 
     /// Limits requests to `qps` per second after a burst of `burst` (client-go: 5 and 10;
@@ -247,7 +275,9 @@ impl Transport for KubeTransport {
         let pp = PostParams::default();
         let call = match &request.op {
             Operation::Get => Call::Get,
-            Operation::Create(record) => Call::Create(for_write(None, name, None, record)),
+            Operation::Create(record) => {
+                Call::Create(for_write(Some(self.new_object()), name, None, record))
+            }
             Operation::Update {
                 resource_version,
                 record,
@@ -281,6 +311,25 @@ impl Transport for KubeTransport {
                 }
                 Err(error)
             }
+        }
+    }
+
+    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: Some(resource_version.as_str().to_owned()),
+                uid: None,
+            }),
+            ..kube::api::DeleteParams::default()
+        };
+        self.throttle().await;
+        match tokio::time::timeout(self.timeout, self.api.delete(name, &params)).await {
+            Err(_) => Err(ApiError::Timeout),
+            Ok(Ok(_)) => {
+                self.remember(name, None);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.error(e)),
         }
     }
 

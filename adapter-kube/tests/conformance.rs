@@ -74,3 +74,13 @@ async fn a_pool_of_two_survives_restarts_and_pauses() {
 async fn a_mixed_fleet_of_http_and_kube_electors_never_leads_twice() {
     conformance::mixed_fleet(connect_http, connect).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_with_preconditions_and_create_metadata() {
+    conformance::delete_and_create_metadata(async |sim: &Sim, user: &str, timeout: Duration| {
+        connect(sim, user, timeout)
+            .await
+            .with_create_metadata(conformance::create_metadata())
+    })
+    .await;
+}

@@ -128,6 +128,10 @@ impl Transport for Counting {
         self.inner.list(ns, sel).await
     }
 
+    async fn delete(&self, name: &str, rv: &ResourceVersion) -> Result<(), ApiError> {
+        self.inner.delete(name, rv).await
+    }
+
     async fn watch(&self, lease: LeaseName, rv: Option<ResourceVersion>, sink: WatchSink) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.watch(lease, rv, sink).await

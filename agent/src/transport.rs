@@ -58,6 +58,15 @@ impl Transport for AnyTransport {
         }
     }
 
+    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+        match self {
+            #[cfg(feature = "kube")]
+            Self::Kube(t) => t.delete(name, resource_version).await,
+            #[cfg(feature = "http")]
+            Self::Http(t) => t.delete(name, resource_version).await,
+        }
+    }
+
     async fn watch(
         &self,
         lease: LeaseName,
@@ -114,6 +123,19 @@ impl Transport for Metered {
             Err(_) => "error",
         };
         self.shared.count(Verb::List, code);
+        result
+    }
+
+    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+        let result = self.inner.delete(name, resource_version).await;
+        let code = match &result {
+            Ok(()) => "200",
+            Err(ApiError::Conflict) => "409",
+            Err(ApiError::NotFound) => "404",
+            Err(ApiError::Forbidden) => "403",
+            Err(_) => "error",
+        };
+        self.shared.count(Verb::Delete, code);
         result
     }
 

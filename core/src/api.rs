@@ -69,6 +69,8 @@ pub enum Verb {
     Watch,
     /// `list`.
     List,
+    /// `delete` (garbage collection of expired leases; the machines never delete).
+    Delete,
 }
 
 impl Verb {
@@ -80,6 +82,7 @@ impl Verb {
             Self::Update => "update",
             Self::Watch => "watch",
             Self::List => "list",
+            Self::Delete => "delete",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! written once, called from each adapter's tests with a function that connects that adapter
 //! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only).
 
-use crate::{Clock, Input, Transport, WatchSink, drive};
+use crate::{Clock, CreateMetadata, Input, OwnerReference, Transport, WatchSink, drive};
 use leasehold_core::{
     ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, LeaseName,
     LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, Timing,
@@ -64,6 +64,108 @@ pub fn record(holder: &str) -> LeaseRecord {
         renew_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
         lease_transitions: Some(0),
     }
+}
+
+/// Metadata for [`delete_and_create_metadata`]: two labels and a Pod owner.
+pub fn create_metadata() -> CreateMetadata {
+    CreateMetadata {
+        labels: [
+            (
+                "app.kubernetes.io/component".to_owned(),
+                "indexer".to_owned(),
+            ),
+            ("kubernetes.io/hostname".to_owned(), "node-1".to_owned()),
+        ]
+        .into(),
+        owner: Some(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "indexer-0".into(),
+            uid: "5b1e8c1a-8d6f-4a8e-9f0e-2f6b3c4d5e6f".into(),
+        }),
+    }
+}
+
+/// Leases created with [`create_metadata`] carry its labels and owner, and keep them through
+/// renewals; a delete guarded by a stale resourceVersion is refused with `Conflict` and leaves
+/// the lease, one guarded by the current one deletes it; a missing lease is `NotFound`; a user
+/// without `delete` gets `Forbidden`. `connect` must give its transport `create_metadata()`.
+pub async fn delete_and_create_metadata<T: Transport>(
+    connect: impl AsyncFn(&Sim, &str, Duration) -> T,
+) {
+    let sim = start_sim(SimConfig::default()).await;
+    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let created = t
+        .call(request("id", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    let stored = sim.lease("default", "id").expect("stored");
+    assert_eq!(
+        stored["metadata"]["labels"]["app.kubernetes.io/component"],
+        "indexer"
+    );
+    assert_eq!(
+        stored["metadata"]["labels"]["kubernetes.io/hostname"],
+        "node-1"
+    );
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(
+        stored["metadata"]["ownerReferences"][0]["name"],
+        "indexer-0"
+    );
+    let renewed = t
+        .call(request(
+            "id",
+            Operation::Update {
+                resource_version: created.resource_version.clone(),
+                record: LeaseRecord {
+                    renew_time: Some(MicroTime::from_unix_micros(1_795_305_610_000_000)),
+                    ..record("a")
+                },
+            },
+        ))
+        .await
+        .expect("renew");
+    assert_ne!(renewed.resource_version, created.resource_version);
+    let stored = sim.lease("default", "id").expect("stored");
+    assert_eq!(
+        stored["metadata"]["labels"]["app.kubernetes.io/component"], "indexer",
+        "kept on renew"
+    );
+    assert_eq!(
+        stored["metadata"]["ownerReferences"][0]["uid"],
+        "5b1e8c1a-8d6f-4a8e-9f0e-2f6b3c4d5e6f"
+    );
+
+    // The delete raced a renew: the precondition protects the renewed lease.
+    assert_eq!(
+        t.delete("id", &created.resource_version).await,
+        Err(ApiError::Conflict)
+    );
+    assert!(
+        sim.lease("default", "id").is_some(),
+        "a renewed lease is never deleted"
+    );
+    assert_eq!(t.delete("id", &renewed.resource_version).await, Ok(()));
+    assert!(sim.lease("default", "id").is_none());
+    assert_eq!(
+        t.delete("id", &renewed.resource_version).await,
+        Err(ApiError::NotFound)
+    );
+
+    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    t.call(request("kept", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    let lease = reader
+        .call(request("kept", Operation::Get))
+        .await
+        .expect("get");
+    assert_eq!(
+        reader.delete("kept", &lease.resource_version).await,
+        Err(ApiError::Forbidden)
+    );
+    sim.stop().await;
 }
 
 /// Each operation and each error mapping.

@@ -39,6 +39,14 @@ pub trait Transport: Send + Sync + 'static {
         label_selector: Option<&str>,
     ) -> impl Future<Output = Result<Vec<ListedLease>, ApiError>> + Send;
 
+    /// Deletes the lease `name` only if it is still at `resource_version` (the API server's
+    /// `preconditions`): a lease written since (renewed, say) is left alone with `Conflict`.
+    fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
     /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
     /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
     /// core no longer wants it.
@@ -72,6 +80,29 @@ pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -
         },
         status => ApiError::Server { status },
     }
+}
+
+/// What a transport puts in the metadata of the leases it creates: labels, so a selector finds
+/// them, and an owner, so Kubernetes deletes the lease with it (a Pod, say).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateMetadata {
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `metadata.ownerReferences[0]`.
+    pub owner: Option<OwnerReference>,
+}
+
+/// An owner reference: the object whose deletion deletes the lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerReference {
+    /// `apiVersion` (`v1` for a Pod).
+    pub api_version: String,
+    /// `kind` (`Pod`).
+    pub kind: String,
+    /// `name`.
+    pub name: String,
+    /// `uid`.
+    pub uid: String,
 }
 
 /// A lease as a list shows it: where it lives, when it was made, its labels and its record.
