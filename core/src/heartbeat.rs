@@ -44,8 +44,11 @@ pub struct HeartbeatConfig {
     pub lease: LeaseName,
     /// The `holderIdentity` to write (kubelet: the node name).
     pub identity: Identity,
-    /// `leaseDurationSeconds` (kubelet: 40 s); renewed every quarter of it.
+    /// `leaseDurationSeconds` (kubelet: 40 s).
     pub lease_duration: Duration,
+    /// How often to renew; `None`: a quarter of the duration, as the kubelet does. API server
+    /// identity leases renew every 10 s with a 3600 s duration.
+    pub renew_interval: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +58,8 @@ enum Pending {
     Update,
 }
 
-/// Keeps one lease renewed every `lease_duration / 4`; no election, no step-down.
+/// Keeps one lease renewed every `renew_interval` (default `lease_duration / 4`); no election, no
+/// step-down.
 ///
 /// Created if missing; renewed with the resourceVersion last written. On failure it backs off
 /// from 200 ms, doubling up to 7 s; after a conflict or five failed updates in a row it reads the
@@ -66,6 +70,7 @@ pub struct Heartbeat {
     lease_name: LeaseName,
     identity: Identity,
     lease_duration: Duration,
+    renew_interval: Duration,
     jitter: Jitter,
     events: Deque<HeartbeatEvent, 8>,
     known: Option<Lease>,
@@ -92,10 +97,25 @@ impl Heartbeat {
                 lease_duration: config.lease_duration,
             });
         }
+        let renew_interval = config
+            .renew_interval
+            .unwrap_or(Duration::from_ticks(ticks / 4));
+        if renew_interval.as_ticks() == 0 {
+            return Err(TimingError::NotPositive {
+                field: TimingField::RenewInterval,
+            });
+        }
+        if renew_interval >= config.lease_duration {
+            return Err(TimingError::RenewNotBelowLease {
+                renew_interval,
+                lease_duration: config.lease_duration,
+            });
+        }
         Ok(Self {
             lease_name: config.lease,
             identity: config.identity,
             lease_duration: config.lease_duration,
+            renew_interval,
             jitter: Jitter::new(seed),
             events: Deque::new(),
             known: None,
@@ -109,9 +129,10 @@ impl Heartbeat {
         })
     }
 
-    /// The renew interval: a quarter of the lease duration (kubelet: 10 s for 40 s).
+    /// The renew interval: as configured, else a quarter of the lease duration (kubelet: 10 s
+    /// for 40 s).
     pub fn renew_interval(&self) -> Duration {
-        Duration::from_ticks(self.lease_duration.as_ticks() / 4)
+        self.renew_interval
     }
 
     fn push(&mut self, event: HeartbeatEvent) {
@@ -278,6 +299,7 @@ mod tests {
                 lease: LeaseName::new("node-1").unwrap(),
                 identity: id("node-1"),
                 lease_duration: Duration::from_secs(40),
+                renew_interval: None,
             },
             3,
         )
@@ -406,9 +428,30 @@ mod tests {
             lease: LeaseName::new("n").unwrap(),
             identity: id("n"),
             lease_duration: d,
+            renew_interval: None,
         };
         assert!(Heartbeat::new(config(Duration::from_ticks(0)), 0).is_err());
         assert!(Heartbeat::new(config(Duration::from_millis(1_500)), 0).is_err());
+    }
+
+    #[test]
+    fn an_explicit_renew_interval_must_be_positive_and_below_the_duration() {
+        let config = |renew| HeartbeatConfig {
+            lease: LeaseName::new("n").unwrap(),
+            identity: id("n"),
+            lease_duration: Duration::from_secs(3600),
+            renew_interval: Some(renew),
+        };
+        let h = Heartbeat::new(config(Duration::from_secs(10)), 0).unwrap();
+        assert_eq!(h.renew_interval(), Duration::from_secs(10));
+        assert_eq!(
+            Heartbeat::new(config(Duration::from_ticks(0)), 0).unwrap_err(),
+            TimingError::NotPositive {
+                field: TimingField::RenewInterval
+            }
+        );
+        let e = Heartbeat::new(config(Duration::from_secs(3600)), 0).unwrap_err();
+        assert!(matches!(e, TimingError::RenewNotBelowLease { .. }), "{e:?}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum TimingField {
     RenewDeadline,
     /// `retry_period` / `--retry-period` / `leader_retryperiod`.
     RetryPeriod,
+    /// A heartbeat's `renew_interval` / `--renew-interval`.
+    RenewInterval,
 }
 
 impl fmt::Display for TimingField {
@@ -36,6 +38,7 @@ impl fmt::Display for TimingField {
             Self::LeaseDuration => "lease duration",
             Self::RenewDeadline => "renew deadline",
             Self::RetryPeriod => "retry period",
+            Self::RenewInterval => "renew interval",
         })
     }
 }
@@ -62,6 +65,14 @@ pub enum TimingError {
         lease_duration: Duration,
         /// The renew deadline given.
         renew_deadline: Duration,
+    },
+    /// A heartbeat's renew interval is not shorter than its lease duration: the lease would lapse
+    /// between renewals.
+    RenewNotBelowLease {
+        /// The renew interval given.
+        renew_interval: Duration,
+        /// The lease duration given.
+        lease_duration: Duration,
     },
     /// `renew_deadline <= retry_period × 1.2`: the leader would not get a jittered retry before
     /// its deadline.
@@ -92,6 +103,15 @@ impl fmt::Display for TimingError {
                 "lease duration {} must be greater than renew deadline {}",
                 Secs(lease_duration),
                 Secs(renew_deadline)
+            ),
+            Self::RenewNotBelowLease {
+                renew_interval,
+                lease_duration,
+            } => write!(
+                f,
+                "renew interval {} must be shorter than lease duration {}",
+                Secs(renew_interval),
+                Secs(lease_duration)
             ),
             Self::RenewNotAboveJitteredRetry {
                 renew_deadline,

@@ -254,7 +254,7 @@ proptest! {
     #[test]
     fn a_heartbeat_keeps_one_request_in_flight_under_any_inputs(seed in any::<u64>(), inputs in inputs()) {
         let mut h = Heartbeat::new(
-            HeartbeatConfig { lease: LeaseName::new("node").unwrap(), identity: identity(), lease_duration: Duration::from_secs(40) },
+            HeartbeatConfig { lease: LeaseName::new("node").unwrap(), identity: identity(), lease_duration: Duration::from_secs(40), renew_interval: None },
             seed,
         ).unwrap();
         let mut d = Discipline::default();

@@ -36,6 +36,7 @@ pub async fn run(
             lease,
             identity: identity.clone(),
             lease_duration: duration,
+            renew_interval: None,
         },
         seed(),
     )
