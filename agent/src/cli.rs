@@ -90,6 +90,11 @@ pub enum Command {
     Pool(PoolArgs),
     /// Renew a node-style lease on an interval, or report leases that stopped being renewed.
     Heartbeat(HeartbeatArgs),
+    /// Publish and renew this instance's identity lease (the API server identity pattern).
+    Identity(IdentityArgs),
+    /// Delete leases matching a selector that expired long ago, each guarded by its
+    /// resourceVersion.
+    Gc(GcArgs),
     /// Show leases like `kubectl get leases`, with EXPIRES and TRANSITIONS.
     Get(GetArgs),
     /// Run the simulated API server (a test server for Leases, not Kubernetes).
@@ -251,6 +256,50 @@ pub struct HeartbeatArgs {
     /// Outputs.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `leasehold identity`.
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// The component (a DNS label): the lease is `COMPONENT-<hash of the hostname>` and carries
+    /// the label `leasehold.io/component=COMPONENT`.
+    #[arg(long, value_name = "NAME")]
+    pub component: String,
+    /// Where and as whom (the holder is `ID_<uuid>`, new at each start).
+    #[command(flatten)]
+    pub place: PlaceArgs,
+    /// The host this instance runs on (default: the hostname; in a DaemonSet, the node name).
+    #[arg(long, value_name = "HOST", env = "NODE_NAME")]
+    pub hostname: Option<String>,
+    /// `leaseDurationSeconds`.
+    #[arg(long, value_parser = duration::parse, default_value = "3600s", value_name = "DURATION")]
+    pub lease_duration: Duration,
+    /// How often to renew.
+    #[arg(long, value_parser = duration::parse, default_value = "10s", value_name = "DURATION")]
+    pub renew_interval: Duration,
+    /// More labels for the lease, `KEY=VALUE` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Outputs.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `leasehold gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Namespace (default: as for the other subcommands).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only leases matching this label selector (required: gc never sweeps a whole namespace).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: String,
+    /// Delete leases whose renewTime + leaseDurationSeconds is older than this.
+    #[arg(long, value_parser = duration::parse, default_value = "1h", value_name = "DURATION")]
+    pub expired_for: Duration,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `leasehold get`.

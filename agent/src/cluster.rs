@@ -25,6 +25,8 @@ pub struct ConnectOptions {
     pub request_timeout: Duration,
     /// QPS and burst.
     pub rate_limit: Option<(f64, u32)>,
+    /// Labels and owner for the leases the transport creates.
+    pub create_metadata: leasehold_driver::CreateMetadata,
 }
 
 impl ConnectOptions {
@@ -49,6 +51,7 @@ impl ConnectOptions {
                 (None, None) => None,
                 (qps, burst) => Some((qps.unwrap_or(5.0), burst.unwrap_or(10))),
             },
+            create_metadata: leasehold_driver::CreateMetadata::default(),
         }
     }
 }
@@ -91,7 +94,8 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
                 client,
                 &namespace,
                 options.request_timeout,
-            );
+            )
+            .with_create_metadata(options.create_metadata.clone());
             if let Some((qps, burst)) = options.rate_limit {
                 transport = transport.with_rate_limit(qps, burst).ok_or_else(|| {
                     AgentError::usage("--qps and --burst must be greater than zero")
@@ -115,7 +119,8 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
                 request_timeout: options.request_timeout,
                 rate_limit: options.rate_limit,
             })
-            .map_err(|e| AgentError::usage(e.to_string()))?;
+            .map_err(|e| AgentError::usage(e.to_string()))?
+            .with_create_metadata(options.create_metadata.clone());
             Ok(Connection {
                 transport: AnyTransport::Http(Box::new(transport)),
                 namespace,
@@ -176,7 +181,8 @@ pub fn identity(explicit: Option<&str>) -> Result<Identity, AgentError> {
     })
 }
 
-fn hostname() -> String {
+/// This machine's hostname.
+pub fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -1,6 +1,7 @@
 //! `leasehold get leases`: the `kubectl get leases` view, plus when each lease expires (from
 //! its record) and how often it changed hands.
 
+use super::identity::{APISERVER_LABEL, COMPONENT_LABEL, HOSTNAME_LABEL};
 use crate::cli::{GetArgs, GetOutput, Global};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
@@ -73,12 +74,18 @@ pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
             let rows: Vec<Row> = leases.iter().map(Row::from).collect();
             print!("{}", serde_saphyr::to_string(&rows).unwrap_or_default());
         }
-        Some(GetOutput::Wide) => print!("{}", table(&leases, now, args.all_namespaces, true)),
+        Some(GetOutput::Wide) => {
+            print!("{}", table(&leases, now, args.all_namespaces, true));
+            print!("{}", identities(&leases, now));
+        }
         None if leases.is_empty() => match namespace {
             Some(ns) => eprintln!("No resources found in {ns} namespace."),
             None => eprintln!("No resources found"),
         },
-        None => print!("{}", table(&leases, now, args.all_namespaces, false)),
+        None => {
+            print!("{}", table(&leases, now, args.all_namespaces, false));
+            print!("{}", identities(&leases, now));
+        }
     }
     Ok(0)
 }
@@ -192,6 +199,80 @@ fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: boo
     out
 }
 
+/// The identity leases among `leases` (`leasehold identity`'s, and the API servers' own),
+/// grouped by component, each ALIVE or EXPIRED by its record; empty when there are none.
+fn identities(leases: &[ListedLease], now: MicroTime) -> String {
+    let mut rows: Vec<(String, &ListedLease)> = leases
+        .iter()
+        .filter_map(|l| {
+            let component = l
+                .labels
+                .get(COMPONENT_LABEL)
+                .or_else(|| l.labels.get(APISERVER_LABEL))?;
+            Some((component.clone(), l))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    rows.sort_by(|a, b| (&a.0, &a.1.namespace, &a.1.name).cmp(&(&b.0, &b.1.namespace, &b.1.name)));
+    let mut out = String::from("\nIDENTITY LEASES\n");
+    let mut cells: Vec<[String; 5]> = vec![[
+        "COMPONENT".into(),
+        "HOSTNAME".into(),
+        "HOLDER".into(),
+        "STATUS".into(),
+        "EXPIRES".into(),
+    ]];
+    for (component, l) in &rows {
+        let alive = expires(l).is_some_and(|at| at.as_unix_micros() > now.as_unix_micros());
+        cells.push([
+            component.clone(),
+            l.labels
+                .get(HOSTNAME_LABEL)
+                .cloned()
+                .unwrap_or_else(|| "<none>".into()),
+            l.lease.record.holder.to_string(),
+            if alive { "ALIVE" } else { "EXPIRED" }.into(),
+            expires(l).map_or("<none>".into(), |at| relative(now, at)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    let mut components: Vec<&str> = rows.iter().map(|(c, _)| c.as_str()).collect();
+    components.dedup();
+    for component in components {
+        let of: Vec<_> = rows.iter().filter(|(c, _)| c == component).collect();
+        let alive = of
+            .iter()
+            .filter(|(_, l)| {
+                expires(l).is_some_and(|at| at.as_unix_micros() > now.as_unix_micros())
+            })
+            .count();
+        out.push_str(&format!(
+            "{component}: {alive} alive, {} expired\n",
+            of.len() - alive
+        ));
+    }
+    out
+}
+
 /// `in 12s` or `3m ago`, against the local wall clock (for display only).
 fn relative(now: MicroTime, at: MicroTime) -> String {
     let delta = at.as_unix_micros() - now.as_unix_micros();
@@ -293,6 +374,49 @@ mod tests {
         assert!(
             wide.contains("RENEWED") && wide.contains("5s ago") && wide.contains("15s"),
             "{wide}"
+        );
+    }
+
+    #[test]
+    fn identity_leases_are_grouped_by_component_alive_or_expired() {
+        let now = MicroTime::from_unix_micros(10_000 * 1_000_000);
+        let mut alive = listed("indexer-1", Some("pod-a_u1"), 9_990, 0);
+        alive.labels = [
+            (COMPONENT_LABEL.into(), "indexer".into()),
+            (HOSTNAME_LABEL.into(), "node-1".into()),
+        ]
+        .into();
+        let mut dead = listed("indexer-2", Some("pod-b_u2"), 5_000, 0);
+        dead.labels = [
+            (COMPONENT_LABEL.into(), "indexer".into()),
+            (HOSTNAME_LABEL.into(), "node-2".into()),
+        ]
+        .into();
+        let mut api = listed("apiserver-x", Some("apiserver-x_u3"), 9_999, 0);
+        api.labels = [(APISERVER_LABEL.into(), "kube-apiserver".into())].into();
+        let plain = listed("controller", Some("pod-c"), 9_999, 0);
+        let text = identities(&[dead, plain, alive, api], now);
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[1], ["IDENTITY", "LEASES"]);
+        assert_eq!(
+            lines[2],
+            ["COMPONENT", "HOSTNAME", "HOLDER", "STATUS", "EXPIRES"]
+        );
+        assert_eq!(lines[3][..4], ["indexer", "node-1", "pod-a_u1", "ALIVE"]);
+        assert_eq!(lines[4][..4], ["indexer", "node-2", "pod-b_u2", "EXPIRED"]);
+        assert_eq!(
+            lines[5][..4],
+            ["kube-apiserver", "<none>", "apiserver-x_u3", "ALIVE"]
+        );
+        assert_eq!(lines[6], ["indexer:", "1", "alive,", "1", "expired"]);
+        assert_eq!(lines[7], ["kube-apiserver:", "1", "alive,", "0", "expired"]);
+        assert_eq!(
+            identities(&[listed("c", None, 0, 0)], now),
+            "",
+            "no identity leases, no section"
         );
     }
 

@@ -84,7 +84,7 @@ pub async fn run(
     .await
 }
 
-async fn renew(
+pub(super) async fn renew(
     mut machine: Heartbeat,
     transport: Arc<Metered>,
     namespace: String,
@@ -96,7 +96,7 @@ async fn renew(
         lease = %name,
         namespace = %namespace,
         every = ?cluster::std_duration(machine.renew_interval()),
-        "renewing the heartbeat lease"
+        "renewing the lease"
     );
     let plan = Plan {
         command: Vec::new(),

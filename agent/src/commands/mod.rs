@@ -3,6 +3,7 @@
 mod elect;
 mod get;
 mod heartbeat;
+mod identity;
 mod pool;
 mod session;
 #[cfg(feature = "sim")]
@@ -22,6 +23,8 @@ pub async fn run(cli: Cli) -> Result<i32, AgentError> {
         Command::Elect(args) => elect::run(global, args, &mut signals).await,
         Command::Pool(args) => pool::run(global, args, &mut signals).await,
         Command::Heartbeat(args) => heartbeat::run(global, args, &mut signals).await,
+        Command::Identity(args) => identity::run(global, args, &mut signals).await,
+        Command::Gc(args) => identity::gc(global, args).await,
         Command::Get(args) => get::run(global, args).await,
         #[cfg(feature = "sim")]
         Command::Sim(args) => sim::serve(args, &mut signals).await,
