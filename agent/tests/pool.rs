@@ -257,3 +257,49 @@ async fn the_config_file_sizes_the_pool() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cold-start-0..2"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_leases_cannot_be_created_at_all_a_cold_start_proceeds_or_enforce_refuses() {
+    let w = World::start("no-namespace").await;
+    // The namespace does not exist: every create is answered 404.
+    let out = w.run_as(
+        &w.admin,
+        &[
+            "pool",
+            "-n",
+            "missing",
+            "--size",
+            "2",
+            "--identity",
+            "a",
+            "--release-after",
+            "sh",
+            "-c",
+            "exit 6",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("answered 404") && stderr.contains("unthrottled"),
+        "{stderr}"
+    );
+    let out = w.run_as(
+        &w.admin,
+        &[
+            "pool",
+            "-n",
+            "missing",
+            "--size",
+            "2",
+            "--identity",
+            "a",
+            "--enforce",
+            "--release-after",
+            "true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("namespace \"missing\""), "{stderr}");
+}
