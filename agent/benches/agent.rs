@@ -61,18 +61,22 @@ impl SimProcess {
     }
 
     fn transport(&self) -> Arc<HttpTransport> {
-        let cluster =
-            from_kubeconfig(std::slice::from_ref(&self.kubeconfig), None).expect("kubeconfig");
-        Arc::new(
-            HttpTransport::new(&HttpConfig {
-                cluster,
-                namespace: "default".into(),
-                request_timeout: request_timeout(&Timing::DEFAULT),
-                rate_limit: None,
-            })
-            .expect("transport"),
-        )
+        transport(&self.kubeconfig)
     }
+}
+
+/// The HTTP transport from a kubeconfig, with client-go's request timeout.
+fn transport(kubeconfig: &Path) -> Arc<HttpTransport> {
+    let cluster = from_kubeconfig(&[kubeconfig.to_owned()], None).expect("kubeconfig");
+    Arc::new(
+        HttpTransport::new(&HttpConfig {
+            cluster,
+            namespace: "default".into(),
+            request_timeout: request_timeout(&Timing::DEFAULT),
+            rate_limit: None,
+        })
+        .expect("transport"),
+    )
 }
 
 impl Drop for SimProcess {
@@ -620,45 +624,64 @@ async fn memory(sim: &SimProcess) {
     println!();
 }
 
-/// 4b. 1 000 electors in this process: run first, before other sections have grown the heap.
-async fn memory_per_elector(shared: &Arc<HttpTransport>) -> String {
+/// 4b. 1 000 electors in one process sharing one transport: each variant in a fresh process
+/// (this benchmark run again with `LEASEHOLD_BENCH_ELECTORS`), so no earlier section's heap
+/// hides or inflates the growth.
+fn memory_per_elector(sim: &SimProcess) -> String {
     let mut out = String::from(
-        "| 1 000 electors in one process, one shared transport | RSS per elector |\n|---|---|\n",
+        "| 1 000 electors in one process, one shared transport | RSS per elector, median of 3 | min – max |\n|---|---|---|\n",
     );
-    for watch in [false, true] {
-        let before = status_kib(std::process::id(), "VmRSS:");
-        let candidates: Vec<Candidate> = (0..1000)
-            .map(|i| {
-                Candidate::spawn(
-                    shared,
-                    &format!("mem-{watch}"),
-                    &format!("c{i}"),
-                    default_timing(),
-                    watch,
-                    i,
-                )
+    for mode in ["poll", "watch"] {
+        let mut samples: Vec<f64> = (0..3)
+            .map(|_| {
+                let output = Command::new(std::env::current_exe().unwrap())
+                    .env("LEASEHOLD_BENCH_ELECTORS", mode)
+                    .env("LEASEHOLD_BENCH_KUBECONFIG", &sim.kubeconfig)
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("the benchmark runs itself");
+                String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .expect("KiB")
             })
             .collect();
-        until(Duration::from_secs(60), "a leader", || {
-            candidates.iter().any(Candidate::has_led)
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = status_kib(std::process::id(), "VmRSS:");
+        let (lo, hi) = (
+            samples.iter().copied().fold(f64::MAX, f64::min),
+            samples.iter().copied().fold(0.0, f64::max),
+        );
         out.push_str(&format!(
-            "| {} | {:.1} KiB |\n",
-            if watch {
+            "| {} | {:.1} KiB | {lo:.1} – {hi:.1} KiB |\n",
+            if mode == "watch" {
                 "watching (one watch stream each)"
             } else {
                 "polling"
             },
-            (after.saturating_sub(before)) as f64 / 1000.0
+            median(&mut samples),
         ));
-        for c in candidates {
-            c.shut_down().await;
-        }
     }
     out
+}
+
+/// The child side of [`memory_per_elector`]: prints KiB of RSS growth per elector.
+async fn electors_child(shared: &Arc<HttpTransport>, watch: bool) {
+    // The transport has connected once, as it would have before any elector starts.
+    let _ = shared.list(Some("default"), None).await;
+    let before = status_kib(std::process::id(), "VmRSS:");
+    let lease = format!("mem-{watch}-{}", std::process::id());
+    let candidates: Vec<Candidate> = (0..1000)
+        .map(|i| Candidate::spawn(shared, &lease, &format!("c{i}"), default_timing(), watch, i))
+        .collect();
+    until(Duration::from_secs(60), "a leader", || {
+        candidates.iter().any(Candidate::has_led)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = status_kib(std::process::id(), "VmRSS:");
+    println!("{}", after.saturating_sub(before) as f64 / 1000.0);
+    for c in candidates {
+        c.kill();
+    }
 }
 
 /// 5. Binary sizes.
@@ -696,6 +719,16 @@ fn main() {
         .collect();
     let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(mode) = std::env::var("LEASEHOLD_BENCH_ELECTORS") {
+        let kubeconfig = PathBuf::from(std::env::var_os("LEASEHOLD_BENCH_KUBECONFIG").unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(electors_child(&transport(&kubeconfig), mode == "watch"));
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("leasehold-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sim = SimProcess::start(&dir);
@@ -707,7 +740,7 @@ fn main() {
     runtime.block_on(async {
         let shared = sim.transport();
         let per_elector = if wanted("4") {
-            memory_per_elector(&shared).await
+            memory_per_elector(&sim)
         } else {
             String::new()
         };
