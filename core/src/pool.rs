@@ -7,7 +7,7 @@ use crate::record::{Holder, Identity, LeaseName, MicroTime, NAME_CAPACITY, TextE
 use crate::slot::{Env, EventQueue, Intent, LeaseSlot};
 use crate::timing::Timing;
 use core::fmt::{self, Write};
-use embassy_time::{Duration, Instant};
+use embassy_time::Instant;
 use heapless::{String, Vec};
 
 /// Why a pool could not be built.
@@ -82,17 +82,7 @@ pub struct Pool<const N: usize> {
     events: EventQueue,
     slots: Vec<LeaseSlot, N>,
     state: State,
-    /// Contention backoff: before taking a freed slot, wait `U[0, contention)`. Zero until this
-    /// member loses a race for a slot, then doubled on each loss (from [`CONTENTION_START`] up
-    /// to half a retry period) and cleared when it wins. Without it, every waiting member takes
-    /// a freed slot at once: with a thousand members, each release costs two thousand requests.
-    contention: Duration,
-    /// While backing off: when this member may take a free slot.
-    hold_off: Option<Instant>,
 }
-
-/// The first contention window after a lost race.
-const CONTENTION_START: Duration = Duration::from_millis(10);
 
 impl<const N: usize> Pool<N> {
     /// A member that starts wanting a slot at once.
@@ -129,8 +119,6 @@ impl<const N: usize> Pool<N> {
             events: EventQueue::new(),
             slots,
             state: State::Wanting { attempt: None },
-            contention: Duration::from_ticks(0),
-            hold_off: None,
         })
     }
 
@@ -173,17 +161,11 @@ impl<const N: usize> Pool<N> {
                 let slot = &self.slots[usize::from(i)];
                 if slot.is_leader(now) {
                     self.state = State::Holding(i);
-                    self.contention = Duration::from_ticks(0);
                     self.set_all(Intent::Idle, Some(i), now);
                 } else if !slot.has_request_in_flight()
                     && !slot.is_takeable(now, &self.timing, &self.identity)
                 {
-                    // Someone else got it first: back off further, watch it like the others
-                    // and pick again.
-                    let most = Duration::from_ticks(self.timing.retry_period().as_ticks() / 2);
-                    self.contention = (self.contention + self.contention)
-                        .max(CONTENTION_START)
-                        .min(most);
+                    // Someone else got it first: watch it like the others and pick again.
                     self.with_slot(i, |slot, env| slot.set_intent(Intent::Observe, now, env));
                     self.state = State::Wanting { attempt: None };
                     self.choose(now);
@@ -216,22 +198,8 @@ impl<const N: usize> Pool<N> {
             .filter(|s| s.is_takeable(now, timing, identity))
             .count();
         if free == 0 {
-            self.hold_off = None;
             return;
         }
-        match self.hold_off {
-            None if self.contention.as_ticks() > 0 => {
-                let wait = self.jitter.index(self.contention.as_micros() as usize);
-                let at = now + Duration::from_micros(wait as u64);
-                self.hold_off = Some(at);
-                if at > now {
-                    return;
-                }
-            }
-            Some(at) if now < at => return,
-            _ => {}
-        }
-        self.hold_off = None;
         let pick = self.jitter.index(free);
         let Some(i) = self
             .slots
@@ -306,14 +274,11 @@ impl<const N: usize> Pool<N> {
         // wake when the first observed one can be taken.
         let waiting = self.state == State::Wanting { attempt: None }
             && !self.slots.iter().any(LeaseSlot::is_reading_first_time);
-        // While backing off, nothing is taken before the hold-off ends.
-        let not_before = self.hold_off.unwrap_or(Instant::MIN);
         let expiries = self
             .slots
             .iter()
             .filter(|_| waiting)
-            .filter_map(|s| s.next_take_at(&self.timing, &self.identity))
-            .map(|at| at.max(not_before));
+            .filter_map(|s| s.next_take_at(&self.timing, &self.identity));
         slots.chain(expiries).min()
     }
 
@@ -497,87 +462,9 @@ mod tests {
                 .any(|r| r.slot == lost && r.op == Operation::Get),
             "{next:?}"
         );
-        // Having lost a race, it backs off for up to 10 ms before trying the other slot.
-        let mut write = next.iter().find(|r| r.op != Operation::Get).cloned();
-        p.handle_response(lost, Ok(crate::testkit::lease(5, Some("other"), 1)), ms(2));
-        let mut wakes = 0;
-        while write.is_none() {
-            wakes += 1;
-            assert!(wakes < 10, "woken for nothing");
-            let now = p.poll_timeout().unwrap();
-            assert!(now <= ms(12), "{now:?}");
-            p.handle_timeout(now);
-            write = due(&mut p, now)
-                .into_iter()
-                .find(|r| r.op != Operation::Get);
-        }
-        let write = write.unwrap();
+        let write = next.iter().find(|r| r.op != Operation::Get).unwrap();
         assert_ne!(write.slot, lost);
         assert!(matches!(write.op, Operation::Create(_)), "{write:?}");
-    }
-
-    #[test]
-    fn contention_backoff_doubles_on_each_lost_race_up_to_half_a_retry_and_clears_on_a_win() {
-        use crate::testkit::lease;
-        let mut p = pool(1, true, 9);
-        let mut now = ms(0);
-        due(&mut p, now);
-        p.handle_response(0, Ok(lease(1, Some("other"), 0)), now);
-        let mut windows = heapless::Vec::<u64, 16>::new();
-        for round in 0..10u64 {
-            // The holder releases (seen on the watch): the slot is free.
-            let v = 10 + 3 * round;
-            p.handle_watch(0, WatchEvent::Changed(lease(v, None, 1)), now);
-            // It writes, at once or after its hold-off...
-            let freed = now;
-            let mut write = due(&mut p, now)
-                .into_iter()
-                .find(|r| r.op != Operation::Get);
-            let mut wakes = 0;
-            while write.is_none() {
-                wakes += 1;
-                assert!(
-                    wakes < 10,
-                    "round {round}: woken for nothing at {now:?}: {:?} {:?}",
-                    p.state,
-                    p.hold_off
-                );
-                now = p.poll_timeout().unwrap().max(now);
-                assert!(now <= freed + Duration::from_secs(1), "round {round}");
-                p.handle_timeout(now);
-                write = due(&mut p, now)
-                    .into_iter()
-                    .find(|r| r.op != Operation::Get);
-            }
-            // ...and loses to another member: 409, then the read shows the winner.
-            p.handle_response(0, Err(ApiError::Conflict), now);
-            assert_eq!(due(&mut p, now)[0].op, Operation::Get);
-            p.handle_response(0, Ok(lease(v + 1, Some("other"), 2)), now);
-            windows.push(p.contention.as_millis()).unwrap();
-        }
-        assert_eq!(windows[..8], [10, 20, 40, 80, 160, 320, 640, 1000]);
-        assert_eq!(windows[9], 1000, "capped at half the 2 s retry period");
-        // Next time it wins: the backoff is cleared.
-        p.handle_watch(0, WatchEvent::Changed(lease(100, None, 3)), now);
-        let freed = now;
-        let mut write = due(&mut p, now)
-            .into_iter()
-            .find(|r| r.op != Operation::Get);
-        while write.is_none() {
-            now = p.poll_timeout().unwrap().max(now);
-            assert!(
-                now <= freed + Duration::from_secs(1),
-                "waits at most the window"
-            );
-            p.handle_timeout(now);
-            write = due(&mut p, now)
-                .into_iter()
-                .find(|r| r.op != Operation::Get);
-        }
-        let write = write.unwrap();
-        p.handle_response(0, Ok(crate::testkit::stored(&write.op, 101)), now);
-        assert_eq!(p.held(now), Some(0));
-        assert_eq!(p.contention.as_ticks(), 0);
     }
 
     #[test]
