@@ -1,14 +1,13 @@
 //! `leasehold elect`: leader election on one Lease.
 
+use super::outputs::Outputs;
 use super::session::{self, Note, OnRefused, Outcome, Plan};
 use crate::cli::{ElectArgs, Global};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use crate::transport::Metered;
 use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName, LossReason, Timing};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(
@@ -48,26 +47,15 @@ pub async fn run(
         leasehold_driver::request_timeout(&timing),
     );
     let connection = cluster::connect(&options).await?;
-    let shared = Arc::new(Shared::new(
+    let outputs = Outputs::start(
         &name,
-        identity.as_str(),
-        args.output.status_file.clone(),
+        &identity,
+        &args.output,
         healthz_after(&timing),
-    ));
-    shared
-        .write_initial()
-        .map_err(|e| AgentError::usage(format!("--status-file: cannot write it: {e}")))?;
-    let _server = match args.output.listen {
-        Some(addr) => Some(AbortOnDrop(
-            crate::server::serve(addr, shared.clone()).await?,
-        )),
-        None => None,
-    };
-    let transport = Arc::new(Metered {
-        inner: connection.transport,
-        shared: shared.clone(),
-        identity: identity.clone(),
-    });
+        connection.transport,
+    )
+    .await?;
+    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     tracing::info!(
         lease = %name,
         namespace = %connection.namespace,
@@ -225,13 +213,4 @@ pub fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-/// Stops the HTTP server when the command returns.
-pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

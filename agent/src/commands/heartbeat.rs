@@ -1,7 +1,8 @@
 //! `leasehold heartbeat`: keep a node-style lease renewed, or (`--watch`) report leases that
 //! stopped being renewed.
 
-use super::elect::{AbortOnDrop, seed};
+use super::elect::seed;
+use super::outputs::Outputs;
 use super::session::{self, Note, OnRefused, Outcome, Plan};
 use crate::cli::{Global, HeartbeatArgs, OnChildExit};
 use crate::cluster::{self, ConnectOptions};
@@ -50,26 +51,15 @@ pub async fn run(
         request_timeout,
     );
     let connection = cluster::connect(&options).await?;
-    let shared = Arc::new(Shared::new(
+    let outputs = Outputs::start(
         &name,
-        identity.as_str(),
-        args.output.status_file.clone(),
+        &identity,
+        &args.output,
         args.lease_duration,
-    ));
-    shared
-        .write_initial()
-        .map_err(|e| AgentError::usage(format!("--status-file: cannot write it: {e}")))?;
-    let _server = match args.output.listen {
-        Some(addr) => Some(AbortOnDrop(
-            crate::server::serve(addr, shared.clone()).await?,
-        )),
-        None => None,
-    };
-    let transport = Arc::new(Metered {
-        inner: connection.transport,
-        shared: shared.clone(),
-        identity,
-    });
+        connection.transport,
+    )
+    .await?;
+    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     if args.watch {
         return watch(transport, &connection.namespace, &args, signals).await;
     }

@@ -2,18 +2,16 @@
 //! instance keeps a long lease named from its component and a hash of its hostname, labelled
 //! so a selector finds them all; `gc` deletes the ones that expired long ago.
 
-use super::elect::{AbortOnDrop, seed};
+use super::elect::seed;
+use super::outputs::Outputs;
 use crate::cli::{GcArgs, Global, IdentityArgs};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::rbac;
 use crate::shutdown::Signals;
-use crate::status::Shared;
-use crate::transport::Metered;
 use leasehold_core::{ApiError, Heartbeat, HeartbeatConfig, Identity, LeaseName, MicroTime, Verb};
 use leasehold_driver::{CreateMetadata, ListedLease, OwnerReference, Transport};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The label every identity lease carries: its component.
@@ -74,21 +72,14 @@ pub async fn run(
         owner: owner.clone(),
     };
     let connection = cluster::connect(&options).await?;
-    let shared = Arc::new(Shared::new(
+    let outputs = Outputs::start(
         &name,
-        holder.as_str(),
-        args.output.status_file.clone(),
+        &holder,
+        &args.output,
         args.lease_duration,
-    ));
-    shared
-        .write_initial()
-        .map_err(|e| AgentError::usage(format!("--status-file: cannot write it: {e}")))?;
-    let _server = match args.output.listen {
-        Some(addr) => Some(AbortOnDrop(
-            crate::server::serve(addr, shared.clone()).await?,
-        )),
-        None => None,
-    };
+        connection.transport,
+    )
+    .await?;
     tracing::info!(
         lease = %name,
         component = %args.component,
@@ -97,17 +88,12 @@ pub async fn run(
         owner = ?owner.as_ref().map(|o| &o.name),
         "publishing the identity lease"
     );
-    let transport = Arc::new(Metered {
-        inner: connection.transport,
-        shared: shared.clone(),
-        identity: holder,
-    });
     super::heartbeat::renew(
         machine,
-        transport,
+        outputs.transport.clone(),
         connection.namespace,
         name,
-        shared,
+        outputs.shared.clone(),
         signals,
     )
     .await

@@ -4,6 +4,7 @@ mod elect;
 mod get;
 mod heartbeat;
 mod identity;
+mod outputs;
 mod pool;
 mod session;
 #[cfg(feature = "sim")]

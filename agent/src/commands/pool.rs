@@ -1,7 +1,8 @@
 //! `leasehold pool`: k-of-n leases `PREFIX-0..N-1`. Cold start (`--release-after`) throttles how
 //! many agents run a command at once; delegation (`--hold`) picks N agents until they end.
 
-use super::elect::{AbortOnDrop, grace_period, healthz_after, seed};
+use super::elect::{grace_period, healthz_after, seed};
+use super::outputs::Outputs;
 use super::session::{self, Note, OnRefused, Outcome, Plan};
 use crate::child::{Running, exit_code};
 use crate::cli::{Global, OnChildExit, PoolArgs};
@@ -9,9 +10,7 @@ use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use crate::transport::Metered;
 use leasehold_core::{Event, Pool, PoolConfig, SlotEvent};
-use std::sync::Arc;
 
 /// The largest pool this binary runs (the core's pools are sized at compile time).
 const MAX_SLOTS: usize = 128;
@@ -83,26 +82,15 @@ pub async fn run(
         leasehold_driver::request_timeout(&timing),
     );
     let connection = cluster::connect(&options).await?;
-    let shared = Arc::new(Shared::new(
+    let outputs = Outputs::start(
         &prefix,
-        identity.as_str(),
-        args.output.status_file.clone(),
+        &identity,
+        &args.output,
         healthz_after(&timing),
-    ));
-    shared
-        .write_initial()
-        .map_err(|e| AgentError::usage(format!("--status-file: cannot write it: {e}")))?;
-    let _server = match args.output.listen {
-        Some(addr) => Some(AbortOnDrop(
-            crate::server::serve(addr, shared.clone()).await?,
-        )),
-        None => None,
-    };
-    let transport = Arc::new(Metered {
-        inner: connection.transport,
-        shared: shared.clone(),
-        identity: identity.clone(),
-    });
+        connection.transport,
+    )
+    .await?;
+    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     tracing::info!(
         pool = %format!("{prefix}-0..{}", size - 1),
         namespace = %connection.namespace,
