@@ -300,6 +300,34 @@ impl HttpTransport {
         object
     }
 
+    /// Sends one request (authorized, within the timeout) and returns the body of a 2xx answer,
+    /// or the classified error.
+    async fn exchange(
+        &self,
+        verb: Verb,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes, ApiError> {
+        let response = self
+            .authorized(builder)
+            .await
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(self.refused(verb, status, &body, retry_after.as_deref()))
+        }
+    }
+
     /// Classifies an error answer and keeps it, with the server's words, as the last failure.
     fn refused(&self, verb: Verb, status: u16, body: &[u8], retry_after: Option<&str>) -> ApiError {
         let detail = wire::decode_status(body);
@@ -430,31 +458,20 @@ impl Transport for HttpTransport {
             }
             Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
         };
-        let response = self
-            .authorized(builder)
-            .await
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
-        if (200..300).contains(&status) {
-            let object = wire::decode_lease(&body).map_err(|_| ApiError::Malformed)?;
-            let lease = object.to_core().map_err(|_| ApiError::Malformed)?;
-            self.remember(name, Some(object));
-            return Ok(lease);
+        match self.exchange(verb, builder).await {
+            Ok(body) => {
+                let object = wire::decode_lease(&body).map_err(|_| ApiError::Malformed)?;
+                let lease = object.to_core().map_err(|_| ApiError::Malformed)?;
+                self.remember(name, Some(object));
+                Ok(lease)
+            }
+            Err(error) => {
+                if error == ApiError::NotFound {
+                    self.remember(name, None);
+                }
+                Err(error)
+            }
         }
-        let error = self.refused(verb, status, &body, retry_after.as_deref());
-        if error == ApiError::NotFound {
-            self.remember(name, None);
-        }
-        Err(error)
     }
 
     async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
@@ -468,20 +485,9 @@ impl Transport for HttpTransport {
             .delete(format!("{}/{name}", self.leases))
             .header("content-type", "application/json")
             .body(body.to_string());
-        let response = self
-            .authorized(builder)
-            .await
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
-        if (200..300).contains(&status) {
-            self.remember(name, None);
-            return Ok(());
-        }
-        Err(self.refused(Verb::Delete, status, &body, None))
+        self.exchange(Verb::Delete, builder).await?;
+        self.remember(name, None);
+        Ok(())
     }
 
     async fn list(
