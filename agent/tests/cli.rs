@@ -190,7 +190,13 @@ async fn the_elastic_config_drives_elect() {
         w.lease("elastic-agent-cluster-leader").unwrap()["spec"]["leaseDurationSeconds"],
         4
     );
-    assert_eq!(support::status(&status, "leader").as_deref(), Some("true"));
+    // The server stored the lease before the agent read the answer: wait for the agent too.
+    eventually(
+        Duration::from_secs(5),
+        "the status file says leader",
+        || support::status(&status, "leader").as_deref() == Some("true"),
+    )
+    .await;
     agent.terminate();
     assert_eq!(agent.exit(Duration::from_secs(10)).await.code(), Some(0));
 }
@@ -210,8 +216,8 @@ async fn json_logs_carry_the_lines_users_grep_for() {
             "a",
         ],
     );
-    eventually(Duration::from_secs(10), "a leads", || {
-        w.holder("controller").as_deref() == Some("a")
+    eventually(Duration::from_secs(10), "a logs that it leads", || {
+        agent.log_text().contains("became leader")
     })
     .await;
     agent.terminate();
