@@ -1,7 +1,7 @@
 //! `leasehold elect`: leader election on one Lease.
 
 use super::outputs::Outputs;
-use super::session::{self, Note, OnRefused, Outcome, Plan};
+use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
 use crate::cli::{ElectArgs, Global};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
@@ -87,7 +87,7 @@ pub async fn run(
             },
             seed,
         );
-        let outcome = session::run(
+        let outcome = supervisor::run(
             &mut elector,
             transport.clone(),
             &plan,
@@ -140,7 +140,7 @@ fn on_event(elector: &Elector, event: Event, shared: &Shared) -> Option<Note> {
             None
         }
         Event::RequestFailed { verb, error } => {
-            if session::is_refusal(verb, &error) {
+            if supervisor::is_refusal(verb, &error) {
                 return Some(Note::Refused { verb, error });
             }
             tracing::warn!(

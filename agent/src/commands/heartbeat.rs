@@ -3,7 +3,7 @@
 
 use super::elect::seed;
 use super::outputs::Outputs;
-use super::session::{self, Note, OnRefused, Outcome, Plan};
+use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
 use crate::cli::{Global, HeartbeatArgs, OnChildExit};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
@@ -100,7 +100,7 @@ pub(super) async fn renew(
         leases: vec![name.clone()],
     };
     let mut first = true;
-    let outcome = session::run(&mut machine, transport, &plan, signals, |_, event| match event {
+    let outcome = supervisor::run(&mut machine, transport, &plan, signals, |_, event| match event {
         HeartbeatEvent::Renewed => {
             if first {
                 first = false;
@@ -112,7 +112,7 @@ pub(super) async fn renew(
             None
         }
         HeartbeatEvent::RequestFailed { verb, error } => {
-            if session::is_refusal(verb, &error) {
+            if supervisor::is_refusal(verb, &error) {
                 return Some(Note::Refused { verb, error });
             }
             tracing::warn!(lease = %name, verb = verb.as_str(), ?error, "failed to renew the heartbeat lease; retrying");

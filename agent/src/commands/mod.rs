@@ -6,9 +6,9 @@ mod heartbeat;
 mod identity;
 mod outputs;
 mod pool;
-mod session;
 #[cfg(feature = "sim")]
 mod sim;
+mod supervisor;
 
 use crate::cli::{Cli, Command};
 use crate::error::AgentError;

@@ -3,7 +3,7 @@
 
 use super::elect::{grace_period, healthz_after, seed};
 use super::outputs::Outputs;
-use super::session::{self, Note, OnRefused, Outcome, Plan};
+use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
 use crate::child::{Running, exit_code};
 use crate::cli::{Global, OnChildExit, PoolArgs};
 use crate::cluster::{self, ConnectOptions};
@@ -118,7 +118,7 @@ pub async fn run(
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
     };
     loop {
-        let outcome = session::run(&mut *pool, transport.clone(), &plan, signals, |p, e| {
+        let outcome = supervisor::run(&mut *pool, transport.clone(), &plan, signals, |p, e| {
             on_event(p, e, &shared)
         })
         .await;
@@ -169,7 +169,7 @@ fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared) -> Option<Not
             None
         }
         Event::RequestFailed { verb, error } => {
-            if session::is_refusal(verb, &error) {
+            if supervisor::is_refusal(verb, &error) {
                 return Some(Note::Refused { verb, error });
             }
             tracing::warn!(lease = %slot, verb = verb.as_str(), ?error, "request failed; retrying");
