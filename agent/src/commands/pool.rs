@@ -62,19 +62,23 @@ pub async fn run(
     let enforce = args.enforce || enforce.unwrap_or(false);
     let timing = cluster::timing(&args.timing, &config)?;
     let identity = cluster::identity(args.place.identity.as_deref())?;
-    let mut pool: Box<Pool<MAX_SLOTS>> = Box::new(
-        Pool::new(
+    let watch = !args.timing.poll;
+    // A fresh member for each campaign (the first, and again after `--on-child-exit release`).
+    let new_pool = || {
+        Pool::<MAX_SLOTS>::new(
             PoolConfig {
                 prefix: &prefix,
                 size,
                 identity: identity.clone(),
                 timing,
-                watch: !args.timing.poll,
+                watch,
             },
             seed(),
         )
-        .map_err(|e| AgentError::usage(format!("--prefix {prefix} --size {size}: {e}")))?,
-    );
+        .map(Box::new)
+        .map_err(|e| AgentError::usage(format!("--prefix {prefix} --size {size}: {e}")))
+    };
+    let mut pool = new_pool()?;
     let options = ConnectOptions::new(
         global,
         &config,
@@ -132,17 +136,7 @@ pub async fn run(
                     "the child command exited: released the slot, waiting for one again"
                 );
                 tokio::time::sleep(cluster::std_duration(timing.retry_period())).await;
-                *pool = Pool::new(
-                    PoolConfig {
-                        prefix: &prefix,
-                        size,
-                        identity: identity.clone(),
-                        timing,
-                        watch: !args.timing.poll,
-                    },
-                    seed(),
-                )
-                .map_err(|e| AgentError::usage(e.to_string()))?;
+                pool = new_pool()?;
             }
         }
     }
