@@ -2,7 +2,7 @@
 //! the core's types. Decoding never panics: a bad answer is a [`DecodeError`] naming the field.
 
 use leasehold_core::{
-    ApiError, Duration, Holder, Lease, LeaseRecord, MicroTime, ResourceVersion, WatchEvent,
+    ApiError, Holder, Lease, LeaseRecord, MicroTime, ResourceVersion, WatchEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -185,10 +185,7 @@ impl LeaseObject {
         let resource_version =
             ResourceVersion::new(rv).map_err(|e| bad("metadata.resourceVersion", e))?;
         let spec = &self.spec;
-        let lease_duration = match spec.lease_duration_seconds {
-            Some(s) if s > 0 => Some(Duration::from_secs(s as u64)),
-            _ => None,
-        };
+        let lease_duration = LeaseRecord::lease_duration_from_wire(spec.lease_duration_seconds);
         let lease_transitions =
             match spec.lease_transitions {
                 None => None,
@@ -342,6 +339,18 @@ pub fn decode_watch_line(line: &[u8]) -> Result<WatchLine, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leasehold_core::Duration;
+
+    #[test]
+    fn an_absurd_lease_duration_from_the_server_saturates() {
+        let lease = decode_lease(
+            br#"{"metadata":{"resourceVersion":"5"},"spec":{"holderIdentity":"b","leaseDurationSeconds":90000000000000}}"#,
+        )
+        .unwrap()
+        .to_core()
+        .unwrap();
+        assert_eq!(lease.record.lease_duration, Some(Duration::MAX));
+    }
 
     #[test]
     fn micro_times_are_written_with_exactly_six_digits() {

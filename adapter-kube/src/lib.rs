@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams, WatchEvent as KubeWatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use leasehold_core::{
-    ApiError, Duration, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
+    ApiError, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
     ResourceVersion, Response, WatchEvent,
 };
 use leasehold_driver::{CreateMetadata, ListedLease, Transport, WatchSink, classify};
@@ -221,10 +221,9 @@ fn to_core(lease: &KubeLease) -> Option<Lease> {
         resource_version,
         record: LeaseRecord {
             holder: Holder::from_wire(spec.holder_identity.as_deref()),
-            lease_duration: spec
-                .lease_duration_seconds
-                .filter(|&s| s > 0)
-                .map(|s| Duration::from_secs(s as u64)),
+            lease_duration: LeaseRecord::lease_duration_from_wire(
+                spec.lease_duration_seconds.map(i64::from),
+            ),
             acquire_time: micro(&spec.acquire_time),
             renew_time: micro(&spec.renew_time),
             lease_transitions: match spec.lease_transitions {

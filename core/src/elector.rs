@@ -113,7 +113,7 @@ impl Elector {
     /// When to call [`handle_timeout`](Self::handle_timeout) and poll again; `None` when nothing
     /// is pending (an answer is awaited, or shutdown finished).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slot.poll_timeout(&self.timing, &self.identity)
+        self.slot.poll_timeout(&self.timing)
     }
 
     /// The next application event.
@@ -197,7 +197,7 @@ mod tests {
         assert!(record.holder.is(&id("a")));
         assert_eq!(record.lease_transitions, Some(0));
         assert_eq!(record.lease_duration, Some(Duration::from_secs(15)));
-        assert_eq!(record.acquire_time, Some(WALL));
+        assert_eq!(record.acquire_time, Some(wall_at(ms(5))));
     }
 
     #[test]
@@ -234,18 +234,115 @@ mod tests {
     fn renew_keeps_acquire_time_and_transitions() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        let mut current = lease(3, Some("a"), 4);
-        current.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
-        e.handle_response(Ok(current), ms(0));
-        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(0)) else {
+        e.handle_response(Ok(lease(3, None, 4)), ms(0));
+        let take = poll(&mut e, ms(0)).unwrap();
+        let mut stored_take = stored(&take, 4);
+        stored_take.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
+        e.handle_response(Ok(stored_take), ms(0));
+        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(2_000)) else {
             panic!()
         };
-        assert_eq!(record.lease_transitions, Some(4));
+        assert_eq!(record.lease_transitions, Some(5));
         assert_eq!(
             record.acquire_time,
             Some(crate::MicroTime::from_unix_micros(42))
         );
-        assert_eq!(record.renew_time, Some(WALL));
+        assert_eq!(record.renew_time, Some(wall_at(ms(2_000))));
+    }
+
+    #[test]
+    fn a_record_naming_our_identity_from_another_process_is_waited_out_as_a_new_term() {
+        // A restarted Pod with the same name, or a second agent with the same node name: the
+        // earlier holder's work may still run, so this process waits like anyone else.
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        let mut earlier = lease(3, Some("a"), 4);
+        earlier.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
+        e.handle_response(Ok(earlier.clone()), ms(0));
+        let (at, op) = next_write(&mut e, 0, &earlier);
+        assert_eq!(at, 15_000, "taken only once the record's lease has run out");
+        let Operation::Update { record, .. } = op else {
+            panic!("{op:?}")
+        };
+        assert_eq!(record.lease_transitions, Some(5), "a new term, a new epoch");
+        assert_eq!(record.acquire_time, Some(wall_at(ms(15_000))));
+    }
+
+    #[test]
+    fn a_leader_that_sees_its_identity_written_by_another_process_steps_down() {
+        let mut e = leader("a", true);
+        // Version 2 names "a" but this process wrote version 1: a duplicate identity wrote it.
+        e.handle_watch(WatchEvent::Changed(lease(2, Some("a"), 1)), ms(500));
+        assert!(!e.is_leader(ms(500)));
+        assert!(events(&mut e).contains(&Event::LostLeadership {
+            reason: LossReason::HeldByOther
+        }));
+    }
+
+    #[test]
+    fn the_watch_event_of_our_own_renew_before_its_answer_keeps_the_lead() {
+        let mut e = leader("a", true);
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        let ours = stored(&op, 2);
+        e.handle_watch(WatchEvent::Changed(ours.clone()), ms(2_001));
+        assert!(e.is_leader(ms(2_001)));
+        e.handle_response(Ok(ours.clone()), ms(2_002));
+        e.handle_watch(WatchEvent::Changed(ours), ms(2_003));
+        assert!(e.is_leader(ms(2_003)));
+        assert_eq!(e.deadline(), Some(ms(12_000)));
+    }
+
+    #[test]
+    fn a_renew_the_server_did_not_apply_extends_nothing() {
+        // An unchanged spec is not a write: the server answers with the same resourceVersion.
+        let mut e = leader("a", false);
+        let op = poll(&mut e, ms(2_000)).unwrap();
+        let mut unchanged = stored(&op, 1);
+        e.handle_response(Ok(unchanged.clone()), ms(2_001));
+        assert_eq!(
+            e.deadline(),
+            Some(ms(10_000)),
+            "still the first term's deadline"
+        );
+        let op = poll(&mut e, ms(4_001)).unwrap();
+        e.handle_response(Ok(stored(&op, 2)), ms(4_002));
+        assert_eq!(e.deadline(), Some(ms(14_001)), "an applied renew extends");
+        // A new version whose renewTime went back (a wall clock stepped back) is not this
+        // renew applied: the version is not ours, so it is someone else's and the leader stops.
+        let op = poll(&mut e, ms(6_002)).unwrap();
+        assert!(matches!(op, Operation::Update { .. }));
+        unchanged.resource_version = rv(3);
+        e.handle_response(Ok(unchanged), ms(6_003));
+        assert!(!e.is_leader(ms(6_003)));
+    }
+
+    #[test]
+    fn every_renew_reports_the_new_deadline() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::NotFound), ms(0));
+        let op = poll(&mut e, ms(0)).unwrap();
+        e.handle_response(Ok(stored(&op, 1)), ms(3));
+        assert_eq!(
+            events(&mut e).as_slice(),
+            &[
+                Event::LeaderChanged {
+                    holder: Holder::Named(id("a"))
+                },
+                Event::BecameLeader { epoch: 0 },
+                Event::Renewed {
+                    deadline: ms(10_000)
+                }
+            ]
+        );
+        let op = poll(&mut e, ms(2_003)).unwrap();
+        e.handle_response(Ok(stored(&op, 2)), ms(2_010));
+        assert_eq!(
+            events(&mut e).as_slice(),
+            &[Event::Renewed {
+                deadline: ms(12_003)
+            }]
+        );
     }
 
     #[test]
@@ -304,7 +401,7 @@ mod tests {
         };
         assert_eq!(resource_version, rv(5));
         assert_eq!(record.lease_transitions, Some(8));
-        assert_eq!(record.acquire_time, Some(WALL));
+        assert_eq!(record.acquire_time, Some(wall_at(ms(15_000))));
     }
 
     #[test]
@@ -415,10 +512,13 @@ mod tests {
                 .iter()
                 .any(|ev| matches!(ev, Event::BecameLeader { .. }))
         );
-        // The record names it, so the next claim is due at once and makes it leader.
-        let op = poll(&mut e, ms(10_000)).unwrap();
-        e.handle_response(Ok(stored(&op, 7)), ms(10_001));
-        assert!(e.is_leader(ms(10_001)));
+        // The record names it, but no term of this process wrote it: the next claim waits out
+        // the lease from when the record was seen, then starts a new term.
+        let (at, op) = next_write(&mut e, 10_000, &stored(&op, 6));
+        assert_eq!(at, 25_000);
+        e.handle_response(Ok(stored(&op, 7)), ms(25_001));
+        assert!(e.is_leader(ms(25_001)));
+        assert_eq!(e.epoch(), Some(2));
     }
 
     #[test]
@@ -458,6 +558,71 @@ mod tests {
         assert_eq!(poll(&mut e, ms(501)), None);
         assert!(e.is_shut_down());
         assert!(events(&mut e).contains(&Event::Released { written: false }));
+    }
+
+    #[test]
+    fn a_release_that_meets_a_transient_error_retries_until_the_deadline() {
+        let mut e = leader("a", false);
+        e.shutdown(ms(500));
+        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        e.handle_response(Err(ApiError::Timeout), ms(3_000));
+        assert!(!e.is_shut_down());
+        assert_eq!(poll(&mut e, ms(4_999)), None);
+        assert_eq!(poll(&mut e, ms(5_000)), Some(Operation::Get));
+        e.handle_response(Ok(lease(1, Some("a"), 0)), ms(5_001));
+        assert!(matches!(
+            poll(&mut e, ms(5_001)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_response(Err(ApiError::Server { status: 503 }), ms(5_002));
+        assert_eq!(poll(&mut e, ms(7_002)), Some(Operation::Get));
+        // Past the released term's deadline the lease expires on its own: stop trying.
+        e.handle_response(Err(ApiError::Transport), ms(10_000));
+        assert!(e.is_shut_down());
+        assert!(events(&mut e).contains(&Event::Released { written: false }));
+    }
+
+    #[test]
+    fn a_release_gives_up_at_once_on_a_refusal() {
+        let mut e = leader("a", false);
+        e.shutdown(ms(500));
+        poll(&mut e, ms(500));
+        e.handle_response(Err(ApiError::Forbidden), ms(501));
+        assert!(e.is_shut_down());
+    }
+
+    #[test]
+    fn a_release_never_frees_a_version_another_process_with_our_identity_wrote() {
+        let mut e = leader("a", false);
+        e.shutdown(ms(500));
+        poll(&mut e, ms(500));
+        e.handle_response(Ok(lease(2, Some("a"), 1)), ms(501));
+        assert_eq!(poll(&mut e, ms(501)), None, "no release write");
+        assert!(e.is_shut_down());
+        // And a follower that never led writes nothing at all.
+        let mut f = elector("a", false);
+        poll(&mut f, ms(0));
+        f.handle_response(Ok(lease(2, Some("a"), 1)), ms(0));
+        f.shutdown(ms(1));
+        assert_eq!(poll(&mut f, ms(1)), None);
+        assert!(f.is_shut_down());
+    }
+
+    #[test]
+    fn a_take_answered_after_shutdown_began_is_released_too() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        let take = poll(&mut e, ms(0)).unwrap();
+        e.shutdown(ms(1));
+        e.handle_response(Ok(stored(&take, 6)), ms(2));
+        assert!(!e.is_leader(ms(2)), "a take after shutdown does not lead");
+        assert_eq!(poll(&mut e, ms(2)), Some(Operation::Get));
+        e.handle_response(Ok(stored(&take, 6)), ms(3));
+        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(3)) else {
+            panic!("the take it wrote is freed")
+        };
+        assert_eq!(record.holder, Holder::None);
     }
 
     #[test]
@@ -540,10 +705,67 @@ mod tests {
         e.handle_response(Ok(lease(9, Some("b"), 2)), ms(101));
         assert_eq!(
             e.poll_request(ms(101), WALL).map(|r| r.op),
-            Some(Operation::Watch {
-                resource_version: Some(rv(9))
-            })
+            None,
+            "no re-watch at network speed"
         );
+        let (at, op) = (101..5_000)
+            .find_map(|t| e.poll_request(ms(t), WALL).map(|r| (t, r.op)))
+            .unwrap();
+        assert!((2_100..=4_501).contains(&at), "re-watched after {at} ms");
+        assert_eq!(
+            op,
+            Operation::Watch {
+                resource_version: Some(rv(9))
+            }
+        );
+    }
+
+    #[test]
+    fn a_watch_that_keeps_expiring_cannot_loop() {
+        // A quiet lease whose version has left the server's history: every resume answers 410.
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        let mut watches = 0;
+        let mut now = 0;
+        while now < 60_000 {
+            match e.poll_request(ms(now), wall_at(ms(now))).map(|r| r.op) {
+                Some(Operation::Watch { .. }) => {
+                    watches += 1;
+                    e.handle_watch(WatchEvent::Expired, ms(now));
+                }
+                Some(Operation::Get) => {
+                    // The holder keeps renewing, so the follower never takes over.
+                    e.handle_response(Ok(lease(5 + now, Some("b"), 2)), ms(now))
+                }
+                Some(_) => {}
+                None => now += 1,
+            }
+        }
+        assert!((13..=31).contains(&watches), "{watches} watches in 60 s");
+    }
+
+    #[test]
+    fn a_watch_the_server_keeps_ending_cannot_loop() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        let mut watches = 0;
+        let mut now = 0;
+        while now < 60_000 {
+            match e.poll_request(ms(now), wall_at(ms(now))).map(|r| r.op) {
+                Some(Operation::Watch { .. }) => {
+                    watches += 1;
+                    e.handle_watch(WatchEvent::Ended, ms(now));
+                }
+                Some(Operation::Get) => {
+                    e.handle_response(Ok(lease(5 + now, Some("b"), 2)), ms(now))
+                }
+                Some(_) => {}
+                None => now += 1,
+            }
+        }
+        assert!((13..=31).contains(&watches), "{watches} watches in 60 s");
     }
 
     #[test]
@@ -649,7 +871,45 @@ mod tests {
         assert!(events(&mut e).contains(&Event::LostLeadership {
             reason: LossReason::Deleted
         }));
-        assert!(matches!(poll(&mut e, ms(100)), Some(Operation::Create(_))));
+        // Deletion is not a release: re-created only a lease duration after it was seen.
+        assert_eq!(poll(&mut e, ms(100)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(15_100)));
+        let Some(Operation::Create(record)) = poll(&mut e, ms(15_100)) else {
+            panic!("no create when the deleted lease's duration ran out")
+        };
+        assert_eq!(record.lease_transitions, Some(1), "the epoch stays new");
+    }
+
+    #[test]
+    fn a_follower_that_sees_a_delete_waits_a_lease_duration_before_creating() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Ok(lease(5, Some("b"), 3)), ms(0));
+        let op = next_write(&mut e, 0, &lease(5, Some("b"), 3));
+        assert_eq!(op.0, 15_000);
+        // That take found the lease deleted meanwhile.
+        e.handle_response(Err(ApiError::NotFound), ms(15_001));
+        let mut now = 15_001;
+        loop {
+            match poll(&mut e, ms(now)) {
+                Some(Operation::Get) => e.handle_response(Err(ApiError::NotFound), ms(now)),
+                Some(Operation::Create(record)) => {
+                    assert_eq!(now, 30_001, "created {now} ms in");
+                    assert_eq!(record.lease_transitions, Some(4));
+                    break;
+                }
+                Some(other) => panic!("{other:?}"),
+                None => now += 1,
+            }
+        }
+    }
+
+    #[test]
+    fn a_lease_missing_at_the_first_read_is_created_at_once() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_response(Err(ApiError::NotFound), ms(0));
+        assert!(matches!(poll(&mut e, ms(0)), Some(Operation::Create(_))));
     }
 
     #[test]

@@ -12,6 +12,13 @@ pub enum Event {
         /// `leaseTransitions` of the record this candidate wrote.
         epoch: u32,
     },
+    /// A write naming this candidate succeeded (the first of a term, or a renew): it leads until
+    /// `deadline` unless a later renew extends it. Hand `deadline` to whatever fences the work
+    /// ([`crate::Fence::handle_valid_until`]). Follows [`Event::BecameLeader`] at a term's start.
+    Renewed {
+        /// The send of this write + the renew deadline, on the machine's clock.
+        deadline: embassy_time::Instant,
+    },
     /// This candidate no longer leads; stop leader-only work now.
     LostLeadership {
         /// Why.

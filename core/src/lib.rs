@@ -4,6 +4,8 @@
 //! - [`Elector`]: leader election over one Lease, interoperable with client-go candidates.
 //! - [`Pool`]: k-of-n Leases (cold-start throttling, delegation).
 //! - [`Heartbeat`]: a renew-only Lease (node liveness).
+//! - [`Fence`]: when a leader's work must stop, run apart from the machine so that a paused or
+//!   dead holder cannot leave its work running.
 //!
 //! The crate is `no_std` and allocation-free: every string is bounded ([`record`]) and every queue
 //! has a fixed capacity. It never touches a clock, a socket or a random source. Time comes in as
@@ -45,6 +47,7 @@ pub mod api;
 pub mod elector;
 pub mod event;
 pub mod expiry;
+pub mod fence;
 pub mod heartbeat;
 pub mod jitter;
 pub mod pool;
@@ -59,6 +62,7 @@ pub use api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
 pub use elector::{Elector, ElectorConfig};
 pub use embassy_time::{Duration, Instant};
 pub use event::{Event, LossReason, SlotEvent};
+pub use fence::{Fence, Signal, StopCause};
 pub use heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatEvent};
 pub use pool::{Pool, PoolConfig, PoolError};
 pub use record::{

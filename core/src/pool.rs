@@ -162,9 +162,7 @@ impl<const N: usize> Pool<N> {
                 if slot.is_leader(now) {
                     self.state = State::Holding(i);
                     self.set_all(Intent::Idle, Some(i), now);
-                } else if !slot.has_request_in_flight()
-                    && !slot.is_takeable(now, &self.timing, &self.identity)
-                {
+                } else if !slot.has_request_in_flight() && !slot.is_takeable(now, &self.timing) {
                     // Someone else got it first: watch it like the others and pick again.
                     self.with_slot(i, |slot, env| slot.set_intent(Intent::Observe, now, env));
                     self.state = State::Wanting { attempt: None };
@@ -191,11 +189,11 @@ impl<const N: usize> Pool<N> {
         if self.slots.iter().any(LeaseSlot::is_reading_first_time) {
             return;
         }
-        let (timing, identity) = (&self.timing, &self.identity);
+        let timing = &self.timing;
         let free = self
             .slots
             .iter()
-            .filter(|s| s.is_takeable(now, timing, identity))
+            .filter(|s| s.is_takeable(now, timing))
             .count();
         if free == 0 {
             return;
@@ -205,7 +203,7 @@ impl<const N: usize> Pool<N> {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.is_takeable(now, timing, identity))
+            .filter(|(_, s)| s.is_takeable(now, timing))
             .nth(pick)
             .map(|(i, _)| i as u16)
         else {
@@ -269,7 +267,7 @@ impl<const N: usize> Pool<N> {
         let slots = self
             .slots
             .iter()
-            .filter_map(|s| s.poll_timeout(&self.timing, &self.identity));
+            .filter_map(|s| s.poll_timeout(&self.timing));
         // While waiting for a slot (and no first read is awaited, whose answer decides first),
         // wake when the first observed one can be taken.
         let waiting = self.state == State::Wanting { attempt: None }
@@ -278,7 +276,7 @@ impl<const N: usize> Pool<N> {
             .slots
             .iter()
             .filter(|_| waiting)
-            .filter_map(|s| s.next_take_at(&self.timing, &self.identity));
+            .filter_map(|s| s.next_take_at(&self.timing));
         slots.chain(expiries).min()
     }
 

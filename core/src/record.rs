@@ -258,6 +258,19 @@ impl LeaseRecord {
         renew_time: None,
         lease_transitions: None,
     };
+
+    /// `leaseDurationSeconds` from the wire as the core keeps it. Absent, zero or negative is
+    /// `None`: the candidate's own duration applies. A count too large for the clock (above
+    /// about 1.8 × 10¹³ s) saturates at [`Duration::MAX`]: the lease never expires while its
+    /// record is unchanged, so it counts as held by its holder, never as an overflow.
+    pub fn lease_duration_from_wire(seconds: Option<i64>) -> Option<Duration> {
+        let seconds = u64::try_from(seconds?).ok().filter(|&s| s > 0)?;
+        Some(
+            seconds
+                .checked_mul(embassy_time::TICK_HZ)
+                .map_or(Duration::MAX, Duration::from_ticks),
+        )
+    }
 }
 
 /// A Lease as stored on the server: its record and the resourceVersion it was read at.
@@ -271,6 +284,25 @@ pub struct Lease {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lease_duration_from_the_wire_saturates_instead_of_overflowing() {
+        assert_eq!(LeaseRecord::lease_duration_from_wire(None), None);
+        assert_eq!(LeaseRecord::lease_duration_from_wire(Some(0)), None);
+        assert_eq!(LeaseRecord::lease_duration_from_wire(Some(-5)), None);
+        assert_eq!(
+            LeaseRecord::lease_duration_from_wire(Some(15)),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            LeaseRecord::lease_duration_from_wire(Some(20_000_000_000_000)),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            LeaseRecord::lease_duration_from_wire(Some(i64::MAX)),
+            Some(Duration::MAX)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -16,7 +16,7 @@ use embassy_time::{Duration, Instant};
 use heapless::Deque;
 
 /// Events a machine can hold before the oldest is dropped. Every `handle_*` or `poll_request`
-/// call adds at most three, so a caller that drains after each call never loses one.
+/// call adds at most four, so a caller that drains after each call never loses one.
 pub const EVENT_CAPACITY: usize = 8;
 
 pub(crate) type EventQueue = Deque<SlotEvent, EVENT_CAPACITY>;
@@ -53,7 +53,16 @@ pub(crate) struct Env<'a> {
 #[derive(Clone, Debug)]
 enum Known {
     Unknown,
+    /// Missing at the first read: nobody can be acting on it, so it may be created at once.
     Absent,
+    /// Seen, then deleted. Deletion is not a release: its last holder may still be acting until
+    /// its own deadline, so it is re-created only a lease duration after the deletion was seen.
+    Deleted {
+        /// The deleted record's `leaseDurationSeconds`.
+        lease_duration: Option<Duration>,
+        /// Its `leaseTransitions`, so the next term's epoch is still new.
+        transitions: Option<u32>,
+    },
     Present(Lease),
 }
 
@@ -77,10 +86,13 @@ enum Action {
     Finish,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct InFlight {
     action: Action,
     sent_at: Instant,
+    /// For a claim: the resourceVersion and `renewTime` of the record it replaces, to tell a
+    /// write the server applied from one it did not.
+    replaced: Option<(ResourceVersion, Option<MicroTime>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +130,14 @@ pub(crate) struct LeaseSlot {
     must_read: bool,
     watch: Watch,
     watch_rv: Option<ResourceVersion>,
+    /// While leading: the resourceVersion of the last record this term wrote. A record naming our
+    /// identity at any other version was written by someone else (a duplicate identity).
+    written: Option<ResourceVersion>,
     release: ReleaseStage,
+    /// During a release: the version our term last wrote (the release writes only over it) and
+    /// the deadline until which transient failures are retried.
+    release_rv: Option<ResourceVersion>,
+    release_until: Instant,
 }
 
 impl LeaseSlot {
@@ -143,7 +162,10 @@ impl LeaseSlot {
                 Watch::Disabled
             },
             watch_rv: None,
+            written: None,
             release: ReleaseStage::NotStarted,
+            release_rv: None,
+            release_until: Instant::MIN,
         }
     }
 
@@ -162,7 +184,7 @@ impl LeaseSlot {
     pub(crate) fn lease(&self) -> Option<&Lease> {
         match &self.known {
             Known::Present(lease) => Some(lease),
-            Known::Unknown | Known::Absent => None,
+            Known::Unknown | Known::Absent | Known::Deleted { .. } => None,
         }
     }
 
@@ -184,29 +206,35 @@ impl LeaseSlot {
     }
 
     /// Whether a take could be sent at `now` from what is known (free, ours, or expired).
-    pub(crate) fn is_takeable(&self, now: Instant, timing: &Timing, identity: &Identity) -> bool {
-        !self.must_read && self.take_at(timing, identity).is_some_and(|at| at <= now)
+    pub(crate) fn is_takeable(&self, now: Instant, timing: &Timing) -> bool {
+        !self.must_read && self.take_at(timing).is_some_and(|at| at <= now)
     }
 
     /// When a take could next be sent from what is known: `None` while a request is in flight
     /// or a fresh read is needed, since their answers decide first.
-    pub(crate) fn next_take_at(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+    pub(crate) fn next_take_at(&self, timing: &Timing) -> Option<Instant> {
         if self.must_read || self.in_flight.is_some() {
             return None;
         }
-        self.take_at(timing, identity)
+        self.take_at(timing)
     }
 
-    /// When this lease becomes takeable from what is known; `None` when nothing is known. A
-    /// record that names us (a restart, or a term that lapsed) is ours to renew at once, as in
-    /// client-go; the write's resourceVersion still guards it.
-    pub(crate) fn take_at(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+    /// When this lease becomes takeable from what is known; `None` when nothing is known.
+    ///
+    /// A record that names our identity is waited out like anyone else's unless this term wrote
+    /// it (then the owner renews instead of taking): it may come from an earlier process with the
+    /// same identity (a restarted StatefulSet Pod, a node name shared by two agents) whose work
+    /// may still run. Unlike client-go, which takes such a record at once.
+    pub(crate) fn take_at(&self, timing: &Timing) -> Option<Instant> {
         match &self.known {
             Known::Unknown => None,
             Known::Absent => Some(self.observed_at),
+            Known::Deleted { lease_duration, .. } => Some(
+                self.observed_at
+                    .saturating_add(lease_duration.unwrap_or(timing.lease_duration())),
+            ),
             Known::Present(lease) => Some(match &lease.record.holder {
                 Holder::None => self.observed_at,
-                h if h.is(identity) => self.observed_at,
                 _ => lease_expiry(self.observed_at, &lease.record, timing.lease_duration()),
             }),
         }
@@ -221,6 +249,8 @@ impl LeaseSlot {
         if intent == Intent::Release {
             self.release = ReleaseStage::NotStarted;
             self.not_before = now;
+            self.release_until = self.leading.map_or(now, |l| l.deadline);
+            self.release_rv = self.written.clone().filter(|_| self.leading.is_some());
             self.step_down(LossReason::Released, env);
         }
         self.intent = intent;
@@ -237,6 +267,7 @@ impl LeaseSlot {
 
     fn step_down(&mut self, reason: LossReason, env: &mut Env<'_>) {
         if self.leading.take().is_some() {
+            self.written = None;
             push_event(env.events, self.index, Event::LostLeadership { reason });
         }
     }
@@ -246,13 +277,17 @@ impl LeaseSlot {
         let holder_before = self.holder().cloned();
         let changed = match (&self.known, &seen) {
             (Known::Present(old), Some(new)) => old != new,
-            (Known::Absent, None) => false,
+            (Known::Absent | Known::Deleted { .. }, None) => false,
             _ => true,
         };
         if changed {
-            self.known = match seen {
-                Some(lease) => Known::Present(lease),
-                None => Known::Absent,
+            self.known = match (seen, &self.known) {
+                (Some(lease), _) => Known::Present(lease),
+                (None, Known::Present(old)) => Known::Deleted {
+                    lease_duration: old.record.lease_duration,
+                    transitions: old.record.lease_transitions,
+                },
+                (None, Known::Deleted { .. } | Known::Absent | Known::Unknown) => Known::Absent,
             };
             self.observed_at = now;
         }
@@ -260,9 +295,16 @@ impl LeaseSlot {
             self.watch_rv = Some(lease.resource_version.clone());
         }
         let holder_now = self.holder().cloned();
+        // Our identity at a version this term did not write: a duplicate identity wrote it. While
+        // a claim is in flight its answer decides (the watch may show our write first).
+        let foreign = self.in_flight.is_none()
+            && self
+                .lease()
+                .is_some_and(|l| self.written.as_ref() != Some(&l.resource_version));
         match &holder_now {
             None => self.step_down(LossReason::Deleted, env),
             Some(h) if !h.is(env.identity) => self.step_down(LossReason::HeldByOther, env),
+            Some(_) if foreign => self.step_down(LossReason::HeldByOther, env),
             Some(_) => {}
         }
         if holder_now != holder_before {
@@ -273,17 +315,15 @@ impl LeaseSlot {
     }
 
     /// The next request and when it is due, from the state alone.
-    fn due(&self, timing: &Timing, identity: &Identity) -> Option<(Instant, Action)> {
+    fn due(&self, timing: &Timing) -> Option<(Instant, Action)> {
         if self.in_flight.is_some() {
             return None;
         }
         let action = match self.intent {
             Intent::Idle => return None,
             Intent::Release => match self.release {
-                ReleaseStage::NotStarted => match self.holder() {
-                    Some(h) if h.is(identity) => Action::ReleaseRead,
-                    _ => Action::Finish,
-                },
+                ReleaseStage::NotStarted if self.release_rv.is_some() => Action::ReleaseRead,
+                ReleaseStage::NotStarted => Action::Finish,
                 ReleaseStage::WriteDue => Action::ReleaseWrite,
                 ReleaseStage::Reading | ReleaseStage::Writing | ReleaseStage::Done => return None,
             },
@@ -294,11 +334,11 @@ impl LeaseSlot {
                     return Some((self.renew_at.max(self.not_before), Action::Claim));
                 } else {
                     let take = match (self.intent, &self.known) {
-                        (Intent::Campaign, Known::Absent) => {
-                            Some((self.observed_at, Action::Create))
+                        (Intent::Campaign, Known::Absent | Known::Deleted { .. }) => {
+                            self.take_at(timing).map(|at| (at, Action::Create))
                         }
                         (Intent::Campaign, Known::Present(_)) => {
-                            self.take_at(timing, identity).map(|at| (at, Action::Claim))
+                            self.take_at(timing).map(|at| (at, Action::Claim))
                         }
                         _ => None,
                     };
@@ -335,10 +375,10 @@ impl LeaseSlot {
         }
     }
 
-    pub(crate) fn poll_timeout(&self, timing: &Timing, identity: &Identity) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self, timing: &Timing) -> Option<Instant> {
         let deadline = self.leading.map(|l| l.deadline);
         let watch = self.watch_due().map(|(at, _)| at);
-        let due = self.due(timing, identity).map(|(at, _)| at);
+        let due = self.due(timing).map(|(at, _)| at);
         [deadline, watch, due].into_iter().flatten().min()
     }
 
@@ -365,18 +405,34 @@ impl LeaseSlot {
                 return Some(self.request(op));
             }
         }
-        let (at, action) = self.due(env.timing, env.identity)?;
+        let (at, action) = self.due(env.timing)?;
         if now < at {
             return None;
         }
+        let renewing = self.leading.is_some();
+        let mut replaced = None;
         let op = match action {
             Action::Read | Action::ReleaseRead => Operation::Get,
-            Action::Create => Operation::Create(claim_record(None, env, wall)),
+            Action::Create => {
+                let transitions = match &self.known {
+                    Known::Deleted { transitions, .. } => {
+                        transitions.map_or(0, |t| t.saturating_add(1))
+                    }
+                    _ => 0,
+                };
+                Operation::Create(claim_record(Claim::Create { transitions }, env, wall))
+            }
             Action::Claim => {
                 let lease = self.lease()?;
+                replaced = Some((lease.resource_version.clone(), lease.record.renew_time));
+                let claim = if renewing {
+                    Claim::Renew(&lease.record)
+                } else {
+                    Claim::Take(&lease.record)
+                };
                 Operation::Update {
                     resource_version: lease.resource_version.clone(),
-                    record: claim_record(Some(&lease.record), env, wall),
+                    record: claim_record(claim, env, wall),
                 }
             }
             Action::ReleaseWrite => {
@@ -399,6 +455,7 @@ impl LeaseSlot {
         self.in_flight = Some(InFlight {
             action,
             sent_at: now,
+            replaced,
         });
         Some(self.request(op))
     }
@@ -433,7 +490,10 @@ impl LeaseSlot {
                 self.next_poll_at = now.saturating_add(env.jitter.retry(env.timing.retry_period()));
             }
             (Action::ReleaseRead, Ok(lease)) => {
-                let ours = lease.record.holder.is(env.identity);
+                // Only over the version our term wrote last: a record naming our identity at any
+                // other version is someone else's (a duplicate identity), not ours to free.
+                let ours = lease.record.holder.is(env.identity)
+                    && self.release_rv.as_ref() == Some(&lease.resource_version);
                 self.observe(Some(lease), now, env);
                 if ours {
                     self.release = ReleaseStage::WriteDue;
@@ -446,27 +506,53 @@ impl LeaseSlot {
                     self.observe(None, now, env);
                 }
                 self.report(Verb::Get, error, env);
-                self.finish_release(false, env);
+                self.retry_release(error, now, env);
             }
-            (Action::ReleaseWrite, result) => {
-                let written = result.is_ok();
-                match result {
-                    Ok(lease) => self.observe(Some(lease), now, env),
-                    Err(error) => self.report(Verb::Update, error, env),
+            (Action::ReleaseWrite, Ok(lease)) => {
+                self.observe(Some(lease), now, env);
+                self.finish_release(true, env);
+            }
+            (Action::ReleaseWrite, Err(error)) => {
+                if error == ApiError::NotFound {
+                    self.observe(None, now, env);
                 }
-                self.finish_release(written, env);
+                self.report(Verb::Update, error, env);
+                // A write that timed out may have been applied: read again before writing.
+                self.retry_release(error, now, env);
             }
             (Action::Create | Action::Claim, Ok(lease)) => {
                 let ours = lease.record.holder.is(env.identity);
+                let applied = match &flight.replaced {
+                    Some((rv, renew_time)) => {
+                        lease.resource_version != *rv
+                            && (self.leading.is_none()
+                                || renews_forward(*renew_time, lease.record.renew_time))
+                    }
+                    None => true,
+                };
                 let epoch = lease.record.lease_transitions.unwrap_or(0);
+                let rv = lease.resource_version.clone();
+                if ours && applied {
+                    // Ours before `observe` sees it, so it is not taken for a duplicate's write.
+                    self.written = Some(rv.clone());
+                }
                 self.observe(Some(lease), now, env);
-                if ours {
+                if ours && applied {
+                    if self.intent == Intent::Release {
+                        // Written after the release began (a claim was in flight): free it too.
+                        self.release_rv = Some(rv);
+                        self.release_until = self
+                            .release_until
+                            .max(leader_deadline(flight.sent_at, env.timing.renew_deadline()));
+                    }
                     self.claimed(flight.sent_at, epoch, now, env);
                     self.not_before = now;
                     self.renew_at = now.saturating_add(env.timing.retry_period());
                 } else {
-                    // A successful write returns what was written; anything else is a broken
-                    // answer. Backing off keeps a misbehaving server from driving a claim loop.
+                    // A successful write returns what was written and a new resourceVersion;
+                    // anything else is a broken answer, or a write the server did not apply (an
+                    // unchanged spec, say from a wall clock that stood still), which extends
+                    // nothing. Backing off keeps a misbehaving server from driving a claim loop.
                     self.report(Self::verb_of(flight.action), ApiError::Malformed, env);
                     self.back_off(ApiError::Malformed, now, env);
                 }
@@ -504,11 +590,11 @@ impl LeaseSlot {
     /// A write naming us succeeded: lead until `renew_deadline` after it was sent, unless that
     /// has already passed (a slow answer, or a pause while it was in flight).
     fn claimed(&mut self, sent_at: Instant, epoch: u32, now: Instant, env: &mut Env<'_>) {
-        if self.intent != Intent::Campaign {
-            return;
-        }
         let deadline = leader_deadline(sent_at, env.timing.renew_deadline());
-        if now >= deadline {
+        if self.intent != Intent::Campaign || now >= deadline {
+            if self.leading.is_none() {
+                self.written = None;
+            }
             return;
         }
         match &mut self.leading {
@@ -521,6 +607,33 @@ impl LeaseSlot {
                 });
                 push_event(env.events, self.index, Event::BecameLeader { epoch });
             }
+        }
+        push_event(env.events, self.index, Event::Renewed { deadline });
+    }
+
+    /// A release read or write failed: a transient failure is retried (from the read) until
+    /// the released term's deadline, after which the lease expires on its own anyway; anything
+    /// else ends the release unwritten.
+    fn retry_release(&mut self, error: ApiError, now: Instant, env: &mut Env<'_>) {
+        let transient = matches!(
+            error,
+            ApiError::Timeout
+                | ApiError::Transport
+                | ApiError::Server { .. }
+                | ApiError::TooManyRequests { .. }
+                | ApiError::Malformed
+        );
+        if transient && now < self.release_until {
+            self.release = ReleaseStage::NotStarted;
+            let server_wait = match error {
+                ApiError::TooManyRequests {
+                    retry_after: Some(after),
+                } => after,
+                _ => Duration::from_ticks(0),
+            };
+            self.not_before = now.saturating_add(env.timing.retry_period().max(server_wait));
+        } else {
+            self.finish_release(false, env);
         }
     }
 
@@ -561,15 +674,18 @@ impl LeaseSlot {
             }
             WatchEvent::Deleted => self.observe(None, now, env),
             WatchEvent::Bookmark(rv) => self.watch_rv = Some(rv),
-            WatchEvent::Ended => self.close_watch(now),
-            WatchEvent::Expired => {
-                self.close_watch(now);
-                self.must_read = true;
-                self.watch_rv = None;
-            }
-            WatchEvent::Failed => {
+            // Every reopen waits a jittered retry period: a server that ends or expires each
+            // watch at once (a quiet lease whose version left its history answers 410 to every
+            // resume) must not drive a loop at network speed. Reads cover the gap.
+            WatchEvent::Ended | WatchEvent::Failed => {
                 let wait = env.jitter.retry(env.timing.retry_period());
                 self.close_watch(now.saturating_add(wait));
+            }
+            WatchEvent::Expired => {
+                let wait = env.jitter.retry(env.timing.retry_period());
+                self.close_watch(now.saturating_add(wait));
+                self.must_read = true;
+                self.watch_rv = None;
             }
         }
     }
@@ -581,23 +697,44 @@ impl LeaseSlot {
     }
 }
 
-/// The record a take or renew writes: us as holder with our duration and a fresh `renewTime`;
-/// `acquireTime` and `leaseTransitions + 1` only when the holder changes, as client-go does.
-fn claim_record(current: Option<&LeaseRecord>, env: &Env<'_>, wall: MicroTime) -> LeaseRecord {
-    let holder_changes = current.is_none_or(|r| !r.holder.is(env.identity));
-    let transitions = current.and_then(|r| r.lease_transitions).unwrap_or(0);
+/// Whether a renew's answer moved `renewTime` forward from the record it replaced: a wall clock
+/// that stood still (or stepped back) writes nothing new, and the server stores nothing.
+fn renews_forward(before: Option<MicroTime>, after: Option<MicroTime>) -> bool {
+    match (before, after) {
+        (Some(before), Some(after)) => after > before,
+        (None, after) => after.is_some(),
+        (Some(_), None) => false,
+    }
+}
+
+/// Which write naming us a claim is.
+enum Claim<'a> {
+    /// A new Lease object, with this `leaseTransitions`.
+    Create { transitions: u32 },
+    /// A new term over this record: even when it names our identity (a duplicate, or a term of
+    /// ours that lapsed), so that every term has its own epoch.
+    Take(&'a LeaseRecord),
+    /// The current term's renew over the record it wrote last.
+    Renew(&'a LeaseRecord),
+}
+
+/// The record a claim writes: us as holder with our duration and a fresh `renewTime`; a new
+/// term sets `acquireTime` and `leaseTransitions + 1`, a renew keeps both, as client-go does.
+fn claim_record(claim: Claim<'_>, env: &Env<'_>, wall: MicroTime) -> LeaseRecord {
+    let (acquire_time, transitions) = match claim {
+        Claim::Create { transitions } => (wall, transitions),
+        Claim::Take(r) => (wall, r.lease_transitions.unwrap_or(0).saturating_add(1)),
+        Claim::Renew(r) => (
+            r.acquire_time.unwrap_or(wall),
+            r.lease_transitions.unwrap_or(0),
+        ),
+    };
     LeaseRecord {
         holder: Holder::Named(env.identity.clone()),
         lease_duration: Some(env.timing.lease_duration()),
-        acquire_time: match current {
-            Some(r) if !holder_changes => r.acquire_time.or(Some(wall)),
-            _ => Some(wall),
-        },
+        acquire_time: Some(acquire_time),
         renew_time: Some(wall),
-        lease_transitions: Some(match current {
-            Some(_) if holder_changes => transitions.saturating_add(1),
-            _ => transitions,
-        }),
+        lease_transitions: Some(transitions),
     }
 }
 

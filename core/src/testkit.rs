@@ -46,10 +46,16 @@ pub fn elector(identity: &str, watch: bool) -> Elector {
     )
 }
 
+/// The wall-clock time at `now`: [`WALL`] at zero, running with the monotonic clock, so every
+/// renew writes a later `renewTime` as a real one does.
+pub fn wall_at(now: Instant) -> MicroTime {
+    MicroTime::from_unix_micros(WALL.as_unix_micros() + now.as_micros() as i64)
+}
+
 /// The next `Get`, `Create` or `Update` due at `now`; watch streams are opened on the way.
 pub fn poll(e: &mut Elector, now: Instant) -> Option<Operation> {
     loop {
-        match e.poll_request(now, WALL).map(|r: Request| r.op) {
+        match e.poll_request(now, wall_at(now)).map(|r: Request| r.op) {
             Some(Operation::Watch { .. } | Operation::Unwatch) => continue,
             other => return other,
         }
