@@ -325,7 +325,9 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // Whatever it left behind (an unfenced child) must not spill into the next run.
-        let _ = Command::new("pkill").args(["-KILL", "-f", &self.marker]).status();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.marker])
+            .status();
     }
 }
 
@@ -346,9 +348,22 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// The gap between A's last work and B's first, in ms (negative: they overlapped), or why
-/// there is none.
-fn run_once(setup: &Setup, sim: &Sim, fault: Fault, poll: bool, run: &str) -> Result<f64, String> {
+/// What A's work did relative to B's.
+enum Outcome {
+    /// B's first work minus A's last, in ms: negative when they overlapped.
+    Gap(f64),
+    /// A's work was still running when the run ended, this many ms after B's began.
+    StillRunning(f64),
+}
+
+/// How A's work ended relative to B's start, or why the run tells nothing.
+fn run_once(
+    setup: &Setup,
+    sim: &Sim,
+    fault: Fault,
+    poll: bool,
+    run: &str,
+) -> Result<Outcome, String> {
     let lease = format!("overlap-{run}");
     let proxy = Proxy::start(sim.addr);
     let via_proxy = sim.kubeconfig_via(proxy.addr, &setup.dir.join(format!("{run}-a.kc")));
@@ -390,9 +405,15 @@ fn run_once(setup: &Setup, sim: &Sim, fault: Fault, poll: bool, run: &str) -> Re
         return Err("B never took over".into());
     }
     let b_first = *b.stamps().first().ok_or("B logged nothing")?;
-    let a_last = *a.stamps().iter().max().ok_or("A logged nothing")?;
-    // Negative when A's work ran on after B's began: an overlap.
-    Ok((b_first - a_last) as f64 / 1e6)
+    let a_before = a.stamps().len();
+    std::thread::sleep(Duration::from_millis(300));
+    let a_stamps = a.stamps();
+    let a_last = *a_stamps.iter().max().ok_or("A logged nothing")?;
+    let ms = |ns: i128| ns as f64 / 1e6;
+    if a_stamps.len() > a_before {
+        return Ok(Outcome::StillRunning(ms(a_last - b_first)));
+    }
+    Ok(Outcome::Gap(ms(b_first - a_last)))
 }
 
 fn main() {
@@ -407,7 +428,12 @@ fn main() {
         .unwrap_or(5usize);
     let faults: Vec<Fault> = Fault::ALL
         .into_iter()
-        .filter(|f| !args.iter().any(|a| Fault::ALL.iter().any(|g| g.name() == a)) || args.contains(&f.name().to_string()))
+        .filter(|f| {
+            !args
+                .iter()
+                .any(|a| Fault::ALL.iter().any(|g| g.name() == a))
+                || args.contains(&f.name().to_string())
+        })
         .collect();
     let dir = std::env::temp_dir().join(format!("leasehold-overlap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -448,23 +474,45 @@ fn main() {
         for poll in [false, true] {
             let mut gaps = Vec::new();
             let mut failures = Vec::new();
+            let mut unbounded = Vec::new();
             for i in 0..runs {
-                let run = format!("{}-{}-{i}", fault.name(), if poll { "poll" } else { "watch" });
+                let run = format!(
+                    "{}-{}-{i}",
+                    fault.name(),
+                    if poll { "poll" } else { "watch" }
+                );
                 match run_once(&setup, &sim, fault, poll, &run) {
-                    Ok(gap) => gaps.push(gap),
+                    Ok(Outcome::Gap(gap)) => gaps.push(gap),
+                    Ok(Outcome::StillRunning(ran_on)) => unbounded.push(ran_on),
                     Err(why) => failures.push(why),
                 }
+            }
+            if let Some(least) = unbounded.iter().copied().reduce(f64::min) {
+                failures.push(format!(
+                    "{} with the old work still running when the run ended, at least {:.0} ms \
+                     after the new work began (unbounded overlap)",
+                    unbounded.len(),
+                    least
+                ));
             }
             gaps.sort_by(f64::total_cmp);
             let at = |i: usize| gaps.get(i).map_or("–".into(), |g| format!("{:.0} ms", g));
             println!(
                 "| {} | {} | {} | {} | {} | {} |",
                 fault.describe(setup.scale),
-                if poll { "polling (client-go's schedule)" } else { "watching" },
+                if poll {
+                    "polling (client-go's schedule)"
+                } else {
+                    "watching"
+                },
                 at(0),
                 at(gaps.len() / 2),
                 at(gaps.len().saturating_sub(1)),
-                if failures.is_empty() { "0".into() } else { format!("{}: {}", failures.len(), failures.join("; ")) }
+                if failures.is_empty() {
+                    "0".into()
+                } else {
+                    format!("{}: {}", failures.len(), failures.join("; "))
+                }
             );
         }
     }
