@@ -1,11 +1,15 @@
 //! The deterministic multi-node simulation with an arbitrary scenario and fault schedule: the
-//! safety checker (never two leaders, believers are the stored holder, nobody past its
-//! deadline, liveness once quiet) is the oracle.
+//! work oracle (never two works on one lease, never more than the pool's slots), the machines'
+//! own claims and liveness once quiet are the verdict.
+//!
+//! Deletes are left out of the fault schedule: they open two known holes of the core
+//! (`core/simulation/tests/work_overlap.rs`, `known_hole_*`) that the fuzzer would rediscover at
+//! once. Add `FaultKind::Delete` back when the core closes them.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use leasehold_core::Timing;
-use leasehold_simulation::{Fault, FaultKind, Network, SECOND, Scenario, run};
+use leasehold_core::{Duration, Timing};
+use leasehold_simulation::{Child, Fault, FaultKind, Network, SECOND, Scenario, WorkPolicy, run};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -22,6 +26,14 @@ struct Plan {
     errors: u8,
     throttled: u8,
     cut: u8,
+    /// A second node of a role runs under the first one's identity when set.
+    shared_identity: bool,
+    /// Per node (bit i): the child ignores SIGTERM.
+    ignores_term: u8,
+    stop_delay_ms: u16,
+    grace_ms: u16,
+    history: u8,
+    coarse_wall: bool,
     faults: Vec<(u8, u8, u8, u8)>,
 }
 
@@ -36,11 +48,13 @@ fuzz_target!(|plan: Plan| {
         .take(8)
         .map(|&(kind, node, start, length)| {
             let node = usize::from(node) % nodes;
-            let kind = match kind % 5 {
+            let kind = match kind % 7 {
                 0 => FaultKind::Pause(node),
-                1 => FaultKind::Crash(node),
-                2 => FaultKind::Shutdown(node),
-                3 => FaultKind::Partition(node),
+                1 => FaultKind::PauseAgent(node),
+                2 => FaultKind::Crash(node),
+                3 => FaultKind::KillAgent(node),
+                4 => FaultKind::Shutdown(node),
+                5 => FaultKind::Partition(node),
                 _ => FaultKind::Outage,
             };
             let start = u64::from(start) * faulty / 256;
@@ -54,12 +68,30 @@ fuzz_target!(|plan: Plan| {
         electors,
         pool_members: members,
         pool_size: usize::from(plan.slots % 3) + 1,
+        identities: (0..nodes)
+            .map(|i| if plan.shared_identity && i == 1 { 0 } else { i })
+            .collect(),
         watch: (0..nodes).map(|i| plan.watch >> i & 1 == 1).collect(),
         // Within the stated ±10 % bound.
         rates_ppm: (0..nodes)
             .map(|i| 900_000 + u64::from(plan.rates[i % 8]) * 200_000 / 255)
             .collect(),
         max_drift_ppm: 100_000,
+        wall_resolution: if plan.coarse_wall { SECOND } else { 1 },
+        policy: WorkPolicy::Fenced,
+        // Up to the old default, lease − renew.
+        grace: Duration::from_millis(u64::from(plan.grace_ms) % 5_001),
+        children: (0..nodes)
+            .map(|i| {
+                if plan.ignores_term >> (i % 8) & 1 == 1 {
+                    Child::IgnoresTerm
+                } else {
+                    Child::ExitsAfter(u64::from(plan.stop_delay_ms) * 1_000)
+                }
+            })
+            .collect(),
+        history: usize::from(plan.history) + 1,
+        watch_lifetime: 60 * SECOND,
         duration: faulty + 90 * SECOND,
         quiet_tail: 90 * SECOND,
         network: Network {

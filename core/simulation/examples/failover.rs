@@ -5,30 +5,21 @@
 //! `cargo run --release -p leasehold-simulation --example failover`
 
 use leasehold_core::Event;
-use leasehold_simulation::{Fault, FaultKind, Network, SECOND, Scenario, World};
+use leasehold_simulation::{Fault, FaultKind, SECOND, Scenario, World};
 use std::cell::RefCell;
 
 const ELECTORS: usize = 3;
 const MEMBERS: usize = 6;
 
 fn scenario(faults: Vec<Fault>) -> Scenario {
-    Scenario {
-        seed: 2026,
-        timing: leasehold_core::Timing::DEFAULT,
-        electors: ELECTORS,
-        pool_members: MEMBERS,
-        pool_size: 2,
-        watch: vec![true; ELECTORS + MEMBERS],
-        rates_ppm: vec![
-            1_000_000, 1_000_050, 999_950, 1_000_020, 999_980, 1_000_010, 999_990, 1_000_030,
-            999_970,
-        ],
-        max_drift_ppm: 100,
-        duration: 150 * SECOND,
-        quiet_tail: 40 * SECOND,
-        network: Network::CALM,
-        faults,
-    }
+    let mut s = Scenario::calm(2026, ELECTORS, MEMBERS, 2, 150 * SECOND);
+    s.rates_ppm = vec![
+        1_000_000, 1_000_050, 999_950, 1_000_020, 999_980, 1_000_010, 999_990, 1_000_030, 999_970,
+    ];
+    s.max_drift_ppm = 100;
+    s.quiet_tail = 40 * SECOND;
+    s.faults = faults;
+    s
 }
 
 fn name(node: usize) -> String {
@@ -46,6 +37,7 @@ fn run(faults: Vec<Fault>) -> (Log, leasehold_simulation::Report) {
     let s = scenario(faults);
     let log = RefCell::new(Log::new());
     let report = World::new(&s, false)
+        .unwrap_or_else(|v| panic!("invalid scenario: {v}"))
         .observe(|t, n, slot, e| {
             if matches!(
                 e,

@@ -1,5 +1,6 @@
 //! Per-node clocks: each node's monotonic clock runs at its own rate from its own origin, and
-//! its wall clock is skewed. Simulated real time is in microseconds.
+//! its wall clock is skewed and may be coarse. Simulated real time is in microseconds. A node's
+//! agent, fence and work all read the same clock, as processes of one machine do.
 
 use leasehold_core::{Instant, MicroTime};
 
@@ -12,6 +13,8 @@ pub struct Clock {
     pub rate_ppm: u64,
     /// Wall-clock skew in µs, written to records only.
     pub wall_skew: i64,
+    /// Wall-clock resolution in µs (1: exact): a coarse clock writes the same `renewTime` twice.
+    pub wall_resolution: u64,
 }
 
 /// Wall time at real time 0 (2026-11-22T00:00:00Z).
@@ -27,7 +30,9 @@ impl Clock {
 
     /// The node's wall time at real time `t`.
     pub fn wall(&self, t: u64) -> MicroTime {
-        MicroTime::from_unix_micros(WALL_EPOCH + self.wall_skew + t as i64)
+        let exact = WALL_EPOCH + self.wall_skew + t as i64;
+        let resolution = i64::try_from(self.wall_resolution.max(1)).unwrap_or(i64::MAX);
+        MicroTime::from_unix_micros(exact - exact.rem_euclid(resolution))
     }
 
     /// The earliest real time at which the local clock reads at least `at`.
@@ -48,10 +53,23 @@ mod tests {
             origin: 5_000,
             rate_ppm: 900_000,
             wall_skew: 0,
+            wall_resolution: 1,
         };
         for t in [0u64, 1, 999, 123_456_789] {
             let back = c.real(c.local(t));
             assert!(back <= t && c.local(back) == c.local(t), "{t} -> {back}");
         }
+    }
+
+    #[test]
+    fn a_coarse_wall_clock_stands_still_within_its_resolution() {
+        let c = Clock {
+            origin: 0,
+            rate_ppm: 1_000_000,
+            wall_skew: 0,
+            wall_resolution: 1_000_000,
+        };
+        assert_eq!(c.wall(1), c.wall(999_999));
+        assert!(c.wall(1_000_000) > c.wall(999_999));
     }
 }

@@ -1,27 +1,58 @@
-//! What a simulation run contains: candidates, timing, network behaviour and a fault schedule.
-//! A scenario is plain data, so a fuzzer can build one from arbitrary bytes and a failing run can
-//! be printed and replayed.
+//! What a simulation run contains: candidates, timing, the work they run, network behaviour and a
+//! fault schedule. A scenario is plain data, so a fuzzer can build one from arbitrary bytes and a
+//! failing run can be printed and replayed.
 
 use crate::rng::Rng;
-use leasehold_core::Timing;
+use crate::work::{Child, WorkPolicy};
+use leasehold_core::{Duration, Timing};
 
 /// One second in simulated microseconds.
 pub const SECOND: u64 = 1_000_000;
 
+/// Which lease something concerns: the elected one, or a slot of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaseId {
+    /// The lease the electors contend for ([`crate::LEADER_LEASE`]).
+    Leader,
+    /// Slot `i` of the pool (`slot-i`).
+    Slot(u16),
+}
+
+impl LeaseId {
+    /// The Lease object's name.
+    pub fn name(self) -> String {
+        match self {
+            Self::Leader => crate::LEADER_LEASE.to_owned(),
+            Self::Slot(i) => format!("{}-{i}", crate::POOL_PREFIX),
+        }
+    }
+}
+
 /// A fault that holds over a window of simulated time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
-    /// The node's process is stopped (SIGSTOP, GC, VM freeze): it handles nothing, its clock
-    /// runs on.
+    /// The whole node is frozen (a VM freeze, SIGSTOP of every process): agent, fence and work
+    /// handle nothing, and the clocks run on.
     Pause(usize),
-    /// The node crashes at the start and restarts (same identity, fresh state) at the end.
+    /// Only the agent is stopped (SIGSTOP, a long GC): its machine gets no inputs, while its
+    /// fence and its work run on.
+    PauseAgent(usize),
+    /// The whole node crashes (power loss): agent, fence and work die at once. A new agent
+    /// (same identity, fresh state) starts at the end.
     Crash(usize),
-    /// The node shuts down gracefully (release) at the start and restarts at the end.
+    /// Only the agent dies (OOM kill, SIGKILL): its fences see their pipe close, its work is
+    /// left to them. A new agent process with the same identity, like a restarted StatefulSet
+    /// Pod, starts at the end.
+    KillAgent(usize),
+    /// The node shuts down gracefully at the start (work stopped first, then the lease
+    /// released) and starts again at the end.
     Shutdown(usize),
     /// The node cannot reach the API server: its requests time out, its watches fail.
     Partition(usize),
     /// The API server answers nothing until the end, then handles what it received.
     Outage,
+    /// `kubectl delete` of the lease at the start (the end is ignored).
+    Delete(LeaseId),
 }
 
 /// A fault window.
@@ -84,12 +115,29 @@ pub struct Scenario {
     pub pool_members: usize,
     /// Slots in the pool.
     pub pool_size: usize,
-    /// Per node (electors first, then members): whether it watches.
+    /// Per node (electors first, then members): the identity it runs under, `node-{k}`. Two
+    /// nodes given the same `k` share one identity (two agents given one node name).
+    pub identities: Vec<usize>,
+    /// Per node: whether it watches.
     pub watch: Vec<bool>,
     /// Per node: clock rate in ppm of real time.
     pub rates_ppm: Vec<u64>,
     /// How far clock rates may stray from real time, in ppm; the liveness bound uses it.
     pub max_drift_ppm: u64,
+    /// The wall clocks' resolution, µs (1: exact). A coarse one makes some renews write the
+    /// `renewTime` already stored: an unchanged spec, which the server does not store.
+    pub wall_resolution: u64,
+    /// How the work is stopped: by a fence (the design) or by the agent alone (the old one).
+    pub policy: WorkPolicy,
+    /// SIGTERM-to-SIGKILL grace of every node's work.
+    pub grace: Duration,
+    /// Per node: how its work answers SIGTERM.
+    pub children: Vec<Child>,
+    /// Revisions the server keeps for watches; a watch resumed from an older one gets 410.
+    pub history: usize,
+    /// The server ends each watch stream after a uniform `½..1 ×` this, µs (as the API server
+    /// ends watches at their timeout).
+    pub watch_lifetime: u64,
     /// Simulated duration, µs.
     pub duration: u64,
     /// The final stretch with no faults, in which liveness is checked, µs.
@@ -111,16 +159,56 @@ impl Scenario {
         self.duration - self.quiet_tail
     }
 
+    /// A fault-free base for hand-written scenarios: exact clocks, a calm network, watching
+    /// nodes with distinct identities, fenced work whose child exits at SIGTERM, the old default
+    /// grace `lease − renew`, and a quiet second half.
+    pub fn calm(
+        seed: u64,
+        electors: usize,
+        pool_members: usize,
+        pool_size: usize,
+        duration: u64,
+    ) -> Self {
+        let nodes = electors + pool_members;
+        let timing = Timing::DEFAULT;
+        Self {
+            seed,
+            timing,
+            electors,
+            pool_members,
+            pool_size,
+            identities: (0..nodes).collect(),
+            watch: vec![true; nodes],
+            rates_ppm: vec![1_000_000; nodes],
+            max_drift_ppm: 0,
+            wall_resolution: 1,
+            policy: WorkPolicy::Fenced,
+            grace: Duration::from_ticks(
+                timing.lease_duration().as_ticks() - timing.renew_deadline().as_ticks(),
+            ),
+            children: vec![Child::ExitsAfter(0); nodes],
+            history: 1_000,
+            watch_lifetime: 300 * SECOND,
+            duration,
+            quiet_tail: duration / 2,
+            network: Network::CALM,
+            faults: Vec::new(),
+        }
+    }
+
     /// A scenario drawn from `seed`: 2–5 electors, 0–5 members on 1–3 slots, clocks drifting up
-    /// to ±10 %, lossy and slow requests, and pauses, crashes, shutdowns, partitions and API
-    /// outages over `duration`, then a quiet tail of 90 s.
+    /// to ±1 % (half the runs, where an overrun of the margin shows) or ±10 %, sometimes a shared
+    /// identity, children that obey or ignore SIGTERM, a grace of 0–5 s, lossy and slow
+    /// requests, a short watch history, and pauses (of a node or its agent alone), crashes (of
+    /// a node or its agent alone), shutdowns, partitions, API outages and deletes over
+    /// `duration`, then a quiet tail of 90 s.
     pub fn random(seed: u64, duration: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0x5ce7_a210);
         let electors = rng.range(2, 6) as usize;
         let pool_members = rng.range(0, 6) as usize;
         let pool_size = rng.range(1, 4) as usize;
         let nodes = electors + pool_members;
-        let max_drift_ppm = 100_000;
+        let max_drift_ppm = if rng.chance(500) { 10_000 } else { 100_000 };
         let quiet_tail = 90 * SECOND;
         let faulty = duration.saturating_sub(quiet_tail);
         let network = Network {
@@ -137,12 +225,18 @@ impl Scenario {
         let windows = rng.range(0, 12);
         for _ in 0..windows {
             let node = rng.range(0, nodes as u64) as usize;
-            let kind = match rng.range(0, 5) {
+            let kind = match rng.range(0, 8) {
                 0 => FaultKind::Pause(node),
-                1 => FaultKind::Crash(node),
-                2 => FaultKind::Shutdown(node),
-                3 => FaultKind::Partition(node),
-                _ => FaultKind::Outage,
+                1 => FaultKind::PauseAgent(node),
+                2 => FaultKind::Crash(node),
+                3 => FaultKind::KillAgent(node),
+                4 => FaultKind::Shutdown(node),
+                5 => FaultKind::Partition(node),
+                6 => FaultKind::Outage,
+                _ => FaultKind::Delete(match rng.range(0, pool_size as u64 + 1) {
+                    0 => LeaseId::Leader,
+                    i => LeaseId::Slot(i as u16 - 1),
+                }),
             };
             let length = rng.range(SECOND, 40 * SECOND);
             let start = rng.range(0, faulty.saturating_sub(length));
@@ -152,17 +246,48 @@ impl Scenario {
                 end: (start + length).min(faulty),
             });
         }
+        let mut identities: Vec<usize> = (0..nodes).collect();
+        if rng.chance(250) {
+            // Two agents of one role given one name: the second runs as the first.
+            let (lo, n) = if pool_members >= 2 && rng.chance(500) {
+                (electors, pool_members)
+            } else {
+                (0, electors)
+            };
+            let a = lo + rng.range(0, n as u64) as usize;
+            let b = lo + rng.range(0, n as u64) as usize;
+            identities[b.max(a)] = a.min(b);
+        }
         Self {
             seed,
             timing: Timing::DEFAULT,
             electors,
             pool_members,
             pool_size,
+            identities,
             watch: (0..nodes).map(|_| rng.chance(500)).collect(),
             rates_ppm: (0..nodes)
                 .map(|_| rng.range(1_000_000 - max_drift_ppm, 1_000_000 + max_drift_ppm + 1))
                 .collect(),
             max_drift_ppm,
+            wall_resolution: match rng.range(0, 8) {
+                0 => SECOND,
+                1 => 4 * SECOND,
+                _ => 1,
+            },
+            policy: WorkPolicy::Fenced,
+            grace: Duration::from_millis(rng.range(0, 5_001)),
+            children: (0..nodes)
+                .map(|_| {
+                    if rng.chance(500) {
+                        Child::IgnoresTerm
+                    } else {
+                        Child::ExitsAfter(rng.range(0, 2 * SECOND))
+                    }
+                })
+                .collect(),
+            history: rng.range(3, 200) as usize,
+            watch_lifetime: rng.range(20 * SECOND, 300 * SECOND),
             duration,
             quiet_tail,
             network,

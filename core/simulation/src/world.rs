@@ -1,108 +1,66 @@
-//! The simulation loop: nodes running core machines, a network that delays, loses and fails
-//! requests, the model server, the fault schedule, and the safety checker run after every event.
+//! The simulation loop. Each node is an agent (a core machine), the fences it starts and the work
+//! they guard, on one clock; a network that delays, loses and fails requests; the model server;
+//! the fault schedule; and, once every event of an instant has been handled, the oracle's
+//! verdict on the work, the machines' own claims and, in the quiet tail, liveness.
 
+mod network;
+
+use crate::agent::{Agent, MAX_SLOTS};
 use crate::clock::Clock;
+use crate::oracle::Oracle;
+use crate::outcome::{Failure, Report, Violation};
 use crate::rng::Rng;
-use crate::scenario::{FaultKind, Network, SECOND, Scenario};
+use crate::scenario::{FaultKind, LeaseId, Network, SECOND, Scenario};
 use crate::server::Server;
+use crate::work::{Child, Exit, Work, WorkPolicy};
 use leasehold_core::{
-    ApiError, Duration, Elector, ElectorConfig, Event, Identity, Instant, LeaseName, Operation,
-    Pool, PoolConfig, Request, Response, WatchEvent,
+    ApiError, Event, Fence, Identity, Instant, Request, Response, Signal, WatchEvent,
 };
+use network::Watcher;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fmt::Write;
 
-/// Most slots a simulated pool may have.
-pub const MAX_SLOTS: usize = 4;
-/// The elected lease's name.
-pub const LEADER_LEASE: &str = "leader";
-/// The pool's prefix.
-pub const POOL_PREFIX: &str = "slot";
 /// Consecutive wake-ups without any request, event or state change before the run is declared
 /// a busy loop (a `poll_timeout` that keeps asking to be woken for nothing).
 const BUSY_LIMIT: u32 = 10_000;
-
-/// A safety or liveness property that failed, with enough to replay it.
-#[derive(Clone, Debug)]
-pub struct Violation {
-    /// The scenario's seed.
-    pub seed: u64,
-    /// Simulated time, µs.
-    pub at: u64,
-    /// What failed.
-    pub what: String,
-    /// The last events before it (filled when the run is replayed with tracing).
-    pub trace: Vec<String>,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "seed {} at {:.6}s: {}",
-            self.seed,
-            self.at as f64 / 1e6,
-            self.what
-        )?;
-        for line in &self.trace {
-            writeln!(f, "  {line}")?;
-        }
-        Ok(())
-    }
-}
-
-/// What a run did, for assertions that the simulation exercised something.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Get/Create/Update requests sent.
-    pub requests: u64,
-    /// Watch streams opened.
-    pub watches: u64,
-    /// BecameLeader events of electors.
-    pub elections: u64,
-    /// LostLeadership events of electors.
-    pub losses: u64,
-    /// Slot acquisitions by pool members.
-    pub slot_acquisitions: u64,
-    /// Requests answered with 409 Conflict.
-    pub conflicts: u64,
-    /// Events processed.
-    pub steps: u64,
-}
-
-impl std::ops::AddAssign for Report {
-    fn add_assign(&mut self, other: Self) {
-        self.requests += other.requests;
-        self.watches += other.watches;
-        self.elections += other.elections;
-        self.losses += other.losses;
-        self.slot_acquisitions += other.slot_acquisitions;
-        self.conflicts += other.conflicts;
-        self.steps += other.steps;
-    }
-}
-
-enum Machine {
-    Elector(Box<Elector>),
-    Member(Box<Pool<MAX_SLOTS>>),
-}
 
 struct Node {
     identity: Identity,
     clock: Clock,
     watch: bool,
-    machine: Option<Machine>,
-    inc: u32,
+    child: Child,
+    agent: Option<Agent>,
+    /// Incarnations of the agent so far.
+    incarnations: u32,
+    /// Works on this node, with their fences, whichever agent started them.
+    works: Vec<Work>,
+    /// The whole node is frozen until then.
     paused_until: u64,
+    frozen: bool,
+    /// The agent alone is stopped until then.
+    agent_paused_until: u64,
     partitioned_until: u64,
     wake_at: Option<u64>,
-    /// Per slot: local send instant of the outstanding claim (a write naming this node).
-    claim_sent: [Option<Instant>; MAX_SLOTS],
-    /// Per slot: local send instant of the last claim the node saw succeed. The checker's own
-    /// account of the leader's deadline, independent of the machine's.
-    term_from: [Option<Instant>; MAX_SLOTS],
     busy: u32,
+}
+
+impl Node {
+    /// Whether agent incarnation `inc` is the one alive.
+    fn runs(&self, inc: u32) -> bool {
+        self.agent.as_ref().is_some_and(|a| a.inc == inc)
+    }
+
+    /// The work agent `inc` runs for `slot`, if any.
+    fn owned(&self, inc: u32, slot: u16) -> Option<u64> {
+        self.works
+            .iter()
+            .find(|w| w.owner == inc && w.slot == slot)
+            .map(|w| w.id)
+    }
+
+    fn work(&mut self, id: u64) -> Option<&mut Work> {
+        self.works.iter_mut().find(|w| w.id == id)
+    }
 }
 
 // Most queued events carry a request or a lease; boxing them would allocate per event.
@@ -127,9 +85,35 @@ enum Ev {
         slot: u16,
         event: WatchEvent,
     },
+    /// The server ends a watch stream at its timeout.
+    WatchTimeout {
+        stream: u64,
+    },
+    /// The agent's machine asked to be woken.
     Wake {
         node: usize,
         inc: u32,
+    },
+    /// A graceful shutdown's work is gone: the agent releases the lease.
+    Release {
+        node: usize,
+        inc: u32,
+    },
+    /// The old supervisor's own SIGKILL timer, `grace` after its SIGTERM (agent-bound).
+    SupervisorKill {
+        node: usize,
+        inc: u32,
+        work: u64,
+    },
+    /// A fence asked to be woken (runs beside the agent, not inside it).
+    FenceWake {
+        node: usize,
+        work: u64,
+    },
+    /// A child that obeys SIGTERM exits.
+    WorkExit {
+        node: usize,
+        work: u64,
     },
     FaultStart(usize),
     FaultEnd(usize),
@@ -158,13 +142,8 @@ impl Ord for Queued {
     }
 }
 
-struct Watcher {
-    node: usize,
-    inc: u32,
-    slot: u16,
-    name: String,
-    last_delivery: u64,
-}
+/// Called with every application event: simulated time (µs), node index, slot, event.
+pub type Observer<'s> = dyn FnMut(u64, usize, u16, &Event) + 's;
 
 /// The whole simulated world.
 pub struct World<'s> {
@@ -175,42 +154,78 @@ pub struct World<'s> {
     queue: BinaryHeap<Reverse<Queued>>,
     server: Server,
     watchers: Vec<Watcher>,
+    next_stream: u64,
     outage_until: u64,
     nodes: Vec<Node>,
+    oracle: Oracle,
+    next_work: u64,
     report: Report,
     trace: Option<Vec<String>>,
     request_timeout: u64,
+    /// Set when an agent cannot be built; reported at the next check.
+    invalid: Option<String>,
     leader_seen_in_tail: Option<u64>,
     pool_full_in_tail: Option<u64>,
     observer: Option<Box<Observer<'s>>>,
 }
 
-/// Called with every application event: simulated time (µs), node index, slot, event.
-pub type Observer<'s> = dyn FnMut(u64, usize, u16, &Event) + 's;
-
 impl<'s> World<'s> {
-    /// A world at time 0 with every node started.
-    pub fn new(scenario: &'s Scenario, trace: bool) -> Self {
+    /// A world at time 0 with every node started, or why the scenario cannot run.
+    pub fn new(scenario: &'s Scenario, trace: bool) -> Result<Self, Violation> {
+        let invalid = |what: String| Violation {
+            seed: scenario.seed,
+            at: 0,
+            failure: Failure::Invalid,
+            what,
+            trace: Vec::new(),
+        };
+        let nodes = scenario.nodes();
+        let lengths = [
+            scenario.identities.len(),
+            scenario.watch.len(),
+            scenario.rates_ppm.len(),
+            scenario.children.len(),
+        ];
+        if lengths.iter().any(|&l| l != nodes) {
+            return Err(invalid(format!(
+                "per-node lists (identities, watch, rates, children) {lengths:?} for {nodes} nodes"
+            )));
+        }
+        if scenario.pool_size == 0 || scenario.pool_size > MAX_SLOTS {
+            return Err(invalid(format!(
+                "pool size {} outside 1..={MAX_SLOTS}",
+                scenario.pool_size
+            )));
+        }
+        if scenario.rates_ppm.contains(&0) {
+            return Err(invalid("a clock that does not run".to_owned()));
+        }
         let mut rng = Rng::new(scenario.seed);
-        let nodes = (0..scenario.nodes())
-            .map(|i| Node {
-                identity: Identity::new(&format!("node-{i}")).expect("fits"),
+        let mut built = Vec::with_capacity(nodes);
+        for i in 0..nodes {
+            let identity = Identity::new(&format!("node-{}", scenario.identities[i]))
+                .map_err(|e| invalid(format!("node-{i}'s identity: {e:?}")))?;
+            built.push(Node {
+                identity,
                 clock: Clock {
                     origin: rng.range(0, 1_000 * SECOND),
                     rate_ppm: scenario.rates_ppm[i],
                     wall_skew: rng.range(0, 7_200 * SECOND) as i64 - 3_600 * SECOND as i64,
+                    wall_resolution: scenario.wall_resolution,
                 },
                 watch: scenario.watch[i],
-                machine: None,
-                inc: 0,
+                child: scenario.children[i],
+                agent: None,
+                incarnations: 0,
+                works: Vec::new(),
                 paused_until: 0,
+                frozen: false,
+                agent_paused_until: 0,
                 partitioned_until: 0,
                 wake_at: None,
-                claim_sent: [None; MAX_SLOTS],
-                term_from: [None; MAX_SLOTS],
                 busy: 0,
-            })
-            .collect();
+            });
+        }
         // client-go's per-request timeout: max(1 s, renew_deadline / 2).
         let request_timeout = (scenario.timing.renew_deadline().as_micros() / 2).max(SECOND);
         let mut world = Self {
@@ -219,25 +234,29 @@ impl<'s> World<'s> {
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
-            server: Server::default(),
+            server: Server::new(scenario.history),
             watchers: Vec::new(),
+            next_stream: 0,
             outage_until: 0,
-            nodes,
+            nodes: built,
+            oracle: Oracle::new(scenario.pool_size),
+            next_work: 0,
             report: Report::default(),
             trace: trace.then(Vec::new),
             request_timeout,
+            invalid: None,
             leader_seen_in_tail: None,
             pool_full_in_tail: None,
             observer: None,
         };
         for (i, fault) in scenario.faults.iter().enumerate() {
             world.push(fault.start, Ev::FaultStart(i));
-            world.push(fault.end, Ev::FaultEnd(i));
+            world.push(fault.end.max(fault.start), Ev::FaultEnd(i));
         }
-        for n in 0..world.nodes.len() {
-            world.start_node(n);
+        for n in 0..nodes {
+            world.start_agent(n);
         }
-        world
+        Ok(world)
     }
 
     /// Calls `observer` with every application event of every node.
@@ -265,386 +284,364 @@ impl<'s> World<'s> {
         }
     }
 
-    fn start_node(&mut self, n: usize) {
+    fn local(&self, n: usize) -> Instant {
+        self.nodes[n].clock.local(self.now)
+    }
+
+    fn lease_of(&self, n: usize, slot: u16) -> LeaseId {
+        if n < self.scenario.electors {
+            LeaseId::Leader
+        } else {
+            LeaseId::Slot(slot)
+        }
+    }
+
+    // --- the agent ---
+
+    fn start_agent(&mut self, n: usize) {
         let s = self.scenario;
         let node = &mut self.nodes[n];
-        node.inc += 1;
-        node.claim_sent = [None; MAX_SLOTS];
-        node.term_from = [None; MAX_SLOTS];
+        node.incarnations += 1;
         node.wake_at = None;
-        let seed = s.seed ^ ((n as u64) << 40) ^ (u64::from(node.inc) << 20);
-        node.machine = Some(if n < s.electors {
-            Machine::Elector(Box::new(Elector::new(
-                ElectorConfig {
-                    lease: LeaseName::new(LEADER_LEASE).expect("valid"),
-                    identity: node.identity.clone(),
-                    timing: s.timing,
-                    watch: node.watch,
-                },
-                seed,
-            )))
-        } else {
-            Machine::Member(Box::new(
-                Pool::new(
-                    PoolConfig {
-                        prefix: POOL_PREFIX,
-                        size: s.pool_size,
-                        identity: node.identity.clone(),
-                        timing: s.timing,
-                        watch: node.watch,
-                    },
-                    seed,
-                )
-                .expect("valid pool"),
-            ))
-        });
-        self.log(|| format!("node-{n} starts"));
-        self.after_input(n);
+        let inc = node.incarnations;
+        let seed = s.seed ^ ((n as u64) << 40) ^ (u64::from(inc) << 20);
+        let pool = (n >= s.electors).then_some(s.pool_size);
+        match Agent::new(&node.identity, s.timing, node.watch, pool, seed, inc) {
+            Ok(agent) => node.agent = Some(agent),
+            Err(e) => {
+                self.invalid = Some(format!("node-{n}'s agent cannot be built: {e}"));
+                return;
+            }
+        }
+        self.log(|| format!("node-{n} agent #{inc} starts"));
+        // Its first poll goes through `admit` like any wake-up, so an agent started on a
+        // frozen node sends nothing until the node thaws.
+        self.nodes[n].wake_at = Some(self.now);
+        self.push(self.now, Ev::Wake { node: n, inc });
     }
 
-    fn stop_node(&mut self, n: usize) {
+    /// The agent process ends (it exited, or was killed with or without its node): its
+    /// machine and streams go, and the pipes to its fences close.
+    fn end_agent(&mut self, n: usize) {
         let node = &mut self.nodes[n];
-        node.machine = None;
-        node.inc += 1;
+        let Some(agent) = node.agent.take() else {
+            return;
+        };
         node.wake_at = None;
+        // A SIGSTOP held the process that ended, not the next one.
+        node.agent_paused_until = 0;
         self.watchers.retain(|w| w.node != n);
-        self.log(|| format!("node-{n} stops"));
+        self.log(|| format!("node-{n} agent #{} ends", agent.inc));
+        self.close_pipes(n);
     }
 
-    fn network(&self) -> Network {
-        if self.now >= self.scenario.quiet_start() {
-            Network::CALM
-        } else {
-            self.scenario.network
-        }
-    }
-
-    fn latency(&mut self, net: &Network) -> u64 {
-        if self.rng.chance(net.slow_permille) {
-            self.rng
-                .range(net.max_latency, net.slow_latency.max(net.max_latency + 1))
-        } else {
-            self.rng.range(1, net.max_latency + 1)
-        }
-    }
-
-    fn send(&mut self, n: usize, req: Request) {
-        let inc = self.nodes[n].inc;
-        let slot = req.slot;
-        let t = self.now;
-        let net = self.network();
-        self.log(|| format!("node-{n} sends slot {slot} {:?}", req.op));
-        match &req.op {
-            Operation::Watch { resource_version } => {
-                self.report.watches += 1;
-                let lat = self.rng.range(1, net.max_latency + 1);
-                if self.nodes[n].partitioned_until > t || self.outage_until > t {
-                    self.push(
-                        t + lat,
-                        Ev::Watch {
-                            node: n,
-                            inc,
-                            slot,
-                            event: WatchEvent::Failed,
-                        },
-                    );
-                    return;
-                }
-                let name = req.lease.as_str().to_owned();
-                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
-                let mut watcher = Watcher {
-                    node: n,
-                    inc,
-                    slot,
-                    name,
-                    last_delivery: t + lat,
-                };
-                if let Some(stored) = self.server.get(&watcher.name) {
-                    let behind = resource_version.as_ref().is_none_or(|rv| {
-                        rv.as_str().parse::<u64>().map_or(true, |v| v < stored.rv)
-                    });
-                    if behind {
-                        let lease = self.server.lease(&watcher.name).expect("present");
-                        watcher.last_delivery = t + lat;
-                        self.push(
-                            t + lat,
-                            Ev::Watch {
-                                node: n,
-                                inc,
-                                slot,
-                                event: WatchEvent::Changed(lease),
-                            },
-                        );
-                    }
-                }
-                self.watchers.push(watcher);
-                return;
-            }
-            Operation::Unwatch => {
-                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
-                return;
-            }
-            Operation::Create(record) | Operation::Update { record, .. } => {
-                if record.holder.is(&self.nodes[n].identity) {
-                    let local = self.nodes[n].clock.local(t);
-                    self.nodes[n].claim_sent[usize::from(slot)] = Some(local);
-                }
-            }
-            Operation::Get => {}
-        }
-        self.report.requests += 1;
-        let timeout_at = t + self.request_timeout;
-        if self.nodes[n].partitioned_until > t || self.rng.chance(net.request_loss_permille) {
-            self.push(
-                timeout_at,
-                Ev::Client {
-                    node: n,
-                    inc,
-                    slot,
-                    resp: Err(ApiError::Timeout),
-                },
-            );
-            return;
-        }
-        let there = self.latency(&net);
-        let back = self.latency(&net);
-        let inject = if self.rng.chance(net.error_permille) {
-            Some(ApiError::Server { status: 503 })
-        } else if self.rng.chance(net.throttle_permille) {
-            let after = self.rng.range(0, 3) + 1;
-            Some(ApiError::TooManyRequests {
-                retry_after: Some(Duration::from_secs(after)),
-            })
-        } else {
-            None
-        };
-        let answered =
-            !self.rng.chance(net.response_loss_permille) && there + back <= self.request_timeout;
-        if !answered {
-            self.push(
-                timeout_at,
-                Ev::Client {
-                    node: n,
-                    inc,
-                    slot,
-                    resp: Err(ApiError::Timeout),
-                },
-            );
-        }
-        let reply_after = answered.then_some(back);
-        self.push(
-            t + there,
-            Ev::Server {
-                node: n,
-                inc,
-                req,
-                reply_after,
-                inject,
-            },
-        );
-    }
-
-    fn serve(
-        &mut self,
-        n: usize,
-        inc: u32,
-        req: Request,
-        reply_after: Option<u64>,
-        inject: Option<ApiError>,
-    ) {
-        let (resp, changed) = match inject {
-            Some(error) => (Err(error), false),
-            None => self.server.apply(req.lease.as_str(), &req.op),
-        };
-        if resp == Err(ApiError::Conflict) {
-            self.report.conflicts += 1;
-        }
-        if changed {
-            self.notify(req.lease.as_str());
-        }
-        if let Some(back) = reply_after {
-            self.push(
-                self.now + back,
-                Ev::Client {
-                    node: n,
-                    inc,
-                    slot: req.slot,
-                    resp,
-                },
-            );
-        }
-    }
-
-    fn notify(&mut self, name: &str) {
-        let Some(lease) = self.server.lease(name) else {
-            return;
-        };
-        let net = self.network();
-        let mut cut = Vec::new();
-        for i in 0..self.watchers.len() {
-            if self.watchers[i].name != name {
-                continue;
-            }
-            let lat = self.rng.range(1, net.max_latency + 1);
-            let w = &mut self.watchers[i];
-            let at = (self.now + lat).max(w.last_delivery);
-            w.last_delivery = at;
-            let (node, inc, slot) = (w.node, w.inc, w.slot);
-            let event = if self.rng.chance(net.watch_cut_permille) {
-                cut.push(i);
-                WatchEvent::Failed
-            } else {
-                WatchEvent::Changed(lease.clone())
-            };
-            self.push(
-                at,
-                Ev::Watch {
-                    node,
-                    inc,
-                    slot,
-                    event,
-                },
-            );
-        }
-        for i in cut.into_iter().rev() {
-            self.watchers.remove(i);
-        }
-    }
-
-    /// Polls the node's machine for requests and events and arms its wake-up.
+    /// Polls node `n`'s machine for requests and events, acts on the events, and arms its
+    /// wake-up.
     fn after_input(&mut self, n: usize) {
         let t = self.now;
-        let (local, wall) = (self.nodes[n].clock.local(t), self.nodes[n].clock.wall(t));
-        let mut progressed = false;
-        loop {
-            let req = match &mut self.nodes[n].machine {
-                Some(Machine::Elector(e)) => e.poll_request(local, wall),
-                Some(Machine::Member(p)) => p.poll_request(local, wall),
-                None => return,
-            };
-            let Some(req) = req else { break };
-            progressed = true;
-            self.send(n, req);
+        let node = &mut self.nodes[n];
+        let (local, wall) = (node.clock.local(t), node.clock.wall(t));
+        let Some(agent) = node.agent.as_mut() else {
+            return;
+        };
+        let inc = agent.inc;
+        let mut requests = Vec::new();
+        while let Some(req) = agent.poll_request(local, wall) {
+            requests.push(req);
         }
-        let mut finished = false;
-        loop {
-            let event = match &mut self.nodes[n].machine {
-                Some(Machine::Elector(e)) => e.poll_event().map(|e| (0, e)),
-                Some(Machine::Member(p)) => p.poll_event().map(|e| (e.slot, e.event)),
-                None => None,
-            };
-            let Some((slot, event)) = event else { break };
-            progressed = true;
+        let mut events = Vec::new();
+        while let Some(event) = agent.poll_event() {
+            events.push(event);
+        }
+        let progressed = !requests.is_empty() || !events.is_empty();
+        for req in requests {
+            self.send(n, inc, req);
+        }
+        let mut released = false;
+        for (slot, event) in events {
             self.log(|| format!("node-{n} slot {slot} {event:?}"));
             if let Some(observer) = &mut self.observer {
                 observer(t, n, slot, &event);
             }
-            let elector = n < self.scenario.electors;
-            match event {
-                Event::BecameLeader { .. } if elector => self.report.elections += 1,
-                Event::BecameLeader { .. } => self.report.slot_acquisitions += 1,
-                Event::LostLeadership { .. } if elector => self.report.losses += 1,
-                Event::Released { .. } => finished = true,
-                _ => {}
-            }
+            released |= matches!(event, Event::Released { .. });
+            self.on_event(n, slot, &event);
         }
-        let done = match &self.nodes[n].machine {
-            Some(Machine::Elector(e)) => e.is_shut_down(),
-            Some(Machine::Member(p)) => p.is_finished(),
-            None => false,
+        let Some(agent) = self.nodes[n].agent.as_ref() else {
+            return;
         };
-        if finished && done {
-            self.stop_node(n);
+        if released && agent.is_released() {
+            // Released: the agent has nothing left to do and exits.
+            self.end_agent(n);
             return;
         }
-        let timeout = match &self.nodes[n].machine {
-            Some(Machine::Elector(e)) => e.poll_timeout(),
-            Some(Machine::Member(p)) => p.poll_timeout(),
-            None => None,
-        };
+        let timeout = agent.poll_timeout();
         let node = &mut self.nodes[n];
         node.busy = if progressed { 0 } else { node.busy + 1 };
         node.wake_at = timeout.map(|at| node.clock.real(at).max(t + 1));
         if let Some(at) = node.wake_at {
-            let inc = node.inc;
             self.push(at, Ev::Wake { node: n, inc });
         }
     }
 
-    fn check(&mut self) -> Result<(), String> {
-        let s = self.scenario;
-        let t = self.now;
-        let renew = s.timing.renew_deadline();
-        let mut leaders = 0;
-        let mut holders = [0usize; MAX_SLOTS];
-        for (n, node) in self.nodes.iter().enumerate() {
-            if node.busy > BUSY_LIMIT {
-                return Err(format!(
-                    "node-{n} is woken again and again with nothing to do"
-                ));
+    /// What the agent does with one event of its machine: count it, and start, extend or stop
+    /// the work as its policy says.
+    fn on_event(&mut self, n: usize, slot: u16, event: &Event) {
+        let elector = n < self.scenario.electors;
+        let local = self.local(n);
+        let Some(agent) = self.nodes[n].agent.as_ref() else {
+            return;
+        };
+        let inc = agent.inc;
+        let stopping = agent.stopping;
+        let leads = agent.leading(local) == Some(slot);
+        let owned = self.nodes[n].owned(inc, slot);
+        match (self.scenario.policy, event) {
+            (policy, Event::BecameLeader { .. }) => {
+                if elector {
+                    self.report.elections += 1;
+                } else {
+                    self.report.slot_acquisitions += 1;
+                }
+                if policy == WorkPolicy::Unfenced && owned.is_none() && !stopping {
+                    self.start_work(n, slot, None);
+                }
             }
-            let local = node.clock.local(t);
-            let (slot, name) = match &node.machine {
-                Some(Machine::Elector(e)) if e.is_leader(local) => (0, LEADER_LEASE.to_owned()),
-                Some(Machine::Member(p)) => match p.held(local) {
-                    Some(slot) => (usize::from(slot), format!("{POOL_PREFIX}-{slot}")),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            if n < s.electors {
-                leaders += 1;
-            } else {
-                holders[slot] += 1;
+            (WorkPolicy::Fenced, Event::Renewed { deadline }) => match owned {
+                Some(id) => {
+                    if let Some(fence) = self.nodes[n].work(id).and_then(|w| w.fence.as_mut()) {
+                        fence.handle_valid_until(*deadline);
+                    }
+                    self.poll_fence(n, id);
+                }
+                None if leads && !stopping => {
+                    let fence = Fence::new(*deadline, self.scenario.grace);
+                    if fence.may_start(local) {
+                        self.start_work(n, slot, Some(fence));
+                    }
+                }
+                None => {}
+            },
+            (policy, Event::LostLeadership { .. }) => {
+                if elector {
+                    self.report.losses += 1;
+                }
+                if let Some(id) = owned {
+                    self.stop_work(n, id, policy);
+                }
             }
-            let stored = self.server.get(&name).map(|l| l.record.holder.clone());
-            if !stored.as_ref().is_some_and(|h| h.is(&node.identity)) {
-                return Err(format!(
-                    "node-{n} acts on {name} but the server names {stored:?}"
-                ));
+            _ => {}
+        }
+    }
+
+    /// The agent asks its work to stop: through the fence, or (old design) with its own
+    /// SIGTERM and a SIGKILL timer `grace` later.
+    fn stop_work(&mut self, n: usize, id: u64, policy: WorkPolicy) {
+        let local = self.local(n);
+        match policy {
+            WorkPolicy::Fenced => {
+                if let Some(fence) = self.nodes[n].work(id).and_then(|w| w.fence.as_mut()) {
+                    fence.handle_stop(local);
+                }
+                self.poll_fence(n, id);
             }
-            match node.term_from[slot] {
-                Some(sent) if local < sent.saturating_add(renew) => {}
-                other => {
-                    return Err(format!(
-                        "node-{n} acts on {name} at local {local:?} past its deadline (term from {other:?})"
-                    ));
+            WorkPolicy::Unfenced => {
+                let Some(inc) = self.nodes[n].agent.as_ref().map(|a| a.inc) else {
+                    return;
+                };
+                self.deliver(n, id, Signal::Terminate);
+                if self.nodes[n].work(id).is_some() {
+                    let clock = self.nodes[n].clock;
+                    let at = clock.real(local.saturating_add(self.scenario.grace));
+                    self.push(
+                        at.max(self.now),
+                        Ev::SupervisorKill {
+                            node: n,
+                            inc,
+                            work: id,
+                        },
+                    );
                 }
             }
         }
-        if leaders > 1 {
-            return Err(format!("{leaders} electors lead at once"));
-        }
-        if let Some(slot) = holders.iter().position(|&h| h > 1) {
-            return Err(format!(
-                "{} members hold slot {slot} at once",
-                holders[slot]
-            ));
-        }
-        let calm = s.quiet_start()
-            + s.network.slow_latency.max(s.network.max_latency) * 2
-            + self.request_timeout;
-        if t >= calm {
-            if leaders == 1 && self.leader_seen_in_tail.is_none() {
-                self.leader_seen_in_tail = Some(t);
-            }
-            let full = holders.iter().sum::<usize>() == s.pool_size.min(s.pool_members);
-            if full && self.pool_full_in_tail.is_none() {
-                self.pool_full_in_tail = Some(t);
-            }
-        }
-        Ok(())
     }
 
-    /// The bound within which a free or expired lease must be taken once the API answers
-    /// normally again: `lease_duration + 2.2 × retry` on the slowest allowed clock, plus a few
-    /// network round trips.
-    pub fn liveness_bound(&self) -> u64 {
-        let s = self.scenario;
-        let local =
-            s.timing.lease_duration().as_micros() + s.timing.retry_period().as_micros() * 22 / 10;
-        local * 1_000_000 / (1_000_000 - s.max_drift_ppm) + 4 * Network::CALM.max_latency + 1_000
+    /// A graceful shutdown: the work is stopped first, while the lease is still held, and the
+    /// lease is released once it is gone.
+    fn shutdown(&mut self, n: usize) {
+        let Some(agent) = self.nodes[n].agent.as_mut() else {
+            return;
+        };
+        if agent.stopping {
+            return;
+        }
+        agent.stopping = true;
+        let inc = agent.inc;
+        let owned: Vec<u64> = self.nodes[n]
+            .works
+            .iter()
+            .filter(|w| w.owner == inc)
+            .map(|w| w.id)
+            .collect();
+        self.log(|| format!("node-{n} shuts down: stops {} works first", owned.len()));
+        for id in owned {
+            self.stop_work(n, id, self.scenario.policy);
+        }
+        self.release_when_done(n);
     }
+
+    /// Releases once a stopping agent's works are all gone.
+    fn release_when_done(&mut self, n: usize) {
+        let node = &self.nodes[n];
+        if let Some(agent) = &node.agent {
+            if agent.stopping && !node.works.iter().any(|w| w.owner == agent.inc) {
+                let inc = agent.inc;
+                self.push(self.now, Ev::Release { node: n, inc });
+            }
+        }
+    }
+
+    // --- the work and its fence ---
+
+    fn start_work(&mut self, n: usize, slot: u16, fence: Option<Fence>) {
+        let Some(inc) = self.nodes[n].agent.as_ref().map(|a| a.inc) else {
+            return;
+        };
+        self.next_work += 1;
+        let id = self.next_work;
+        let fenced = fence.is_some();
+        self.nodes[n].works.push(Work::new(id, slot, inc, fence));
+        let lease = self.lease_of(n, slot);
+        self.oracle.begin(id, n, lease, self.now);
+        self.report.works += 1;
+        self.log(|| format!("node-{n} starts work #{id} on {lease:?}"));
+        if fenced {
+            self.poll_fence(n, id);
+        }
+    }
+
+    /// The work stopped (it exited, was killed, or its node crashed).
+    fn end_work(&mut self, n: usize, id: u64) {
+        let node = &mut self.nodes[n];
+        let Some(i) = node.works.iter().position(|w| w.id == id) else {
+            return;
+        };
+        node.works.swap_remove(i);
+        self.oracle.end(id, self.now);
+        self.log(|| format!("node-{n} work #{id} stops"));
+        self.release_when_done(n);
+    }
+
+    /// Delivers a signal to a work now.
+    fn deliver(&mut self, n: usize, id: u64, signal: Signal) {
+        let (now, child) = (self.now, self.nodes[n].child);
+        let Some(work) = self.nodes[n].work(id) else {
+            return;
+        };
+        let exit = work.signal(signal, child, now);
+        self.log(|| format!("node-{n} work #{id} gets {signal:?}"));
+        if signal == Signal::Kill {
+            self.report.kills += 1;
+        }
+        match exit {
+            Exit::Now => self.end_work(n, id),
+            Exit::At(at) => self.push(at, Ev::WorkExit { node: n, work: id }),
+            Exit::Later => {}
+        }
+    }
+
+    /// Runs a work's fence: delivers the signals due now and arms its next wake-up.
+    fn poll_fence(&mut self, n: usize, id: u64) {
+        if self.nodes[n].frozen {
+            return;
+        }
+        let local = self.local(n);
+        loop {
+            let Some(fence) = self.nodes[n].work(id).and_then(|w| w.fence.as_mut()) else {
+                return;
+            };
+            match fence.poll_signal(local) {
+                Some(signal) => self.deliver(n, id, signal),
+                None => break,
+            }
+        }
+        let (now, clock) = (self.now, self.nodes[n].clock);
+        let Some(work) = self.nodes[n].work(id) else {
+            return;
+        };
+        let wake = work
+            .fence
+            .as_ref()
+            .and_then(Fence::poll_timeout)
+            .map(|at| clock.real(at).max(now + 1));
+        if wake != work.fence_wake {
+            work.fence_wake = wake;
+            if let Some(at) = wake {
+                self.push(at, Ev::FenceWake { node: n, work: id });
+            }
+        }
+    }
+
+    /// The fences of works whose agent is gone learn it (their pipe closed), unless the node
+    /// is frozen: then they learn it when it thaws.
+    fn close_pipes(&mut self, n: usize) {
+        if self.nodes[n].frozen {
+            return;
+        }
+        let local = self.local(n);
+        let node = &mut self.nodes[n];
+        let alive = node.agent.as_ref().map(|a| a.inc);
+        let mut told = Vec::new();
+        for work in &mut node.works {
+            if Some(work.owner) != alive && !work.told_gone {
+                if let Some(fence) = &mut work.fence {
+                    work.told_gone = true;
+                    fence.handle_holder_gone(local);
+                    told.push(work.id);
+                }
+            }
+        }
+        self.report.orphans += told.len() as u64;
+        for id in told {
+            self.poll_fence(n, id);
+        }
+    }
+
+    fn freeze(&mut self, n: usize) {
+        if self.nodes[n].frozen {
+            return;
+        }
+        self.nodes[n].frozen = true;
+        for id in self.nodes[n].works.iter().map(|w| w.id).collect::<Vec<_>>() {
+            self.oracle.end(id, self.now);
+        }
+        self.log(|| format!("node-{n} freezes"));
+    }
+
+    /// The node runs again. Its fences act first (the model gives them no scheduling delay),
+    /// then what is left of its work runs on.
+    fn thaw(&mut self, n: usize) {
+        self.nodes[n].frozen = false;
+        self.log(|| format!("node-{n} thaws"));
+        self.close_pipes(n);
+        let ids: Vec<u64> = self.nodes[n].works.iter().map(|w| w.id).collect();
+        for &id in &ids {
+            self.poll_fence(n, id);
+            let exits = self.nodes[n]
+                .work(id)
+                .and_then(|w| w.exit_at)
+                .is_some_and(|at| at <= self.now);
+            if exits {
+                self.end_work(n, id);
+            }
+        }
+        let left: Vec<(u64, u16)> = self.nodes[n].works.iter().map(|w| (w.id, w.slot)).collect();
+        for (id, slot) in left {
+            let lease = self.lease_of(n, slot);
+            self.oracle.begin(id, n, lease, self.now);
+        }
+    }
+
+    // --- events ---
 
     fn handle(&mut self, ev: Ev) {
         let Some(ev) = self.admit(ev) else { return };
@@ -674,69 +671,94 @@ impl<'s> World<'s> {
                     self.serve(node, inc, req, reply_after, inject);
                 }
             }
+            Ev::WatchTimeout { stream } => self.end_stream(stream),
             Ev::Client {
                 node, slot, resp, ..
             } => {
                 self.log(|| format!("node-{node} slot {slot} gets {resp:?}"));
-                let n = &mut self.nodes[node];
-                let local = n.clock.local(self.now);
-                let claim = n.claim_sent[usize::from(slot)].take();
-                if let (Some(sent), Ok(lease)) = (claim, &resp) {
-                    if lease.record.holder.is(&n.identity) {
-                        n.term_from[usize::from(slot)] = Some(sent);
-                    }
+                let local = self.local(node);
+                if let Some(agent) = &mut self.nodes[node].agent {
+                    agent.handle_response(slot, resp, local);
+                    self.after_input(node);
                 }
-                match &mut n.machine {
-                    Some(Machine::Elector(e)) => e.handle_response(resp, local),
-                    Some(Machine::Member(p)) => p.handle_response(slot, resp, local),
-                    None => return,
-                }
-                self.after_input(node);
             }
             Ev::Watch {
                 node, slot, event, ..
             } => {
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
-                let n = &mut self.nodes[node];
-                let local = n.clock.local(self.now);
-                match &mut n.machine {
-                    Some(Machine::Elector(e)) => e.handle_watch(event, local),
-                    Some(Machine::Member(p)) => p.handle_watch(slot, event, local),
-                    None => return,
+                let local = self.local(node);
+                if let Some(agent) = &mut self.nodes[node].agent {
+                    agent.handle_watch(slot, event, local);
+                    self.after_input(node);
                 }
-                self.after_input(node);
             }
             Ev::Wake { node, .. } => {
-                let n = &mut self.nodes[node];
-                let local = n.clock.local(self.now);
-                match &mut n.machine {
-                    Some(Machine::Elector(e)) => e.handle_timeout(local),
-                    Some(Machine::Member(p)) => p.handle_timeout(local),
-                    None => return,
+                let local = self.local(node);
+                if let Some(agent) = &mut self.nodes[node].agent {
+                    agent.handle_timeout(local);
+                    self.after_input(node);
                 }
-                self.after_input(node);
+            }
+            Ev::Release { node, .. } => {
+                let local = self.local(node);
+                if let Some(agent) = &mut self.nodes[node].agent {
+                    if !agent.releasing {
+                        agent.release(local);
+                        self.after_input(node);
+                    }
+                }
+            }
+            Ev::SupervisorKill { node, work, .. } => self.deliver(node, work, Signal::Kill),
+            Ev::FenceWake { node, work } => {
+                let due = self.nodes[node]
+                    .work(work)
+                    .is_some_and(|w| w.fence_wake == Some(self.now));
+                if due && !self.nodes[node].frozen {
+                    if let Some(w) = self.nodes[node].work(work) {
+                        w.fence_wake = None;
+                    }
+                    self.poll_fence(node, work);
+                }
+            }
+            Ev::WorkExit { node, work } => {
+                let due = self.nodes[node]
+                    .work(work)
+                    .and_then(|w| w.exit_at)
+                    .is_some_and(|at| at <= self.now);
+                // A frozen child exits when its node thaws.
+                if due && !self.nodes[node].frozen {
+                    self.end_work(node, work);
+                }
             }
         }
     }
 
-    /// For an event addressed to a node: drops it if that incarnation is gone (or, for a
-    /// wake-up, if a newer one replaced it) and defers it while the node is paused. Returns
-    /// the event when it is to be handled now.
+    /// For an event addressed to an agent: drops it if that incarnation is gone (or, for a
+    /// wake-up, if a newer one replaced it) and defers it while the agent (or its node) is
+    /// paused. Returns the event when it is to be handled now.
     fn admit(&mut self, ev: Ev) -> Option<Ev> {
         let (node, inc) = match &ev {
-            Ev::Client { node, inc, .. } | Ev::Watch { node, inc, .. } | Ev::Wake { node, inc } => {
-                (*node, *inc)
-            }
-            Ev::Server { .. } | Ev::FaultStart(_) | Ev::FaultEnd(_) => return Some(ev),
+            Ev::Client { node, inc, .. }
+            | Ev::Watch { node, inc, .. }
+            | Ev::Wake { node, inc }
+            | Ev::Release { node, inc }
+            | Ev::SupervisorKill { node, inc, .. } => (*node, *inc),
+            Ev::Server { .. }
+            | Ev::WatchTimeout { .. }
+            | Ev::FenceWake { .. }
+            | Ev::WorkExit { .. }
+            | Ev::FaultStart(_)
+            | Ev::FaultEnd(_) => return Some(ev),
         };
-        if !self.deliverable(node, inc) {
+        if !self.nodes[node].runs(inc) {
             return None;
         }
         let is_wake = matches!(ev, Ev::Wake { .. });
         if is_wake && self.nodes[node].wake_at != Some(self.now) {
             return None;
         }
-        let until = self.nodes[node].paused_until;
+        let n = &self.nodes[node];
+        let until = n.paused_until.max(n.agent_paused_until);
         if until > self.now {
             if is_wake {
                 self.nodes[node].wake_at = Some(until);
@@ -747,10 +769,7 @@ impl<'s> World<'s> {
         Some(ev)
     }
 
-    fn deliverable(&self, node: usize, inc: u32) -> bool {
-        let n = &self.nodes[node];
-        n.inc == inc && n.machine.is_some()
-    }
+    // --- faults ---
 
     fn fault_start(&mut self, i: usize) {
         let fault = self.scenario.faults[i];
@@ -759,112 +778,186 @@ impl<'s> World<'s> {
             FaultKind::Pause(n) => {
                 let node = &mut self.nodes[n];
                 node.paused_until = node.paused_until.max(fault.end);
+                self.freeze(n);
+            }
+            FaultKind::PauseAgent(n) => {
+                let node = &mut self.nodes[n];
+                node.agent_paused_until = node.agent_paused_until.max(fault.end);
             }
             FaultKind::Crash(n) => {
-                if self.nodes[n].machine.is_some() {
-                    self.stop_node(n);
+                for id in self.nodes[n].works.iter().map(|w| w.id).collect::<Vec<_>>() {
+                    self.end_work(n, id);
                 }
+                self.end_agent(n);
             }
+            FaultKind::KillAgent(n) => self.end_agent(n),
             FaultKind::Shutdown(n) => {
-                if self.nodes[n].paused_until > self.now {
-                    return;
+                let node = &self.nodes[n];
+                // A stopped process handles its SIGTERM only once it runs again; the model
+                // skips the shutdown then.
+                if node.paused_until.max(node.agent_paused_until) <= self.now {
+                    self.shutdown(n);
                 }
-                let node = &mut self.nodes[n];
-                let local = node.clock.local(self.now);
-                match &mut node.machine {
-                    Some(Machine::Elector(e)) => e.shutdown(local),
-                    Some(Machine::Member(p)) => p.finish(local),
-                    None => return,
-                }
-                self.after_input(n);
             }
             FaultKind::Partition(n) => {
                 let node = &mut self.nodes[n];
                 node.partitioned_until = node.partitioned_until.max(fault.end);
-                let inc = node.inc;
-                let cut: Vec<u16> = self
-                    .watchers
-                    .iter()
-                    .filter(|w| w.node == n)
-                    .map(|w| w.slot)
-                    .collect();
-                self.watchers.retain(|w| w.node != n);
-                for slot in cut {
-                    self.push(
-                        self.now + 1_000,
-                        Ev::Watch {
-                            node: n,
-                            inc,
-                            slot,
-                            event: WatchEvent::Failed,
-                        },
-                    );
-                }
+                self.cut_streams(n);
             }
             FaultKind::Outage => self.outage_until = self.outage_until.max(fault.end),
+            FaultKind::Delete(lease) => {
+                let name = lease.name();
+                if self.server.delete(&name) {
+                    self.report.deletes += 1;
+                    self.notify(&name, WatchEvent::Deleted);
+                }
+            }
         }
     }
 
     fn fault_end(&mut self, i: usize) {
         let fault = self.scenario.faults[i];
         self.log(|| format!("fault ends: {fault:?}"));
-        if let FaultKind::Crash(n) | FaultKind::Shutdown(n) = fault.kind {
-            // A shutdown still releasing when its window closes is cut short, like a kill.
-            if self.nodes[n].machine.is_some() && matches!(fault.kind, FaultKind::Shutdown(_)) {
-                self.stop_node(n);
+        match fault.kind {
+            FaultKind::Pause(n) => {
+                if self.nodes[n].frozen && self.nodes[n].paused_until <= self.now {
+                    self.thaw(n);
+                }
             }
-            if self.nodes[n].machine.is_none() {
-                self.start_node(n);
+            FaultKind::Crash(n) | FaultKind::KillAgent(n) | FaultKind::Shutdown(n) => {
+                // A shutdown still going when its window closes is cut short, like a kill.
+                if matches!(fault.kind, FaultKind::Shutdown(_)) {
+                    self.end_agent(n);
+                }
+                if self.nodes[n].agent.is_none() {
+                    self.start_agent(n);
+                }
             }
+            FaultKind::PauseAgent(_)
+            | FaultKind::Partition(_)
+            | FaultKind::Outage
+            | FaultKind::Delete(_) => {}
         }
     }
 
-    /// Runs to the scenario's end, checking after every event.
+    // --- checks ---
+
+    /// When in-flight faults have drained after the quiet tail began.
+    fn calm(&self) -> u64 {
+        let s = self.scenario;
+        s.quiet_start()
+            + s.network.slow_latency.max(s.network.max_latency) * 2
+            + self.request_timeout
+    }
+
+    /// The verdict once every event of the current instant has been handled.
+    fn check(&mut self) -> Result<(), (Failure, String)> {
+        if let Some(what) = self.invalid.take() {
+            return Err((Failure::Invalid, what));
+        }
+        self.oracle.verdict().map_err(|f| {
+            let what = format!("{f:?}");
+            (f, what)
+        })?;
+        let mut believers = [0usize; MAX_SLOTS + 1];
+        for (n, node) in self.nodes.iter().enumerate() {
+            if node.busy > BUSY_LIMIT {
+                return Err((
+                    Failure::BusyLoop { node: n },
+                    format!("node-{n} is woken again and again with nothing to do"),
+                ));
+            }
+            let local = node.clock.local(self.now);
+            if let Some(slot) = node.agent.as_ref().and_then(|a| a.leading(local)) {
+                match self.lease_of(n, slot) {
+                    LeaseId::Leader => believers[0] += 1,
+                    LeaseId::Slot(i) => believers[usize::from(i) + 1] += 1,
+                }
+            }
+        }
+        if let Some(i) = believers.iter().position(|&b| b > 1) {
+            let lease = match i {
+                0 => LeaseId::Leader,
+                i => LeaseId::Slot(i as u16 - 1),
+            };
+            let count = believers[i];
+            return Err((
+                Failure::TwoBelievers { lease, count },
+                format!("{count} machines believe they lead {lease:?} at once"),
+            ));
+        }
+        if self.now >= self.calm() {
+            let s = self.scenario;
+            if self.oracle.running(LeaseId::Leader) == 1 && self.leader_seen_in_tail.is_none() {
+                self.leader_seen_in_tail = Some(self.now);
+            }
+            let full = self.oracle.pool_running() == s.pool_size.min(s.pool_members);
+            if full && self.pool_full_in_tail.is_none() {
+                self.pool_full_in_tail = Some(self.now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The bound within which a free or expired lease must be taken, and its work started,
+    /// once the API answers normally again: `lease_duration + 2.2 × retry` on the slowest
+    /// allowed clock, plus a few network round trips. The work starts on the answer that makes
+    /// its node leader (a `Renewed` follows every `BecameLeader`), and a node's earlier work on
+    /// that lease was killed by its fence at its own deadline, before the lease could expire.
+    pub fn liveness_bound(&self) -> u64 {
+        let s = self.scenario;
+        let local =
+            s.timing.lease_duration().as_micros() + s.timing.retry_period().as_micros() * 22 / 10;
+        local * 1_000_000 / (1_000_000 - s.max_drift_ppm) + 4 * Network::CALM.max_latency + 1_000
+    }
+
+    /// Runs to the scenario's end, checking once every event of an instant has been handled.
     pub fn run(mut self) -> Result<Report, Violation> {
         while let Some(Reverse(q)) = self.queue.pop() {
             if q.at > self.scenario.duration {
                 break;
             }
+            if q.at > self.now {
+                self.check().map_err(|(f, what)| self.violation(f, what))?;
+            }
             self.now = q.at;
             self.report.steps += 1;
             self.handle(q.ev);
-            if let Err(what) = self.check() {
-                return Err(self.violation(what));
-            }
         }
+        self.check().map_err(|(f, what)| self.violation(f, what))?;
         self.now = self.scenario.duration;
         let s = self.scenario;
-        let calm = s.quiet_start()
-            + s.network.slow_latency.max(s.network.max_latency) * 2
-            + self.request_timeout;
+        let calm = self.calm();
         let bound = calm + self.liveness_bound();
         if s.electors > 0 && self.leader_seen_in_tail.is_none_or(|t| t > bound) {
             let what = format!(
-                "no elector led within {:.3}s of the API calming at {:.3}s (first: {:?})",
+                "no work ran on the elected lease within {:.3}s of the API calming at {:.3}s \
+                 (first: {:?})",
                 self.liveness_bound() as f64 / 1e6,
                 calm as f64 / 1e6,
                 self.leader_seen_in_tail
             );
-            return Err(self.violation(what));
+            return Err(self.violation(Failure::NoLeader, what));
         }
         if s.pool_members > 0 && self.pool_full_in_tail.is_none_or(|t| t > bound) {
             let what = format!(
-                "the pool was not full within {:.3}s of the API calming (first: {:?})",
+                "the pool did not run {} works within {:.3}s of the API calming (first: {:?})",
+                s.pool_size.min(s.pool_members),
                 self.liveness_bound() as f64 / 1e6,
                 self.pool_full_in_tail
             );
-            return Err(self.violation(what));
+            return Err(self.violation(Failure::PoolNotFull, what));
         }
+        self.report.min_gap = self.oracle.min_gap();
         Ok(self.report)
     }
 
-    fn violation(&mut self, what: String) -> Violation {
-        let mut summary = String::new();
-        let _ = write!(summary, "{what}");
+    fn violation(&mut self, failure: Failure, what: String) -> Violation {
         Violation {
             seed: self.scenario.seed,
             at: self.now,
-            what: summary,
+            failure,
+            what,
             trace: self.trace.take().unwrap_or_default(),
         }
     }

@@ -1,0 +1,265 @@
+//! The network between the agents and the model server: requests that are delayed, lost,
+//! failed, throttled or answered too late, and watch streams that deliver changes in order, get
+//! cut, end at the server's timeout, or expire.
+
+use super::{Ev, World};
+use crate::scenario::Network;
+use crate::server::Effect;
+use leasehold_core::{ApiError, Duration, Operation, Request, WatchEvent};
+
+/// One open watch stream.
+pub(super) struct Watcher {
+    pub(super) id: u64,
+    pub(super) node: usize,
+    pub(super) inc: u32,
+    pub(super) slot: u16,
+    pub(super) name: String,
+    /// When its last event arrives: later events never overtake it.
+    pub(super) last_delivery: u64,
+}
+
+impl World<'_> {
+    pub(super) fn network(&self) -> Network {
+        if self.now >= self.scenario.quiet_start() {
+            Network::CALM
+        } else {
+            self.scenario.network
+        }
+    }
+
+    fn latency(&mut self, net: &Network) -> u64 {
+        if self.rng.chance(net.slow_permille) {
+            self.rng
+                .range(net.max_latency, net.slow_latency.max(net.max_latency + 1))
+        } else {
+            self.rng.range(1, net.max_latency + 1)
+        }
+    }
+
+    fn reachable(&self, n: usize) -> bool {
+        self.nodes[n].partitioned_until <= self.now && self.outage_until <= self.now
+    }
+
+    /// Sends one request of node `n`'s agent.
+    pub(super) fn send(&mut self, n: usize, inc: u32, req: Request) {
+        let slot = req.slot;
+        let t = self.now;
+        let net = self.network();
+        self.log(|| format!("node-{n} sends slot {slot} {:?}", req.op));
+        match &req.op {
+            Operation::Watch { resource_version } => {
+                self.report.watches += 1;
+                let lat = self.rng.range(1, net.max_latency + 1);
+                let name = req.lease.as_str().to_owned();
+                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
+                let events = if self.reachable(n) {
+                    self.server.watch(&name, resource_version.as_ref())
+                } else {
+                    vec![WatchEvent::Failed]
+                };
+                let opened = !matches!(
+                    events.as_slice(),
+                    [WatchEvent::Failed | WatchEvent::Expired]
+                );
+                if matches!(events.as_slice(), [WatchEvent::Expired]) {
+                    self.report.expired += 1;
+                }
+                for event in events {
+                    self.push(
+                        t + lat,
+                        Ev::Watch {
+                            node: n,
+                            inc,
+                            slot,
+                            event,
+                        },
+                    );
+                }
+                if opened {
+                    self.next_stream += 1;
+                    let id = self.next_stream;
+                    self.watchers.push(Watcher {
+                        id,
+                        node: n,
+                        inc,
+                        slot,
+                        name,
+                        last_delivery: t + lat,
+                    });
+                    let life = self.scenario.watch_lifetime;
+                    let ends = t + lat + self.rng.range(life / 2, life + 1);
+                    self.push(ends, Ev::WatchTimeout { stream: id });
+                }
+                return;
+            }
+            Operation::Unwatch => {
+                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
+                return;
+            }
+            Operation::Get | Operation::Create(_) | Operation::Update { .. } => {}
+        }
+        self.report.requests += 1;
+        let timeout_at = t + self.request_timeout;
+        if self.nodes[n].partitioned_until > t || self.rng.chance(net.request_loss_permille) {
+            self.push(
+                timeout_at,
+                Ev::Client {
+                    node: n,
+                    inc,
+                    slot,
+                    resp: Err(ApiError::Timeout),
+                },
+            );
+            return;
+        }
+        let there = self.latency(&net);
+        let back = self.latency(&net);
+        let inject = if self.rng.chance(net.error_permille) {
+            Some(ApiError::Server { status: 503 })
+        } else if self.rng.chance(net.throttle_permille) {
+            let after = self.rng.range(0, 3) + 1;
+            Some(ApiError::TooManyRequests {
+                retry_after: Some(Duration::from_secs(after)),
+            })
+        } else {
+            None
+        };
+        let answered =
+            !self.rng.chance(net.response_loss_permille) && there + back <= self.request_timeout;
+        if !answered {
+            self.push(
+                timeout_at,
+                Ev::Client {
+                    node: n,
+                    inc,
+                    slot,
+                    resp: Err(ApiError::Timeout),
+                },
+            );
+        }
+        let reply_after = answered.then_some(back);
+        self.push(
+            t + there,
+            Ev::Server {
+                node: n,
+                inc,
+                req,
+                reply_after,
+                inject,
+            },
+        );
+    }
+
+    /// The server handles a request that reached it.
+    pub(super) fn serve(
+        &mut self,
+        n: usize,
+        inc: u32,
+        req: Request,
+        reply_after: Option<u64>,
+        inject: Option<ApiError>,
+    ) {
+        let name = req.lease.as_str();
+        let (resp, effect) = match inject {
+            Some(error) => (Err(error), Effect::None),
+            None => self.server.apply(name, &req.op),
+        };
+        match effect {
+            Effect::Stored => {
+                if let Some(lease) = self.server.lease(name) {
+                    self.notify(name, WatchEvent::Changed(lease));
+                }
+            }
+            Effect::Unchanged => self.report.unchanged += 1,
+            Effect::None => {}
+        }
+        if resp == Err(ApiError::Conflict) {
+            self.report.conflicts += 1;
+        }
+        if let Some(back) = reply_after {
+            self.push(
+                self.now + back,
+                Ev::Client {
+                    node: n,
+                    inc,
+                    slot: req.slot,
+                    resp,
+                },
+            );
+        }
+    }
+
+    /// Delivers `event` to every watcher of `name`, in order per stream; some streams are cut
+    /// instead.
+    pub(super) fn notify(&mut self, name: &str, event: WatchEvent) {
+        let net = self.network();
+        let mut cut = Vec::new();
+        for i in 0..self.watchers.len() {
+            if self.watchers[i].name != name {
+                continue;
+            }
+            let lat = self.rng.range(1, net.max_latency + 1);
+            let w = &mut self.watchers[i];
+            let at = (self.now + lat).max(w.last_delivery);
+            w.last_delivery = at;
+            let (node, inc, slot) = (w.node, w.inc, w.slot);
+            let event = if self.rng.chance(net.watch_cut_permille) {
+                cut.push(i);
+                WatchEvent::Failed
+            } else {
+                event.clone()
+            };
+            self.push(
+                at,
+                Ev::Watch {
+                    node,
+                    inc,
+                    slot,
+                    event,
+                },
+            );
+        }
+        for i in cut.into_iter().rev() {
+            self.watchers.remove(i);
+        }
+    }
+
+    /// The server ends stream `id` at its timeout, after what it already sent.
+    pub(super) fn end_stream(&mut self, id: u64) {
+        let Some(i) = self.watchers.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let w = self.watchers.remove(i);
+        self.push(
+            w.last_delivery.max(self.now),
+            Ev::Watch {
+                node: w.node,
+                inc: w.inc,
+                slot: w.slot,
+                event: WatchEvent::Ended,
+            },
+        );
+    }
+
+    /// Node `n` is cut off: its streams fail.
+    pub(super) fn cut_streams(&mut self, n: usize) {
+        let cut: Vec<(u32, u16)> = self
+            .watchers
+            .iter()
+            .filter(|w| w.node == n)
+            .map(|w| (w.inc, w.slot))
+            .collect();
+        self.watchers.retain(|w| w.node != n);
+        for (inc, slot) in cut {
+            self.push(
+                self.now + 1_000,
+                Ev::Watch {
+                    node: n,
+                    inc,
+                    slot,
+                    event: WatchEvent::Failed,
+                },
+            );
+        }
+    }
+}
