@@ -300,13 +300,13 @@ impl HttpTransport {
         object
     }
 
-    /// Sends one request (authorized, within the timeout) and returns the body of a 2xx answer,
-    /// or the classified error.
+    /// Sends one request (authorized, within the timeout) and returns the status and body of a
+    /// 2xx answer, or the classified error.
     async fn exchange(
         &self,
         verb: Verb,
         builder: reqwest::RequestBuilder,
-    ) -> Result<bytes::Bytes, ApiError> {
+    ) -> Result<(u16, bytes::Bytes), ApiError> {
         let response = self
             .authorized(builder)
             .await
@@ -322,7 +322,7 @@ impl HttpTransport {
             .map(str::to_owned);
         let body = response.bytes().await.map_err(|e| transport_error(&e))?;
         if (200..300).contains(&status) {
-            Ok(body)
+            Ok((status, body))
         } else {
             Err(self.refused(verb, status, &body, retry_after.as_deref()))
         }
@@ -459,7 +459,15 @@ impl Transport for HttpTransport {
             Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
         };
         match self.exchange(verb, builder).await {
-            Ok(body) => {
+            // The API server answers a PUT of a missing lease by creating it (201), whatever
+            // resourceVersion it carried: the lease the update was for had been deleted. Said
+            // so, the core treats it as the deletion it is instead of as a successful take;
+            // the lease created names us, but no term of ours wrote it, so it is waited out.
+            Ok((201, _)) if verb == Verb::Update => {
+                self.remember(name, None);
+                Err(ApiError::NotFound)
+            }
+            Ok((_, body)) => {
                 let object = wire::decode_lease(&body).map_err(|_| ApiError::Malformed)?;
                 let lease = object.to_core().map_err(|_| ApiError::Malformed)?;
                 self.remember(name, Some(object));

@@ -288,6 +288,11 @@ impl Transport for KubeTransport {
             )),
             Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
         };
+        // The uid of the object a replace was written over, when this transport has read it.
+        let replaced_uid = match &call {
+            Call::Replace(lease) => lease.metadata.uid.clone(),
+            Call::Get | Call::Create(_) => None,
+        };
         let call = async {
             match call {
                 Call::Get => self.api.get(name).await,
@@ -298,6 +303,19 @@ impl Transport for KubeTransport {
         self.throttle().await;
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(ApiError::Timeout),
+            // The API server answers a PUT of a missing lease by creating it, whatever
+            // resourceVersion it carried: a new uid means the lease the update was for had been
+            // deleted. Said so, the core treats it as the deletion it is instead of as a
+            // successful take; the lease created names us, but no term of ours wrote it, so it
+            // is waited out.
+            Ok(Ok(lease))
+                if replaced_uid
+                    .as_ref()
+                    .is_some_and(|uid| lease.metadata.uid.as_ref() != Some(uid)) =>
+            {
+                self.remember(name, None);
+                Err(ApiError::NotFound)
+            }
             Ok(Ok(lease)) => {
                 let core = to_core(&lease).ok_or(ApiError::Malformed)?;
                 self.remember(name, Some(&lease));

@@ -216,6 +216,29 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
         .await,
         Err(ApiError::Conflict)
     );
+    // Deleted by someone else since it was read (`kubectl delete`): the API server answers the
+    // update by creating the lease anew (201), whatever resourceVersion it carried. The
+    // transport reports that the lease the update was for was gone.
+    let other = connect(&sim, "admin", Duration::from_secs(5)).await;
+    other
+        .delete("l", &updated.resource_version)
+        .await
+        .expect("delete");
+    assert_eq!(
+        t.call(request(
+            "l",
+            Operation::Update {
+                resource_version: updated.resource_version.clone(),
+                record: record("e")
+            }
+        ))
+        .await,
+        Err(ApiError::NotFound)
+    );
+    assert_eq!(
+        sim.lease("default", "l").expect("created by the update")["spec"]["holderIdentity"],
+        "e"
+    );
     let mut bad = record("d");
     bad.lease_duration = Some(D::from_secs(0));
     assert_eq!(

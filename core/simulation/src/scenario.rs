@@ -196,6 +196,30 @@ impl Scenario {
         }
     }
 
+    /// Drops the deletes near an agent's start (the simulation's, or a restart after a crash,
+    /// a kill or a shutdown): from 10 s before it (a first read sent then may be answered
+    /// after the delete) to 25 s after (a lease duration and the slowest answer). A process
+    /// cannot tell a lease that never existed from one deleted a moment ago, so one whose first
+    /// read is answered just after a delete creates the lease at once: the documented limit,
+    /// with its own test. Everywhere else a delete is fair game.
+    pub fn keep_deletes_clear_of_starts(&mut self) {
+        let starts: Vec<u64> = core::iter::once(0)
+            .chain(self.faults.iter().filter_map(|f| match f.kind {
+                FaultKind::Crash(_) | FaultKind::KillAgent(_) | FaultKind::Shutdown(_) => {
+                    Some(f.end)
+                }
+                _ => None,
+            }))
+            .collect();
+        self.faults.retain(|f| {
+            !matches!(f.kind, FaultKind::Delete(_))
+                || starts.iter().all(|&start| {
+                    f.start.saturating_add(10 * SECOND) < start
+                        || f.start > start.saturating_add(25 * SECOND)
+                })
+        });
+    }
+
     /// A scenario drawn from `seed`: 2–5 electors, 0–5 members on 1–3 slots, clocks drifting up
     /// to ±1 % (half the runs, where an overrun of the margin shows) or ±10 %, sometimes a shared
     /// identity, children that obey or ignore SIGTERM, a grace of 0–5 s, lossy and slow

@@ -32,6 +32,8 @@ pub enum Effect {
     /// An update carried the spec already stored: answered as a success with the same
     /// resourceVersion, and nothing was written.
     Unchanged,
+    /// An update of a missing lease created it (201): stored, with an event for its watchers.
+    Created,
 }
 
 /// One change to a lease, as its watchers see it.
@@ -87,7 +89,11 @@ impl Server {
                     self.lease(name).ok_or(ApiError::NotFound),
                     Effect::Unchanged,
                 ),
-                _ => self.store(name, record),
+                Some(_) => self.store(name, record),
+                None => match self.store(name, record) {
+                    (answer, Effect::Stored) => (answer, Effect::Created),
+                    refused => refused,
+                },
             },
             Operation::Watch { .. } | Operation::Unwatch => (Err(ApiError::Invalid), Effect::None),
         }
@@ -206,7 +212,7 @@ mod tests {
         let mut s = Server::new(100);
         // As the real server answers a PUT of a missing lease: 201, whatever version it carried.
         let (r, effect) = s.apply("x", &update("7", "a"));
-        assert_eq!(effect, Effect::Stored);
+        assert_eq!(effect, Effect::Created);
         assert_eq!(r.unwrap().resource_version, rv("1"));
         let (r, _) = s.apply("x", &update("7", "b"));
         assert_eq!(r, Err(ApiError::Conflict));

@@ -8,9 +8,8 @@
 //! hits node 0 at 20 s; both children ignore SIGTERM (only SIGKILL stops them) and the grace is
 //! the old default, `lease − renew` = 5 s.
 //!
-//! The last tests record two holes of the current core that deletes open (see
-//! `known_hole_*`): they pass by showing the overlap, and must be turned around when the core
-//! closes them.
+//! The last test records a limit that a delete opens (`limit_*`): it passes by showing the
+//! overlap, and must be turned around if the core closes it.
 
 use leasehold_core::{Duration, Event};
 use leasehold_simulation::{
@@ -217,19 +216,17 @@ fn a_duplicate_identity_waits_out_the_record_it_did_not_write() {
     assert_eq!(report.orphans, 1, "{report:?}");
 }
 
-/// Known hole (mechanism A) in the current core, reproduced: a follower that cannot read for a
-/// while (node 1, no watch, cut off 30–44 s) still holds the record it last saw and, a lease
-/// duration later, takes over with a PUT carrying that record's resourceVersion. On a live
-/// lease that write gets 409, which is what makes a stale view safe. But the lease was deleted
-/// at 44.25 s (`kubectl delete`), and the API server answers a PUT of a missing lease with 201
-/// (`apiserver-fixtures/16-update-missing-201.json`), whatever resourceVersion it carried: node
-/// 1 leads at 49.06 s while node 0's work, told to stop when node 0 saw the deletion, still runs
-/// out its 5 s grace. The fence cannot help: the core made node 1 leader.
-///
-/// When the core stops treating a created-by-PUT answer as a take, turn this around to assert
-/// the run passes.
+/// A follower that cannot read for a while (node 1, no watch, cut off 30–44 s) still holds the
+/// record it last saw and, a lease duration later, takes over with a PUT carrying that record's
+/// resourceVersion. On a live lease that write gets 409. But the lease was deleted at 44.25 s
+/// (`kubectl delete`), and the API server answers a PUT of a missing lease with 201
+/// (`apiserver-fixtures/16-update-missing-201.json`), whatever resourceVersion it carried. The
+/// first core took that answer as a successful take: node 1 led at 49.06 s while node 0's work,
+/// told to stop when node 0 saw the deletion, still ran out its 5 s grace. Now the transports
+/// report such an answer as 404 (the lease the update was for was gone), so node 1 treats it as
+/// the deletion it is and waits a lease duration.
 #[test]
-fn known_hole_a_stale_take_after_a_delete_recreates_the_lease() {
+fn a_stale_take_that_recreates_a_deleted_lease_does_not_lead() {
     for policy in [WorkPolicy::Unfenced, WorkPolicy::Fenced] {
         let mut s = scenario(policy, FaultKind::Partition(1), EXACT);
         s.watch = vec![true, false];
@@ -240,30 +237,24 @@ fn known_hole_a_stale_take_after_a_delete_recreates_the_lease() {
             start: 44_250_000,
             end: 44_250_000,
         });
-        let violation = run(&s).expect_err("the hole is open");
+        let report = run(&s).unwrap_or_else(|v| panic!("{policy:?}: {v}"));
         assert!(
-            matches!(
-                violation.failure,
-                Failure::Overlap {
-                    first: (0, _),
-                    second: (1, _),
-                    ..
-                }
-            ),
-            "{policy:?}: {violation}"
+            report.elections >= 2,
+            "{policy:?}: node 1 took over: {report:?}"
         );
     }
 }
 
-/// Known hole (mechanism B) in the current core, reproduced: "a lease missing at the first read
-/// is created at once". Node 1's agent restarts at 20.6 s, just after the lease was deleted at
+/// A documented limit, reproduced: "a lease missing at the first read is created at once". Node 1's agent restarts at 20.6 s, just after the lease was deleted at
 /// 20.5 s; its first read answers 404, so it creates the lease at once, while node 0's work
 /// runs out its grace. A process cannot tell a lease that never existed from one deleted a
 /// moment ago.
 ///
-/// When the core waits out a lease missing at the first read too, turn this around.
+/// Waiting a lease duration on every missing lease would close it, at the price of 15 s before
+/// the first leader of every new lease; the README names the limit instead (do not delete a
+/// held lease). If the core ever waits, turn this around.
 #[test]
-fn known_hole_b_a_first_read_after_a_delete_creates_at_once() {
+fn limit_a_first_read_just_after_a_delete_creates_at_once() {
     for policy in [WorkPolicy::Unfenced, WorkPolicy::Fenced] {
         let mut s = scenario(policy, FaultKind::KillAgent(1), EXACT);
         s.faults[1].start = 10 * SECOND;
@@ -273,7 +264,7 @@ fn known_hole_b_a_first_read_after_a_delete_creates_at_once() {
             start: 20_500_000,
             end: 20_500_000,
         });
-        let violation = run(&s).expect_err("the hole is open");
+        let violation = run(&s).expect_err("the limit holds");
         assert!(
             matches!(
                 violation.failure,

@@ -160,18 +160,23 @@ impl World<'_> {
         inject: Option<ApiError>,
     ) {
         let name = req.lease.as_str();
-        let (resp, effect) = match inject {
+        let (mut resp, effect) = match inject {
             Some(error) => (Err(error), Effect::None),
             None => self.server.apply(name, &req.op),
         };
         match effect {
-            Effect::Stored => {
+            Effect::Stored | Effect::Created => {
                 if let Some(lease) = self.server.lease(name) {
                     self.notify(name, WatchEvent::Changed(lease));
                 }
             }
             Effect::Unchanged => self.report.unchanged += 1,
             Effect::None => {}
+        }
+        if effect == Effect::Created {
+            // As both transports report it: the lease the update was for had been deleted (the
+            // server re-created it, naming the writer, but no term of the writer's wrote it).
+            resp = Err(ApiError::NotFound);
         }
         if resp == Err(ApiError::Conflict) {
             self.report.conflicts += 1;
