@@ -1,9 +1,9 @@
 //! Overlap of work: what a user's child command actually did when its leader met a fault.
 //!
 //! Two real `leasehold elect` agents contend for one lease on a separate `leasehold sim`
-//! process, at client-go's timing (15 s / 10 s / 2 s unless `--quick`). Each one's child
-//! appends a wall-clock timestamp to its own file every 50 ms while it runs. Those files are the
-//! ground truth: the benchmark never asks an agent what it believes. Leader A reaches the server
+//! process, at client-go's timing (15 s / 10 s / 2 s unless `--quick`). Each child process
+//! appends a wall-clock timestamp to a file of its own every 50 ms while it runs. Those files
+//! are the ground truth: the benchmark never asks an agent what it believes. Leader A reaches the server
 //! through a TCP proxy that can be paused (a partition); follower B connects directly and
 //! either watches the lease or polls it on client-go's schedule (`--poll`).
 //!
@@ -13,8 +13,9 @@
 //! - `partition`: A cut off from the server for 30 s;
 //! - `delete`: the Lease deleted (`kubectl delete lease`).
 //!
-//! For each it prints the gap between the last timestamp of A's work and the first of B's, min
-//! and median over the runs; a negative gap is an overlap. Run with
+//! For each it prints the gap between the last timestamp of the work running when the fault
+//! hit and the first of the next work to start (B's, or A's own after a delete), min, median
+//! and max over the runs; a negative gap is an overlap. Run with
 //! `cargo bench -p leasehold --bench overlap -- [--runs N] [--quick] [FAULT …]`; set
 //! `LEASEHOLD_BIN` to measure another build of the agent.
 
@@ -257,10 +258,10 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, blocked: &AtomicBool, closed: &A
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
-/// One `leasehold elect` agent whose child logs a timestamp every 50 ms to `log`.
+/// One `leasehold elect` agent whose children each log a timestamp every 50 ms to a file of
+/// their own, `<run>-<identity>-<pid>.work`.
 struct Agent {
     child: Child,
-    log: PathBuf,
     marker: String,
 }
 
@@ -273,12 +274,10 @@ impl Agent {
         poll: bool,
         run: &str,
     ) -> Self {
-        let log = setup.dir.join(format!("{run}-{identity}.log"));
-        let _ = std::fs::remove_file(&log);
         let marker = format!("overlap-{run}-{identity}");
         let script = format!(
-            ": {marker}; while :; do date +%s%N >> '{}'; sleep 0.05; done",
-            log.display()
+            ": {marker}; while :; do date +%s%N >> '{}/{run}-{identity}-'$$.work; sleep 0.05; done",
+            setup.dir.display()
         );
         let mut command = Command::new(&setup.bin);
         command
@@ -296,7 +295,7 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("leasehold elect starts");
-        Self { child, log, marker }
+        Self { child, marker }
     }
 
     fn pid(&self) -> i32 {
@@ -308,15 +307,41 @@ impl Agent {
             .args([signal, &self.pid().to_string()])
             .status();
     }
+}
 
-    /// Timestamps its work logged, in ns since the Unix epoch.
-    fn stamps(&self) -> Vec<i128> {
-        std::fs::read_to_string(&self.log)
+/// One child's work: its first and last timestamps (ns since the Unix epoch) and how many.
+#[derive(Clone, Copy, Debug)]
+struct Work {
+    first: i128,
+    last: i128,
+    stamps: usize,
+}
+
+/// Every work of run `run` so far, by file.
+fn works(dir: &Path, run: &str) -> Vec<(String, Work)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&format!("{run}-")) || !name.ends_with(".work") {
+            continue;
+        }
+        let stamps: Vec<i128> = std::fs::read_to_string(entry.path())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse().ok())
-            .collect()
+            .collect();
+        if let (Some(&first), Some(&last)) = (stamps.iter().min(), stamps.iter().max()) {
+            out.push((
+                name,
+                Work {
+                    first,
+                    last,
+                    stamps: stamps.len(),
+                },
+            ));
+        }
     }
+    out
 }
 
 impl Drop for Agent {
@@ -356,7 +381,8 @@ enum Outcome {
     StillRunning(f64),
 }
 
-/// How A's work ended relative to B's start, or why the run tells nothing.
+/// How the work running at the fault ended relative to the next work's start, or why the run
+/// tells nothing.
 fn run_once(
     setup: &Setup,
     sim: &Sim,
@@ -368,14 +394,18 @@ fn run_once(
     let proxy = Proxy::start(sim.addr);
     let via_proxy = sim.kubeconfig_via(proxy.addr, &setup.dir.join(format!("{run}-a.kc")));
     let a = Agent::start(setup, &via_proxy, &lease, "a", false, run);
-    if !wait_for(Duration::from_secs(20), || !a.stamps().is_empty()) {
+    if !wait_for(Duration::from_secs(20), || {
+        !works(&setup.dir, run).is_empty()
+    }) {
         return Err("A never worked".into());
     }
-    let b = Agent::start(setup, &sim.kubeconfig, &lease, "b", poll, run);
+    // Kept to the end of the run: dropping it stops the follower.
+    let _follower = Agent::start(setup, &sim.kubeconfig, &lease, "b", poll, run);
     std::thread::sleep(setup.scaled(3.0).max(setup.retry * 2));
-    if !b.stamps().is_empty() {
-        return Err("B worked before the fault".into());
-    }
+    let before = works(&setup.dir, run);
+    let [(old_name, _)] = before.as_slice() else {
+        return Err(format!("{} works before the fault", before.len()));
+    };
     let fault_at = now_ns();
     match fault {
         Fault::Stop => a.signal("-STOP"),
@@ -389,7 +419,7 @@ fn run_once(
         Fault::Kill | Fault::Delete => None,
     };
     let took_over = wait_for(setup.lease * 4 + setup.scaled(30.0), || {
-        !b.stamps().is_empty()
+        works(&setup.dir, run).len() > 1
     });
     if let Some(heal) = heal {
         let elapsed = Duration::from_nanos((now_ns() - fault_at).max(0) as u64);
@@ -402,18 +432,25 @@ fn run_once(
     // Long enough for a healed or woken A to show any work it would still do.
     std::thread::sleep(setup.lease.max(Duration::from_secs(3)));
     if !took_over {
-        return Err("B never took over".into());
+        return Err("no new work started".into());
     }
-    let b_first = *b.stamps().first().ok_or("B logged nothing")?;
-    let a_before = a.stamps().len();
+    let settled = works(&setup.dir, run);
     std::thread::sleep(Duration::from_millis(300));
-    let a_stamps = a.stamps();
-    let a_last = *a_stamps.iter().max().ok_or("A logged nothing")?;
+    let now = works(&setup.dir, run);
+    let find =
+        |list: &[(String, Work)], name: &str| list.iter().find(|(n, _)| n == name).map(|(_, w)| *w);
+    let old = find(&now, old_name).ok_or("the old work's file vanished")?;
+    let next = now
+        .iter()
+        .filter(|(n, _)| n != old_name)
+        .map(|(_, w)| w.first)
+        .min()
+        .ok_or("no new work")?;
     let ms = |ns: i128| ns as f64 / 1e6;
-    if a_stamps.len() > a_before {
-        return Ok(Outcome::StillRunning(ms(a_last - b_first)));
+    if find(&settled, old_name).is_some_and(|w| w.stamps < old.stamps) {
+        return Ok(Outcome::StillRunning(ms(old.last - next)));
     }
-    Ok(Outcome::Gap(ms(b_first - a_last)))
+    Ok(Outcome::Gap(ms(next - old.last)))
 }
 
 fn main() {
