@@ -199,6 +199,21 @@ impl Clock {
         tokio::time::Instant::now() + Duration::from_micros(ahead)
     }
 
+    /// The absolute `CLOCK_BOOTTIME` reading, in µs, at which the core's `at` comes. Another
+    /// process on this machine (the agent's fence) reads the same clock, so this is how an instant
+    /// crosses a process boundary; the core's own instants count from this clock's origin.
+    /// Off Linux the reading is private to this process.
+    pub fn to_boottime_micros(&self, at: Instant) -> u64 {
+        self.origin.saturating_add(at.as_micros())
+    }
+
+    /// The core instant of an absolute `CLOCK_BOOTTIME` reading in µs, as another process sent
+    /// it ([`to_boottime_micros`](Self::to_boottime_micros)); a reading from before this clock
+    /// was made maps to its origin.
+    pub fn from_boottime_micros(&self, micros: u64) -> Instant {
+        Instant::from_micros(micros.saturating_sub(self.origin))
+    }
+
     /// Wall-clock time, for `acquireTime`/`renewTime`.
     pub fn wall() -> MicroTime {
         let micros = SystemTime::now()
@@ -328,5 +343,20 @@ mod tests {
                 "a past instant is due now"
             );
         });
+    }
+
+    #[test]
+    fn boottime_readings_cross_between_clocks_made_at_different_times() {
+        let early = Clock::default();
+        std::thread::sleep(Duration::from_millis(5));
+        let late = Clock::default();
+        let at = early.now();
+        let absolute = early.to_boottime_micros(at);
+        assert_eq!(early.from_boottime_micros(absolute), at);
+        // The same instant seen by a clock made later is earlier on that clock's own scale.
+        let seen = late.from_boottime_micros(absolute + 10_000_000);
+        assert_eq!(late.to_boottime_micros(seen), absolute + 10_000_000);
+        assert_eq!(late.from_boottime_micros(0), Instant::from_micros(0));
+        assert_eq!(late.to_boottime_micros(Instant::MAX), u64::MAX);
     }
 }
