@@ -1,124 +1,220 @@
-//! The child command run while this agent leads (or holds a slot): started in its own process
-//! group, stopped with SIGTERM to the whole group and SIGKILL after a grace period, so a shell
-//! wrapper's children stop too.
+//! The child command, run under a fence (see [`crate::fence`]): the agent starts its own binary
+//! as the fence, hands it each new validity instant, asks it to stop, and reads its report. The
+//! fence, not the agent, enforces the deadline, so the work stops by it even when the agent is
+//! paused or dead.
 
+use crate::cli::LogFormat;
+use crate::cluster;
 use crate::error::AgentError;
+use crate::fence::protocol::{Order, Report};
+use leasehold_core::{StopCause, Timing};
 use rustix::process::{Pid, Signal, kill_process_group};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
-/// A running child.
+/// The validity of work that no lease fences (a pool that proceeds without leases).
+pub const UNBOUNDED: u64 = u64::MAX;
+
+/// The longest default grace period: client-go's 10 s renew deadline less its 2 s retry period
+/// leaves 8 s, of which a 3 s stop keeps more than two renew attempts before SIGTERM.
+const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+
+/// The grace period between SIGTERM and SIGKILL: as given, else the smaller of 3 s and half of
+/// `renew − retry`.
+///
+/// The fence sends SIGTERM `grace` before the renew deadline, so a renew must succeed within
+/// `renew − grace` of the previous one or the work is stopped. A leader renews every retry
+/// period, so a grace of `renew − retry` or more would stop the work before even the first renew
+/// could extend it: refused, as is zero (no time to stop cleanly).
+pub fn grace_period(given: Option<Duration>, timing: &Timing) -> Result<Duration, AgentError> {
+    let renew = cluster::std_duration(timing.renew_deadline());
+    let retry = cluster::std_duration(timing.retry_period());
+    let room = renew.saturating_sub(retry);
+    match given {
+        None => Ok(DEFAULT_GRACE.min(room / 2)),
+        Some(grace) if grace.is_zero() || grace >= room => Err(AgentError::usage(format!(
+            "--grace-period {}: it must be more than zero and shorter than renew-deadline − \
+             retry-period ({} − {} = {}): the child gets SIGTERM this long before the renew \
+             deadline, so a longer grace leaves no time to work and renew; give a shorter \
+             --grace-period (or a longer --renew-deadline)",
+            crate::duration::format(grace),
+            crate::duration::format(renew),
+            crate::duration::format(retry),
+            crate::duration::format(room),
+        ))),
+        Some(grace) => Ok(grace),
+    }
+}
+
+/// How to start fences: this binary, with the agent's grace period and log settings.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// The agent's `--log-format`, so the fence's lines look like the agent's.
+    pub log_format: LogFormat,
+    /// The agent's `--log-level`.
+    pub log_level: tracing::Level,
+}
+
+/// How the child ended, from the fence's report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Every process of the work is gone.
+    Exited {
+        /// The child's exit code (128 + signal when a signal ended it).
+        code: i32,
+        /// Why it stopped.
+        cause: StopCause,
+    },
+    /// The validity had run out when the fence got it: nothing was started.
+    Refused,
+}
+
+/// A child command under its fence.
 pub struct Running {
-    child: Child,
+    fence: Child,
+    orders: mpsc::UnboundedSender<Order>,
+    reports: Lines<BufReader<OwnedReadHalf>>,
     group: Option<Pid>,
+    program: String,
+}
+
+impl Launcher {
+    /// Starts `argv` under a fence, with `env` added to the agent's environment, valid until
+    /// `valid_until` (absolute `CLOCK_BOOTTIME` µs, or [`UNBOUNDED`]).
+    pub fn spawn(
+        &self,
+        argv: &[String],
+        env: &[(&str, String)],
+        valid_until: u64,
+    ) -> Result<Running, AgentError> {
+        let program = argv
+            .first()
+            .ok_or_else(|| AgentError::usage("the child command is empty"))?
+            .clone();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .and_then(|(ours, theirs)| ours.set_nonblocking(true).map(|()| (ours, theirs)))
+            .and_then(|(ours, theirs)| Ok((tokio::net::UnixStream::from_std(ours)?, theirs)))
+            .map_err(|e| AgentError::runtime(format!("cannot make a socket for the fence: {e}")))?;
+        let mut command = Command::new(fence_program());
+        command
+            .arg0("leasehold")
+            .arg("--log-format")
+            .arg(match self.log_format {
+                LogFormat::Human => "human",
+                LogFormat::Json => "json",
+            })
+            .arg("--log-level")
+            .arg(self.log_level.as_str())
+            .arg("__fence")
+            .arg("--grace-ms")
+            .arg(self.grace.as_millis().to_string())
+            .arg("--valid-until-us")
+            .arg(valid_until.to_string())
+            .arg("--")
+            .args(argv)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            // Its own group: a Ctrl-C or a group kill aimed at the agent must reach the fence
+            // only through the agent (a stop) or the agent's death (the socket closes).
+            .process_group(0);
+        let fence = command.spawn().map_err(|e| {
+            AgentError::runtime(format!(
+                "cannot start the fence for the child command \"{program}\": {e}"
+            ))
+        })?;
+        let (reports, mut writer) = ours.into_split();
+        let (orders, mut queued) = mpsc::unbounded_channel::<Order>();
+        // Orders are written by their own task so a stopped fence never blocks the agent. The
+        // socket's write side closes when the `Running` is dropped: the fence then stops the work.
+        tokio::spawn(async move {
+            while let Some(order) = queued.recv().await {
+                if writer
+                    .write_all(order.to_string().as_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Running {
+            fence,
+            orders,
+            reports: BufReader::new(reports).lines(),
+            group: None,
+            program,
+        })
+    }
+}
+
+/// This very binary: `/proc/self/exe` still names it after the file on disk was replaced (an
+/// upgrade in place), which the path `current_exe` returns would not.
+fn fence_program() -> std::path::PathBuf {
+    let proc = std::path::PathBuf::from("/proc/self/exe");
+    if proc.exists() {
+        return proc;
+    }
+    std::env::current_exe().unwrap_or(proc)
 }
 
 impl Running {
-    /// Starts `argv` with `env` added to the agent's environment.
-    pub fn spawn(argv: &[String], env: &[(&str, String)]) -> Result<Self, AgentError> {
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| AgentError::usage("the child command is empty"))?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command.spawn().map_err(|e| {
-            AgentError::runtime(format!("cannot start the child command \"{program}\": {e}"))
-        })?;
-        let group = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(Pid::from_raw);
-        tracing::info!(pid = child.id(), command = %argv.join(" "), "started the child command");
-        Ok(Self { child, group })
+    /// A renew succeeded: the work may run until `valid_until` (absolute `CLOCK_BOOTTIME` µs).
+    pub fn extend(&self, valid_until: u64) {
+        let _ = self.orders.send(Order::ValidUntil(valid_until));
     }
 
-    /// Waits for the child to exit on its own.
-    pub async fn wait(&mut self) -> ExitStatus {
-        match self.child.wait().await {
-            Ok(status) => status,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot wait for the child command");
-                ExitStatus::from_raw(1 << 8)
+    /// Asks the fence to stop the work: SIGTERM now, SIGKILL after the grace period (or at the
+    /// validity's end, if sooner). [`wait`](Self::wait) tells when it is gone.
+    pub fn stop(&self) {
+        let _ = self.orders.send(Order::Stop);
+    }
+
+    /// Waits until every process of the work is gone, and says how it ended. Cancel-safe.
+    pub async fn wait(&mut self) -> Result<Ended, AgentError> {
+        loop {
+            match self.reports.next_line().await {
+                Ok(Some(line)) => match Report::parse(&line) {
+                    Some(Report::Started { pid }) => {
+                        self.group = Pid::from_raw(pid);
+                        tracing::info!(pid, command = %self.program, "started the child command");
+                    }
+                    Some(Report::Exited { code, cause }) => {
+                        return Ok(Ended::Exited { code, cause });
+                    }
+                    Some(Report::Refused) => return Ok(Ended::Refused),
+                    Some(Report::Failed { message }) => {
+                        return Err(AgentError::runtime(format!(
+                            "cannot start the child command \"{}\": {message}",
+                            self.program
+                        )));
+                    }
+                    None => tracing::warn!(line, "unexpected line from the fence"),
+                },
+                Ok(None) | Err(_) => return Err(self.fence_died().await),
             }
         }
     }
 
-    /// SIGTERM to the child's group, then SIGKILL if it is still running after `grace`.
-    pub async fn stop(mut self, grace: Duration) -> ExitStatus {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return status;
-        }
-        self.signal(Signal::TERM);
-        tracing::info!(grace = ?grace, "sent SIGTERM to the child command");
-        match tokio::time::timeout(grace, self.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                tracing::warn!(grace = ?grace, "the child command outlived its grace period: SIGKILL");
-                self.signal(Signal::KILL);
-                self.wait().await
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
+    /// The fence ended without a report: kill what it fenced, as far as the agent can see it.
+    async fn fence_died(&mut self) -> AgentError {
         if let Some(group) = self.group {
-            // It may have exited just now; then there is nothing to signal.
-            let _ = kill_process_group(group, signal);
+            let _ = kill_process_group(group, Signal::KILL);
         }
-    }
-}
-
-/// The exit code a shell would report: the child's code, or 128 + the signal that ended it.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Vec<String> {
-        vec!["sh".into(), "-c".into(), script.into()]
-    }
-
-    #[tokio::test]
-    async fn passes_its_environment_and_exit_code() {
-        let mut child = Running::spawn(
-            &sh("test \"$LEASEHOLD_EPOCH\" = 7 && exit 42"),
-            &[("LEASEHOLD_EPOCH", "7".into())],
-        )
-        .unwrap();
-        assert_eq!(exit_code(child.wait().await), 42);
-    }
-
-    #[tokio::test]
-    async fn stop_sends_sigterm_first() {
-        let child = Running::spawn(&sh("trap 'exit 3' TERM; sleep 30 & wait"), &[]).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(exit_code(child.stop(Duration::from_secs(20)).await), 3);
-    }
-
-    #[tokio::test]
-    async fn stop_kills_what_ignores_sigterm() {
-        let child = Running::spawn(&sh("trap '' TERM; sleep 30"), &[]).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let status = child.stop(Duration::from_millis(200)).await;
-        assert_eq!(exit_code(status), 128 + 9);
-    }
-
-    #[test]
-    fn an_empty_command_is_a_usage_error() {
-        let e = Running::spawn(&[], &[]).err().unwrap();
-        assert_eq!(e.code, crate::ExitCode::Usage);
+        let status = match self.fence.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => e.to_string(),
+        };
+        AgentError::runtime(format!(
+            "the fence of the child command \"{}\" ended without a report ({status}); the \
+             child's process group was killed",
+            self.program
+        ))
     }
 }

@@ -103,6 +103,9 @@ pub enum Command {
     /// Run the demo against the built-in simulated API server: no cluster needed.
     #[cfg(feature = "sim")]
     Demo,
+    /// The fence around a child command (started by the agent itself, not by users).
+    #[command(name = "__fence", hide = true)]
+    Fence(FenceArgs),
 }
 
 /// Lease timing flags, each overriding the config file.
@@ -128,7 +131,8 @@ pub struct PlaceArgs {
     /// Namespace of the leases (default: POD_NAMESPACE, the service account's, the context's).
     #[arg(short = 'n', long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// `holderIdentity` (default: POD_NAME, then the hostname).
+    /// `holderIdentity` (default: POD_NAME; else, for elect and pool, the hostname plus "_" and
+    /// a random suffix, new at each start; for heartbeat and identity, the hostname).
     #[arg(long, value_name = "ID")]
     pub identity: Option<String>,
 }
@@ -136,7 +140,8 @@ pub struct PlaceArgs {
 /// How the agent shows what the lease decided.
 #[derive(Debug, Args, Default)]
 pub struct OutputArgs {
-    /// File rewritten atomically on every change: leader=, holder=, epoch=, lease=, since=.
+    /// File rewritten atomically on every change and renew: leader=, holder=, identity=, epoch=,
+    /// lease=, since=, valid_until=, remaining_seconds= (past valid_until it means not leading).
     #[arg(long, value_name = "PATH")]
     pub status_file: Option<PathBuf>,
     /// Serve /leader, /healthz, /readyz and /metrics on this address.
@@ -147,8 +152,9 @@ pub struct OutputArgs {
 /// How a child command is run and stopped.
 #[derive(Debug, Args, Default)]
 pub struct ChildArgs {
-    /// After SIGTERM, wait this long before SIGKILL (default: lease-duration − renew-deadline,
-    /// so the child is gone before anyone else can take over).
+    /// After SIGTERM, wait this long before SIGKILL. The child is stopped by the renew deadline:
+    /// SIGTERM comes this long before it, SIGKILL at it. Default: the smaller of 3s and
+    /// (renew-deadline − retry-period) / 2; it must be shorter than renew-deadline − retry-period.
     #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
     pub grace_period: Option<Duration>,
     /// When the child exits while leading: release the lease and exit with its code, or release
@@ -336,6 +342,22 @@ pub enum GetOutput {
     Json,
     /// The records as YAML.
     Yaml,
+}
+
+/// `leasehold __fence`: the process between the agent and its child command. It reads the
+/// validity instant from its stdin (a socket to the agent) and stops the child's whole process
+/// tree by it, even when the agent is paused or dead.
+#[derive(Debug, Args)]
+pub struct FenceArgs {
+    /// Between SIGTERM and SIGKILL, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub grace_ms: u64,
+    /// The first validity instant: absolute CLOCK_BOOTTIME, in microseconds.
+    #[arg(long, value_name = "MICROS")]
+    pub valid_until_us: u64,
+    /// The child command.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `leasehold sim`.

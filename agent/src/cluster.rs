@@ -56,6 +56,12 @@ impl ConnectOptions {
     }
 }
 
+/// The slowest client-side rate accepted: one request every 100 s, already too slow to renew a
+/// lease with client-go's timing; below it the limiter's period would not fit its clock.
+const MIN_QPS: f64 = 0.01;
+/// The fastest: a limiter period of 10 µs.
+const MAX_QPS: f64 = 100_000.0;
+
 /// kube when built in (it supports every kubeconfig auth method), else the raw HTTP client.
 #[cfg(feature = "kube")]
 pub const DEFAULT_TRANSPORT: TransportKind = TransportKind::Kube;
@@ -74,10 +80,16 @@ pub struct Connection {
 /// Builds the transport (no request is sent yet).
 pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError> {
     if let Some((qps, burst)) = options.rate_limit {
-        if !(qps.is_finite() && qps > 0.0) || burst == 0 {
+        if !(MIN_QPS..=MAX_QPS).contains(&qps) {
             return Err(AgentError::usage(format!(
-                "--qps {qps} / --burst {burst} (kube_client_options.qps/burst): both must be greater than zero"
+                "--qps {qps} (kube_client_options.qps): give a number of requests per second \
+                 from {MIN_QPS} to {MAX_QPS}"
             )));
+        }
+        if burst == 0 {
+            return Err(AgentError::usage(
+                "--burst 0 (kube_client_options.burst): the burst must be at least 1",
+            ));
         }
     }
     match options.kind {
@@ -167,15 +179,30 @@ pub fn namespace(explicit: Option<&str>, context: Option<&str>) -> Result<String
     }
 }
 
-/// This agent's identity: `explicit`, else `POD_NAME`, else the hostname.
+/// The identity of a host-bound lease (`heartbeat`, `identity`): `explicit`, else `POD_NAME`,
+/// else the hostname, the same at every start.
 pub fn identity(explicit: Option<&str>) -> Result<Identity, AgentError> {
-    let id = match explicit {
-        Some(id) => id.to_owned(),
-        None => std::env::var("POD_NAME")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(hostname),
-    };
+    checked_identity(explicit_or_pod_name(explicit).unwrap_or_else(hostname))
+}
+
+/// The identity of a candidate (`elect`, `pool`): `explicit`, else `POD_NAME`, else the hostname,
+/// `_` and a random UUID, new at each start as in the API server's identity leases. Two agents
+/// on one host, or an agent and its own restart, must not share an identity: a lease naming it
+/// would look like theirs to both.
+pub fn candidate_identity(explicit: Option<&str>) -> Result<Identity, AgentError> {
+    checked_identity(
+        explicit_or_pod_name(explicit)
+            .unwrap_or_else(|| format!("{}_{}", hostname(), uuid::Uuid::new_v4())),
+    )
+}
+
+fn explicit_or_pod_name(explicit: Option<&str>) -> Option<String> {
+    explicit
+        .map(str::to_owned)
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()))
+}
+
+fn checked_identity(id: String) -> Result<Identity, AgentError> {
     Identity::new(&id).map_err(|e| {
         AgentError::usage(format!("--identity \"{id}\": {e}: give a shorter identity"))
     })
@@ -194,13 +221,10 @@ pub fn hostname() -> String {
 pub fn timing(flags: &TimingArgs, config: &ConfigFile) -> Result<Timing, AgentError> {
     let le = &config.providers.kubernetes_leaderelection;
     let d = Timing::DEFAULT;
-    let pick = |flag: Option<Duration>,
-                file: Option<Duration>,
-                default: leasehold_core::Duration| {
-        flag.or(file)
-            .map(|v| leasehold_core::Duration::from_micros(v.as_micros().min(u128::from(u64::MAX)) as u64))
-            .unwrap_or(default)
-    };
+    let pick =
+        |flag: Option<Duration>, file: Option<Duration>, default: leasehold_core::Duration| {
+            flag.or(file).map(core_duration).unwrap_or(default)
+        };
     Timing::new(
         pick(flags.lease_duration, le.leader_leaseduration, d.lease_duration()),
         pick(flags.renew_deadline, le.leader_renewdeadline, d.renew_deadline()),
@@ -217,6 +241,12 @@ pub fn timing(flags: &TimingArgs, config: &ConfigFile) -> Result<Timing, AgentEr
 /// A std duration from the core's.
 pub fn std_duration(d: leasehold_core::Duration) -> Duration {
     Duration::from_micros(d.as_micros())
+}
+
+/// The core's duration from a std one. Durations from flags and the config file are at most
+/// [`crate::duration::MAX`], far inside the core's range; a longer one is cut to it.
+pub fn core_duration(d: Duration) -> leasehold_core::Duration {
+    leasehold_core::Duration::from_micros(d.min(crate::duration::MAX).as_micros() as u64)
 }
 
 /// Reads `--config` if given.
@@ -267,6 +297,33 @@ mod tests {
         };
         let e = timing(&flags, &ConfigFile::default()).unwrap_err();
         assert!(e.message.contains("× 1.2"), "{e}");
+    }
+
+    #[test]
+    fn a_candidate_without_an_identity_gets_one_of_its_own() {
+        // POD_NAME is not set in the test environment of this crate's unit tests.
+        if std::env::var_os("POD_NAME").is_some() {
+            return;
+        }
+        let (a, b) = (
+            candidate_identity(None).unwrap(),
+            candidate_identity(None).unwrap(),
+        );
+        assert_ne!(a, b);
+        let prefix = format!("{}_", hostname());
+        assert!(a.as_str().starts_with(&prefix), "{}", a.as_str());
+        assert_eq!(
+            a.as_str().len(),
+            prefix.len() + 36,
+            "a UUID: {}",
+            a.as_str()
+        );
+        assert_eq!(candidate_identity(Some("pod-a")).unwrap().as_str(), "pod-a");
+        assert_eq!(
+            identity(None).unwrap().as_str(),
+            hostname(),
+            "host-bound leases keep the hostname"
+        );
     }
 
     #[test]

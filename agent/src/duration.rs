@@ -3,8 +3,13 @@
 
 use std::time::Duration;
 
+/// The longest duration accepted: `i32::MAX` seconds (about 68 years), the Lease API's own limit
+/// on `leaseDurationSeconds`. Every duration then fits the core's clock with room to add.
+pub const MAX: Duration = Duration::from_secs(i32::MAX as u64);
+
 /// Parses a duration such as `15s`, `1m30s` or `250ms`. A bare number is refused: its unit
-/// would be a guess (seconds in one tool, milliseconds in another).
+/// would be a guess (seconds in one tool, milliseconds in another). So is one longer than
+/// [`MAX`].
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -12,8 +17,25 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "\"{text}\" has no unit: write it as \"{text}s\" (or ms, m, h)"
         ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("\"{text}\" is not a duration ({e}): write e.g. 15s, 1m30s or 500ms"))
+    let d = humantime::parse_duration(text).map_err(|e| {
+        if e.to_string().contains("too large") {
+            too_large(text)
+        } else {
+            format!("\"{text}\" is not a duration ({e}): write e.g. 15s, 1m30s or 500ms")
+        }
+    })?;
+    if d > MAX {
+        return Err(too_large(text));
+    }
+    Ok(d)
+}
+
+fn too_large(text: &str) -> String {
+    format!(
+        "\"{text}\" is too large: a duration is at most {}s (about 68 years, the Lease API's \
+         limit on leaseDurationSeconds)",
+        MAX.as_secs()
+    )
 }
 
 /// Formats a duration the way [`parse`] reads it back.
@@ -41,6 +63,15 @@ mod tests {
         assert!(e.contains("not a duration") && e.contains("1m30s"), "{e}");
         assert!(parse("").is_err());
         assert!(parse("-5s").is_err());
+    }
+
+    #[test]
+    fn refuses_what_the_lease_api_could_not_hold() {
+        assert_eq!(parse("2147483647s"), Ok(MAX));
+        for absurd in ["2147483648s", "10000000000h", "99999999999999999999h"] {
+            let e = parse(absurd).unwrap_err();
+            assert!(e.contains("too large") && e.contains(absurd), "{e}");
+        }
     }
 
     #[test]

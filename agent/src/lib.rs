@@ -4,7 +4,10 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over [`run`]; the library exists so the fuzz
 //! targets and tests reach the parsers of outside input ([`config`], [`duration`]).
-#![forbid(unsafe_code)]
+//!
+//! The same binary is also the fence around a child command (`leasehold __fence`, see
+//! `fence`), whose one `unsafe` block (a hook between `fork` and `exec`) lives in `fence/sys.rs`.
+#![deny(unsafe_code)]
 
 #[cfg(not(any(feature = "kube", feature = "http")))]
 compile_error!("leasehold needs a transport: build with the `kube` or `http` feature (or both)");
@@ -17,6 +20,7 @@ pub mod error;
 mod child;
 mod cluster;
 mod commands;
+mod fence;
 mod metrics;
 mod rbac;
 mod server;

@@ -1,15 +1,19 @@
 //! What this agent knows about its lease, shared by the log lines, the status file, the HTTP
 //! endpoints and the metrics, so all four always agree.
+//!
+//! A report of leadership can be read after it stopped being true (the agent paused, killed, or
+//! cut off): each one carries `valid_until`, the wall-clock instant at which this agent's
+//! leadership ends unless a renew extends it, so a reader can tell a stale `leader=true`.
 
 use crate::metrics::Metrics;
 use leasehold_core::{ApiError, Response, Verb};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The leadership view, as `/leader` serves it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct View {
     /// Whether this agent leads (holds a slot) now.
     pub leader: bool,
@@ -23,6 +27,11 @@ pub struct View {
     pub since: Option<String>,
     /// The lease: its name, or the slot held in a pool (the prefix while none is held).
     pub lease: String,
+    /// While leading: wall-clock time (RFC 3339, whole seconds, rounded down) at which this
+    /// agent's leadership ends unless a renew extends it. Past it, `leader` is no longer true.
+    pub valid_until: Option<String>,
+    /// While leading: seconds from the time of this report to `valid_until`.
+    pub remaining_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +39,8 @@ struct Inner {
     view: View,
     /// The last successful renew by this agent, for `/healthz`.
     renewed_at: Option<Instant>,
+    /// While leading: when leadership ends without a renew, on this process's monotonic clock.
+    valid_until: Option<Instant>,
     /// The first takeover attempt since this agent last stopped leading, for the metric.
     takeover_started: Option<Instant>,
     /// Whether the API server has answered once.
@@ -94,9 +105,12 @@ impl Shared {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The current view.
+    /// The current view, with `remaining_seconds` as of now.
     pub fn view(&self) -> View {
-        self.lock().view.clone()
+        let inner = self.lock();
+        let mut view = inner.view.clone();
+        view.remaining_seconds = inner.valid_until.map(remaining_seconds);
+        view
     }
 
     /// Whether the API server has answered once (`/readyz`).
@@ -137,13 +151,30 @@ impl Shared {
         });
     }
 
+    /// A renew succeeded: this agent leads for `remaining` more (the core's deadline less now).
+    /// The status file is rewritten with the new `valid_until`.
+    pub fn renewed(&self, remaining: Duration) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.renewed_at = Some(now);
+        inner.valid_until = Some(now + remaining);
+        let wall = SystemTime::now() + remaining;
+        self.change(&mut inner, |v| {
+            v.valid_until = Some(rfc3339_seconds(wall));
+            v.remaining_seconds = Some(round_millis(remaining.as_secs_f64()));
+        });
+    }
+
     /// This agent stopped leading.
     pub fn lost_leadership(&self) {
         let mut inner = self.lock();
         inner.takeover_started = None;
+        inner.valid_until = None;
         let name = self.name.clone();
         self.change(&mut inner, |v| {
             v.leader = false;
+            v.valid_until = None;
+            v.remaining_seconds = None;
             if v.holder.as_deref() == Some(v.identity.as_str()) {
                 v.holder = None;
             }
@@ -274,17 +305,67 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// `at` in RFC 3339, rounded down to the second: a reader comparing it with `date +%s` then
+/// believes the leadership ends a little early, never late.
+fn rfc3339_seconds(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn remaining_seconds(until: Instant) -> f64 {
+    round_millis(
+        until
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64(),
+    )
+}
+
+fn round_millis(seconds: f64) -> f64 {
+    (seconds * 1000.0).floor() / 1000.0
+}
+
 /// The status file: `key=value` lines, replaced atomically (a reader never sees half a file).
+/// Values are escaped so each key is exactly one line, whatever a holder's identity contains.
 fn render(view: &View) -> String {
     format!(
-        "leader={}\nholder={}\nidentity={}\nepoch={}\nlease={}\nsince={}\n",
+        "leader={}\nholder={}\nidentity={}\nepoch={}\nlease={}\nsince={}\nvalid_until={}\n\
+         remaining_seconds={}\n",
         view.leader,
-        view.holder.as_deref().unwrap_or(""),
-        view.identity,
+        escape(view.holder.as_deref().unwrap_or("")),
+        escape(&view.identity),
         view.epoch.map(|e| e.to_string()).unwrap_or_default(),
-        view.lease,
+        escape(&view.lease),
         view.since.as_deref().unwrap_or(""),
+        view.valid_until.as_deref().unwrap_or(""),
+        view.remaining_seconds
+            .map(|s| format!("{s:.3}"))
+            .unwrap_or_default(),
     )
+}
+
+/// C-style escapes for a status-file value: `\\` for a backslash, `\n`, `\r` and `\t`, and
+/// `\xHH` for each UTF-8 byte of any other control character. Everything else is kept as is.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let mut bytes = [0; 4];
+                for b in c.encode_utf8(&mut bytes).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn write_status_file(path: &std::path::Path, view: &View) -> std::io::Result<()> {
@@ -317,11 +398,33 @@ mod tests {
             "{text}"
         );
         shared.became_leader("controller", 4);
+        shared.renewed(Duration::from_secs(10));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("leader=true\nholder=pod-a\n"), "{text}");
         assert!(
             text.contains("epoch=4\nlease=controller\nsince=20"),
             "{text}"
+        );
+        assert!(text.contains("\nremaining_seconds=10.000\n"), "{text}");
+        let valid_until = text
+            .lines()
+            .find_map(|l| l.strip_prefix("valid_until="))
+            .unwrap();
+        let parsed = time::OffsetDateTime::parse(
+            valid_until,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let ahead = parsed - time::OffsetDateTime::now_utc();
+        assert!(
+            ahead > time::Duration::seconds(8) && ahead <= time::Duration::seconds(10),
+            "{valid_until}: {ahead}"
+        );
+        shared.renewed(Duration::from_secs(9));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\nremaining_seconds=9.000\n"),
+            "rewritten at each renew: {text}"
         );
         shared.lost_leadership();
         shared.holder_changed(Some("pod-b".into()), Some(5));
@@ -330,9 +433,41 @@ mod tests {
             text.contains("leader=false\nholder=pod-b\n") && text.contains("epoch=5"),
             "{text}"
         );
+        assert!(
+            text.contains("\nvalid_until=\nremaining_seconds=\n"),
+            "{text}"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_holder_identity_cannot_forge_status_lines() {
+        let view = View {
+            holder: Some("evil\nleader=true\r\t\\\u{7}\u{85}é".into()),
+            identity: "me".into(),
+            ..View::default()
+        };
+        let text = render(&view);
+        assert_eq!(text.lines().count(), 8, "{text}");
+        assert!(
+            text.contains("holder=evil\\nleader=true\\r\\t\\\\\\x07\\xc2\\x85é\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| l.starts_with("leader=")).count(), 1);
+    }
+
+    #[test]
+    fn the_endpoint_counts_the_remaining_time_as_of_the_request() {
+        let shared = Shared::new("controller", "pod-a", None, Duration::from_secs(35));
+        assert_eq!(shared.view().remaining_seconds, None);
+        shared.became_leader("controller", 1);
+        shared.renewed(Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(30));
+        let left = shared.view().remaining_seconds.unwrap();
+        assert!(left < 9.98 && left > 9.0, "{left}");
+        assert!(shared.view().valid_until.unwrap().ends_with('Z'));
     }
 
     #[test]

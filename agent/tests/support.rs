@@ -20,6 +20,8 @@ pub struct World {
 impl World {
     pub async fn start(name: &str) -> Self {
         let mut config = SimConfig::default();
+        // Where the Sysdig agent's documented config puts its leases.
+        config.namespaces.push("sysdig-agent".into());
         config.users.push(User::with_rules(
             "reader",
             "reader-token",
@@ -30,7 +32,7 @@ impl World {
                 &[],
             )],
         ));
-        // Exactly what deploy/rbac.yaml grants for the lease "controller".
+        // Exactly what deploy/overlays/elect/rbac.yaml grants for the lease "controller".
         config.users.push(User::with_rules(
             "elector",
             "elector-token",
@@ -98,6 +100,40 @@ impl World {
 
     pub fn lease(&self, name: &str) -> Option<serde_json::Value> {
         self.sim.lease("default", name)
+    }
+
+    /// Deletes the lease `name` through the API, as `kubectl delete lease` would.
+    pub async fn delete_lease(&self, name: &str) {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(pem) = self.sim.ca_pem() {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(pem.as_bytes()).expect("CA parses"))
+                .expect("CA added");
+            let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let response = builder
+            .build()
+            .expect("client builds")
+            .delete(format!(
+                "{}/apis/coordination.k8s.io/v1/namespaces/default/leases/{name}",
+                self.sim.url()
+            ))
+            .bearer_auth(self.sim.token("admin").expect("an admin token"))
+            .send()
+            .await
+            .expect("the sim answers");
+        assert_eq!(response.status().as_u16(), 200, "delete {name}");
     }
 
     pub fn holder(&self, name: &str) -> Option<String> {
@@ -202,4 +238,101 @@ pub async fn get(addr: &str, path: &str) -> (u16, String) {
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// A shell script for a child command that records its work: every 50 ms it appends
+/// `TAG NANOSECONDS` to `log`, where TAG names this very child (identity, epoch and pid), so the
+/// log is the ground truth of which child worked when. `extra` runs first (in the same shell,
+/// with `$T` the tag and `$LOG` the log): start escaping processes there.
+pub fn worker(log: &Path, extra: &str) -> String {
+    format!(
+        "LOG='{log}'; T=\"$LEASEHOLD_IDENTITY/$LEASEHOLD_EPOCH/$$\"; export T LOG; {extra}\n\
+         while :; do echo \"$T $(date +%s%N)\" >> \"$LOG\"; sleep 0.05; done",
+        log = log.display()
+    )
+}
+
+/// A loop like the worker's, as a script for `sh -c '…'` started from it: it appends under the
+/// tag `$T+NAME` (`$T` inherited), and writes its pid to `NAME.pid` beside the log.
+pub fn escapee(name: &str) -> String {
+    format!(
+        "echo $$ > \"$LOG.{name}.pid\"; while :; do echo \"$T+{name} $(date +%s%N)\" >> \"$LOG\"; sleep 0.05; done"
+    )
+}
+
+/// One child's work in a worker log: its tag and its first and last write (ns since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interval {
+    pub tag: String,
+    pub first: u128,
+    pub last: u128,
+    pub writes: usize,
+}
+
+/// The intervals of a worker log, by first write. Lines of an escaped process (`TAG+NAME`) count
+/// as their child's work.
+pub fn intervals(log: &Path) -> Vec<Interval> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by_tag: Vec<Interval> = Vec::new();
+    for line in text.lines() {
+        let Some((tag, at)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(at) = at.trim().parse::<u128>() else {
+            continue;
+        };
+        let tag = tag.split('+').next().unwrap_or(tag).to_owned();
+        match by_tag.iter_mut().find(|i| i.tag == tag) {
+            Some(i) => {
+                i.first = i.first.min(at);
+                i.last = i.last.max(at);
+                i.writes += 1;
+            }
+            None => by_tag.push(Interval {
+                tag,
+                first: at,
+                last: at,
+                writes: 1,
+            }),
+        }
+    }
+    by_tag.sort_by_key(|i| i.first);
+    by_tag
+}
+
+/// Asserts that no two children of a worker log ever worked at the same time, and returns the
+/// gaps between one child's last write and the next one's first.
+pub fn assert_never_two_workers(log: &Path) -> Vec<Duration> {
+    let all = intervals(log);
+    all.windows(2)
+        .map(|pair| {
+            assert!(
+                pair[0].last < pair[1].first,
+                "two children worked at once: {} until {}, {} from {} ({} ms of overlap); all: {all:?}",
+                pair[0].tag,
+                pair[0].last,
+                pair[1].tag,
+                pair[1].first,
+                (pair[0].last - pair[1].first) / 1_000_000
+            );
+            Duration::from_nanos((pair[1].first - pair[0].last) as u64)
+        })
+        .collect()
+}
+
+/// Whether a process with this pid exists (a zombie counts: it has not been reaped).
+pub fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
+/// Whether any process is left in the process group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    rustix::process::Pid::from_raw(pgid)
+        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+}
+
+/// The pid a child wrote to `path`, once it has.
+pub fn pid_in(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

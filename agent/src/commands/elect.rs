@@ -1,13 +1,17 @@
 //! `leasehold elect`: leader election on one Lease.
 
 use super::outputs::Outputs;
-use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
+use super::supervisor::{self, ChildPlan, Note, OnRefused, Outcome, Plan};
+use crate::child::{self, Launcher};
 use crate::cli::{ElectArgs, Global};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName, LossReason, Timing};
+use leasehold_core::{
+    Elector, ElectorConfig, Event, Holder, Instant, LeaseName, LossReason, Timing,
+};
+use leasehold_driver::Clock;
 use std::time::Duration;
 
 pub async fn run(
@@ -38,8 +42,8 @@ pub async fn run(
         ))
     })?;
     let timing = cluster::timing(&args.timing, &config)?;
-    let identity = cluster::identity(args.place.identity.as_deref())?;
-    let grace = grace_period(args.child.grace_period, &timing);
+    let identity = cluster::candidate_identity(args.place.identity.as_deref())?;
+    let grace = child::grace_period(args.child.grace_period, &timing)?;
     let options = ConnectOptions::new(
         global,
         &config,
@@ -63,19 +67,28 @@ pub async fn run(
         lease_duration = ?cluster::std_duration(timing.lease_duration()),
         renew_deadline = ?cluster::std_duration(timing.renew_deadline()),
         retry_period = ?cluster::std_duration(timing.retry_period()),
+        grace_period = ?grace,
         "campaigning for leadership"
     );
-    let plan = Plan {
-        command: args.command,
-        identity: identity.as_str().to_owned(),
+    let launcher = Launcher {
         grace,
-        on_child_exit: args.child.on_child_exit,
+        log_format: global.log_format,
+        log_level: global.log_level,
+    };
+    let plan = Plan {
+        child: ChildPlan::new(
+            args.command,
+            identity.as_str(),
+            launcher,
+            args.child.on_child_exit,
+        ),
         exit_on_loss: args.exit_on_loss,
-        keep_child_on_loss: false,
         on_refused: OnRefused::Exit,
+        retry_period: cluster::std_duration(timing.retry_period()),
         namespace: connection.namespace,
         leases: vec![name.clone()],
     };
+    let clock = Clock::default();
     let mut seed = seed();
     loop {
         let mut elector = Elector::new(
@@ -90,9 +103,10 @@ pub async fn run(
         let outcome = supervisor::run(
             &mut elector,
             transport.clone(),
+            clock,
             &plan,
             signals,
-            |e, event| on_event(e, event, &shared),
+            |e, event| on_event(e, event, &shared, clock),
         )
         .await;
         match outcome {
@@ -114,7 +128,7 @@ pub async fn run(
     }
 }
 
-fn on_event(elector: &Elector, event: Event, shared: &Shared) -> Option<Note> {
+fn on_event(elector: &Elector, event: Event, shared: &Shared, clock: Clock) -> Option<Note> {
     let lease = elector.lease_name().as_str();
     match event {
         Event::BecameLeader { epoch } => {
@@ -124,6 +138,10 @@ fn on_event(elector: &Elector, event: Event, shared: &Shared) -> Option<Note> {
                 lease: lease.to_owned(),
                 epoch,
             })
+        }
+        Event::Renewed { deadline } => {
+            renewed(shared, clock, deadline);
+            Some(Note::Renewed { deadline })
         }
         Event::LostLeadership { reason } => {
             if reason == LossReason::Released {
@@ -180,26 +198,10 @@ pub fn report_holder(
     shared.holder_changed(name, epoch);
 }
 
-/// The child's grace period: as given, else `lease − renew`, the time between this agent's
-/// stepping down and the earliest takeover, so the child is gone before another can start.
-pub fn grace_period(given: Option<Duration>, timing: &Timing) -> Duration {
-    let margin = cluster::std_duration(timing.lease_duration())
-        .saturating_sub(cluster::std_duration(timing.renew_deadline()));
-    match given {
-        Some(grace) => {
-            if grace > margin {
-                tracing::warn!(
-                    grace = ?grace,
-                    margin = ?margin,
-                    "--grace-period is longer than lease-duration − renew-deadline: after a lost \
-                     lease the child may still run when the next leader starts; fence its work \
-                     with LEASEHOLD_EPOCH"
-                );
-            }
-            grace
-        }
-        None => margin,
-    }
+/// Records a renew in the shared status: leadership now lasts until `deadline`.
+pub fn renewed(shared: &Shared, clock: Clock, deadline: Instant) {
+    let remaining = deadline.as_micros().saturating_sub(clock.now().as_micros());
+    shared.renewed(Duration::from_micros(remaining));
 }
 
 /// client-go's watchdog: lease duration plus 20 s.

@@ -4,17 +4,20 @@
 use super::elect::seed;
 use super::outputs::Outputs;
 use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
-use crate::cli::{Global, HeartbeatArgs, OnChildExit};
+use crate::cli::{Global, HeartbeatArgs};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use crate::transport::Metered;
 use leasehold_core::{Heartbeat, HeartbeatConfig, HeartbeatEvent, LeaseName, Verb};
-use leasehold_driver::Transport;
+use leasehold_driver::{Clock, Transport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The shortest `--watch --interval`: shorter would list the namespace's leases in a busy loop.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 pub async fn run(
     global: &Global,
@@ -22,9 +25,14 @@ pub async fn run(
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
     let config = cluster::load_config(global.config.as_deref())?;
-    let duration = leasehold_core::Duration::from_micros(
-        args.lease_duration.as_micros().min(u128::from(u64::MAX)) as u64,
-    );
+    if args.watch && args.interval < MIN_WATCH_INTERVAL {
+        return Err(AgentError::usage(format!(
+            "--interval {}: give at least {}: each interval lists every lease in the namespace",
+            crate::duration::format(args.interval),
+            crate::duration::format(MIN_WATCH_INTERVAL)
+        )));
+    }
+    let duration = cluster::core_duration(args.lease_duration);
     let identity = cluster::identity(args.place.identity.as_deref())?;
     let name = args
         .name
@@ -89,18 +97,16 @@ pub(super) async fn renew(
         "renewing the lease"
     );
     let plan = Plan {
-        command: Vec::new(),
-        identity: transport.identity.as_str().to_owned(),
-        grace: Duration::ZERO,
-        on_child_exit: OnChildExit::Exit,
+        child: None,
         exit_on_loss: false,
-        keep_child_on_loss: false,
         on_refused: OnRefused::Exit,
+        retry_period: cluster::std_duration(machine.renew_interval()),
         namespace,
         leases: vec![name.clone()],
     };
     let mut first = true;
-    let outcome = supervisor::run(&mut machine, transport, &plan, signals, |_, event| match event {
+    let clock = Clock::default();
+    let outcome = supervisor::run(&mut machine, transport, clock, &plan, signals, |_, event| match event {
         HeartbeatEvent::Renewed => {
             if first {
                 first = false;

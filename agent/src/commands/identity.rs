@@ -54,8 +54,8 @@ pub async fn run(
         HeartbeatConfig {
             lease,
             identity: holder.clone(),
-            lease_duration: core_duration(args.lease_duration),
-            renew_interval: Some(core_duration(args.renew_interval)),
+            lease_duration: cluster::core_duration(args.lease_duration),
+            renew_interval: Some(cluster::core_duration(args.renew_interval)),
         },
         seed(),
     )
@@ -178,10 +178,6 @@ fn parse_label(pair: &str) -> Result<(String, String), AgentError> {
         ));
     }
     Ok((key.to_owned(), value.to_owned()))
-}
-
-fn core_duration(d: Duration) -> leasehold_core::Duration {
-    leasehold_core::Duration::from_micros(d.as_micros().min(u128::from(u64::MAX)) as u64)
 }
 
 pub async fn gc(global: &Global, args: GcArgs) -> Result<i32, AgentError> {

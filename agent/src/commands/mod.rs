@@ -17,19 +17,22 @@ use crate::shutdown::Signals;
 /// Runs the command line on the current tokio runtime; `Ok` carries the exit code (a child's
 /// code when the agent ends with its child).
 pub async fn run(cli: Cli) -> Result<i32, AgentError> {
-    let mut signals = Signals::install()
-        .map_err(|e| AgentError::runtime(format!("cannot handle signals: {e}")))?;
+    // Installed before anything else, so an early SIGTERM is not lost; the fence handles its own.
+    let signals = || {
+        Signals::install().map_err(|e| AgentError::runtime(format!("cannot handle signals: {e}")))
+    };
     let global = &cli.global;
     match cli.command {
-        Command::Elect(args) => elect::run(global, args, &mut signals).await,
-        Command::Pool(args) => pool::run(global, args, &mut signals).await,
-        Command::Heartbeat(args) => heartbeat::run(global, args, &mut signals).await,
-        Command::Identity(args) => identity::run(global, args, &mut signals).await,
+        Command::Elect(args) => elect::run(global, args, &mut signals()?).await,
+        Command::Pool(args) => pool::run(global, args, &mut signals()?).await,
+        Command::Heartbeat(args) => heartbeat::run(global, args, &mut signals()?).await,
+        Command::Identity(args) => identity::run(global, args, &mut signals()?).await,
         Command::Gc(args) => identity::gc(global, args).await,
         Command::Get(args) => get::run(global, args).await,
         #[cfg(feature = "sim")]
-        Command::Sim(args) => sim::serve(args, &mut signals).await,
+        Command::Sim(args) => sim::serve(args, &mut signals()?).await,
         #[cfg(feature = "sim")]
         Command::Demo => sim::demo(global).await,
+        Command::Fence(args) => crate::fence::run(args).await,
     }
 }

@@ -1,16 +1,21 @@
 //! `leasehold pool`: k-of-n leases `PREFIX-0..N-1`. Cold start (`--release-after`) throttles how
 //! many agents run a command at once; delegation (`--hold`) picks N agents until they end.
+//!
+//! Both keep k-of-n for the work, not only for the leases: a member that loses its slot has its
+//! command stopped by the slot's deadline like an elected leader's, and waits for a slot again
+//! (a cold-start member then runs its command again from the start).
 
-use super::elect::{grace_period, healthz_after, seed};
+use super::elect::{healthz_after, renewed, seed};
 use super::outputs::Outputs;
-use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
-use crate::child::{Running, exit_code};
+use super::supervisor::{self, ChildPlan, Note, OnRefused, Outcome, Plan};
+use crate::child::{self, Launcher};
 use crate::cli::{Global, OnChildExit, PoolArgs};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use leasehold_core::{Event, Pool, PoolConfig, SlotEvent};
+use leasehold_driver::Clock;
 
 /// The largest pool this binary runs (the core's pools are sized at compile time).
 const MAX_SLOTS: usize = 128;
@@ -22,7 +27,7 @@ pub async fn run(
 ) -> Result<i32, AgentError> {
     let config = cluster::load_config(global.config.as_deref())?;
     let cold_start = args.release_after.is_some();
-    let (enabled, namespace, enforce, size, prefix, section) = if cold_start {
+    let (enabled, namespace, enforce, size, prefix) = if cold_start {
         let c = &config.k8s_coldstart;
         (
             c.enabled,
@@ -30,38 +35,41 @@ pub async fn run(
             c.enforce_leader_election,
             c.max_parallel_cold_start.unwrap_or(10),
             "cold-start",
-            "k8s_coldstart",
         )
     } else {
-        let d = &config.k8s_delegation_election;
+        // Sysdig's k8s_coldstart namespace and enforcement apply to delegation too.
+        let c = &config.k8s_coldstart;
         (
-            d.enabled,
-            d.namespace.clone(),
-            d.enforce_leader_election,
+            config.k8s_delegation_election,
+            c.namespace.clone(),
+            c.enforce_leader_election,
             config.k8s_delegated_nodes.unwrap_or(2),
             "delegation",
-            "k8s_delegation_election",
         )
     };
     let command = args.release_after.clone().unwrap_or(args.command.clone());
+    let timing = cluster::timing(&args.timing, &config)?;
+    let launcher = Launcher {
+        grace: child::grace_period(args.child.grace_period, &timing)?,
+        log_format: global.log_format,
+        log_level: global.log_level,
+    };
     if enabled == Some(false) {
         if cold_start {
             tracing::info!(
                 "k8s_coldstart.enabled is false: running the command without throttling"
             );
-            let mut child = Running::spawn(&command, &[])?;
-            return Ok(exit_code(child.wait().await));
+            return supervisor::run_without_leases(&launcher, &command, signals).await;
         }
-        return Err(AgentError::usage(format!(
-            "{section}.enabled is false in the config file: delegation is turned off; set it to \
-             true or remove the key"
-        )));
+        return Err(AgentError::usage(
+            "k8s_delegation_election is false in the config file: delegation is turned off; set \
+             it to true or remove the key",
+        ));
     }
     let size = args.size.unwrap_or(size);
     let prefix = args.prefix.clone().unwrap_or_else(|| prefix.to_owned());
     let enforce = args.enforce || enforce.unwrap_or(false);
-    let timing = cluster::timing(&args.timing, &config)?;
-    let identity = cluster::identity(args.place.identity.as_deref())?;
+    let identity = cluster::candidate_identity(args.place.identity.as_deref())?;
     let watch = !args.timing.poll;
     // A fresh member for each campaign (the first, and again after `--on-child-exit release`).
     let new_pool = || {
@@ -102,29 +110,35 @@ pub async fn run(
         mode = if cold_start { "cold start: release after the command" } else { "delegation: hold" },
         "waiting for a slot"
     );
+    let on_child_exit = if cold_start {
+        OnChildExit::Exit
+    } else {
+        args.child.on_child_exit
+    };
     let plan = Plan {
-        command,
-        identity: identity.as_str().to_owned(),
-        grace: grace_period(args.child.grace_period, &timing),
-        on_child_exit: if cold_start {
-            OnChildExit::Exit
-        } else {
-            args.child.on_child_exit
-        },
+        child: ChildPlan::new(command, identity.as_str(), launcher, on_child_exit),
         exit_on_loss: false,
-        keep_child_on_loss: cold_start,
-        on_refused: if enforce {
-            OnRefused::Exit
-        } else {
-            OnRefused::Proceed
+        on_refused: match (enforce, cold_start) {
+            (true, _) => OnRefused::Exit,
+            // A cold start must not block a boot: without leases it runs unthrottled.
+            (false, true) => OnRefused::Proceed,
+            // Delegation picks N agents: running on every one without a slot would defeat it.
+            (false, false) => OnRefused::Retry,
         },
+        retry_period: cluster::std_duration(timing.retry_period()),
         namespace: connection.namespace,
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
     };
+    let clock = Clock::default();
     loop {
-        let outcome = supervisor::run(&mut *pool, transport.clone(), &plan, signals, |p, e| {
-            on_event(p, e, &shared)
-        })
+        let outcome = supervisor::run(
+            &mut *pool,
+            transport.clone(),
+            clock,
+            &plan,
+            signals,
+            |p, e| on_event(p, e, &shared, clock),
+        )
         .await;
         match outcome {
             Outcome::Terminated => return Ok(0),
@@ -142,7 +156,7 @@ pub async fn run(
     }
 }
 
-fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared) -> Option<Note> {
+fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared, clock: Clock) -> Option<Note> {
     let slot = pool
         .slot_name(e.slot)
         .map(|n| n.as_str().to_owned())
@@ -152,6 +166,10 @@ fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared) -> Option<Not
             tracing::info!(lease = %slot, epoch, "acquired slot {slot}");
             shared.became_leader(&slot, epoch);
             Some(Note::Leading { lease: slot, epoch })
+        }
+        Event::Renewed { deadline } => {
+            renewed(shared, clock, deadline);
+            Some(Note::Renewed { deadline })
         }
         Event::LostLeadership { reason } => {
             tracing::warn!(lease = %slot, ?reason, "lost slot {slot}");
