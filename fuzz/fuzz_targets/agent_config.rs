@@ -1,10 +1,12 @@
-//! The agent's config file and duration parsers: never a panic, and every duration they accept
-//! reads back the same after formatting (so a value shown to the user means what was parsed).
-//! The first line is also tried as a lone duration, as a flag value would be.
+//! The agent's config file and duration parsers: never a panic; every duration they accept
+//! reads back the same after formatting (so a value shown to the user means what was parsed);
+//! and a file and its rewrite with every dotted key expanded into nesting parse to the same
+//! config. The first line is also tried as a lone duration, as a flag value would be.
 #![no_main]
 
 use leasehold::{config, duration};
 use libfuzzer_sys::fuzz_target;
+use std::path::Path;
 use std::time::Duration;
 
 fn round_trips(d: Duration) {
@@ -20,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
             round_trips(d);
         }
     }
-    match config::parse(text, std::path::Path::new("fuzz.yaml")) {
+    let path = Path::new("fuzz.yaml");
+    match config::parse(text, path) {
         Ok(file) => {
             let le = &file.providers.kubernetes_leaderelection;
             for d in [
@@ -33,6 +36,13 @@ fuzz_target!(|data: &[u8]| {
             {
                 round_trips(d);
             }
+            let nested = config::expanded(text, path).expect("a file that parses expands");
+            let rewritten = serde_saphyr::to_string(&nested).expect("JSON writes as YAML");
+            assert_eq!(
+                config::parse(&rewritten, path).as_ref(),
+                Ok(&file),
+                "the nested rewrite means the same:\n{rewritten}"
+            );
         }
         Err(e) => assert!(
             e.to_string().starts_with("config file fuzz.yaml: "),
