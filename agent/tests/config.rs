@@ -168,3 +168,44 @@ async fn sysdigs_documented_keys_drive_cold_start_and_delegation() {
     delegate.terminate();
     assert!(delegate.exit(Duration::from_secs(10)).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_turned_off_holds_no_lease_and_says_so() {
+    let w = World::start("config-no-delegation").await;
+    let config = w.path("dragent.yaml");
+    std::fs::write(
+        &config,
+        "k8s_coldstart:\n  namespace: sysdig-agent\nk8s_delegation_election: false\n",
+    )
+    .unwrap();
+    let status = w.path("delegation");
+    let mut agent = w.spawn(
+        "no-delegation",
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "pool",
+            "--identity",
+            "node-1",
+            "--hold",
+            "--status-file",
+            status.to_str().unwrap(),
+        ],
+    );
+    eventually(Duration::from_secs(10), "the status file says no", || {
+        support::status(&status, "leader").as_deref() == Some("false")
+    })
+    .await;
+    assert!(
+        agent.log_text().contains("delegation is off"),
+        "{}",
+        agent.log_text()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.sim.counters().total(), 0, "not one request for a lease");
+    for i in 0..2 {
+        assert!(w.sim.lease("sysdig-agent", &format!("delegation-{i}")).is_none());
+    }
+    agent.terminate();
+    assert!(agent.exit(Duration::from_secs(5)).await.success());
+}

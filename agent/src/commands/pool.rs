@@ -61,10 +61,18 @@ pub async fn run(
             );
             return supervisor::run_without_leases(&launcher, &command, signals).await;
         }
-        return Err(AgentError::usage(
-            "k8s_delegation_election is false in the config file: delegation is turned off; set \
-             it to true or remove the key",
-        ));
+        // Sysdig's switch: this agent takes no delegation lease and so is no delegate. It says
+        // so, in the status file too (leader=false), and runs until it is terminated.
+        tracing::warn!(
+            "k8s_delegation_election is false in the config file: delegation is off; holding no \
+             lease, so this agent is not a delegate"
+        );
+        let identity = args.place.identity.clone().unwrap_or_default();
+        Shared::new(&prefix, &identity, args.output.status_file.clone(), healthz_after(&timing))
+            .write_initial()
+            .map_err(|e| AgentError::runtime(format!("cannot write the status file: {e}")))?;
+        signals.recv().await;
+        return Ok(0);
     }
     let size = args.size.unwrap_or(size);
     let prefix = args.prefix.clone().unwrap_or_else(|| prefix.to_owned());
