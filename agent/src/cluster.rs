@@ -82,7 +82,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
     if let Some((qps, burst)) = options.rate_limit {
         if !(MIN_QPS..=MAX_QPS).contains(&qps) {
             return Err(AgentError::usage(format!(
-                "--qps {qps} (kube_client_options.qps): give a number of requests per second \
+                "--qps {qps:?} (kube_client_options.qps): give a number of requests per second \
                  from {MIN_QPS} to {MAX_QPS}"
             )));
         }

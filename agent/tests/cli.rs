@@ -153,6 +153,86 @@ async fn config_errors_name_the_key_and_line_and_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_numbers_are_usage_errors_that_name_the_flag_not_panics() {
+    // Before: --qps 1e-20, and durations past the core's clock (10000000000h), panicked (exit
+    // 101); --interval 0s listed the namespace in a busy loop; a grace period longer than the
+    // renew deadline only warned.
+    let w = World::start("absurd").await;
+    w.sim.reset_counters();
+    let elect = ["elect", "--lease", "controller", "--identity", "a"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--qps", "1e-20"], "--qps 1e-20"),
+        (vec!["--qps=0"], "--qps 0.0"),
+        (vec!["--qps=-1"], "--qps -1.0"),
+        (vec!["--qps", "NaN"], "--qps NaN"),
+        (vec!["--qps", "inf"], "--qps inf"),
+        (vec!["--qps", "1e300"], "--qps 1e300"),
+        (vec!["--burst", "0"], "--burst 0"),
+        (vec!["--lease-duration", "10000000000h"], "too large"),
+        (vec!["--renew-deadline", "10000000000h"], "too large"),
+        (vec!["--retry-period", "10000000000h"], "too large"),
+        (vec!["--grace-period", "8s"], "--grace-period 8s"),
+        (vec!["--grace-period", "0s"], "--grace-period 0s"),
+    ];
+    for (flags, says) in cases {
+        let mut args = elect.to_vec();
+        args.extend(&flags);
+        check_usage_error(&w, &args, says);
+    }
+    for args in [
+        vec!["heartbeat", "--watch", "--interval", "0s"],
+        vec![
+            "heartbeat",
+            "--name",
+            "n",
+            "--lease-duration",
+            "10000000000h",
+        ],
+        vec![
+            "identity",
+            "--component",
+            "c",
+            "--lease-duration",
+            "10000000000h",
+        ],
+        vec![
+            "identity",
+            "--component",
+            "c",
+            "--renew-interval",
+            "10000000000h",
+        ],
+        vec!["gc", "-l", "a=b", "--expired-for", "10000000000h"],
+        vec!["pool", "--hold", "--identity", "a", "--grace-period", "9s"],
+    ] {
+        let says = if args.contains(&"0s") {
+            "--interval 0s"
+        } else if args.contains(&"9s") {
+            "--grace-period 9s"
+        } else {
+            "too large"
+        };
+        check_usage_error(&w, &args, says);
+    }
+    assert_eq!(
+        w.sim.counters().total(),
+        0,
+        "nothing reached the API server"
+    );
+}
+
+fn check_usage_error(w: &World, args: &[&str], says: &str) {
+    let out = w.run_as(&w.admin, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(
+        stderr.contains(says),
+        "{args:?} should say {says:?}: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_elastic_config_drives_elect() {
     let w = World::start("elastic").await;
     let config = w.path("agent.yaml");

@@ -142,6 +142,7 @@ async fn delegation_holds_n_slots_until_terminated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
     let w = World::start("fallback").await;
+    let started = std::time::Instant::now();
     let out = w.run_as(
         &w.reader,
         &[
@@ -150,6 +151,12 @@ async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
             "2",
             "--identity",
             "a",
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
             "--release-after",
             "sh",
             "-c",
@@ -157,6 +164,15 @@ async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // One refusal may be a Role still being applied: only a second, a retry period later, counts.
+    assert!(started.elapsed() >= Duration::from_millis(500), "{stderr}");
+    let warned = stderr
+        .find("if an attempt a retry period from now is refused too")
+        .expect(&stderr);
+    let proceeded = stderr
+        .find("proceeding without them (unthrottled)")
+        .expect(&stderr);
+    assert!(warned < proceeded, "{stderr}");
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -172,6 +188,117 @@ async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
         "the warning carries the fix: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_without_permission_keeps_trying_and_never_runs_its_command() {
+    // Before: delegation fell back to running unthrottled at the first 403, on every agent.
+    let w = World::start("delegation-denied").await;
+    let marker = w.path("ran");
+    let mut agent = w.spawn_as(
+        &w.reader,
+        "d",
+        &[
+            "pool",
+            "--hold",
+            "--identity",
+            "d",
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ],
+    );
+    eventually(Duration::from_secs(10), "the RBAC rule is logged", || {
+        agent.log_text().contains("verbs: [\"create\"]")
+    })
+    .await;
+    let denied = || w.sim.counters().count_status("create", "leases", 403);
+    let first = denied();
+    eventually(Duration::from_secs(10), "it keeps trying", || {
+        denied() >= first + 2
+    })
+    .await;
+    assert!(!marker.exists(), "the command must not run without a slot");
+    assert!(
+        agent
+            .log_text()
+            .contains("retrying until the access is granted"),
+        "{}",
+        agent.log_text()
+    );
+    agent.terminate();
+    assert_eq!(agent.exit(Duration::from_secs(10)).await.code(), Some(0));
+    assert!(!marker.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() {
+    // Before: a member kept building after losing its slot (a cold start was throttled, not
+    // fenced) while a follower re-created the slot at once: two builds in a pool of one.
+    let w = World::start("cold-start-loss").await;
+    let log = w.path("builds");
+    let script = format!(
+        "T=\"$LEASEHOLD_IDENTITY/$LEASEHOLD_EPOCH/$$\"; \
+         for i in $(seq {BUILD_WRITES}); do echo \"$T $(date +%s%N)\" >> {}; sleep 0.05; done",
+        log.display()
+    );
+    let mut members: Vec<_> = (0..2)
+        .map(|i| {
+            w.spawn(
+                &format!("m{i}"),
+                &[
+                    "pool",
+                    "--size",
+                    "1",
+                    "--identity",
+                    &format!("m{i}"),
+                    "--lease-duration",
+                    "3s",
+                    "--renew-deadline",
+                    "2s",
+                    "--retry-period",
+                    "500ms",
+                    "--grace-period",
+                    "500ms",
+                    "--release-after",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "a build is under way", || {
+        support::intervals(&log)
+            .first()
+            .is_some_and(|i| i.writes >= 3)
+    })
+    .await;
+    w.delete_lease("cold-start-0").await;
+    for member in &mut members {
+        let status = member.exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "{}", member.log_text());
+    }
+    support::assert_never_two_workers(&log);
+    let builds = support::intervals(&log);
+    assert_eq!(builds.len(), 3, "one cut short, then one each: {builds:?}");
+    assert!(builds[0].writes < BUILD_WRITES, "{builds:?}");
+    let interrupted = builds[0].tag.split('/').next().unwrap();
+    assert!(
+        builds[1..]
+            .iter()
+            .any(|b| b.tag.starts_with(&format!("{interrupted}/")) && b.writes == BUILD_WRITES),
+        "the member that lost its slot built again, in full: {builds:?}"
+    );
+}
+
+/// The writes of one build in `a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later`.
+const BUILD_WRITES: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_refuses_with_exit_3_and_never_runs_the_command() {

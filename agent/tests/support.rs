@@ -320,16 +320,28 @@ pub fn assert_never_two_workers(log: &Path) -> Vec<Duration> {
         .collect()
 }
 
-/// Whether a process with this pid exists (a zombie counts: it has not been reaped).
+/// Whether a process with this pid runs: it exists and is not a zombie (a process killed after
+/// its parent died is reaped by whatever adopted it, which is not always prompt).
 pub fn alive(pid: i32) -> bool {
-    rustix::process::Pid::from_raw(pid)
-        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+    stat(pid).is_some_and(|(state, _)| state != 'Z')
 }
 
-/// Whether any process is left in the process group `pgid`.
+/// Whether any process of the process group `pgid` runs (zombies aside).
 pub fn group_alive(pgid: i32) -> bool {
-    rustix::process::Pid::from_raw(pgid)
-        .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .any(|(state, group)| group == pgid && state != 'Z')
+}
+
+/// The state and process group of `pid`, from `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
 }
 
 /// The pid a child wrote to `path`, once it has.

@@ -68,9 +68,14 @@ pub async fn run(
              lease, so this agent is not a delegate"
         );
         let identity = args.place.identity.clone().unwrap_or_default();
-        Shared::new(&prefix, &identity, args.output.status_file.clone(), healthz_after(&timing))
-            .write_initial()
-            .map_err(|e| AgentError::runtime(format!("cannot write the status file: {e}")))?;
+        Shared::new(
+            prefix,
+            &identity,
+            args.output.status_file.clone(),
+            healthz_after(&timing),
+        )
+        .write_initial()
+        .map_err(|e| AgentError::runtime(format!("cannot write the status file: {e}")))?;
         signals.recv().await;
         return Ok(0);
     }
