@@ -37,12 +37,23 @@ const TIMING: [&str; 8] = [
 /// `leasehold elect` on the lease `controller` with [`TIMING`], a status file `NAME.status`, and
 /// `script` as its child; `identity` none for the default.
 fn elect(w: &World, name: &str, identity: Option<&str>, script: &str) -> support::Agent {
+    elect_with(w, name, identity, &[], script)
+}
+
+fn elect_with(
+    w: &World,
+    name: &str,
+    identity: Option<&str>,
+    flags: &[&str],
+    script: &str,
+) -> support::Agent {
     let status = w.path(&format!("{name}.status"));
     let mut args = vec!["elect", "--lease", "controller"];
     if let Some(identity) = identity {
         args.extend(["--identity", identity]);
     }
     args.extend(TIMING);
+    args.extend(flags);
     args.extend(["--status-file", status.to_str().unwrap()]);
     args.extend(["--", "sh", "-c", script]);
     w.spawn(name, &args)
@@ -81,9 +92,15 @@ async fn a_paused_leaders_work_stops_before_the_next_leaders_work_starts() {
     .await;
 
     a.signal(Signal::STOP);
-    eventually(Duration::from_secs(15), "b's work starts", || {
-        works(&log, "b")
-    })
+    eventually(
+        Duration::from_secs(15),
+        "b's work runs for 10 writes",
+        || {
+            intervals(&log)
+                .iter()
+                .any(|i| i.tag.starts_with("b/") && i.writes >= 10)
+        },
+    )
     .await;
     let gaps = assert_never_two_workers(&log);
     eprintln!("from a's last write to b's first: {gaps:?}");
@@ -162,7 +179,8 @@ async fn a_killed_agent_leaves_no_process_of_its_work_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_lease_stops_the_old_work_before_new_work_starts() {
     // Before: a follower re-created a deleted lease at once, while the old leader's child was
-    // still finishing its step after SIGTERM: both worked at once.
+    // still finishing its step after SIGTERM: both worked at once. (The old leader polls, so the
+    // watching follower is the first to see the deletion.)
     let w = World::start("fence-deleted").await;
     let log = w.path("work");
     // On SIGTERM the work finishes its step: six more writes, 300 ms.
@@ -171,18 +189,21 @@ async fn a_deleted_lease_stops_the_old_work_before_new_work_starts() {
         "trap 'for i in 1 2 3 4 5 6; do echo \"$T $(date +%s%N)\" >> \"$LOG\"; sleep 0.05; done; \
          exit 0' TERM",
     );
-    let mut a = elect(&w, "a", Some("a"), &script);
+    let mut a = elect_with(&w, "a", Some("a"), &["--poll"], &script);
     eventually(Duration::from_secs(10), "a works", || works(&log, "a")).await;
     let mut b = elect(&w, "b", Some("b"), &script);
-    eventually(Duration::from_secs(10), "b follows a", || {
+    eventually(Duration::from_secs(10), "b follows a, watching", || {
         status(&w.path("b.status"), "holder").as_deref() == Some("a")
+            && w.sim.counters().count_status("watch", "leases", 200) >= 1
     })
     .await;
 
     w.delete_lease("controller").await;
-    eventually(Duration::from_secs(15), "new work starts", || {
-        intervals(&log).len() >= 2
-    })
+    eventually(
+        Duration::from_secs(15),
+        "new work runs for 10 writes",
+        || intervals(&log).get(1).is_some_and(|i| i.writes >= 10),
+    )
     .await;
     let gaps = assert_never_two_workers(&log);
     eprintln!("from the old work's last write to the new work's first: {gaps:?}");

@@ -239,7 +239,8 @@ async fn delegation_without_permission_keeps_trying_and_never_runs_its_command()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() {
     // Before: a member kept building after losing its slot (a cold start was throttled, not
-    // fenced) while a follower re-created the slot at once: two builds in a pool of one.
+    // fenced) while the other re-created the slot at once: two builds in a pool of one. (The
+    // first holder polls, so the watching member is the first to see the deletion.)
     let w = World::start("cold-start-loss").await;
     let log = w.path("builds");
     let script = format!(
@@ -247,58 +248,60 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
          for i in $(seq {BUILD_WRITES}); do echo \"$T $(date +%s%N)\" >> {}; sleep 0.05; done",
         log.display()
     );
-    let mut members: Vec<_> = (0..2)
-        .map(|i| {
-            w.spawn(
-                &format!("m{i}"),
-                &[
-                    "pool",
-                    "--size",
-                    "1",
-                    "--identity",
-                    &format!("m{i}"),
-                    "--lease-duration",
-                    "3s",
-                    "--renew-deadline",
-                    "2s",
-                    "--retry-period",
-                    "500ms",
-                    "--grace-period",
-                    "500ms",
-                    "--release-after",
-                    "sh",
-                    "-c",
-                    &script,
-                ],
-            )
-        })
-        .collect();
-    eventually(Duration::from_secs(10), "a build is under way", || {
+    let member = |name: &str, flags: &[&str]| {
+        let mut args = vec![
+            "pool",
+            "--size",
+            "1",
+            "--identity",
+            name,
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
+            "--grace-period",
+            "500ms",
+        ];
+        args.extend(flags);
+        args.extend(["--release-after", "sh", "-c", &script]);
+        w.spawn(name, &args)
+    };
+    let mut first = member("m0", &["--poll"]);
+    eventually(Duration::from_secs(10), "m0's build is under way", || {
         support::intervals(&log)
             .first()
             .is_some_and(|i| i.writes >= 3)
     })
     .await;
+    let mut second = member("m1", &[]);
+    eventually(Duration::from_secs(5), "m1 watches the slot", || {
+        w.sim.counters().count_status("watch", "leases", 200) >= 1
+    })
+    .await;
     w.delete_lease("cold-start-0").await;
-    for member in &mut members {
+    for member in [&mut first, &mut second] {
         let status = member.exit(Duration::from_secs(30)).await;
         assert_eq!(status.code(), Some(0), "{}", member.log_text());
     }
     support::assert_never_two_workers(&log);
     let builds = support::intervals(&log);
-    assert_eq!(builds.len(), 3, "one cut short, then one each: {builds:?}");
-    assert!(builds[0].writes < BUILD_WRITES, "{builds:?}");
-    let interrupted = builds[0].tag.split('/').next().unwrap();
+    assert_eq!(builds.len(), 3, "m0's cut short, then one each: {builds:?}");
+    assert!(
+        builds[0].tag.starts_with("m0/") && builds[0].writes < BUILD_WRITES,
+        "{builds:?}"
+    );
     assert!(
         builds[1..]
             .iter()
-            .any(|b| b.tag.starts_with(&format!("{interrupted}/")) && b.writes == BUILD_WRITES),
-        "the member that lost its slot built again, in full: {builds:?}"
+            .any(|b| b.tag.starts_with("m0/") && b.writes == BUILD_WRITES),
+        "m0 built again, in full, once it had a slot again: {builds:?}"
     );
 }
 
 /// The writes of one build in `a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later`.
-const BUILD_WRITES: usize = 20;
+const BUILD_WRITES: usize = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_refuses_with_exit_3_and_never_runs_the_command() {
