@@ -218,3 +218,50 @@ impl Running {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(lease: u64, renew_ms: u64, retry_ms: u64) -> Timing {
+        Timing::new(
+            leasehold_core::Duration::from_secs(lease),
+            leasehold_core::Duration::from_millis(renew_ms),
+            leasehold_core::Duration::from_millis(retry_ms),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_default_grace_leaves_room_for_renews_before_sigterm() {
+        assert_eq!(
+            grace_period(None, &Timing::DEFAULT).unwrap(),
+            Duration::from_secs(3),
+            "client-go's 10 s / 2 s: 8 s of room, 3 s at most"
+        );
+        assert_eq!(
+            grace_period(None, &timing(3, 2000, 500)).unwrap(),
+            Duration::from_millis(750),
+            "half of renew − retry when that is shorter"
+        );
+    }
+
+    #[test]
+    fn a_grace_that_leaves_no_time_to_renew_is_refused_naming_the_flag() {
+        let t = Timing::DEFAULT;
+        assert_eq!(
+            grace_period(Some(Duration::from_millis(7999)), &t).unwrap(),
+            Duration::from_millis(7999)
+        );
+        for refused in [
+            Duration::ZERO,
+            Duration::from_secs(8),
+            Duration::from_secs(60),
+        ] {
+            let e = grace_period(Some(refused), &t).unwrap_err();
+            assert_eq!(e.code, crate::ExitCode::Usage);
+            assert!(e.message.starts_with("--grace-period"), "{e}");
+            assert!(e.message.contains("10s − 2s = 8s"), "{e}");
+        }
+    }
+}
