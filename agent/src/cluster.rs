@@ -204,7 +204,9 @@ fn explicit_or_pod_name(explicit: Option<&str>) -> Option<String> {
 
 fn checked_identity(id: String) -> Result<Identity, AgentError> {
     Identity::new(&id).map_err(|e| {
-        AgentError::usage(format!("--identity \"{id}\": {e}: give a shorter identity"))
+        AgentError::usage(format!(
+            "--identity \"{id}\": {e}: give one of 1 to 253 bytes"
+        ))
     })
 }
 
