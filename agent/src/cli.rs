@@ -254,11 +254,12 @@ pub struct HeartbeatArgs {
     #[arg(long)]
     pub watch: bool,
     /// With --watch: only leases matching this label selector.
-    #[arg(short = 'l', long, value_name = "SELECTOR", requires = "watch")]
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
-    /// With --watch: how often to list the leases.
-    #[arg(long, value_parser = duration::parse, default_value = "5s", value_name = "DURATION", requires = "watch")]
-    pub interval: Duration,
+    /// With --watch: how often to list the leases (default 5s; a lease that expires between two
+    /// lists is listed again at its expiry).
+    #[arg(long, value_parser = duration::parse, value_name = "DURATION")]
+    pub interval: Option<Duration>,
     /// Outputs.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -275,6 +276,7 @@ pub struct IdentityArgs {
     #[command(flatten)]
     pub place: PlaceArgs,
     /// The host this instance runs on (default: the hostname; in a DaemonSet, the node name).
+    /// Without --identity it is also the instance in the holder.
     #[arg(long, value_name = "HOST", env = "NODE_NAME")]
     pub hostname: Option<String>,
     /// `leaseDurationSeconds`.

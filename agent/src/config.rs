@@ -122,8 +122,9 @@ pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let key = e.path().to_string();
         // The failing key's own line, or that of the nearest section that has one.
-        let line = std::iter::successors(Some(key.as_str()), |k| k.rsplit_once('.').map(|(a, _)| a))
-            .find_map(|k| lines.get(k));
+        let line =
+            std::iter::successors(Some(key.as_str()), |k| k.rsplit_once('.').map(|(a, _)| a))
+                .find_map(|k| lines.get(k));
         ConfigError {
             path: path.to_owned(),
             message: match line {
@@ -149,7 +150,12 @@ fn expand_text(
         path: path.to_owned(),
         message,
     };
-    let empty = || (serde_json::Value::Object(serde_json::Map::new()), BTreeMap::new());
+    let empty = || {
+        (
+            serde_json::Value::Object(serde_json::Map::new()),
+            BTreeMap::new(),
+        )
+    };
     if text.trim().is_empty() {
         return Ok(empty());
     }
@@ -351,13 +357,15 @@ fn elastic_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>,
             Ok(Duration::from_secs(v))
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom(format!("{v} seconds is negative: give a positive duration")))
+            u64::try_from(v).map(Duration::from_secs).map_err(|_| {
+                E::custom(format!("{v} seconds is negative: give a positive duration"))
+            })
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
             Duration::try_from_secs_f64(v).map_err(|_| {
-                E::custom(format!("{v} seconds is not a duration: give a positive number"))
+                E::custom(format!(
+                    "{v} seconds is not a duration: give a positive number"
+                ))
             })
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
@@ -447,7 +455,8 @@ providers.kubernetes_leaderelection:
         )
         .unwrap_err();
         assert!(
-            e.message.contains("providers.kubernetes_leaderelection.leader_lease")
+            e.message
+                .contains("providers.kubernetes_leaderelection.leader_lease")
                 && e.message.contains("line 4")
                 && e.message.contains("line 1"),
             "{e}"
@@ -492,8 +501,8 @@ providers.kubernetes_leaderelection:
         assert_eq!(le.leader_retryperiod, Some(Duration::from_millis(1_500)));
         assert_eq!(le.leader_leaseduration, Some(Duration::from_secs(60)));
         assert_eq!(le.leader_renewdeadline, Some(Duration::from_secs(10)));
-        let e = parse("providers.kubernetes_leaderelection.leader_leaseduration: -5\n")
-            .unwrap_err();
+        let e =
+            parse("providers.kubernetes_leaderelection.leader_leaseduration: -5\n").unwrap_err();
         assert!(
             e.message.contains("leader_leaseduration (line 1)") && e.message.contains("negative"),
             "{e}"
@@ -520,7 +529,8 @@ providers.kubernetes_leaderelection:
         let e =
             parse("k8s_coldstart:\n  enabled: true\n  max_paralel_cold_start: 3\n").unwrap_err();
         assert!(
-            e.message.contains("k8s_coldstart.max_paralel_cold_start (line 3)"),
+            e.message
+                .contains("k8s_coldstart.max_paralel_cold_start (line 3)"),
             "{e}"
         );
         assert!(e.to_string().starts_with("config file agent.yaml: "), "{e}");
@@ -536,13 +546,17 @@ providers.kubernetes_leaderelection:
     fn a_wrong_type_is_named_with_its_line() {
         let e = parse("k8s_coldstart:\n  max_parallel_cold_start: many\n").unwrap_err();
         assert!(
-            e.message.contains("k8s_coldstart.max_parallel_cold_start (line 2)"),
+            e.message
+                .contains("k8s_coldstart.max_parallel_cold_start (line 2)"),
             "{e}"
         );
         let e = parse("k8s_delegation_election:\n  enabled: true\n").unwrap_err();
-        assert!(e.message.contains("k8s_delegation_election (line 1)"), "{e}");
-        let e = parse("providers.kubernetes_leaderelection.leader_leaseduration: 15x\n")
-            .unwrap_err();
+        assert!(
+            e.message.contains("k8s_delegation_election (line 1)"),
+            "{e}"
+        );
+        let e =
+            parse("providers.kubernetes_leaderelection.leader_leaseduration: 15x\n").unwrap_err();
         assert!(e.message.contains("(line 1)"), "{e}");
     }
 
@@ -550,6 +564,11 @@ providers.kubernetes_leaderelection:
     fn a_document_that_is_not_a_mapping_is_refused() {
         assert!(parse("- a\n- b\n").is_err());
         assert!(parse("just text").is_err());
-        assert!(parse("a..b: 1\n").unwrap_err().message.contains("empty part"));
+        assert!(
+            parse("a..b: 1\n")
+                .unwrap_err()
+                .message
+                .contains("empty part")
+        );
     }
 }

@@ -51,21 +51,27 @@ async fn elastics_documented_block_elects_with_its_lease_and_timing() {
             status.to_str().unwrap(),
         ],
     );
-    eventually(Duration::from_secs(10), "it leads the documented lease", || {
-        w.holder("elastic-agent-cluster-leader").as_deref() == Some("agent-1")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "it leads the documented lease",
+        || w.holder("elastic-agent-cluster-leader").as_deref() == Some("agent-1"),
+    )
     .await;
     let spec = &w.lease("elastic-agent-cluster-leader").unwrap()["spec"];
     assert_eq!(spec["leaseDurationSeconds"], 15, "{spec}");
-    eventually(Duration::from_secs(5), "the status file says leader", || {
-        support::status(&status, "leader").as_deref() == Some("true")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the status file says leader",
+        || support::status(&status, "leader").as_deref() == Some("true"),
+    )
     .await;
     // A renew every retry period (2 s): the renewTime moves within 4 s.
     let first = spec["renewTime"].clone();
-    eventually(Duration::from_secs(5), "a renew on the retry period", || {
-        w.lease("elastic-agent-cluster-leader").unwrap()["spec"]["renewTime"] != first
-    })
+    eventually(
+        Duration::from_secs(5),
+        "a renew on the retry period",
+        || w.lease("elastic-agent-cluster-leader").unwrap()["spec"]["renewTime"] != first,
+    )
     .await;
     agent.terminate();
     assert!(agent.exit(Duration::from_secs(10)).await.success());
@@ -110,14 +116,13 @@ async fn a_file_mixing_dotted_and_nested_keys_drives_elect() {
             "agent-1",
         ],
     );
-    eventually(Duration::from_secs(10), "it leads the dotted key's lease", || {
-        w.holder("mixed").as_deref() == Some("agent-1")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "it leads the dotted key's lease",
+        || w.holder("mixed").as_deref() == Some("agent-1"),
+    )
     .await;
-    assert_eq!(
-        w.lease("mixed").unwrap()["spec"]["leaseDurationSeconds"],
-        4
-    );
+    assert_eq!(w.lease("mixed").unwrap()["spec"]["leaseDurationSeconds"], 4);
     agent.terminate();
     assert!(agent.exit(Duration::from_secs(10)).await.success());
 }
@@ -157,13 +162,17 @@ async fn sysdigs_documented_keys_drive_cold_start_and_delegation() {
         "delegate",
         &["--config", config, "pool", "--identity", "node-1", "--hold"],
     );
-    eventually(Duration::from_secs(10), "it holds a delegation slot", || {
-        (0..2).any(|i| {
-            w.sim
-                .lease("sysdig-agent", &format!("delegation-{i}"))
-                .is_some_and(|l| l["spec"]["holderIdentity"] == "node-1")
-        })
-    })
+    eventually(
+        Duration::from_secs(10),
+        "it holds a delegation slot",
+        || {
+            (0..2).any(|i| {
+                w.sim
+                    .lease("sysdig-agent", &format!("delegation-{i}"))
+                    .is_some_and(|l| l["spec"]["holderIdentity"] == "node-1")
+            })
+        },
+    )
     .await;
     delegate.terminate();
     assert!(delegate.exit(Duration::from_secs(10)).await.success());
@@ -204,7 +213,11 @@ async fn delegation_turned_off_holds_no_lease_and_says_so() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(w.sim.counters().total(), 0, "not one request for a lease");
     for i in 0..2 {
-        assert!(w.sim.lease("sysdig-agent", &format!("delegation-{i}")).is_none());
+        assert!(
+            w.sim
+                .lease("sysdig-agent", &format!("delegation-{i}"))
+                .is_none()
+        );
     }
     agent.terminate();
     assert!(agent.exit(Duration::from_secs(5)).await.success());

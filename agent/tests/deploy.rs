@@ -117,7 +117,10 @@ fn leases_used(overlay: &str, containers: &[Container]) -> (BTreeSet<String>, us
             Command::Heartbeat(args) => {
                 assert_eq!(args.place.namespace.as_deref(), Some("leasehold-heartbeat"));
             }
-            _ => panic!("{overlay}, container {}: not an agent command", container.name),
+            _ => panic!(
+                "{overlay}, container {}: not an agent command",
+                container.name
+            ),
         }
     }
     (used, commands)

@@ -107,3 +107,67 @@ async fn a_fractional_duration_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_reports_an_expiry_on_time_and_ignores_released_leases() {
+    let w = World::start("heartbeat-watch").await;
+    // A released election lease (holder empty, duration 1 s) is nobody's heartbeat.
+    let released = w.spawn(
+        "released",
+        &[
+            "elect",
+            "--lease",
+            "released",
+            "--identity",
+            "a",
+            "--",
+            "true",
+        ],
+    );
+    let mut released = released;
+    assert!(released.exit(Duration::from_secs(10)).await.success());
+    assert_eq!(w.holder("released"), None, "released");
+    let mut node = w.spawn(
+        "node",
+        &[
+            "heartbeat",
+            "--name",
+            "node-1",
+            "--identity",
+            "node-1",
+            "--lease-duration",
+            "2s",
+        ],
+    );
+    eventually(Duration::from_secs(5), "the lease is created", || {
+        w.holder("node-1").as_deref() == Some("node-1")
+    })
+    .await;
+    // Lists every 30 s: the expiry must still be reported when it comes, not at the next list.
+    let watcher = w.spawn("watcher", &["heartbeat", "--watch", "--interval", "30s"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.signal(rustix::process::Signal::KILL);
+    node.exit(Duration::from_secs(5)).await;
+    let took = eventually(Duration::from_secs(6), "the watcher reports node-1", || {
+        watcher
+            .out_text()
+            .contains("STALE default/node-1 holder=node-1 not renewed within its 2s duration")
+    })
+    .await;
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let out = watcher.out_text();
+    assert!(out.contains("renewTime 20"), "{out}");
+    assert!(!out.contains("released"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_without_watch_is_refused() {
+    let w = World::start("heartbeat-interval").await;
+    let out = w.run_as(
+        &w.admin,
+        &["heartbeat", "--name", "node-1", "--interval", "1s"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--watch"), "{stderr}");
+}

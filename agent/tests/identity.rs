@@ -242,3 +242,26 @@ async fn gc_deletes_only_leases_expired_past_the_threshold_and_dry_run_changes_n
     assert!(stderr.contains("verbs: [\"delete\"]"), "{stderr}");
     assert!(w.lease("gone-again").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_identity_the_given_host_names_the_holder_too() {
+    let w = World::start("identity-host").await;
+    let _agent = w.spawn(
+        "host",
+        &["identity", "--component", "indexer", "--hostname", "node-1"],
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the identity lease appears",
+        || identity_leases(&w).len() == 1,
+    )
+    .await;
+    let holder = identity_leases(&w)[0]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        holder.starts_with("node-1_") && holder.len() == "node-1_".len() + 36,
+        "{holder}"
+    );
+}

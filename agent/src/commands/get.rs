@@ -308,7 +308,8 @@ fn wall_now() -> MicroTime {
     leasehold_driver::Clock::wall()
 }
 
-fn rfc3339(t: MicroTime) -> String {
+/// `t` as RFC 3339, for people reading a record.
+pub(super) fn rfc3339(t: MicroTime) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.as_unix_micros()) * 1_000)
         .ok()
         .and_then(|t| {

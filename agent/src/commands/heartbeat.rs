@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// The shortest `--watch --interval`: shorter would list the namespace's leases in a busy loop.
 const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+/// `--watch --interval` by default.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub async fn run(
     global: &Global,
@@ -25,10 +27,18 @@ pub async fn run(
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
     let config = cluster::load_config(global.config.as_deref())?;
-    if args.watch && args.interval < MIN_WATCH_INTERVAL {
+    // clap counts --watch as given whenever it has its default, so `requires` cannot say it.
+    if !args.watch && (args.interval.is_some() || args.selector.is_some()) {
+        return Err(AgentError::usage(
+            "--interval and --selector are the watcher's: add --watch, or drop them (a \
+             heartbeat renews every quarter of --lease-duration)",
+        ));
+    }
+    let interval = args.interval.unwrap_or(WATCH_INTERVAL);
+    if interval < MIN_WATCH_INTERVAL {
         return Err(AgentError::usage(format!(
             "--interval {}: give at least {}: each interval lists every lease in the namespace",
-            crate::duration::format(args.interval),
+            crate::duration::format(interval),
             crate::duration::format(MIN_WATCH_INTERVAL)
         )));
     }
@@ -69,7 +79,7 @@ pub async fn run(
     .await?;
     let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     if args.watch {
-        return watch(transport, &connection.namespace, &args, signals).await;
+        return watch(transport, &connection.namespace, &args, interval, signals).await;
     }
     renew(
         machine,
@@ -140,19 +150,24 @@ pub(super) async fn renew(
 struct Seen {
     resource_version: String,
     observed_at: Instant,
+    duration: Duration,
     stale: bool,
 }
 
-/// Lists the leases every `--interval` and reports each one whose record has not changed for
-/// longer than its `leaseDurationSeconds`, measured on this process's clock from when the
-/// change was seen (never by comparing the record's timestamps with the local clock).
+/// Lists the leases every `interval`, and again at the instant the next one would expire, and
+/// reports each one whose record has not changed for longer than its `leaseDurationSeconds`,
+/// measured on this process's clock from when the change was seen (never by comparing the
+/// record's timestamps with the local clock). A lease with no holder (free, or released by an
+/// election) is nobody's heartbeat and is not reported.
 async fn watch(
     transport: Arc<Metered>,
     namespace: &str,
     args: &HeartbeatArgs,
+    interval: Duration,
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
-    tracing::info!(namespace, selector = ?args.selector, interval = ?args.interval, "watching heartbeat leases");
+    tracing::info!(namespace, selector = ?args.selector, ?interval, "watching heartbeat leases");
+    let started = Instant::now();
     let mut seen: HashMap<String, Seen> = HashMap::new();
     loop {
         match transport
@@ -164,16 +179,20 @@ async fn watch(
                 let present: Vec<String> = leases.iter().map(|l| l.name.clone()).collect();
                 seen.retain(|name, _| present.contains(name));
                 for listed in leases {
+                    let record = &listed.lease.record;
+                    if matches!(record.holder, leasehold_core::Holder::None) {
+                        seen.remove(&listed.name);
+                        continue;
+                    }
                     let rv = listed.lease.resource_version.as_str().to_owned();
-                    let duration = listed
-                        .lease
-                        .record
+                    let duration = record
                         .lease_duration
                         .map_or(args.lease_duration, cluster::std_duration);
-                    let holder = listed.lease.record.holder.to_string();
+                    let holder = record.holder.to_string();
                     let entry = seen.entry(listed.name.clone()).or_insert(Seen {
                         resource_version: rv.clone(),
                         observed_at: now,
+                        duration,
                         stale: false,
                     });
                     if entry.resource_version != rv {
@@ -184,16 +203,24 @@ async fn watch(
                         *entry = Seen {
                             resource_version: rv,
                             observed_at: now,
+                            duration,
                             stale: false,
                         };
-                    } else if !entry.stale && now.duration_since(entry.observed_at) > duration {
+                    } else if !entry.stale && now.duration_since(entry.observed_at) >= duration {
                         entry.stale = true;
-                        let idle = now.duration_since(entry.observed_at);
+                        let unchanged = now.duration_since(entry.observed_at).as_secs();
+                        // Unchanged since first seen: it may have been so long before.
+                        let since = if entry.observed_at <= started {
+                            format!("at least {unchanged}s, since this watcher started")
+                        } else {
+                            format!("{unchanged}s")
+                        };
+                        let renewed = record.renew_time.map_or("none".into(), super::get::rfc3339);
                         println!(
-                            "STALE {namespace}/{} holder={holder} not renewed for {}s (duration {}s)",
+                            "STALE {namespace}/{} holder={holder} not renewed within its {}s \
+                             duration: unchanged for {since}; renewTime {renewed}",
                             listed.name,
-                            idle.as_secs(),
-                            duration.as_secs()
+                            duration.as_secs(),
                         );
                         tracing::warn!(lease = %listed.name, %holder, "lease not renewed within its duration");
                     }
@@ -217,8 +244,14 @@ async fn watch(
             }
             Err(error) => tracing::warn!(?error, "cannot list leases; retrying"),
         }
+        // The next list: at the interval, or when the first lease still fresh would expire.
+        let next = seen
+            .values()
+            .filter(|s| !s.stale)
+            .map(|s| s.observed_at + s.duration)
+            .fold(Instant::now() + interval, Instant::min);
         tokio::select! {
-            () = tokio::time::sleep(args.interval) => {}
+            () = tokio::time::sleep_until(next.into()) => {}
             () = signals.recv() => return Ok(0),
         }
     }

@@ -31,7 +31,8 @@ pub async fn run(
     let name = lease_name(&args.component, &hostname)?;
     let lease =
         LeaseName::new(&name).map_err(|e| AgentError::usage(format!("lease name {name}: {e}")))?;
-    let instance = cluster::identity(args.place.identity.as_deref())?;
+    // The host given names the instance too: a holder naming another host would mislead.
+    let instance = cluster::identity(args.place.identity.as_deref().or(args.hostname.as_deref()))?;
     let holder = holder(instance.as_str());
     let mut labels = BTreeMap::from([
         (COMPONENT_LABEL.to_owned(), args.component.clone()),
