@@ -60,3 +60,8 @@ async fn delete_with_preconditions_and_create_metadata() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_lease_past_the_watch_history_cannot_loop() {
+    conformance::a_quiet_lease_past_the_watch_history_cannot_loop(connect).await;
+}
