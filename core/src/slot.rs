@@ -246,6 +246,23 @@ impl LeaseSlot {
         if self.intent == intent {
             return;
         }
+        if self.intent == Intent::Idle {
+            // An idle slot neither read nor watched its lease: it may have been created and
+            // deleted meanwhile, with its holder's work still stopping. What was missing is
+            // then no longer "missing at the first read": it is waited out as a deletion seen
+            // now.
+            match &mut self.known {
+                Known::Absent => {
+                    self.known = Known::Deleted {
+                        lease_duration: None,
+                        transitions: None,
+                    };
+                    self.observed_at = now;
+                }
+                Known::Deleted { .. } => self.observed_at = now,
+                Known::Unknown | Known::Present(_) => {}
+            }
+        }
         if intent == Intent::Release {
             self.release = ReleaseStage::NotStarted;
             self.not_before = now;
@@ -436,9 +453,11 @@ impl LeaseSlot {
                 }
             }
             Action::ReleaseWrite => {
+                // Over the version the release read found ours, whatever came in since: a
+                // newer version is someone else's and gets 409.
                 let lease = self.lease()?;
                 Operation::Update {
-                    resource_version: lease.resource_version.clone(),
+                    resource_version: self.release_rv.clone()?,
                     record: release_record(&lease.record, wall),
                 }
             }
