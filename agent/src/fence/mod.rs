@@ -22,6 +22,7 @@
 
 pub mod protocol;
 mod sys;
+mod timer;
 mod tree;
 
 use crate::cli::FenceArgs;
@@ -34,6 +35,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
+use timer::BootAlarm;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::signal::unix::{SignalKind, signal};
@@ -59,6 +61,16 @@ pub async fn run(args: FenceArgs) -> Result<i32, AgentError> {
         (Ok(children), Ok(term), Ok(int)) => (children, term, int),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return fail(&mut reports, format!("cannot handle signals: {e}")).await;
+        }
+    };
+    let alarm = match BootAlarm::new() {
+        Ok(alarm) => alarm,
+        Err(e) => {
+            return fail(
+                &mut reports,
+                format!("cannot make a CLOCK_BOOTTIME timer: {e}"),
+            )
+            .await;
         }
     };
     let fence_pid = getpid();
@@ -114,7 +126,16 @@ pub async fn run(args: FenceArgs) -> Result<i32, AgentError> {
         if stopping {
             tree.follow_up();
         }
-        let wake = fence.poll_timeout().map(|at| clock.deadline(at));
+        let wake = fence.poll_timeout();
+        // Should the boottime alarm refuse to arm, the monotonic clock still keeps the deadline
+        // outside a suspend.
+        let fallback = match alarm.set(wake.map(|at| clock.to_boottime_micros(at))) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot arm the CLOCK_BOOTTIME timer; using the monotonic clock");
+                wake.map(|at| clock.deadline(at))
+            }
+        };
         let tick = stopping.then(|| tokio::time::Instant::now() + STOPPING_TICK);
         tokio::select! {
             line = orders.next_line(), if agent_alive => match line {
@@ -134,7 +155,8 @@ pub async fn run(args: FenceArgs) -> Result<i32, AgentError> {
             _ = children.recv() => {}
             _ = term.recv() => fence.handle_stop(clock.now()),
             _ = int.recv() => fence.handle_stop(clock.now()),
-            () = sleep_until(wake) => {}
+            () = alarm.fired() => {}
+            () = sleep_until(fallback) => {}
             () = sleep_until(tick) => {}
         }
     }
