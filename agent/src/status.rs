@@ -45,6 +45,8 @@ struct Inner {
     takeover_started: Option<Instant>,
     /// Whether the API server has answered once.
     ready: bool,
+    /// Lease requests answered with success, so a refusal can be told from a passing one.
+    successes: u64,
 }
 
 /// The state shared by all outputs.
@@ -229,6 +231,9 @@ impl Shared {
         if matches!(response, Ok(_) | Err(ApiError::NotFound)) {
             inner.ready = true;
         }
+        if response.is_ok() {
+            inner.successes += 1;
+        }
         if ours {
             inner.renewed_at = Some(Instant::now());
         }
@@ -238,6 +243,11 @@ impl Shared {
                 .get_or_create(&Metrics::name(&self.name))
                 .set(i64::from(lease.record.lease_transitions.unwrap_or(0)));
         }
+    }
+
+    /// How many lease requests the API server has answered with success so far.
+    pub fn successes(&self) -> u64 {
+        self.lock().successes
     }
 
     /// A request that has no answer of its own (a watch opened, a list).

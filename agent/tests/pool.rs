@@ -433,3 +433,76 @@ async fn when_the_leases_cannot_be_created_at_all_a_cold_start_proceeds_or_enfor
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("namespace \"missing\""), "{stderr}");
 }
+
+/// A cold-start member that took the only slot but may not renew it (no `update`) is refused
+/// twice and falls back to running unthrottled. Its lease-fenced work must still stop by the
+/// slot's deadline, and the lease is given up only then, so the member that takes the slot next
+/// never works beside it. The first design extended the running work to unbounded and released
+/// at once: the two overlapped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_never_lets_lease_work_run_beside_the_next_holder() {
+    let w = World::start("fallback-overlap").await;
+    let log = w.path("work");
+    let script = support::worker(&log, "");
+    let args = |id: &str| -> Vec<String> {
+        [
+            "pool",
+            "--size",
+            "1",
+            "--identity",
+            id,
+            "--lease-duration",
+            "3s",
+            "--renew-deadline",
+            "2s",
+            "--retry-period",
+            "500ms",
+            "--release-after",
+            "sh",
+            "-c",
+            &script,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let a_args = args("a");
+    let mut a = w.spawn_as(
+        &w.no_update,
+        "a",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    eventually(Duration::from_secs(10), "a works under the slot", || {
+        support::intervals(&log)
+            .iter()
+            .any(|i| i.tag.starts_with("a/0/"))
+    })
+    .await;
+    let b_args = args("b");
+    let mut b = w.spawn("b", &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+    eventually(Duration::from_secs(20), "b works under the slot", || {
+        support::intervals(&log)
+            .iter()
+            .any(|i| i.tag.starts_with("b/"))
+    })
+    .await;
+    // Long enough for any overlap to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = support::intervals(&log);
+    a.terminate();
+    b.terminate();
+    let _ = a.exit(Duration::from_secs(10)).await;
+    let _ = b.exit(Duration::from_secs(10)).await;
+    let leased = all.iter().find(|i| i.tag.starts_with("a/0/")).unwrap();
+    let next = all.iter().find(|i| i.tag.starts_with("b/")).unwrap();
+    assert!(
+        leased.last < next.first,
+        "a's lease work ran {} ms into b's: {all:?}",
+        (leased.last - next.first) / 1_000_000
+    );
+    assert!(
+        a.log_text()
+            .contains("proceeding without them (unthrottled)"),
+        "{}",
+        a.log_text()
+    );
+}

@@ -15,6 +15,9 @@ pub struct World {
     pub reader: PathBuf,
     /// May create leases and get, watch and update the lease `controller` only.
     pub elector: PathBuf,
+    /// May create, get, list and watch leases, but never update one: it can take a free lease
+    /// and never renew it.
+    pub no_update: PathBuf,
 }
 
 impl World {
@@ -46,6 +49,16 @@ impl World {
                 ),
             ],
         ));
+        config.users.push(User::with_rules(
+            "no-update",
+            "no-update-token",
+            vec![Rule::new(
+                &["create", "get", "list", "watch"],
+                &["leases"],
+                &["default"],
+                &[],
+            )],
+        ));
         let sim = Sim::start(config).await.expect("sim starts");
         let dir = std::env::temp_dir().join(format!("leasehold-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -56,12 +69,15 @@ impl World {
         std::fs::write(&reader, sim.kubeconfig("reader", "default").unwrap()).unwrap();
         let elector = dir.join("elector.kubeconfig");
         std::fs::write(&elector, sim.kubeconfig("elector", "default").unwrap()).unwrap();
+        let no_update = dir.join("no-update.kubeconfig");
+        std::fs::write(&no_update, sim.kubeconfig("no-update", "default").unwrap()).unwrap();
         Self {
             sim,
             dir,
             admin,
             reader,
             elector,
+            no_update,
         }
     }
 

@@ -146,6 +146,8 @@ pub async fn run<M: Machine>(
     let (notes, received) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let failures = transport.clone();
+    let shared = transport.shared.clone();
+    let successes = move || shared.successes();
     // Written as each event is handed over, so when the supervisor reads a note it sees the
     // machine's latest word on leadership, not the note's.
     let term: RefCell<Option<Term>> = RefCell::new(None);
@@ -174,6 +176,7 @@ pub async fn run<M: Machine>(
         outcome: None,
         unthrottled: false,
         first_refusal: None,
+        successes: &successes,
     };
     let supervising = supervisor.run(received, signals, move || {
         failures.inner.last_failure_message()
@@ -210,8 +213,11 @@ struct Supervisor<'a> {
     child: Option<Running>,
     outcome: Option<Outcome>,
     unthrottled: bool,
-    /// The first refusal not yet followed by a success, for [`OnRefused::Proceed`].
-    first_refusal: Option<Instant>,
+    /// The first refusal not yet followed by a success, and the count of successful answers
+    /// then, for [`OnRefused::Proceed`].
+    first_refusal: Option<(Instant, u64)>,
+    /// Successful answers so far (the shared status counts them).
+    successes: &'a dyn Fn() -> u64,
 }
 
 impl Supervisor<'_> {
@@ -360,11 +366,11 @@ impl Supervisor<'_> {
                 );
                 // A renew may have come late, after the fence began to stop: then this agent
                 // still leads and the work may run again.
-                self.start_if_leading();
+                self.next_work();
             }
             (None, StopCause::Stopped | StopCause::HolderGone) => {
                 tracing::info!(code, cause = cause_name, "stopped the child command");
-                self.start_if_leading();
+                self.next_work();
             }
         }
     }
@@ -384,13 +390,23 @@ impl Supervisor<'_> {
                 } else {
                     tracing::debug!("{err}");
                 }
-                self.first_refusal.get_or_insert(self.clock.now());
+                let successes = (self.successes)();
+                self.first_refusal
+                    .get_or_insert((self.clock.now(), successes));
             }
             OnRefused::Proceed => {
                 let now = self.clock.now();
+                let successes = (self.successes)();
+                // A success since the first refusal means it was passing: start again.
+                if self
+                    .first_refusal
+                    .is_some_and(|(_, then)| then != successes)
+                {
+                    self.first_refusal = None;
+                }
                 match self.first_refusal {
                     None => {
-                        self.first_refusal = Some(now);
+                        self.first_refusal = Some((now, successes));
                         tracing::warn!("{err}");
                         tracing::warn!(
                             "leases cannot be used: if an attempt a retry period from now is \
@@ -398,7 +414,7 @@ impl Supervisor<'_> {
                         );
                     }
                     // Another slot's answer to the same moment's requests confirms nothing.
-                    Some(first) if now < first.saturating_add(self.retry_period()) => {}
+                    Some((first, _)) if now < first.saturating_add(self.retry_period()) => {}
                     Some(_) => self.proceed_without_leases(err),
                 }
             }
@@ -412,12 +428,29 @@ impl Supervisor<'_> {
              (enforce_leader_election: true) to refuse instead"
         );
         self.unthrottled = true;
-        self.release();
         match &self.child {
-            // No lease fences the work any more.
-            Some(running) => running.extend(UNBOUNDED),
-            None => self.spawn("", 0, UNBOUNDED),
+            // Work started under a lease stops as any leader's does, by its deadline at the
+            // latest: the lease is released, and the work started again unthrottled, only once
+            // it is gone (see `ended`), so no other member's work can overlap it meanwhile.
+            Some(running) => running.stop(),
+            None => self.go_unthrottled(),
         }
+    }
+
+    /// After the work stopped with nothing decided: unthrottled from now on, or again under
+    /// the lease if this agent still leads.
+    fn next_work(&mut self) {
+        if self.unthrottled {
+            self.go_unthrottled();
+        } else {
+            self.start_if_leading();
+        }
+    }
+
+    /// With no lease work left: gives the lease up and runs the command without one.
+    fn go_unthrottled(&mut self) {
+        self.release();
+        self.spawn("", 0, UNBOUNDED);
     }
 }
 
