@@ -277,6 +277,13 @@ impl Transport for KubeTransport {
             Operation::Create(record) => {
                 Call::Create(for_write(Some(self.new_object()), name, None, record))
             }
+            // kube-rs does not say whether a replace was answered 200 or 201 (the server
+            // re-created a deleted lease), so the uid of the object written over is what tells.
+            // Without it (this transport last saw the lease deleted, or never read it) the
+            // update is not sent: 409 sends the core to read first, and the read gives the uid.
+            Operation::Update { .. } if base.as_ref().is_none_or(|b| b.metadata.uid.is_none()) => {
+                return Err(ApiError::Conflict);
+            }
             Operation::Update {
                 resource_version,
                 record,
@@ -288,7 +295,6 @@ impl Transport for KubeTransport {
             )),
             Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
         };
-        // The uid of the object a replace was written over, when this transport has read it.
         let replaced_uid = match &call {
             Call::Replace(lease) => lease.metadata.uid.clone(),
             Call::Get | Call::Create(_) => None,
@@ -308,11 +314,7 @@ impl Transport for KubeTransport {
             // deleted. Said so, the core treats it as the deletion it is instead of as a
             // successful take; the lease created names us, but no term of ours wrote it, so it
             // is waited out.
-            Ok(Ok(lease))
-                if replaced_uid
-                    .as_ref()
-                    .is_some_and(|uid| lease.metadata.uid.as_ref() != Some(uid)) =>
-            {
+            Ok(Ok(lease)) if replaced_uid.is_some() && lease.metadata.uid != replaced_uid => {
                 self.remember(name, None);
                 Err(ApiError::NotFound)
             }

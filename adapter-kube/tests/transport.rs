@@ -100,3 +100,32 @@ async fn a_wrong_token_is_unauthorized_and_an_unknown_ca_fails_tls() {
     }
     sim.stop().await;
 }
+
+/// kube-rs hides whether a replace was answered 200 or 201 (a deleted lease re-created by the
+/// update), so the transport tells them apart by the uid of the object it read. An update of a
+/// lease it has no uid for is not sent: 409, so the core reads first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_without_a_read_object_is_not_sent() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let path = std::env::temp_dir().join(format!("leasehold-kube-uid-{}", std::process::id()));
+    std::fs::write(&path, sim.kubeconfig("admin", "default").unwrap()).unwrap();
+    let (client, namespace) = client(Some(&path), None).await.unwrap();
+    let t = KubeTransport::new(client, &namespace, Duration::from_secs(5));
+    let update = |rv: &str| Request {
+        slot: 0,
+        lease: LeaseName::new("gone").unwrap(),
+        op: Operation::Update {
+            resource_version: leasehold_core::ResourceVersion::new(rv).unwrap(),
+            record: conformance::record("a"),
+        },
+    };
+    sim.reset_counters();
+    assert_eq!(t.call(update("7")).await, Err(ApiError::Conflict));
+    assert_eq!(sim.counters().total(), 0, "nothing was sent");
+    assert!(
+        sim.lease("default", "gone").is_none(),
+        "nothing was created"
+    );
+    sim.stop().await;
+}
