@@ -345,6 +345,28 @@ mod tests {
     }
 
     #[test]
+    fn absurd_records_from_the_server_are_shown_as_they_are_without_a_panic() {
+        // A renewTime a century ahead (a holder's clock gone wrong), a duration that saturates
+        // the core's clock, and one from before the epoch: the view shows them; the core never
+        // compares them with a local clock.
+        let now = MicroTime::from_unix_micros(1_000 * 1_000_000);
+        let mut future = listed("future", Some("pod-a"), 4_000_000_000, 0);
+        future.lease.record.lease_duration = Some(leasehold_core::Duration::MAX);
+        let past = listed("past", Some("pod-b"), -62_000_000_000, i64::MIN / 1_000_000);
+        let text = table(&[future.clone(), past], now, false, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].starts_with("future") && lines[1].contains(" in "),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("past") && lines[2].contains(" ago"),
+            "{text}"
+        );
+        assert!(Row::from(&future).expires.is_some());
+    }
+
+    #[test]
     fn the_table_shows_holder_age_expiry_and_transitions() {
         let now = MicroTime::from_unix_micros(1_000 * 1_000_000);
         let leases = [

@@ -487,6 +487,41 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_time_in_the_future_is_not_expired_and_nothing_overflows() {
+        let listed = |renew_s: i64, duration: leasehold_core::Duration| ListedLease {
+            namespace: "default".into(),
+            name: "x".into(),
+            created: None,
+            labels: Default::default(),
+            lease: leasehold_core::Lease {
+                resource_version: leasehold_core::ResourceVersion::new("1").unwrap(),
+                record: leasehold_core::LeaseRecord {
+                    holder: leasehold_core::Holder::from_wire(Some("h")),
+                    lease_duration: Some(duration),
+                    renew_time: Some(MicroTime::from_unix_micros(renew_s * 1_000_000)),
+                    ..leasehold_core::LeaseRecord::EMPTY
+                },
+            },
+        };
+        let now = MicroTime::from_unix_micros(1_000 * 1_000_000);
+        let hour = leasehold_core::Duration::from_secs(3600);
+        // Renewed a century ahead by a holder's wrong clock: not expired, so gc keeps it.
+        assert_eq!(
+            expired_since(&listed(4_000_000_000, hour), now),
+            Some(Duration::ZERO)
+        );
+        // A duration past what a wall-clock sum can hold never expires: gc keeps it.
+        assert_eq!(
+            expired_since(&listed(0, leasehold_core::Duration::MAX), now),
+            None
+        );
+        assert_eq!(
+            expired_since(&listed(-7_200, hour), now),
+            Some(Duration::from_secs(4_600))
+        );
+    }
+
+    #[test]
     fn labels_are_checked() {
         assert_eq!(
             parse_label("team=search").unwrap(),
