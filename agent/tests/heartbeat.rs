@@ -4,13 +4,12 @@
 mod support;
 
 use std::time::Duration;
-use support::{World, eventually};
+use support::{Agent, World, eventually};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_heartbeat_renews_and_the_watcher_reports_when_it_stops() {
-    let w = World::start("heartbeat").await;
-    let mut node = w.spawn(
-        "node",
+/// `heartbeat` renewing the lease `node-1` as `node-1`, logging to `<log>.log`.
+fn node_1(w: &World, log: &str, lease_duration: &str) -> Agent {
+    w.spawn(
+        log,
         &[
             "heartbeat",
             "--name",
@@ -18,9 +17,15 @@ async fn a_heartbeat_renews_and_the_watcher_reports_when_it_stops() {
             "--identity",
             "node-1",
             "--lease-duration",
-            "1s",
+            lease_duration,
         ],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_renews_and_the_watcher_reports_when_it_stops() {
+    let w = World::start("heartbeat").await;
+    let mut node = node_1(&w, "node", "1s");
     eventually(Duration::from_secs(5), "the lease is created", || {
         w.holder("node-1").as_deref() == Some("node-1")
     })
@@ -55,18 +60,7 @@ async fn a_heartbeat_renews_and_the_watcher_reports_when_it_stops() {
     })
     .await;
     // It comes back: reported renewed.
-    let _node = w.spawn(
-        "node-again",
-        &[
-            "heartbeat",
-            "--name",
-            "node-1",
-            "--identity",
-            "node-1",
-            "--lease-duration",
-            "1s",
-        ],
-    );
+    let _node = node_1(&w, "node-again", "1s");
     eventually(
         Duration::from_secs(5),
         "the watcher reports node-1 renewed",
@@ -127,18 +121,7 @@ async fn the_watcher_reports_an_expiry_on_time_and_ignores_released_leases() {
     let mut released = released;
     assert!(released.exit(Duration::from_secs(10)).await.success());
     assert_eq!(w.holder("released"), None, "released");
-    let mut node = w.spawn(
-        "node",
-        &[
-            "heartbeat",
-            "--name",
-            "node-1",
-            "--identity",
-            "node-1",
-            "--lease-duration",
-            "2s",
-        ],
-    );
+    let mut node = node_1(&w, "node", "2s");
     eventually(Duration::from_secs(5), "the lease is created", || {
         w.holder("node-1").as_deref() == Some("node-1")
     })
