@@ -100,16 +100,15 @@ impl World<'_> {
         }
         self.report.requests += 1;
         let timeout_at = t + self.request_timeout;
+        // The client gives up at its timeout when the request or its answer is lost.
+        let time_out = Ev::Client {
+            node: n,
+            inc,
+            slot,
+            resp: Err(ApiError::Timeout),
+        };
         if self.nodes[n].partitioned_until > t || self.rng.chance(net.request_loss_permille) {
-            self.push(
-                timeout_at,
-                Ev::Client {
-                    node: n,
-                    inc,
-                    slot,
-                    resp: Err(ApiError::Timeout),
-                },
-            );
+            self.push(timeout_at, time_out);
             return;
         }
         let there = self.latency(&net);
@@ -127,15 +126,7 @@ impl World<'_> {
         let answered =
             !self.rng.chance(net.response_loss_permille) && there + back <= self.request_timeout;
         if !answered {
-            self.push(
-                timeout_at,
-                Ev::Client {
-                    node: n,
-                    inc,
-                    slot,
-                    resp: Err(ApiError::Timeout),
-                },
-            );
+            self.push(timeout_at, time_out);
         }
         let reply_after = answered.then_some(back);
         self.push(
