@@ -196,6 +196,28 @@ impl Scenario {
         }
     }
 
+    /// Two electors whose children ignore SIGTERM (only SIGKILL stops the work): node 1 is down
+    /// for the first 5 s so node 0 leads, then `fault` hits node 0 from 20 s to 100 s. The
+    /// shape of the hand-over tests: what node 0's work does against node 1's.
+    pub fn fault_on_the_leader(seed: u64, fault: FaultKind, duration: u64) -> Self {
+        let mut s = Self::calm(seed, 2, 0, 1, duration);
+        s.children = vec![Child::IgnoresTerm; 2];
+        s.quiet_tail = 100 * SECOND;
+        s.faults = vec![
+            Fault {
+                kind: FaultKind::Crash(1),
+                start: 0,
+                end: 5 * SECOND,
+            },
+            Fault {
+                kind: fault,
+                start: 20 * SECOND,
+                end: 100 * SECOND,
+            },
+        ];
+        s
+    }
+
     /// Drops the deletes near an agent's start (the simulation's, or a restart after a crash,
     /// a kill or a shutdown): from 10 s before it (a first read sent then may be answered
     /// after the delete) to 25 s after (a lease duration and the slowest answer). A process

@@ -19,9 +19,7 @@
 //! LEASEHOLD_SIM_SEED=1234 cargo test -p leasehold-simulation --test safety replay -- --ignored --nocapture
 //! ```
 
-use leasehold_simulation::{
-    Child, Failure, Fault, FaultKind, LeaseId, Report, SECOND, Scenario, replay, run,
-};
+use leasehold_simulation::{Failure, FaultKind, LeaseId, Report, SECOND, Scenario, replay, run};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -185,23 +183,9 @@ fn a_seed_replays_exactly() {
 /// Two electors; node 1 is down for the first 5 s so node 0 leads; node 0 is then cut off from
 /// the API server at 20 s. Its child ignores SIGTERM, so only the fence's SIGKILL stops it.
 fn partitioned_leader(rates_ppm: [u64; 2]) -> Scenario {
-    let mut s = Scenario::calm(7, 2, 0, 1, 200 * SECOND);
+    let mut s = Scenario::fault_on_the_leader(7, FaultKind::Partition(0), 200 * SECOND);
     s.rates_ppm = rates_ppm.to_vec();
     s.max_drift_ppm = 300_000;
-    s.children = vec![Child::IgnoresTerm; 2];
-    s.quiet_tail = 100 * SECOND;
-    s.faults = vec![
-        Fault {
-            kind: FaultKind::Crash(1),
-            start: 0,
-            end: 5 * SECOND,
-        },
-        Fault {
-            kind: FaultKind::Partition(0),
-            start: 20 * SECOND,
-            end: 100 * SECOND,
-        },
-    ];
     s
 }
 

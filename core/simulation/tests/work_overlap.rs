@@ -20,25 +20,11 @@ use std::cell::RefCell;
 
 /// The shared shape of every scenario here, with `fault` on node 0 from 20 s to 100 s.
 fn scenario(policy: WorkPolicy, fault: FaultKind, rates_ppm: [u64; 2]) -> Scenario {
-    let mut s = Scenario::calm(11, 2, 0, 1, 240 * SECOND);
+    let mut s = Scenario::fault_on_the_leader(11, fault, 240 * SECOND);
     s.policy = policy;
     s.rates_ppm = rates_ppm.to_vec();
     s.max_drift_ppm = 10_000;
-    s.children = vec![Child::IgnoresTerm; 2];
     s.grace = Duration::from_secs(5);
-    s.quiet_tail = 100 * SECOND;
-    s.faults = vec![
-        Fault {
-            kind: FaultKind::Crash(1),
-            start: 0,
-            end: 5 * SECOND,
-        },
-        Fault {
-            kind: fault,
-            start: 20 * SECOND,
-            end: 100 * SECOND,
-        },
-    ];
     s
 }
 
