@@ -1,12 +1,12 @@
 //! Lease updates per second the HTTP transport sustains against the sim (see
-//! `leasehold_driver::conformance::requests_per_second`).
+//! `leasehold_conformance::requests_per_second`).
 //!
 //! `cargo bench -p leasehold-adapter-http --bench requests`
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
-use leasehold_driver::conformance::requests_per_second;
-use leasehold_sim::Sim;
+use leasehold_conformance::requests_per_second;
+use leasehold_fake_apiserver::Sim;
 use std::time::Duration;
 
 async fn connect(sim: &Sim, user: &str, timeout: Duration) -> HttpTransport {

@@ -6,7 +6,7 @@ use crate::wire::{self, LeaseObject, Status};
 use leasehold_core::{
     ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Verb, WatchEvent,
 };
-use leasehold_driver::{CreateMetadata, ListedLease, Transport, WatchSink};
+use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ pub struct HttpConfig {
     pub cluster: Cluster,
     /// The namespace of the leases.
     pub namespace: String,
-    /// Per-request timeout; see [`leasehold_driver::request_timeout`].
+    /// Per-request timeout; see [`leasehold_runtime::request_timeout`].
     pub request_timeout: Duration,
     /// Client-side rate limit: requests per second and burst (client-go: 5 and 10). `None`:
     /// unlimited.

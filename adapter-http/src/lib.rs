@@ -1,5 +1,5 @@
 //! The raw-HTTP transport for leasehold: reqwest over rustls, the Lease API's JSON ([`wire`]),
-//! and a [`leasehold_driver::Transport`] ([`client::HttpTransport`]). It depends on nothing from
+//! and a [`leasehold_runtime::Transport`] ([`client::HttpTransport`]). It depends on nothing from
 //! kube-rs or k8s-openapi, for the smallest static images.
 #![forbid(unsafe_code)]
 

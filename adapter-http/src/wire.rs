@@ -258,7 +258,7 @@ pub fn classify(http_status: u16, status: Option<&Status>, retry_after: Option<&
         .and_then(|s| s.details.as_ref())
         .and_then(|d| d.retry_after_seconds);
     let wait = header.or(details).map(std::time::Duration::from_secs);
-    leasehold_driver::classify(http_status, status.map_or("", |s| s.reason.as_str()), wait)
+    leasehold_runtime::classify(http_status, status.map_or("", |s| s.reason.as_str()), wait)
 }
 
 /// One decoded line of a watch stream: the core's event, and the object when there is one (to

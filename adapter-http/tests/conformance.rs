@@ -1,10 +1,10 @@
-//! The shared conformance suite (`leasehold_driver::conformance`) over the HTTP transport,
+//! The shared conformance suite (`leasehold_conformance`) over the HTTP transport,
 //! configured from the kubeconfig the sim writes for each user.
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
-use leasehold_driver::conformance;
-use leasehold_sim::Sim;
+use leasehold_conformance as conformance;
+use leasehold_fake_apiserver::Sim;
 use std::time::Duration;
 
 async fn connect(sim: &Sim, user: &str, timeout: Duration) -> HttpTransport {

@@ -3,10 +3,11 @@
 
 use leasehold_adapter_http::kubeconfig::{Cluster, Credentials};
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
+use leasehold_conformance as conformance;
+use leasehold_conformance::{record, request};
 use leasehold_core::{ApiError, Duration as D, Operation, Verb};
-use leasehold_driver::Transport;
-use leasehold_driver::conformance::{self, record, request};
-use leasehold_sim::{Sim, SimConfig};
+use leasehold_fake_apiserver::{Sim, SimConfig};
+use leasehold_runtime::Transport;
 use std::time::{Duration, Instant};
 
 async fn sim() -> Sim {

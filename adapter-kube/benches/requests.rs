@@ -1,11 +1,11 @@
 //! Lease updates per second the kube-rs transport sustains against the sim (see
-//! `leasehold_driver::conformance::requests_per_second`).
+//! `leasehold_conformance::requests_per_second`).
 //!
 //! `cargo bench -p leasehold-adapter-kube --bench requests`
 
 use leasehold_adapter_kube::{KubeTransport, client};
-use leasehold_driver::conformance::requests_per_second;
-use leasehold_sim::Sim;
+use leasehold_conformance::requests_per_second;
+use leasehold_fake_apiserver::Sim;
 use std::time::Duration;
 
 async fn connect(sim: &Sim, user: &str, timeout: Duration) -> KubeTransport {

@@ -5,7 +5,7 @@
 
 use leasehold_adapter_kube::{KubeTransport, client};
 use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
-use leasehold_driver::{Clock, drive, request_timeout};
+use leasehold_runtime::{Clock, drive, request_timeout};
 use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]

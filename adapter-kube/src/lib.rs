@@ -13,7 +13,7 @@ use leasehold_core::{
     ApiError, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
     ResourceVersion, Response, WatchEvent,
 };
-use leasehold_driver::{CreateMetadata, ListedLease, Transport, WatchSink, classify};
+use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink, classify};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -97,7 +97,7 @@ pub async fn client(
 
 impl KubeTransport {
     /// A transport for leases in `namespace`, each request bounded by `request_timeout`
-    /// ([`leasehold_driver::request_timeout`]).
+    /// ([`leasehold_runtime::request_timeout`]).
     pub fn new(
         client: kube::Client,
         namespace: &str,

@@ -1,10 +1,10 @@
-//! The shared conformance suite (`leasehold_driver::conformance`) over the kube-rs transport,
+//! The shared conformance suite (`leasehold_conformance`) over the kube-rs transport,
 //! configured through kube-rs from the kubeconfig the sim writes; and a mixed fleet with the
 //! HTTP transport.
 
 use leasehold_adapter_kube::{KubeTransport, client};
-use leasehold_driver::conformance;
-use leasehold_sim::Sim;
+use leasehold_conformance as conformance;
+use leasehold_fake_apiserver::Sim;
 use std::time::Duration;
 
 async fn connect(sim: &Sim, user: &str, timeout: Duration) -> KubeTransport {

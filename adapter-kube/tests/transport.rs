@@ -1,14 +1,15 @@
 //! What only the kube-rs transport does: keep the server's `Status` of a failure.
 
 use leasehold_adapter_kube::{KubeTransport, client};
+use leasehold_conformance as conformance;
 use leasehold_core::{ApiError, Duration as D, Holder, LeaseName, LeaseRecord, Operation, Request};
-use leasehold_driver::{Transport, conformance};
+use leasehold_runtime::Transport;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_keep_the_servers_words() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let sim = conformance::start_sim(leasehold_fake_apiserver::SimConfig::default()).await;
     let path = std::env::temp_dir().join(format!("leasehold-kube-words-{}", std::process::id()));
     std::fs::write(&path, sim.kubeconfig("reader", "default").unwrap()).unwrap();
     let (client, namespace) = client(Some(&path), None).await.unwrap();
@@ -39,7 +40,7 @@ async fn failures_keep_the_servers_words() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_spaces_requests_after_the_burst() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let sim = conformance::start_sim(leasehold_fake_apiserver::SimConfig::default()).await;
     let path = std::env::temp_dir().join(format!("leasehold-kube-qps-{}", std::process::id()));
     std::fs::write(&path, sim.kubeconfig("admin", "default").unwrap()).unwrap();
     let (client, namespace) = client(Some(&path), None).await.unwrap();
@@ -68,7 +69,7 @@ async fn the_rate_limit_spaces_requests_after_the_burst() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_unauthorized_and_an_unknown_ca_fails_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let sim = conformance::start_sim(leasehold_fake_apiserver::SimConfig::default()).await;
     let good = sim.kubeconfig("admin", "default").unwrap();
     let get = || Request {
         slot: 0,
@@ -107,7 +108,7 @@ async fn a_wrong_token_is_unauthorized_and_an_unknown_ca_fails_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_without_a_read_object_is_not_sent() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = conformance::start_sim(leasehold_sim::SimConfig::default()).await;
+    let sim = conformance::start_sim(leasehold_fake_apiserver::SimConfig::default()).await;
     let path = std::env::temp_dir().join(format!("leasehold-kube-uid-{}", std::process::id()));
     std::fs::write(&path, sim.kubeconfig("admin", "default").unwrap()).unwrap();
     let (client, namespace) = client(Some(&path), None).await.unwrap();

@@ -11,7 +11,7 @@ use leasehold_core::{
     ApiError, Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig,
     Request, ResourceVersion, Response, Timing,
 };
-use leasehold_driver::{Clock, ListedLease, Transport, WatchSink, drive, request_timeout};
+use leasehold_runtime::{Clock, ListedLease, Transport, WatchSink, drive, request_timeout};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

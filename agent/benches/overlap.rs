@@ -22,7 +22,7 @@
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{LeaseName, Operation, Request, Timing};
-use leasehold_driver::{Transport, request_timeout};
+use leasehold_runtime::{Transport, request_timeout};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

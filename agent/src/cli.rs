@@ -97,11 +97,11 @@ pub enum Command {
     Gc(GcArgs),
     /// Show leases like `kubectl get leases`, with EXPIRES and TRANSITIONS.
     Get(GetArgs),
-    /// Run the simulated API server (a test server for Leases, not Kubernetes).
-    #[cfg(feature = "sim")]
+    /// Run the fake API server (a test server for Leases, not Kubernetes; builds with the
+    /// `demo` feature).
     Sim(SimArgs),
-    /// Run the demo against the built-in simulated API server: no cluster needed.
-    #[cfg(feature = "sim")]
+    /// Run the demo against the built-in fake API server: no cluster needed (builds with the
+    /// `demo` feature).
     Demo,
     /// The fence around a child command (started by the agent itself, not by users).
     #[command(name = "__fence", hide = true)]
@@ -363,7 +363,6 @@ pub struct FenceArgs {
 }
 
 /// `leasehold sim`.
-#[cfg(feature = "sim")]
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Listen address.

@@ -26,7 +26,7 @@ pub struct ConnectOptions {
     /// QPS and burst.
     pub rate_limit: Option<(f64, u32)>,
     /// Labels and owner for the leases the transport creates.
-    pub create_metadata: leasehold_driver::CreateMetadata,
+    pub create_metadata: leasehold_runtime::CreateMetadata,
 }
 
 impl ConnectOptions {
@@ -51,7 +51,7 @@ impl ConnectOptions {
                 (None, None) => None,
                 (qps, burst) => Some((qps.unwrap_or(5.0), burst.unwrap_or(10))),
             },
-            create_metadata: leasehold_driver::CreateMetadata::default(),
+            create_metadata: leasehold_runtime::CreateMetadata::default(),
         }
     }
 }

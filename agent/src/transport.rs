@@ -5,7 +5,7 @@ use crate::status::Shared;
 use leasehold_core::{
     ApiError, Identity, LeaseName, Operation, Request, ResourceVersion, Response, Verb,
 };
-use leasehold_driver::{ListedLease, Transport, WatchSink};
+use leasehold_runtime::{ListedLease, Transport, WatchSink};
 use std::future::Future;
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@
 
 mod support;
 
-use leasehold_driver::Clock;
+use leasehold_runtime::Clock;
 use rustix::process::Signal;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;

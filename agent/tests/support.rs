@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use leasehold_sim::{Rule, Sim, SimConfig, User};
+use leasehold_fake_apiserver::{Rule, Sim, SimConfig, User};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@ use crate::status::Shared;
 use leasehold_core::{
     Elector, ElectorConfig, Event, Holder, Instant, LeaseName, LossReason, Timing,
 };
-use leasehold_driver::Clock;
+use leasehold_runtime::Clock;
 use std::time::Duration;
 
 pub async fn run(
@@ -48,7 +48,7 @@ pub async fn run(
         global,
         &config,
         args.place.namespace.clone(),
-        leasehold_driver::request_timeout(&timing),
+        leasehold_runtime::request_timeout(&timing),
     );
     let connection = cluster::connect(&options).await?;
     let outputs = Outputs::start(

@@ -7,7 +7,7 @@ use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::rbac;
 use leasehold_core::{Holder, MicroTime, Verb};
-use leasehold_driver::{ListedLease, Transport};
+use leasehold_runtime::{ListedLease, Transport};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -305,7 +305,7 @@ fn short(d: Duration) -> String {
 }
 
 fn wall_now() -> MicroTime {
-    leasehold_driver::Clock::wall()
+    leasehold_runtime::Clock::wall()
 }
 
 /// `t` as RFC 3339, for people reading a record.

@@ -11,7 +11,7 @@ use crate::shutdown::Signals;
 use crate::status::Shared;
 use crate::transport::Metered;
 use leasehold_core::{Heartbeat, HeartbeatConfig, HeartbeatEvent, LeaseName, Verb};
-use leasehold_driver::{Clock, Transport};
+use leasehold_runtime::{Clock, Transport};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

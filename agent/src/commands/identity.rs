@@ -10,7 +10,7 @@ use crate::error::AgentError;
 use crate::rbac;
 use crate::shutdown::Signals;
 use leasehold_core::{ApiError, Heartbeat, HeartbeatConfig, Identity, LeaseName, MicroTime, Verb};
-use leasehold_driver::{CreateMetadata, ListedLease, OwnerReference, Transport};
+use leasehold_runtime::{CreateMetadata, ListedLease, OwnerReference, Transport};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -197,7 +197,7 @@ pub async fn gc(global: &Global, args: GcArgs) -> Result<i32, AgentError> {
         &namespace,
         &args.selector,
         args.expired_for,
-        leasehold_driver::Clock::wall(),
+        leasehold_runtime::Clock::wall(),
         args.dry_run,
         &mut out,
     )
@@ -378,7 +378,7 @@ mod tests {
             let listed = self.0.list(ns, sel).await?;
             for l in &listed {
                 let record = leasehold_core::LeaseRecord {
-                    renew_time: Some(leasehold_driver::Clock::wall()),
+                    renew_time: Some(leasehold_runtime::Clock::wall()),
                     ..l.lease.record.clone()
                 };
                 let name = LeaseName::new(&l.name).unwrap();
@@ -408,7 +408,7 @@ mod tests {
             &self,
             l: LeaseName,
             rv: Option<leasehold_core::ResourceVersion>,
-            s: leasehold_driver::WatchSink,
+            s: leasehold_runtime::WatchSink,
         ) {
             self.0.watch(l, rv, s).await
         }
@@ -417,9 +417,10 @@ mod tests {
     #[cfg(feature = "http")]
     #[tokio::test]
     async fn gc_loses_the_race_to_a_renew_and_keeps_the_lease() {
-        let sim = leasehold_sim::Sim::start(leasehold_sim::SimConfig::default())
-            .await
-            .unwrap();
+        let sim =
+            leasehold_fake_apiserver::Sim::start(leasehold_fake_apiserver::SimConfig::default())
+                .await
+                .unwrap();
         sim.seed_lease(
             "default",
             serde_json::json!({
@@ -443,7 +444,7 @@ mod tests {
         let racing = RenewedBehindItsBack(transport);
         let mut out = Vec::new();
         let selector = format!("{COMPONENT_LABEL}=indexer");
-        let now = leasehold_driver::Clock::wall();
+        let now = leasehold_runtime::Clock::wall();
         let report = collect(
             &racing,
             "default",

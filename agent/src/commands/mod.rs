@@ -6,7 +6,7 @@ mod heartbeat;
 mod identity;
 mod outputs;
 mod pool;
-#[cfg(feature = "sim")]
+#[cfg(feature = "demo")]
 mod sim;
 mod supervisor;
 
@@ -29,10 +29,21 @@ pub async fn run(cli: Cli) -> Result<i32, AgentError> {
         Command::Identity(args) => identity::run(global, args, &mut signals()?).await,
         Command::Gc(args) => identity::gc(global, args).await,
         Command::Get(args) => get::run(global, args).await,
-        #[cfg(feature = "sim")]
+        #[cfg(feature = "demo")]
         Command::Sim(args) => sim::serve(args, &mut signals()?).await,
-        #[cfg(feature = "sim")]
+        #[cfg(feature = "demo")]
         Command::Demo => sim::demo(global).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Sim(_) | Command::Demo => Err(without_demo()),
         Command::Fence(args) => crate::fence::run(args).await,
     }
+}
+
+/// `sim` and `demo` in a build without the fake API server (production images leave it out).
+#[cfg(not(feature = "demo"))]
+fn without_demo() -> AgentError {
+    AgentError::usage(
+        "this build of leasehold leaves out the fake API server that `sim` and `demo` run: \
+         build with `cargo build --release -p leasehold --features demo`",
+    )
 }

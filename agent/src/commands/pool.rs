@@ -15,7 +15,7 @@ use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use leasehold_core::{Event, Pool, PoolConfig, SlotEvent};
-use leasehold_driver::Clock;
+use leasehold_runtime::Clock;
 
 /// The largest pool this binary runs (the core's pools are sized at compile time).
 const MAX_SLOTS: usize = 128;
@@ -104,7 +104,7 @@ pub async fn run(
         global,
         &config,
         args.place.namespace.clone().or(namespace),
-        leasehold_driver::request_timeout(&timing),
+        leasehold_runtime::request_timeout(&timing),
     );
     let connection = cluster::connect(&options).await?;
     let outputs = Outputs::start(

@@ -10,8 +10,8 @@ use crate::transport::AnyTransport;
 use leasehold_core::{
     Elector, ElectorConfig, Event, Identity, LeaseName, Pool, PoolConfig, Timing,
 };
-use leasehold_driver::{Clock, drive, request_timeout};
-use leasehold_sim::{Sim, SimConfig};
+use leasehold_fake_apiserver::{Sim, SimConfig};
+use leasehold_runtime::{Clock, drive, request_timeout};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};

@@ -18,7 +18,7 @@ use crate::rbac;
 use crate::shutdown::Signals;
 use crate::transport::Metered;
 use leasehold_core::{ApiError, Instant, StopCause, Verb};
-use leasehold_driver::{Clock, Machine, drive};
+use leasehold_runtime::{Clock, Machine, drive};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;

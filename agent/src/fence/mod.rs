@@ -28,7 +28,7 @@ mod tree;
 use crate::cli::FenceArgs;
 use crate::error::AgentError;
 use leasehold_core::{Fence, Signal as FenceSignal, StopCause};
-use leasehold_driver::Clock;
+use leasehold_runtime::Clock;
 use protocol::{Order, Report, cause_name};
 use rustix::process::{Pid, Signal, getpid, set_child_subreaper};
 use std::os::fd::AsFd;

@@ -3,9 +3,9 @@
 //! resourceVersion from its last answer) on another. Prints a table; each figure is the median
 //! of 5 runs of 3 s with the spread.
 //!
-//! `cargo bench -p leasehold-sim --bench throughput`
+//! `cargo bench -p leasehold-fake-apiserver --bench throughput`
 
-use leasehold_sim::{Sim, SimConfig};
+use leasehold_fake_apiserver::{Sim, SimConfig};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};

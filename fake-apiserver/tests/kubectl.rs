@@ -3,7 +3,7 @@
 
 mod support;
 
-use leasehold_sim::SimConfig;
+use leasehold_fake_apiserver::SimConfig;
 use std::process::Command;
 
 fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String) {
@@ -35,7 +35,10 @@ async fn kubectl_gets_applies_and_deletes_leases() {
         return;
     }
     let sim = support::start(SimConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("leasehold-sim-kubectl-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "leasehold-fake-apiserver-kubectl-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig("admin", "default").unwrap()).unwrap();

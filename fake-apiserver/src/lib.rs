@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let sim = leasehold_sim::Sim::start(leasehold_sim::SimConfig::default()).await?;
+//! let sim = leasehold_fake_apiserver::Sim::start(leasehold_fake_apiserver::SimConfig::default()).await?;
 //! std::fs::write("kubeconfig", sim.kubeconfig("admin", "default").unwrap())?;
 //! // kubectl --kubeconfig kubeconfig get leases -A
 //! sim.stop().await;

@@ -22,7 +22,7 @@ impl Tls {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "leasehold-sim CA");
+            .push(DnType::CommonName, "leasehold-fake-apiserver CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -38,7 +38,7 @@ impl Tls {
         ])?;
         params
             .distinguished_name
-            .push(DnType::CommonName, "leasehold-sim");
+            .push(DnType::CommonName, "leasehold-fake-apiserver");
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca)?;
 
@@ -76,9 +76,9 @@ pub fn kubeconfig(
         })
         .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: leasehold-sim\n  cluster:\n    server: {server}\n{ca}\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: leasehold-fake-apiserver\n  cluster:\n    server: {server}\n{ca}\
          users:\n- name: {user}\n  user:\n    token: {token}\n\
-         contexts:\n- name: leasehold-sim\n  context:\n    cluster: leasehold-sim\n    user: {user}\n    namespace: {namespace}\n\
-         current-context: leasehold-sim\n"
+         contexts:\n- name: leasehold-fake-apiserver\n  context:\n    cluster: leasehold-fake-apiserver\n    user: {user}\n    namespace: {namespace}\n\
+         current-context: leasehold-fake-apiserver\n"
     )
 }

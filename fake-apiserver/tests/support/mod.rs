@@ -1,7 +1,7 @@
 //! Helpers shared by the sim's tests: a started sim with the fixture users, and an HTTPS client
 //! that trusts its CA.
 
-use leasehold_sim::{Rule, Sim, SimConfig, User};
+use leasehold_fake_apiserver::{Rule, Sim, SimConfig, User};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;

@@ -138,7 +138,7 @@ fn route(path: &str) -> Target {
             {"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease", "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], "storageVersionHash": "gqkMMb/YqFM="}]}),
         ),
         ["openapi", "v3"] => Target::OpenApi(json!({"paths": {"apis/coordination.k8s.io/v1": {
-            "serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=leasehold-sim"}}})),
+            "serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=leasehold-fake-apiserver"}}})),
         ["openapi", "v3", "apis", GROUP, "v1"] => Target::OpenApi(openapi_v3()),
         ["api", "v1", "namespaces"] => Target::Namespaces,
         ["api", "v1", "namespaces", ns] => Target::Namespace((*ns).into()),
@@ -186,7 +186,7 @@ fn openapi_v3() -> Value {
     };
     json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (leasehold-sim)", "version": "v1.36.2"},
+        "info": {"title": "Kubernetes (leasehold-fake-apiserver)", "version": "v1.36.2"},
         "paths": {
             "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases": {"post": op("post")},
             "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": {"put": op("put"), "patch": op("patch")},
@@ -206,8 +206,8 @@ fn group_json() -> Value {
 
 fn version_json() -> Value {
     json!({"major": "1", "minor": "36", "emulationMajor": "1", "emulationMinor": "36", "minCompatibilityMajor": "1",
-           "minCompatibilityMinor": "35", "gitVersion": "v1.36.2-leasehold-sim", "gitCommit": "0000000000000000000000000000000000000000",
-           "gitTreeState": "clean", "buildDate": "2026-11-22T00:00:00Z", "goVersion": "n/a (leasehold-sim)", "compiler": "rustc",
+           "minCompatibilityMinor": "35", "gitVersion": "v1.36.2-leasehold-fake-apiserver", "gitCommit": "0000000000000000000000000000000000000000",
+           "gitTreeState": "clean", "buildDate": "2026-11-22T00:00:00Z", "goVersion": "n/a (leasehold-fake-apiserver)", "compiler": "rustc",
            "platform": "linux/amd64"})
 }
 

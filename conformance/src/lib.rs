@@ -2,13 +2,15 @@
 //! written once, called from each adapter's tests with a function that connects that adapter
 //! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only).
 
-use crate::{Clock, CreateMetadata, Input, OwnerReference, Transport, WatchSink, drive};
 use leasehold_core::{
     ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, LeaseName,
     LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, Timing,
     WatchEvent,
 };
-use leasehold_sim::{Faults, Rule, Sim, SimConfig, User};
+use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User};
+use leasehold_runtime::{
+    Clock, CreateMetadata, Delivery, OwnerReference, Transport, WatchSink, drive,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -388,13 +390,10 @@ pub async fn list<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T
     sim.stop().await;
 }
 
-async fn next_watch_event(events: &mut mpsc::UnboundedReceiver<Input>) -> WatchEvent {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Some(Input::Watch(_, _, e))) => return e,
-            Ok(Some(Input::Response(..))) => {}
-            Ok(None) | Err(_) => panic!("no watch event within 5 s"),
-        }
+async fn next_watch_event(events: &mut mpsc::UnboundedReceiver<Delivery>) -> WatchEvent {
+    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        Ok(Some(delivery)) => delivery.event,
+        Ok(None) | Err(_) => panic!("no watch event within 5 s"),
     }
 }
 
@@ -415,11 +414,7 @@ pub async fn watch<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> 
         .await
         .expect("create");
     let (inputs, mut events) = mpsc::unbounded_channel();
-    let sink = WatchSink {
-        slot: 0,
-        generation: 1,
-        inputs,
-    };
+    let sink = WatchSink::new(0, 1, inputs);
     let watcher = tokio::spawn({
         let t = t.clone();
         let rv = created.resource_version.clone();
@@ -460,11 +455,7 @@ pub async fn watch<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> 
         .expect("create");
     }
     let (inputs, mut events) = mpsc::unbounded_channel();
-    let sink = WatchSink {
-        slot: 0,
-        generation: 2,
-        inputs,
-    };
+    let sink = WatchSink::new(0, 2, inputs);
     let old = ResourceVersion::new("2").expect("rv");
     tokio::spawn({
         let t = t.clone();

@@ -3,12 +3,12 @@
 
 mod support;
 
-use leasehold_sim::{Faults, SimConfig};
+use leasehold_fake_apiserver::{Faults, SimConfig};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::{ADMIN, READONLY};
 
-fn leases(sim: &leasehold_sim::Sim, ns: &str) -> String {
+fn leases(sim: &leasehold_fake_apiserver::Sim, ns: &str) -> String {
     format!(
         "{}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
         sim.url()
@@ -22,7 +22,7 @@ fn lease(name: &str, holder: &str, labels: Value) -> Value {
 
 async fn create(
     client: &reqwest::Client,
-    sim: &leasehold_sim::Sim,
+    sim: &leasehold_fake_apiserver::Sim,
     name: &str,
     holder: &str,
 ) -> Value {

@@ -248,8 +248,8 @@ pub fn internal_error() -> ApiStatus {
     failure(
         500,
         "InternalError",
-        "Internal error occurred: injected by leasehold-sim".into(),
-        Some(json!({"causes": [{"message": "injected by leasehold-sim"}]})),
+        "Internal error occurred: injected by leasehold-fake-apiserver".into(),
+        Some(json!({"causes": [{"message": "injected by leasehold-fake-apiserver"}]})),
     )
 }
 

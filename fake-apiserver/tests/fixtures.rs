@@ -77,7 +77,7 @@ fn assert_same_lease(name: &str, fixture: &Value, sim: &Value) {
 #[tokio::test]
 async fn the_sim_answers_like_the_real_api_server() {
     // A short watch history, so that resourceVersion 1 is too old as on the real server.
-    let sim = support::start(leasehold_sim::SimConfig {
+    let sim = support::start(leasehold_fake_apiserver::SimConfig {
         watch_history: 8,
         ..Default::default()
     })

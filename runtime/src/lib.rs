@@ -1,0 +1,22 @@
+//! Runs any leasehold-core machine over any transport on tokio.
+//!
+//! The core decides everything; a transport only performs requests and streams watches; this
+//! driver connects them. It polls the machine for requests and sends them (one task per
+//! request, so slots of a pool proceed in parallel), opens and closes watch streams, sleeps
+//! until the machine's timeout or the next answer, hands events to the application, and on the
+//! shutdown signal asks the machine to release before returning.
+//!
+//! Embedded users without tokio write the same loop by hand: see `leasehold_core::Elector`.
+
+mod clock;
+mod drive;
+mod machine;
+mod transport;
+
+pub use clock::Clock;
+pub use drive::drive;
+pub use machine::Machine;
+pub use transport::{
+    CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, classify,
+    request_timeout,
+};

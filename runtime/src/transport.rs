@@ -1,0 +1,151 @@
+//! What a transport does for the driver: the core's requests, lists, deletes and watch streams.
+
+use leasehold_core::{
+    ApiError, LeaseName, MicroTime, Request, ResourceVersion, Response, WatchEvent,
+};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Performs the core's requests against an API server.
+pub trait Transport: Send + Sync + 'static {
+    /// Performs a `Get`, `Create` or `Update` and classifies the answer. It must resolve
+    /// (with `ApiError::Timeout` at worst): the core waits for it before the next request.
+    fn call(&self, request: Request) -> impl Future<Output = Response> + Send;
+
+    /// Lists the leases in `namespace` (all namespaces when `None`) matching `label_selector`,
+    /// following pagination to the end.
+    fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ListedLease>, ApiError>> + Send;
+
+    /// Deletes the lease `name` only if it is still at `resource_version` (the API server's
+    /// `preconditions`): a lease written since (renewed, say) is left alone with `Conflict`.
+    fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
+    /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
+    /// core no longer wants it.
+    fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// client-go's per-request timeout for lease calls: `max(1 s, renew_deadline / 2)`, so a hung
+/// call leaves the leader time to retry before its deadline.
+pub fn request_timeout(timing: &leasehold_core::Timing) -> Duration {
+    Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
+}
+
+/// Classifies an API server's error answer for the core, the same way for every transport:
+/// `reason` tells a 409 Conflict from AlreadyExists; `retry_after` is the 429's advice.
+pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -> ApiError {
+    match http_status {
+        404 => ApiError::NotFound,
+        409 if reason == "AlreadyExists" => ApiError::AlreadyExists,
+        409 => ApiError::Conflict,
+        401 => ApiError::Unauthorized,
+        403 => ApiError::Forbidden,
+        400 | 422 => ApiError::Invalid,
+        429 => ApiError::TooManyRequests {
+            retry_after: retry_after
+                .map(|d| leasehold_core::Duration::from_micros(d.as_micros() as u64)),
+        },
+        status => ApiError::Server { status },
+    }
+}
+
+/// What a transport puts in the metadata of the leases it creates: labels, so a selector finds
+/// them, and an owner, so Kubernetes deletes the lease with it (a Pod, say).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateMetadata {
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `metadata.ownerReferences[0]`.
+    pub owner: Option<OwnerReference>,
+}
+
+/// An owner reference: the object whose deletion deletes the lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerReference {
+    /// `apiVersion` (`v1` for a Pod).
+    pub api_version: String,
+    /// `kind` (`Pod`).
+    pub kind: String,
+    /// `name`.
+    pub name: String,
+    /// `uid`.
+    pub uid: String,
+}
+
+/// A lease as a list shows it: where it lives, when it was made, its labels and its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedLease {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp`, when the server gave one.
+    pub created: Option<MicroTime>,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The record and resourceVersion.
+    pub lease: leasehold_core::Lease,
+}
+
+/// One event of one watch stream, as a [`WatchSink`] delivers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The slot whose watch it is.
+    pub slot: u16,
+    /// Which opening of that slot's watch: events of a stream since replaced are stale.
+    pub generation: u64,
+    /// The event.
+    pub event: WatchEvent,
+}
+
+/// Where a transport delivers one watch stream's events.
+#[derive(Clone, Debug)]
+pub struct WatchSink {
+    slot: u16,
+    generation: u64,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl WatchSink {
+    /// A sink for the `generation`-th watch of `slot`, delivering into `deliveries`.
+    pub fn new(slot: u16, generation: u64, deliveries: mpsc::UnboundedSender<Delivery>) -> Self {
+        Self {
+            slot,
+            generation,
+            deliveries,
+        }
+    }
+
+    /// Delivers an event; false once the driver has stopped listening.
+    pub fn send(&self, event: WatchEvent) -> bool {
+        self.deliveries
+            .send(Delivery {
+                slot: self.slot,
+                generation: self.generation,
+                event,
+            })
+            .is_ok()
+    }
+
+    /// Delivers an event from an open stream; false when the stream should end (the event
+    /// was `Expired` or `Failed`, or the driver stopped listening).
+    pub fn forward(&self, event: WatchEvent) -> bool {
+        let last = matches!(event, WatchEvent::Expired | WatchEvent::Failed);
+        self.send(event) && !last
+    }
+}
