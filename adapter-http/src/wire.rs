@@ -253,12 +253,14 @@ pub fn decode_status(body: &[u8]) -> Option<Status> {
 /// Classifies a failed answer for the core. `retry_after` is the `Retry-After` header; the
 /// `Status` details' `retryAfterSeconds` is the fallback.
 pub fn classify(http_status: u16, status: Option<&Status>, retry_after: Option<&str>) -> ApiError {
-    let header = retry_after.and_then(|h| h.trim().parse::<u64>().ok());
     let details = status
         .and_then(|s| s.details.as_ref())
         .and_then(|d| d.retry_after_seconds);
-    let wait = header.or(details).map(std::time::Duration::from_secs);
-    leasehold_runtime::classify(http_status, status.map_or("", |s| s.reason.as_str()), wait)
+    ApiError::from_status(
+        http_status,
+        status.map_or("", |s| s.reason.as_str()),
+        leasehold_core::api::retry_after(retry_after, details),
+    )
 }
 
 /// One decoded line of a watch stream: the core's event, and the object when there is one (to

@@ -13,7 +13,7 @@ use leasehold_core::{
     ApiError, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
     ResourceVersion, Response, WatchEvent,
 };
-use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink, classify};
+use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -180,15 +180,17 @@ impl KubeTransport {
     fn error(&self, e: kube::Error) -> ApiError {
         match e {
             kube::Error::Api(status) => {
+                // kube-rs reads no Retry-After header, and fills an absent
+                // `retryAfterSeconds` with 0.
                 let retry = status
                     .details
                     .as_ref()
-                    .map(|d| d.retry_after_seconds)
+                    .map(|d| u64::from(d.retry_after_seconds))
                     .filter(|&s| s > 0);
-                let error = classify(
+                let error = ApiError::from_status(
                     status.code,
                     &status.reason,
-                    retry.map(|s| std::time::Duration::from_secs(u64::from(s))),
+                    leasehold_core::api::retry_after(None, retry),
                 );
                 *self
                     .last_failure

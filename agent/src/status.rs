@@ -305,6 +305,7 @@ fn code(verb: Verb, response: &Response) -> String {
             ApiError::Timeout => "timeout".into(),
             ApiError::Transport => "error".into(),
             ApiError::Malformed => "malformed".into(),
+            _ => "error".into(),
         },
     }
 }

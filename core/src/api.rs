@@ -93,9 +93,10 @@ impl fmt::Display for Verb {
     }
 }
 
-/// A failed API call, classified for the core's decisions. Adapters keep the server's own
-/// message for logs; the core needs only the kind.
+/// A failed API call, classified for the core's decisions. Transports keep the server's own
+/// words (its `Status`) and the cause beside it for the user; the core needs only the kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ApiError {
     /// 404: the lease does not exist (or its namespace does not).
     NotFound,
@@ -125,6 +126,40 @@ pub enum ApiError {
     Transport,
     /// An answer that could not be decoded.
     Malformed,
+}
+
+impl ApiError {
+    /// Classifies an API server's error answer, the one rule every transport uses: `reason`
+    /// (the `Status` object's) tells a 409 Conflict from AlreadyExists; `retry_after` is the
+    /// server's advice, from the `Retry-After` header or else the `Status` details' own
+    /// `retryAfterSeconds` (see [`retry_after`]).
+    pub fn from_status(http_status: u16, reason: &str, retry_after: Option<Duration>) -> Self {
+        match http_status {
+            404 => Self::NotFound,
+            409 if reason == "AlreadyExists" => Self::AlreadyExists,
+            409 => Self::Conflict,
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            400 | 422 => Self::Invalid,
+            429 => Self::TooManyRequests { retry_after },
+            status => Self::Server { status },
+        }
+    }
+
+    /// Whether retrying cannot help until a person acts: a credential or an RBAC rule must
+    /// change. Every other failure is retried on the core's own schedule.
+    pub const fn is_permanent(&self) -> bool {
+        matches!(self, Self::Unauthorized | Self::Forbidden)
+    }
+}
+
+/// The one Retry-After rule: the header wins; else the `Status` details' `retryAfterSeconds`;
+/// a value that is not a whole number of seconds is ignored (the core then backs off on its own).
+pub fn retry_after(header: Option<&str>, status_seconds: Option<u64>) -> Option<Duration> {
+    header
+        .and_then(|h| h.trim().parse::<u64>().ok())
+        .or(status_seconds)
+        .map(Duration::from_secs)
 }
 
 /// The answer to a `Get`, `Create` or `Update`: the lease as stored, or why not.

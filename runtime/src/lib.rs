@@ -17,6 +17,5 @@ pub use clock::Clock;
 pub use drive::drive;
 pub use machine::Machine;
 pub use transport::{
-    CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, classify,
-    request_timeout,
+    CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, request_timeout,
 };

@@ -46,24 +46,6 @@ pub fn request_timeout(timing: &leasehold_core::Timing) -> Duration {
     Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
 }
 
-/// Classifies an API server's error answer for the core, the same way for every transport:
-/// `reason` tells a 409 Conflict from AlreadyExists; `retry_after` is the 429's advice.
-pub fn classify(http_status: u16, reason: &str, retry_after: Option<Duration>) -> ApiError {
-    match http_status {
-        404 => ApiError::NotFound,
-        409 if reason == "AlreadyExists" => ApiError::AlreadyExists,
-        409 => ApiError::Conflict,
-        401 => ApiError::Unauthorized,
-        403 => ApiError::Forbidden,
-        400 | 422 => ApiError::Invalid,
-        429 => ApiError::TooManyRequests {
-            retry_after: retry_after
-                .map(|d| leasehold_core::Duration::from_micros(d.as_micros() as u64)),
-        },
-        status => ApiError::Server { status },
-    }
-}
-
 /// What a transport puts in the metadata of the leases it creates: labels, so a selector finds
 /// them, and an owner, so Kubernetes deletes the lease with it (a Pod, say).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

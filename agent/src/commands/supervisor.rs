@@ -509,6 +509,5 @@ fn refused(verb: Verb, error: &ApiError, plan: &Plan, server_says: Option<&str>)
 /// credentials or the Role), or a create answered 404 (no such namespace, or no Lease API). A
 /// read answered 404 only means the lease does not exist yet.
 pub fn is_refusal(verb: Verb, error: &ApiError) -> bool {
-    matches!(error, ApiError::Forbidden | ApiError::Unauthorized)
-        || (verb == Verb::Create && *error == ApiError::NotFound)
+    error.is_permanent() || (verb == Verb::Create && *error == ApiError::NotFound)
 }
