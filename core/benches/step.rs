@@ -4,7 +4,8 @@
 use criterion::{Criterion, criterion_group};
 use leasehold_core::{
     ApiError, Duration, Elector, ElectorConfig, Holder, Identity, Instant, Lease, LeaseName,
-    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, ResourceVersion, Timing, WatchEvent,
+    LeaseRecord, Machine, MicroTime, Operation, Pool, PoolConfig, ResourceVersion, Timing,
+    WatchEvent,
 };
 use std::hint::black_box;
 
@@ -40,8 +41,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("elector renew step (poll + handle + timeout)", |b| {
         let mut e = elector(false);
         let mut now = 0u64;
-        e.poll_request(Instant::from_millis(now), WALL);
-        e.handle_response(Err(ApiError::NotFound), Instant::from_millis(now));
+        let _ = e.poll_request(Instant::from_millis(now), WALL);
+        e.handle_answer(0, Err(ApiError::NotFound), Instant::from_millis(now));
         let versions: Vec<ResourceVersion> = (1..=1024)
             .map(|v| ResourceVersion::new(&v.to_string()).unwrap())
             .collect();
@@ -55,7 +56,8 @@ fn bench(c: &mut Criterion) {
                 panic!("not a write")
             };
             let resource_version = versions[rv % 1024].clone();
-            e.handle_response(
+            e.handle_answer(
+                0,
                 Ok(Lease {
                     resource_version,
                     record,
@@ -72,15 +74,19 @@ fn bench(c: &mut Criterion) {
     // A watching follower: one MODIFIED event from the leader's renew, then poll and timer.
     c.bench_function("elector follower watch event step", |b| {
         let mut e = elector(true);
-        e.poll_request(Instant::from_millis(0), WALL);
-        e.handle_response(Ok(lease(1, "node-b")), Instant::from_millis(0));
-        e.poll_request(Instant::from_millis(0), WALL);
+        let _ = e.poll_request(Instant::from_millis(0), WALL);
+        e.handle_answer(0, Ok(lease(1, "node-b")), Instant::from_millis(0));
+        let _ = e.poll_request(Instant::from_millis(0), WALL);
         let mut rv = 2;
         let mut now = 0u64;
         let events: Vec<Lease> = (0..1024).map(|i| lease(2 + i, "node-b")).collect();
         b.iter(|| {
             let t = Instant::from_millis(now);
-            e.handle_watch(WatchEvent::Changed(events[(rv as usize) % 1024].clone()), t);
+            e.handle_watch_event(
+                0,
+                WatchEvent::Changed(events[(rv as usize) % 1024].clone()),
+                t,
+            );
             black_box(e.poll_request(t, WALL));
             while e.poll_event().is_some() {}
             black_box(e.poll_timeout());
@@ -111,7 +117,7 @@ fn bench(c: &mut Criterion) {
             let t = Instant::from_millis(now);
             while let Some(r) = p.poll_request(t, WALL) {
                 assert_eq!(r.op, Operation::Get, "every slot is held and renewed");
-                p.handle_response(r.slot, Ok(renewed[reads % 1024].clone()), t);
+                p.handle_answer(r.slot, Ok(renewed[reads % 1024].clone()), t);
                 reads += 1;
             }
             while p.poll_event().is_some() {}

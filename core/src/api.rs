@@ -17,11 +17,12 @@ pub struct Request {
     pub op: Operation,
 }
 
-/// The operation of a [`Request`].
+/// The operation of a [`Request`]. Which answers each is owed is part of the
+/// [`crate::Machine`] contract.
 ///
-/// `Get`, `Create` and `Update` expect exactly one answer (`handle_response`); at most one of them
-/// is outstanding per lease. `Watch` opens a stream whose events go to `handle_watch` until the
-/// adapter reports its end; `Unwatch` closes it. Neither counts as a request in flight.
+/// Deliberately exhaustive, unlike the core's other public enums: a transport must perform every
+/// operation the core asks for, so a new one must fail to compile in each transport rather
+/// than fall into a catch-all at run time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
     /// GET the lease.
@@ -58,6 +59,7 @@ impl Operation {
 
 /// A Kubernetes API verb on `leases`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Verb {
     /// `get`.
     Get,
@@ -166,6 +168,9 @@ pub fn retry_after(header: Option<&str>, status_seconds: Option<u64>) -> Option<
 pub type Response = Result<Lease, ApiError>;
 
 /// What a watch stream of one lease delivers.
+///
+/// Exhaustive, like [`Operation`]: the two enums are the vocabulary between the core and its
+/// transports, and each side must handle every word of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
     /// `ADDED` or `MODIFIED`: the lease as now stored.

@@ -1,8 +1,9 @@
 //! Leader election over one Lease.
 
 use crate::api::{Request, Response, WatchEvent};
-use crate::event::Event;
+use crate::event::{Event, SlotEvent};
 use crate::jitter::Jitter;
+use crate::machine::{Machine, Stats};
 use crate::record::{Holder, Identity, Lease, LeaseName, MicroTime};
 use crate::slot::{Env, EventQueue, Intent, LeaseSlot};
 use crate::timing::Timing;
@@ -25,21 +26,10 @@ pub struct ElectorConfig {
 
 /// Leader election for one Lease, compatible with client-go candidates on the same Lease.
 ///
-/// # Driving it
-///
-/// The elector performs no I/O and reads no clock. A driver loops:
-///
-/// 1. Call [`poll_request`](Self::poll_request) until it returns `None`, sending each request
-///    (at most one `Get`/`Create`/`Update` is outstanding; `Watch`/`Unwatch` manage a stream).
-/// 2. Drain [`poll_event`](Self::poll_event) and act on leadership changes.
-/// 3. Sleep until [`poll_timeout`](Self::poll_timeout), an answer, or a watch event; then feed
-///    it with [`handle_timeout`](Self::handle_timeout), [`handle_response`](Self::handle_response)
-///    or [`handle_watch`](Self::handle_watch), and go to 1.
-///
-/// Every input carries `now`, read from a monotonic clock that keeps counting while the process
-/// is paused (`CLOCK_BOOTTIME` on Linux). Before anything else each input checks the renew
-/// deadline, so a process that wakes from a pause steps down first. Check
-/// [`is_leader`](Self::is_leader) with a fresh `now` before each piece of leader-only work.
+/// Driven through [`Machine`], whose documentation is the whole contract; the getters here say
+/// what it decided. [`Machine::close`] steps down at once, then releases the lease if the server
+/// still names this candidate (re-read first, so a newer holder is never blanked), and ends with
+/// [`Event::Released`]. [`Machine::rejoin`] campaigns again a retry period later.
 ///
 /// # Safety argument
 ///
@@ -54,7 +44,8 @@ pub struct Elector {
     identity: Identity,
     timing: Timing,
     jitter: Jitter,
-    events: EventQueue,
+    events: EventQueue<SlotEvent>,
+    stats: Stats,
     slot: LeaseSlot,
 }
 
@@ -68,6 +59,7 @@ impl Elector {
             timing: config.timing,
             jitter: Jitter::new(seed),
             events: EventQueue::new(),
+            stats: Stats::default(),
         }
     }
 
@@ -77,48 +69,9 @@ impl Elector {
             timing: &self.timing,
             jitter: &mut self.jitter,
             events: &mut self.events,
+            stats: &mut self.stats,
         };
         f(&mut self.slot, &mut env)
-    }
-
-    /// Feeds the answer to the outstanding `Get`, `Create` or `Update`. An answer with nothing
-    /// outstanding is ignored.
-    pub fn handle_response(&mut self, response: Response, now: Instant) {
-        self.step(|slot, env| slot.handle_response(response, now, env));
-    }
-
-    /// Feeds an event from the lease's watch stream.
-    pub fn handle_watch(&mut self, event: WatchEvent, now: Instant) {
-        self.step(|slot, env| slot.handle_watch(event, now, env));
-    }
-
-    /// Tells the elector that `now` has come (the instant from `poll_timeout`, or later).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.step(|slot, env| slot.expire(now, env));
-    }
-
-    /// Stops campaigning: steps down at once, then releases the lease if the server still names
-    /// this candidate (re-read first, so a newer holder is never blanked). Ends with
-    /// [`Event::Released`].
-    pub fn shutdown(&mut self, now: Instant) {
-        self.step(|slot, env| slot.set_intent(Intent::Release, now, env));
-    }
-
-    /// The next request to send, if one is due at `now`. `wall` is the wall-clock time written
-    /// to `acquireTime`/`renewTime`.
-    pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
-        self.step(|slot, env| slot.poll_request(now, wall, env))
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout) and poll again; `None` when nothing
-    /// is pending (an answer is awaited, or shutdown finished).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slot.poll_timeout(&self.timing)
-    }
-
-    /// The next application event.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front().map(|e| e.event)
     }
 
     /// Whether this candidate leads at `now`: it won the lease and `now` is before its deadline.
@@ -152,11 +105,6 @@ impl Elector {
         self.slot.leadership().map(|l| l.since)
     }
 
-    /// Whether shutdown has finished.
-    pub fn is_shut_down(&self) -> bool {
-        self.slot.is_released()
-    }
-
     /// The candidate's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -173,10 +121,71 @@ impl Elector {
     }
 }
 
+/// Slot 0 is the elector's one lease; inputs for any other slot are ignored.
+impl Machine for Elector {
+    type Event = Event;
+
+    fn is_closed(&self) -> bool {
+        self.slot.is_released()
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            events_dropped: self.events.dropped_total(),
+            ..self.stats
+        }
+    }
+
+    fn handle_answer(&mut self, slot: u16, answer: Response, now: Instant) {
+        if slot != 0 {
+            return;
+        }
+        if self.slot.has_request_in_flight() {
+            self.stats.answered(&answer);
+        }
+        self.step(|s, env| s.handle_response(answer, now, env));
+    }
+
+    fn handle_watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
+        if slot == 0 {
+            self.step(|s, env| s.handle_watch(event, now, env));
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.step(|slot, env| slot.expire(now, env));
+    }
+
+    fn close(&mut self, now: Instant) {
+        self.step(|slot, env| slot.set_intent(Intent::Release, now, env));
+    }
+
+    fn rejoin(&mut self, now: Instant) {
+        if self.is_closed() {
+            let at = now.saturating_add(self.timing.retry_period());
+            self.slot.restart(Intent::Campaign, at);
+        }
+    }
+
+    fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        let request = self.step(|slot, env| slot.poll_request(now, wall, env))?;
+        self.stats.sent(&request);
+        Some(request)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.slot.poll_timeout(&self.timing)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop().map(|e| e.event)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::testkit::*;
-    use crate::{ApiError, Duration, Event, Holder, LossReason, Operation, WatchEvent};
+    use crate::{ApiError, Duration, Event, Holder, LossReason, Machine, Operation, WatchEvent};
 
     fn holder_of(op: &Operation) -> &Holder {
         match op {
@@ -189,7 +198,7 @@ mod tests {
     fn reads_first_then_creates_on_not_found() {
         let mut e = elector("a", false);
         assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
-        e.handle_response(Err(ApiError::NotFound), ms(5));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(5));
         let op = poll(&mut e, ms(5)).unwrap();
         let Operation::Create(record) = &op else {
             panic!("{op:?}")
@@ -204,9 +213,9 @@ mod tests {
     fn successful_create_becomes_leader_with_epoch_zero() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::NotFound), ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
         let op = poll(&mut e, ms(0)).unwrap();
-        e.handle_response(Ok(stored(&op, 1)), ms(10));
+        e.handle_answer(0, Ok(stored(&op, 1)), ms(10));
         assert!(e.is_leader(ms(10)));
         assert_eq!(e.epoch(), Some(0));
         let evs = events(&mut e);
@@ -234,11 +243,11 @@ mod tests {
     fn renew_keeps_acquire_time_and_transitions() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(3, None, 4)), ms(0));
+        e.handle_answer(0, Ok(lease(3, None, 4)), ms(0));
         let take = poll(&mut e, ms(0)).unwrap();
         let mut stored_take = stored(&take, 4);
         stored_take.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
-        e.handle_response(Ok(stored_take), ms(0));
+        e.handle_answer(0, Ok(stored_take), ms(0));
         let Some(Operation::Update { record, .. }) = poll(&mut e, ms(2_000)) else {
             panic!()
         };
@@ -258,7 +267,7 @@ mod tests {
         poll(&mut e, ms(0));
         let mut earlier = lease(3, Some("a"), 4);
         earlier.record.acquire_time = Some(crate::MicroTime::from_unix_micros(42));
-        e.handle_response(Ok(earlier.clone()), ms(0));
+        e.handle_answer(0, Ok(earlier.clone()), ms(0));
         let (at, op) = next_write(&mut e, 0, &earlier);
         assert_eq!(at, 15_000, "taken only once the record's lease has run out");
         let Operation::Update { record, .. } = op else {
@@ -272,7 +281,7 @@ mod tests {
     fn a_leader_that_sees_its_identity_written_by_another_process_steps_down() {
         let mut e = leader("a", true);
         // Version 2 names "a" but this process wrote version 1: a duplicate identity wrote it.
-        e.handle_watch(WatchEvent::Changed(lease(2, Some("a"), 1)), ms(500));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(2, Some("a"), 1)), ms(500));
         assert!(!e.is_leader(ms(500)));
         assert!(events(&mut e).contains(&Event::LostLeadership {
             reason: LossReason::HeldByOther
@@ -284,10 +293,10 @@ mod tests {
         let mut e = leader("a", true);
         let op = poll(&mut e, ms(2_000)).unwrap();
         let ours = stored(&op, 2);
-        e.handle_watch(WatchEvent::Changed(ours.clone()), ms(2_001));
+        e.handle_watch_event(0, WatchEvent::Changed(ours.clone()), ms(2_001));
         assert!(e.is_leader(ms(2_001)));
-        e.handle_response(Ok(ours.clone()), ms(2_002));
-        e.handle_watch(WatchEvent::Changed(ours), ms(2_003));
+        e.handle_answer(0, Ok(ours.clone()), ms(2_002));
+        e.handle_watch_event(0, WatchEvent::Changed(ours), ms(2_003));
         assert!(e.is_leader(ms(2_003)));
         assert_eq!(e.deadline(), Some(ms(12_000)));
     }
@@ -298,21 +307,21 @@ mod tests {
         let mut e = leader("a", false);
         let op = poll(&mut e, ms(2_000)).unwrap();
         let mut unchanged = stored(&op, 1);
-        e.handle_response(Ok(unchanged.clone()), ms(2_001));
+        e.handle_answer(0, Ok(unchanged.clone()), ms(2_001));
         assert_eq!(
             e.deadline(),
             Some(ms(10_000)),
             "still the first term's deadline"
         );
         let op = poll(&mut e, ms(4_001)).unwrap();
-        e.handle_response(Ok(stored(&op, 2)), ms(4_002));
+        e.handle_answer(0, Ok(stored(&op, 2)), ms(4_002));
         assert_eq!(e.deadline(), Some(ms(14_001)), "an applied renew extends");
         // A new version whose renewTime went back (a wall clock stepped back) is not this
         // renew applied: the version is not ours, so it is someone else's and the leader stops.
         let op = poll(&mut e, ms(6_002)).unwrap();
         assert!(matches!(op, Operation::Update { .. }));
         unchanged.resource_version = rv(3);
-        e.handle_response(Ok(unchanged), ms(6_003));
+        e.handle_answer(0, Ok(unchanged), ms(6_003));
         assert!(!e.is_leader(ms(6_003)));
     }
 
@@ -320,9 +329,9 @@ mod tests {
     fn every_renew_reports_the_new_deadline() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::NotFound), ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
         let op = poll(&mut e, ms(0)).unwrap();
-        e.handle_response(Ok(stored(&op, 1)), ms(3));
+        e.handle_answer(0, Ok(stored(&op, 1)), ms(3));
         assert_eq!(
             events(&mut e).as_slice(),
             &[
@@ -336,7 +345,7 @@ mod tests {
             ]
         );
         let op = poll(&mut e, ms(2_003)).unwrap();
-        e.handle_response(Ok(stored(&op, 2)), ms(2_010));
+        e.handle_answer(0, Ok(stored(&op, 2)), ms(2_010));
         assert_eq!(
             events(&mut e).as_slice(),
             &[Event::Renewed {
@@ -349,7 +358,7 @@ mod tests {
     fn empty_holder_is_taken_at_once() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, None, 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
         let op = poll(&mut e, ms(0)).unwrap();
         assert!(holder_of(&op).is(&id("a")));
     }
@@ -358,13 +367,13 @@ mod tests {
     fn follower_waits_lease_duration_from_observed_change_before_taking_over() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(1_000));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(1_000));
         // Polls do not take over before 1 s + 15 s; the same record re-read changes nothing.
         let mut now = 1_000;
         while now < 16_000 {
             if let Some(op) = poll(&mut e, ms(now)) {
                 assert_eq!(op, Operation::Get, "took over early at {now} ms");
-                e.handle_response(Ok(lease(5, Some("b"), 2)), ms(now));
+                e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(now));
             }
             now += 100;
         }
@@ -376,10 +385,10 @@ mod tests {
     fn a_changed_record_restarts_the_expiry_clock() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         assert_eq!(poll(&mut e, ms(0)), None);
         assert_eq!(e.poll_timeout(), Some(ms(15_000)));
-        e.handle_watch(WatchEvent::Changed(lease(6, Some("b"), 2)), ms(10_000));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(10_000));
         assert_eq!(e.poll_timeout(), Some(ms(25_000)));
     }
 
@@ -389,7 +398,7 @@ mod tests {
         poll(&mut e, ms(0));
         let mut old = lease(5, Some("b"), 7);
         old.record.acquire_time = Some(crate::MicroTime::from_unix_micros(1));
-        e.handle_response(Ok(old.clone()), ms(0));
+        e.handle_answer(0, Ok(old.clone()), ms(0));
         let (at, op) = next_write(&mut e, 0, &old);
         assert_eq!(at, 15_000);
         let Operation::Update {
@@ -408,9 +417,9 @@ mod tests {
     fn conflict_on_write_rereads_before_anything_else() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
         poll(&mut e, ms(0)).unwrap();
-        e.handle_response(Err(ApiError::Conflict), ms(1));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(1));
         assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
         assert!(!e.is_leader(ms(1)));
     }
@@ -419,9 +428,9 @@ mod tests {
     fn already_exists_on_create_rereads() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::NotFound), ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
         poll(&mut e, ms(0)).unwrap();
-        e.handle_response(Err(ApiError::AlreadyExists), ms(1));
+        e.handle_answer(0, Err(ApiError::AlreadyExists), ms(1));
         assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
     }
 
@@ -430,7 +439,7 @@ mod tests {
         let mut e = leader("a", false);
         let op = poll(&mut e, ms(2_000)).unwrap();
         // The answer takes 3 s; the term still runs from the send.
-        e.handle_response(Ok(stored(&op, 2)), ms(5_000));
+        e.handle_answer(0, Ok(stored(&op, 2)), ms(5_000));
         assert_eq!(e.deadline(), Some(ms(12_000)));
     }
 
@@ -440,7 +449,7 @@ mod tests {
         let mut now = 2_000;
         while now < 10_000 {
             if poll(&mut e, ms(now)).is_some() {
-                e.handle_response(Err(ApiError::Server { status: 503 }), ms(now));
+                e.handle_answer(0, Err(ApiError::Server { status: 503 }), ms(now));
             }
             assert!(e.is_leader(ms(now)), "lost early at {now}");
             now += 50;
@@ -457,10 +466,10 @@ mod tests {
     fn a_read_showing_another_holder_steps_down_at_once() {
         let mut e = leader("a", false);
         poll(&mut e, ms(2_000)).unwrap();
-        e.handle_response(Err(ApiError::Conflict), ms(2_001));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(2_001));
         assert!(e.is_leader(ms(2_001)));
         assert_eq!(poll(&mut e, ms(2_001)), Some(Operation::Get));
-        e.handle_response(Ok(lease(9, Some("b"), 1)), ms(2_002));
+        e.handle_answer(0, Ok(lease(9, Some("b"), 1)), ms(2_002));
         assert!(!e.is_leader(ms(2_002)));
         let evs = events(&mut e);
         assert_eq!(
@@ -475,7 +484,7 @@ mod tests {
     #[test]
     fn a_watch_event_showing_another_holder_steps_down_at_once() {
         let mut e = leader("a", true);
-        e.handle_watch(WatchEvent::Changed(lease(9, Some("b"), 1)), ms(100));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(9, Some("b"), 1)), ms(100));
         assert!(!e.is_leader(ms(100)));
     }
 
@@ -484,7 +493,7 @@ mod tests {
         let mut e = leader("a", false);
         let op = poll(&mut e, ms(2_000)).unwrap();
         // Paused for 25 s with the renew in flight; its success arrives after the deadline.
-        e.handle_response(Ok(stored(&op, 2)), ms(27_000));
+        e.handle_answer(0, Ok(stored(&op, 2)), ms(27_000));
         let evs = events(&mut e);
         assert_eq!(
             evs.first(),
@@ -503,9 +512,9 @@ mod tests {
     fn a_claim_answered_after_its_deadline_does_not_lead() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
         let op = poll(&mut e, ms(0)).unwrap();
-        e.handle_response(Ok(stored(&op, 6)), ms(10_000));
+        e.handle_answer(0, Ok(stored(&op, 6)), ms(10_000));
         assert!(!e.is_leader(ms(10_000)));
         assert!(
             !events(&mut e)
@@ -516,7 +525,7 @@ mod tests {
         // the lease from when the record was seen, then starts a new term.
         let (at, op) = next_write(&mut e, 10_000, &stored(&op, 6));
         assert_eq!(at, 25_000);
-        e.handle_response(Ok(stored(&op, 7)), ms(25_001));
+        e.handle_answer(0, Ok(stored(&op, 7)), ms(25_001));
         assert!(e.is_leader(ms(25_001)));
         assert_eq!(e.epoch(), Some(2));
     }
@@ -524,13 +533,13 @@ mod tests {
     #[test]
     fn release_rereads_then_writes_empty_holder_and_duration_one() {
         let mut e = leader("a", false);
-        e.shutdown(ms(500));
+        e.close(ms(500));
         assert!(
             !e.is_leader(ms(500)),
             "steps down before the release is written"
         );
         assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
-        e.handle_response(Ok(lease(1, Some("a"), 0)), ms(501));
+        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(501));
         let Some(Operation::Update {
             record,
             resource_version,
@@ -542,8 +551,8 @@ mod tests {
         assert_eq!(record.holder, Holder::None);
         assert_eq!(record.lease_duration, Some(Duration::from_secs(1)));
         assert_eq!(record.lease_transitions, Some(0));
-        e.handle_response(Ok(lease(2, None, 0)), ms(502));
-        assert!(e.is_shut_down());
+        e.handle_answer(0, Ok(lease(2, None, 0)), ms(502));
+        assert!(e.is_closed());
         assert!(events(&mut e).contains(&Event::Released { written: true }));
         assert_eq!(poll(&mut e, ms(10_000)), None);
         assert_eq!(e.poll_timeout(), None);
@@ -552,73 +561,73 @@ mod tests {
     #[test]
     fn release_does_not_blank_a_newer_holder() {
         let mut e = leader("a", false);
-        e.shutdown(ms(500));
+        e.close(ms(500));
         poll(&mut e, ms(500));
-        e.handle_response(Ok(lease(4, Some("b"), 1)), ms(501));
+        e.handle_answer(0, Ok(lease(4, Some("b"), 1)), ms(501));
         assert_eq!(poll(&mut e, ms(501)), None);
-        assert!(e.is_shut_down());
+        assert!(e.is_closed());
         assert!(events(&mut e).contains(&Event::Released { written: false }));
     }
 
     #[test]
     fn a_release_that_meets_a_transient_error_retries_until_the_deadline() {
         let mut e = leader("a", false);
-        e.shutdown(ms(500));
+        e.close(ms(500));
         assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
-        e.handle_response(Err(ApiError::Timeout), ms(3_000));
-        assert!(!e.is_shut_down());
+        e.handle_answer(0, Err(ApiError::Timeout), ms(3_000));
+        assert!(!e.is_closed());
         assert_eq!(poll(&mut e, ms(4_999)), None);
         assert_eq!(poll(&mut e, ms(5_000)), Some(Operation::Get));
-        e.handle_response(Ok(lease(1, Some("a"), 0)), ms(5_001));
+        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(5_001));
         assert!(matches!(
             poll(&mut e, ms(5_001)),
             Some(Operation::Update { .. })
         ));
-        e.handle_response(Err(ApiError::Server { status: 503 }), ms(5_002));
+        e.handle_answer(0, Err(ApiError::Server { status: 503 }), ms(5_002));
         assert_eq!(poll(&mut e, ms(7_002)), Some(Operation::Get));
         // Past the released term's deadline the lease expires on its own: stop trying.
-        e.handle_response(Err(ApiError::Transport), ms(10_000));
-        assert!(e.is_shut_down());
+        e.handle_answer(0, Err(ApiError::Transport), ms(10_000));
+        assert!(e.is_closed());
         assert!(events(&mut e).contains(&Event::Released { written: false }));
     }
 
     #[test]
     fn a_release_gives_up_at_once_on_a_refusal() {
         let mut e = leader("a", false);
-        e.shutdown(ms(500));
+        e.close(ms(500));
         poll(&mut e, ms(500));
-        e.handle_response(Err(ApiError::Forbidden), ms(501));
-        assert!(e.is_shut_down());
+        e.handle_answer(0, Err(ApiError::Forbidden), ms(501));
+        assert!(e.is_closed());
     }
 
     #[test]
     fn a_release_never_frees_a_version_another_process_with_our_identity_wrote() {
         let mut e = leader("a", false);
-        e.shutdown(ms(500));
+        e.close(ms(500));
         poll(&mut e, ms(500));
-        e.handle_response(Ok(lease(2, Some("a"), 1)), ms(501));
+        e.handle_answer(0, Ok(lease(2, Some("a"), 1)), ms(501));
         assert_eq!(poll(&mut e, ms(501)), None, "no release write");
-        assert!(e.is_shut_down());
+        assert!(e.is_closed());
         // And a follower that never led writes nothing at all.
         let mut f = elector("a", false);
         poll(&mut f, ms(0));
-        f.handle_response(Ok(lease(2, Some("a"), 1)), ms(0));
-        f.shutdown(ms(1));
+        f.handle_answer(0, Ok(lease(2, Some("a"), 1)), ms(0));
+        f.close(ms(1));
         assert_eq!(poll(&mut f, ms(1)), None);
-        assert!(f.is_shut_down());
+        assert!(f.is_closed());
     }
 
     #[test]
     fn a_take_answered_after_shutdown_began_is_released_too() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
         let take = poll(&mut e, ms(0)).unwrap();
-        e.shutdown(ms(1));
-        e.handle_response(Ok(stored(&take, 6)), ms(2));
+        e.close(ms(1));
+        e.handle_answer(0, Ok(stored(&take, 6)), ms(2));
         assert!(!e.is_leader(ms(2)), "a take after shutdown does not lead");
         assert_eq!(poll(&mut e, ms(2)), Some(Operation::Get));
-        e.handle_response(Ok(stored(&take, 6)), ms(3));
+        e.handle_answer(0, Ok(stored(&take, 6)), ms(3));
         let Some(Operation::Update { record, .. }) = poll(&mut e, ms(3)) else {
             panic!("the take it wrote is freed")
         };
@@ -629,10 +638,10 @@ mod tests {
     fn shutdown_of_a_follower_finishes_without_a_request() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(4, Some("b"), 1)), ms(0));
-        e.shutdown(ms(1));
+        e.handle_answer(0, Ok(lease(4, Some("b"), 1)), ms(0));
+        e.close(ms(1));
         assert_eq!(poll(&mut e, ms(1)), None);
-        assert!(e.is_shut_down());
+        assert!(e.is_closed());
     }
 
     #[test]
@@ -651,8 +660,12 @@ mod tests {
         let mut reads = 0;
         while reads < 50 {
             if poll(&mut e, ms(now)).is_some() {
-                e.handle_response(Ok(lease(5, Some("b"), 2)), ms(now));
-                e.handle_watch(WatchEvent::Changed(lease(5 + reads, Some("b"), 2)), ms(now));
+                e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(now));
+                e.handle_watch_event(
+                    0,
+                    WatchEvent::Changed(lease(5 + reads, Some("b"), 2)),
+                    ms(now),
+                );
                 reads += 1;
                 let gap = e.poll_timeout().unwrap().as_millis() - now;
                 assert!((2_000..4_400).contains(&gap), "poll gap {gap} ms");
@@ -665,7 +678,7 @@ mod tests {
     fn with_a_watch_a_follower_sends_no_polls_and_wakes_at_expiry() {
         let mut e = elector("a", true);
         assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         assert_eq!(
             e.poll_request(ms(0), WALL).map(|r| r.op),
             Some(Operation::Watch {
@@ -684,11 +697,11 @@ mod tests {
     fn a_release_seen_on_the_watch_is_taken_at_once() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         poll(&mut e, ms(0));
         let mut released = lease(6, None, 2);
         released.record.lease_duration = Some(Duration::from_secs(1));
-        e.handle_watch(WatchEvent::Changed(released), ms(3_000));
+        e.handle_watch_event(0, WatchEvent::Changed(released), ms(3_000));
         assert_eq!(e.poll_timeout(), Some(ms(3_000)));
         let op = poll(&mut e, ms(3_000)).unwrap();
         assert!(holder_of(&op).is(&id("a")));
@@ -698,11 +711,11 @@ mod tests {
     fn watch_gone_410_rereads_then_watches_from_the_new_version() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         poll(&mut e, ms(0));
-        e.handle_watch(WatchEvent::Expired, ms(100));
+        e.handle_watch_event(0, WatchEvent::Expired, ms(100));
         assert_eq!(poll(&mut e, ms(100)), Some(Operation::Get));
-        e.handle_response(Ok(lease(9, Some("b"), 2)), ms(101));
+        e.handle_answer(0, Ok(lease(9, Some("b"), 2)), ms(101));
         assert_eq!(
             e.poll_request(ms(101), WALL).map(|r| r.op),
             None,
@@ -727,18 +740,18 @@ mod tests {
         for ending in [WatchEvent::Expired, WatchEvent::Ended] {
             let mut e = elector("a", true);
             poll(&mut e, ms(0));
-            e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+            e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
             let mut watches = 0;
             let mut now = 0;
             while now < 60_000 {
                 match e.poll_request(ms(now), wall_at(ms(now))).map(|r| r.op) {
                     Some(Operation::Watch { .. }) => {
                         watches += 1;
-                        e.handle_watch(ending.clone(), ms(now));
+                        e.handle_watch_event(0, ending.clone(), ms(now));
                     }
                     Some(Operation::Get) => {
                         // The holder keeps renewing, so the follower never takes over.
-                        e.handle_response(Ok(lease(5 + now, Some("b"), 2)), ms(now))
+                        e.handle_answer(0, Ok(lease(5 + now, Some("b"), 2)), ms(now))
                     }
                     Some(_) => {}
                     None => now += 1,
@@ -755,11 +768,11 @@ mod tests {
     fn a_failed_watch_falls_back_to_polling_until_reopened() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         poll(&mut e, ms(0));
-        e.handle_watch(WatchEvent::Failed, ms(3_000));
+        e.handle_watch_event(0, WatchEvent::Failed, ms(3_000));
         assert_eq!(poll(&mut e, ms(4_500)), Some(Operation::Get));
-        e.handle_response(Ok(lease(5, Some("b"), 2)), ms(4_500));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(4_500));
         let reopen = (4_500..9_000)
             .step_by(10)
             .find_map(|t| e.poll_request(ms(t), WALL).map(|r| (t, r.op)))
@@ -772,8 +785,8 @@ mod tests {
         let mut e = leader("a", true);
         poll(&mut e, ms(0));
         let op = poll(&mut e, ms(2_000)).unwrap();
-        e.handle_response(Ok(stored(&op, 10)), ms(2_000));
-        e.handle_watch(WatchEvent::Changed(lease(8, Some("b"), 0)), ms(2_100));
+        e.handle_answer(0, Ok(stored(&op, 10)), ms(2_000));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("b"), 0)), ms(2_100));
         assert!(e.is_leader(ms(2_100)));
     }
 
@@ -781,13 +794,13 @@ mod tests {
     fn after_losing_it_campaigns_again() {
         let mut e = leader("a", false);
         poll(&mut e, ms(2_000)).unwrap();
-        e.handle_response(Ok(lease(3, Some("b"), 1)), ms(2_000));
+        e.handle_answer(0, Ok(lease(3, Some("b"), 1)), ms(2_000));
         assert!(!e.is_leader(ms(2_000)));
         let mut now = 2_000;
         let op = loop {
             let op = poll(&mut e, ms(now));
             match op {
-                Some(Operation::Get) => e.handle_response(Ok(lease(3, Some("b"), 1)), ms(now)),
+                Some(Operation::Get) => e.handle_answer(0, Ok(lease(3, Some("b"), 1)), ms(now)),
                 Some(op) => break op,
                 None => {}
             }
@@ -804,7 +817,7 @@ mod tests {
         let long = [b'x'; 300];
         let long = core::str::from_utf8(&long).unwrap();
         let held = lease(5, Some(long), 2);
-        e.handle_response(Ok(held.clone()), ms(0));
+        e.handle_answer(0, Ok(held.clone()), ms(0));
         let evs = events(&mut e);
         assert_eq!(
             evs[0],
@@ -827,7 +840,7 @@ mod tests {
         let error = ApiError::TooManyRequests {
             retry_after: Some(Duration::from_secs(30)),
         };
-        e.handle_response(Err(error), ms(0));
+        e.handle_answer(0, Err(error), ms(0));
         assert_eq!(e.poll_timeout(), Some(ms(30_000)));
         assert_eq!(poll(&mut e, ms(29_999)), None);
     }
@@ -836,9 +849,9 @@ mod tests {
     fn forbidden_is_reported_with_its_verb() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::NotFound), ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::Forbidden), ms(0));
+        e.handle_answer(0, Err(ApiError::Forbidden), ms(0));
         let evs = events(&mut e);
         assert!(evs.contains(&Event::RequestFailed {
             verb: crate::Verb::Create,
@@ -849,7 +862,7 @@ mod tests {
     #[test]
     fn a_deleted_lease_ends_leadership() {
         let mut e = leader("a", true);
-        e.handle_watch(WatchEvent::Deleted, ms(100));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(100));
         assert!(!e.is_leader(ms(100)));
         assert!(events(&mut e).contains(&Event::LostLeadership {
             reason: LossReason::Deleted
@@ -867,15 +880,15 @@ mod tests {
     fn a_follower_that_sees_a_delete_waits_a_lease_duration_before_creating() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, Some("b"), 3)), ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 3)), ms(0));
         let op = next_write(&mut e, 0, &lease(5, Some("b"), 3));
         assert_eq!(op.0, 15_000);
         // That take found the lease deleted meanwhile.
-        e.handle_response(Err(ApiError::NotFound), ms(15_001));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(15_001));
         let mut now = 15_001;
         loop {
             match poll(&mut e, ms(now)) {
-                Some(Operation::Get) => e.handle_response(Err(ApiError::NotFound), ms(now)),
+                Some(Operation::Get) => e.handle_answer(0, Err(ApiError::NotFound), ms(now)),
                 Some(Operation::Create(record)) => {
                     assert_eq!(now, 30_001, "created {now} ms in");
                     assert_eq!(record.lease_transitions, Some(4));
@@ -891,7 +904,7 @@ mod tests {
     fn a_lease_missing_at_the_first_read_is_created_at_once() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Err(ApiError::NotFound), ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
         assert!(matches!(poll(&mut e, ms(0)), Some(Operation::Create(_))));
     }
 
@@ -899,9 +912,9 @@ mod tests {
     fn a_write_answered_with_someone_elses_record_backs_off() {
         let mut e = elector("a", false);
         poll(&mut e, ms(0));
-        e.handle_response(Ok(lease(5, None, 0)), ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
         assert!(poll(&mut e, ms(0)).is_some());
-        e.handle_response(Ok(lease(5, None, 0)), ms(1));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(1));
         assert!(!e.is_leader(ms(1)));
         assert_eq!(poll(&mut e, ms(1)), None, "no immediate second claim");
         assert!(e.poll_timeout().is_some_and(|t| t >= ms(2_001)));
@@ -913,7 +926,7 @@ mod tests {
         poll(&mut e, ms(0));
         let mut node = lease(5, Some("b"), 2);
         node.record.lease_duration = Some(Duration::from_secs(40));
-        e.handle_response(Ok(node), ms(0));
+        e.handle_answer(0, Ok(node), ms(0));
         assert_eq!(e.poll_timeout(), Some(ms(0)), "watch to open first");
         assert_eq!(poll(&mut e, ms(0)), None);
         assert_eq!(e.poll_timeout(), Some(ms(40_000)));

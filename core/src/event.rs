@@ -3,8 +3,10 @@
 use crate::api::{ApiError, Verb};
 use crate::record::Holder;
 
-/// An application event. Drain them with `poll_event` after every `handle_*` and `poll_request`.
+/// An application event of an [`crate::Elector`] or a [`crate::Pool`]: when to drain them, and
+/// what happens to events not drained, is part of the [`crate::Machine`] contract.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// This candidate now leads (holds the slot). `epoch` is the lease's `leaseTransitions`, a
     /// fencing token: work stamped with an older epoch came from a stale leader.
@@ -37,7 +39,14 @@ pub enum Event {
         /// How.
         error: ApiError,
     },
-    /// Shutdown (or a pool's release) finished: nothing more will be requested.
+    /// `count` events before the ones that follow were dropped: the driver did not drain
+    /// events after each call, as the [`crate::Machine`] contract asks. Leadership may have
+    /// changed meanwhile; the getters tell the present.
+    EventsDropped {
+        /// How many.
+        count: u32,
+    },
+    /// A close (an elector's, or a pool's) finished: nothing more will be requested.
     Released {
         /// Whether the lease was written free (`false` when it was not ours any more, or the
         /// release could not be written: it then expires on its own).
@@ -47,6 +56,7 @@ pub enum Event {
 
 /// Why leadership ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LossReason {
     /// No successful renew was sent within the renew deadline (API unreachable, slow, or this
     /// process was paused).
@@ -55,11 +65,12 @@ pub enum LossReason {
     HeldByOther,
     /// The Lease object was deleted.
     Deleted,
-    /// The application asked to shut down or release.
+    /// The application closed the machine.
     Released,
 }
 
-/// An [`Event`] tagged with the slot (lease) it concerns: always 0 for an elector.
+/// An [`Event`] tagged with the slot (lease) it concerns. For [`Event::EventsDropped`], the
+/// slot of the newest event dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotEvent {
     /// The slot.

@@ -40,6 +40,8 @@ pub const ORPHAN_GRACE: Duration = Duration::from_millis(500);
 
 /// A signal the fence wants delivered to the whole of the work (its process group, and anything
 /// that left it).
+///
+/// Exhaustive on purpose: whatever delivers signals must deliver each one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// Ask the work to stop (SIGTERM).
@@ -49,6 +51,8 @@ pub enum Signal {
 }
 
 /// Why the work was stopped, for the holder's logs and its decision to start it again.
+///
+/// Exhaustive on purpose: the fence's wire protocol encodes every cause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopCause {
     /// Its validity ran out: no renew extended it in time.

@@ -1,12 +1,13 @@
 //! A renew-only lease, as the kubelet keeps its node lease in `kube-node-lease`: a watcher can
 //! tell the node is gone when the lease stops being renewed.
 
-use crate::api::{ApiError, Operation, Request, Response, Verb};
+use crate::api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
 use crate::jitter::Jitter;
+use crate::machine::{Machine, Stats};
 use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime};
+use crate::slot::{EventQueue, Overflow, server_wait};
 use crate::timing::{TimingError, TimingField};
 use embassy_time::{Duration, Instant, TICK_HZ};
-use heapless::Deque;
 
 /// First wait after a failure (kubelet: 200 ms), doubled on each further failure...
 pub const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -19,6 +20,7 @@ const RENEW_JITTER_PERMILLE: u64 = 40;
 
 /// What a [`Heartbeat`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeartbeatEvent {
     /// The lease was created or renewed.
     Renewed,
@@ -35,6 +37,18 @@ pub enum HeartbeatEvent {
         /// Consecutive failures so far.
         failures: u32,
     },
+    /// `count` events before the ones that follow were dropped: the driver did not drain them
+    /// as the [`Machine`] contract asks.
+    EventsDropped {
+        /// How many.
+        count: u32,
+    },
+}
+
+impl Overflow for HeartbeatEvent {
+    fn dropped(count: u32, _newest: &Self) -> Self {
+        Self::EventsDropped { count }
+    }
 }
 
 /// What a [`Heartbeat`] needs to know before it starts.
@@ -64,7 +78,9 @@ enum Pending {
 /// Created if missing; renewed with the resourceVersion last written. On failure it backs off
 /// from 200 ms, doubling up to 7 s; after a conflict or five failed updates in a row it reads the
 /// lease again. It writes only `holderIdentity`, `leaseDurationSeconds` and `renewTime`, keeping
-/// any other field. Driven like [`crate::Elector`].
+/// any other field. Driven through [`Machine`], on the same event queue and counters as the
+/// other machines; it never watches. [`Machine::close`] stops renewing and leaves the lease to
+/// expire (a heartbeat that stops means "gone"); [`Machine::rejoin`] starts over at once.
 #[derive(Clone, Debug)]
 pub struct Heartbeat {
     lease_name: LeaseName,
@@ -72,7 +88,8 @@ pub struct Heartbeat {
     lease_duration: Duration,
     renew_interval: Duration,
     jitter: Jitter,
-    events: Deque<HeartbeatEvent, 8>,
+    events: EventQueue<HeartbeatEvent>,
+    stats: Stats,
     known: Option<Lease>,
     must_read: bool,
     in_flight: Option<Pending>,
@@ -117,7 +134,8 @@ impl Heartbeat {
             lease_duration: config.lease_duration,
             renew_interval,
             jitter: Jitter::new(seed),
-            events: Deque::new(),
+            events: EventQueue::new(),
+            stats: Stats::default(),
             known: None,
             must_read: true,
             in_flight: None,
@@ -136,10 +154,7 @@ impl Heartbeat {
     }
 
     fn push(&mut self, event: HeartbeatEvent) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(event);
+        self.events.push(event);
     }
 
     fn record(&self, wall: MicroTime) -> LeaseRecord {
@@ -155,8 +170,7 @@ impl Heartbeat {
         }
     }
 
-    /// The next request to send, if one is due at `now`.
-    pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+    fn next_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
         if self.stopped || self.in_flight.is_some() || now < self.not_before {
             return None;
         }
@@ -179,11 +193,11 @@ impl Heartbeat {
         })
     }
 
-    /// Feeds the answer to the outstanding request.
-    pub fn handle_response(&mut self, response: Response, now: Instant) {
+    fn answered(&mut self, response: Response, now: Instant) {
         let Some(pending) = self.in_flight.take() else {
             return;
         };
+        self.stats.answered(&response);
         match (pending, response) {
             (Pending::Read, Ok(lease)) => {
                 self.known = Some(lease);
@@ -240,36 +254,7 @@ impl Heartbeat {
         let backoff = BACKOFF_START
             .checked_mul(1 << shift)
             .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX));
-        let server_wait = match error {
-            ApiError::TooManyRequests {
-                retry_after: Some(after),
-            } => after,
-            _ => Duration::from_ticks(0),
-        };
-        self.not_before = now.saturating_add(backoff.max(server_wait));
-    }
-
-    /// Tells the heartbeat that `now` has come; requests come from `poll_request`.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-
-    /// When to poll again; `None` while an answer is awaited or after [`stop`](Self::stop).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.stopped && self.in_flight.is_none()).then_some(self.not_before)
-    }
-
-    /// The next event.
-    pub fn poll_event(&mut self) -> Option<HeartbeatEvent> {
-        self.events.pop_front()
-    }
-
-    /// Stops renewing. The lease is left to expire: a heartbeat that stops means "gone".
-    pub fn stop(&mut self) {
-        self.stopped = true;
-    }
-
-    /// Whether [`stop`](Self::stop) was called.
-    pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.not_before = now.saturating_add(backoff.max(server_wait(error)));
     }
 
     /// When the last renew succeeded (local monotonic time).
@@ -285,6 +270,63 @@ impl Heartbeat {
     /// The lease as last written or read.
     pub fn lease(&self) -> Option<&Lease> {
         self.known.as_ref()
+    }
+}
+
+/// One lease at slot 0; a heartbeat never asks for a watch, so watch events are ignored, and so
+/// is the timeout: requests become due by themselves, `poll_request` tells.
+impl Machine for Heartbeat {
+    type Event = HeartbeatEvent;
+
+    fn is_closed(&self) -> bool {
+        self.stopped
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            events_dropped: self.events.dropped_total(),
+            ..self.stats
+        }
+    }
+
+    fn handle_answer(&mut self, slot: u16, answer: Response, now: Instant) {
+        if slot == 0 {
+            self.answered(answer, now);
+        }
+    }
+
+    fn handle_watch_event(&mut self, _slot: u16, _event: WatchEvent, _now: Instant) {}
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn close(&mut self, _now: Instant) {
+        self.stopped = true;
+    }
+
+    fn rejoin(&mut self, now: Instant) {
+        if self.stopped {
+            self.known = None;
+            self.must_read = true;
+            self.in_flight = None;
+            self.not_before = now;
+            self.failures = 0;
+            self.update_tries = 0;
+            self.stopped = false;
+        }
+    }
+
+    fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        let request = self.next_request(now, wall)?;
+        self.stats.sent(&request);
+        Some(request)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        (!self.stopped && self.in_flight.is_none()).then_some(self.not_before)
+    }
+
+    fn poll_event(&mut self) -> Option<HeartbeatEvent> {
+        self.events.pop()
     }
 }
 
@@ -313,9 +355,9 @@ mod tests {
     fn running() -> Heartbeat {
         let mut h = heartbeat();
         op(&mut h, ms(0));
-        h.handle_response(Err(ApiError::NotFound), ms(0));
+        h.handle_answer(0, Err(ApiError::NotFound), ms(0));
         let create = op(&mut h, ms(0)).unwrap();
-        h.handle_response(Ok(stored(&create, 1)), ms(0));
+        h.handle_answer(0, Ok(stored(&create, 1)), ms(0));
         h
     }
 
@@ -323,7 +365,7 @@ mod tests {
     fn a_missing_lease_is_created_with_holder_duration_and_renew_time_only() {
         let mut h = heartbeat();
         assert_eq!(op(&mut h, ms(0)), Some(Operation::Get));
-        h.handle_response(Err(ApiError::NotFound), ms(0));
+        h.handle_answer(0, Err(ApiError::NotFound), ms(0));
         let Some(Operation::Create(record)) = op(&mut h, ms(0)) else {
             panic!()
         };
@@ -350,7 +392,7 @@ mod tests {
     fn a_renew_keeps_fields_it_does_not_own() {
         let mut h = heartbeat();
         op(&mut h, ms(0));
-        h.handle_response(Ok(lease(3, Some("node-1"), 6)), ms(0));
+        h.handle_answer(0, Ok(lease(3, Some("node-1"), 6)), ms(0));
         let Some(Operation::Update { record, .. }) = op(&mut h, ms(0)) else {
             panic!()
         };
@@ -366,7 +408,7 @@ mod tests {
         let mut waits: heapless::Vec<u64, 8> = heapless::Vec::new();
         for _ in 0..8 {
             op(&mut h, ms(now)).unwrap();
-            h.handle_response(Err(ApiError::Server { status: 500 }), ms(now));
+            h.handle_answer(0, Err(ApiError::Server { status: 500 }), ms(now));
             let next = h.poll_timeout().unwrap().as_millis();
             waits.push(next - now).unwrap();
             now = next;
@@ -386,7 +428,7 @@ mod tests {
                 op(&mut h, ms(now)),
                 Some(Operation::Update { .. })
             ));
-            h.handle_response(Err(ApiError::Timeout), ms(now));
+            h.handle_answer(0, Err(ApiError::Timeout), ms(now));
             now = h.poll_timeout().unwrap().as_millis();
         }
         assert_eq!(op(&mut h, ms(now)), Some(Operation::Get));
@@ -396,7 +438,7 @@ mod tests {
     fn a_conflict_leads_to_a_read() {
         let mut h = running();
         op(&mut h, ms(10_400)).unwrap();
-        h.handle_response(Err(ApiError::Conflict), ms(10_400));
+        h.handle_answer(0, Err(ApiError::Conflict), ms(10_400));
         assert_eq!(op(&mut h, ms(10_600)), Some(Operation::Get));
     }
 
@@ -408,7 +450,7 @@ mod tests {
         let mut repeated: heapless::Vec<u32, 4> = heapless::Vec::new();
         for _ in 0..3 {
             op(&mut h, ms(now)).unwrap();
-            h.handle_response(Err(ApiError::Transport), ms(now));
+            h.handle_answer(0, Err(ApiError::Transport), ms(now));
             while let Some(e) = h.poll_event() {
                 if let HeartbeatEvent::RepeatedFailure { failures } = e {
                     repeated.push(failures).unwrap();
@@ -418,7 +460,7 @@ mod tests {
         }
         assert_eq!(repeated.as_slice(), &[2, 3]);
         op(&mut h, ms(now)).unwrap();
-        h.handle_response(Ok(lease(9, Some("node-1"), 0)), ms(now));
+        h.handle_answer(0, Ok(lease(9, Some("node-1"), 0)), ms(now));
         assert_eq!(h.consecutive_failures(), 0);
     }
 
@@ -455,10 +497,10 @@ mod tests {
     }
 
     #[test]
-    fn stop_ends_all_requests() {
+    fn close_ends_all_requests() {
         let mut h = running();
-        h.stop();
-        assert!(h.is_stopped());
+        h.close(ms(0));
+        assert!(h.is_closed());
         assert_eq!(op(&mut h, ms(60_000)), None);
         assert_eq!(h.poll_timeout(), None);
     }

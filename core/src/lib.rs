@@ -12,13 +12,16 @@
 //! [`embassy_time::Instant`] arguments (monotonic) and [`MicroTime`] (wall clock, only written to
 //! the record); randomness comes from a seed; API answers come in through `handle_*`; requests,
 //! wake-up instants and events go out through `poll_*`. An adapter translates requests into API
-//! calls and answers back, and holds no policy of its own.
+//! calls and answers back, and holds no policy of its own. The three machines share one
+//! contract, the [`Machine`] trait, whose documentation says how to drive them.
 //!
 //! A minimal driver:
 //!
 //! ```
 //! use embassy_time::Instant;
-//! use leasehold_core::{ApiError, Elector, ElectorConfig, Identity, LeaseName, MicroTime, Timing};
+//! use leasehold_core::{
+//!     ApiError, Elector, ElectorConfig, Identity, LeaseName, Machine, MicroTime, Timing,
+//! };
 //!
 //! let mut elector = Elector::new(
 //!     ElectorConfig {
@@ -32,7 +35,7 @@
 //! let now = Instant::from_secs(1);
 //! let request = elector.poll_request(now, MicroTime::from_unix_micros(0)).unwrap();
 //! // ... send `request` to the API server; here, the lease does not exist yet:
-//! elector.handle_response(Err(ApiError::NotFound), now);
+//! elector.handle_answer(request.slot, Err(ApiError::NotFound), now);
 //! let create = elector.poll_request(now, MicroTime::from_unix_micros(0)).unwrap();
 //! assert!(matches!(create.op, leasehold_core::Operation::Create(_)));
 //! ```
@@ -50,6 +53,7 @@ pub mod expiry;
 pub mod fence;
 pub mod heartbeat;
 pub mod jitter;
+pub mod machine;
 pub mod pool;
 pub mod record;
 mod slot;
@@ -64,6 +68,7 @@ pub use embassy_time::{Duration, Instant};
 pub use event::{Event, LossReason, SlotEvent};
 pub use fence::{Fence, Signal, StopCause};
 pub use heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatEvent};
+pub use machine::{Machine, Stats};
 pub use pool::{Pool, PoolConfig, PoolError};
 pub use record::{
     Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion, TextError,

@@ -3,6 +3,7 @@
 use crate::api::{Request, Response, WatchEvent};
 use crate::event::SlotEvent;
 use crate::jitter::Jitter;
+use crate::machine::{Machine, Stats};
 use crate::record::{Holder, Identity, LeaseName, MicroTime, NAME_CAPACITY, TextError};
 use crate::slot::{Env, EventQueue, Intent, LeaseSlot};
 use crate::timing::Timing;
@@ -12,6 +13,7 @@ use heapless::{String, Vec};
 
 /// Why a pool could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PoolError {
     /// The size is 0 or above the capacity `N` chosen at compile time.
     Size {
@@ -66,20 +68,22 @@ enum State {
 
 /// A pool member: wants one of n slots, holds it under the elector's rules, gives it back.
 ///
-/// Two uses: **cold start** (acquire, do the throttled work, then [`finish`](Self::finish)) and
-/// **delegation** (hold until the process ends, then `finish`). Slots are tried in a random order
+/// Two uses: **cold start** (acquire, do the throttled work, then [`Machine::close`]) and
+/// **delegation** (hold until the process ends, then close). Slots are tried in a random order
 /// drawn from the seed, so a boot storm spreads over all slots instead of herding on slot 0.
 /// When every slot is held, the member waits for the earliest computed expiry or a watch event.
 ///
 /// `N` is the most slots this type can track (the caller owns the storage, smoltcp-style); the
-/// runtime size may be smaller. Driving it is the same loop as [`crate::Elector`]; requests carry
-/// their slot, to be passed back with the answer.
+/// runtime size may be smaller. Driven through [`Machine`]; requests carry their slot, to be
+/// passed back with the answer. Closing steps down from a held slot at once and releases it as
+/// an elector releases its lease; [`Machine::rejoin`] wants a slot again a retry period later.
 #[derive(Clone, Debug)]
 pub struct Pool<const N: usize> {
     identity: Identity,
     timing: Timing,
     jitter: Jitter,
-    events: EventQueue,
+    events: EventQueue<SlotEvent>,
+    stats: Stats,
     slots: Vec<LeaseSlot, N>,
     state: State,
 }
@@ -117,6 +121,7 @@ impl<const N: usize> Pool<N> {
             timing: config.timing,
             jitter: Jitter::new(seed),
             events: EventQueue::new(),
+            stats: Stats::default(),
             slots,
             state: State::Wanting { attempt: None },
         })
@@ -128,6 +133,7 @@ impl<const N: usize> Pool<N> {
             timing: &self.timing,
             jitter: &mut self.jitter,
             events: &mut self.events,
+            stats: &mut self.stats,
         };
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if Some(i as u16) != except {
@@ -147,6 +153,7 @@ impl<const N: usize> Pool<N> {
             timing: &self.timing,
             jitter: &mut self.jitter,
             events: &mut self.events,
+            stats: &mut self.stats,
         };
         Some(f(slot, &mut env))
     }
@@ -213,78 +220,6 @@ impl<const N: usize> Pool<N> {
         self.state = State::Wanting { attempt: Some(i) };
     }
 
-    /// Feeds the answer to the outstanding request of `slot`.
-    pub fn handle_response(&mut self, slot: u16, response: Response, now: Instant) {
-        self.with_slot(slot, |s, env| s.handle_response(response, now, env));
-        self.reconcile(now);
-    }
-
-    /// Feeds an event from the watch stream of `slot`.
-    pub fn handle_watch(&mut self, slot: u16, event: WatchEvent, now: Instant) {
-        self.with_slot(slot, |s, env| s.handle_watch(event, now, env));
-        self.reconcile(now);
-    }
-
-    /// Tells the pool that `now` has come.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.reconcile(now);
-    }
-
-    /// Gives the slot back (cold start: the work is done; delegation: the process is ending) and
-    /// stops wanting one. A held slot is stepped down at once and then released as an elector
-    /// releases; [`is_finished`](Self::is_finished) turns true when that is over.
-    pub fn finish(&mut self, now: Instant) {
-        match self.state {
-            State::Holding(i) | State::Wanting { attempt: Some(i) } => {
-                self.with_slot(i, |s, env| s.set_intent(Intent::Release, now, env));
-                self.set_all(Intent::Idle, Some(i), now);
-                self.state = State::Releasing(i);
-            }
-            State::Wanting { attempt: None } => {
-                self.set_all(Intent::Idle, None, now);
-                self.state = State::Finished;
-            }
-            State::Releasing(_) | State::Finished => {}
-        }
-    }
-
-    /// The next request to send, if one is due at `now`.
-    pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
-        self.reconcile(now);
-        for i in 0..self.slots.len() as u16 {
-            if let Some(request) = self
-                .with_slot(i, |s, env| s.poll_request(now, wall, env))
-                .flatten()
-            {
-                return Some(request);
-            }
-        }
-        None
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout) and poll again.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let slots = self
-            .slots
-            .iter()
-            .filter_map(|s| s.poll_timeout(&self.timing));
-        // While waiting for a slot (and no first read is awaited, whose answer decides first),
-        // wake when the first observed one can be taken.
-        let waiting = self.state == State::Wanting { attempt: None }
-            && !self.slots.iter().any(LeaseSlot::is_reading_first_time);
-        let expiries = self
-            .slots
-            .iter()
-            .filter(|_| waiting)
-            .filter_map(|s| s.next_take_at(&self.timing));
-        slots.chain(expiries).min()
-    }
-
-    /// The next application event, tagged with its slot.
-    pub fn poll_event(&mut self) -> Option<SlotEvent> {
-        self.events.pop_front()
-    }
-
     /// The slot this member holds at `now`, if any.
     pub fn held(&self, now: Instant) -> Option<u16> {
         match self.state {
@@ -309,11 +244,6 @@ impl<const N: usize> Pool<N> {
         }
     }
 
-    /// Whether [`finish`](Self::finish) has completed.
-    pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
-    }
-
     /// Number of slots.
     pub fn size(&self) -> usize {
         self.slots.len()
@@ -334,6 +264,102 @@ impl<const N: usize> Pool<N> {
     /// This member's identity.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+}
+
+impl<const N: usize> Machine for Pool<N> {
+    type Event = SlotEvent;
+
+    fn is_closed(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            events_dropped: self.events.dropped_total(),
+            ..self.stats
+        }
+    }
+
+    fn handle_answer(&mut self, slot: u16, answer: Response, now: Instant) {
+        if self
+            .slots
+            .get(usize::from(slot))
+            .is_some_and(LeaseSlot::has_request_in_flight)
+        {
+            self.stats.answered(&answer);
+        }
+        self.with_slot(slot, |s, env| s.handle_response(answer, now, env));
+        self.reconcile(now);
+    }
+
+    fn handle_watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
+        self.with_slot(slot, |s, env| s.handle_watch(event, now, env));
+        self.reconcile(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.reconcile(now);
+    }
+
+    fn close(&mut self, now: Instant) {
+        match self.state {
+            State::Holding(i) | State::Wanting { attempt: Some(i) } => {
+                self.with_slot(i, |s, env| s.set_intent(Intent::Release, now, env));
+                self.set_all(Intent::Idle, Some(i), now);
+                self.state = State::Releasing(i);
+            }
+            State::Wanting { attempt: None } => {
+                self.set_all(Intent::Idle, None, now);
+                self.state = State::Finished;
+            }
+            State::Releasing(_) | State::Finished => {}
+        }
+    }
+
+    fn rejoin(&mut self, now: Instant) {
+        if self.state == State::Finished {
+            let at = now.saturating_add(self.timing.retry_period());
+            for slot in self.slots.iter_mut() {
+                slot.restart(Intent::Observe, at);
+            }
+            self.state = State::Wanting { attempt: None };
+        }
+    }
+
+    fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        self.reconcile(now);
+        for i in 0..self.slots.len() as u16 {
+            if let Some(request) = self
+                .with_slot(i, |s, env| s.poll_request(now, wall, env))
+                .flatten()
+            {
+                self.stats.sent(&request);
+                return Some(request);
+            }
+        }
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let slots = self
+            .slots
+            .iter()
+            .filter_map(|s| s.poll_timeout(&self.timing));
+        // While waiting for a slot (and no first read is awaited, whose answer decides first),
+        // wake when the first observed one can be taken.
+        let waiting = self.state == State::Wanting { attempt: None }
+            && !self.slots.iter().any(LeaseSlot::is_reading_first_time);
+        let expiries = self
+            .slots
+            .iter()
+            .filter(|_| waiting)
+            .filter_map(|s| s.next_take_at(&self.timing));
+        slots.chain(expiries).min()
+    }
+
+    fn poll_event(&mut self) -> Option<SlotEvent> {
+        self.events.pop()
     }
 }
 
@@ -387,13 +413,13 @@ mod tests {
         let mut p = pool(3, false, 1);
         let reads = due(&mut p, ms(0));
         assert_eq!(reads.len(), 3, "one read per slot, in parallel");
-        p.handle_response(0, Ok(lease(1, Some("b"), 0)), ms(1));
-        p.handle_response(1, Ok(lease(2, Some("c"), 0)), ms(1));
-        p.handle_response(2, Err(ApiError::NotFound), ms(1));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(1));
+        p.handle_answer(1, Ok(lease(2, Some("c"), 0)), ms(1));
+        p.handle_answer(2, Err(ApiError::NotFound), ms(1));
         let w = due(&mut p, ms(1));
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].slot, 2);
-        p.handle_response(2, Ok(stored(&w[0].op, 3)), ms(2));
+        p.handle_answer(2, Ok(stored(&w[0].op, 3)), ms(2));
         assert_eq!(p.held(ms(2)), Some(2));
     }
 
@@ -402,7 +428,7 @@ mod tests {
         let mut p = pool(5, false, 9);
         due(&mut p, ms(0));
         for slot in 0..5 {
-            p.handle_response(slot, Err(ApiError::NotFound), ms(1));
+            p.handle_answer(slot, Err(ApiError::NotFound), ms(1));
         }
         let w = due(&mut p, ms(1));
         assert_eq!(writes(&w), 1, "{w:?}");
@@ -418,7 +444,7 @@ mod tests {
             let mut p = pool(4, false, seed);
             due(&mut p, ms(0));
             for slot in 0..4 {
-                p.handle_response(slot, Err(ApiError::NotFound), ms(1));
+                p.handle_answer(slot, Err(ApiError::NotFound), ms(1));
             }
             let w = due(&mut p, ms(1));
             first[usize::from(w[0].slot)] += 1;
@@ -433,8 +459,8 @@ mod tests {
     fn when_every_slot_is_held_it_waits_for_the_earliest_expiry() {
         let mut p = pool(2, true, 3);
         due(&mut p, ms(0));
-        p.handle_response(0, Ok(lease(1, Some("b"), 0)), ms(5_000));
-        p.handle_response(1, Ok(lease(2, Some("c"), 0)), ms(1_000));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(5_000));
+        p.handle_answer(1, Ok(lease(2, Some("c"), 0)), ms(1_000));
         assert!(due(&mut p, ms(5_000)).is_empty());
         assert_eq!(p.poll_timeout(), Some(ms(16_000)));
         assert!(due(&mut p, ms(15_999)).is_empty());
@@ -449,11 +475,11 @@ mod tests {
     fn a_lost_race_moves_on_to_another_slot() {
         let mut p = pool(2, false, 5);
         due(&mut p, ms(0));
-        p.handle_response(0, Err(ApiError::NotFound), ms(1));
-        p.handle_response(1, Err(ApiError::NotFound), ms(1));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(1));
+        p.handle_answer(1, Err(ApiError::NotFound), ms(1));
         let w = due(&mut p, ms(1));
         let lost = w[0].slot;
-        p.handle_response(lost, Err(ApiError::AlreadyExists), ms(2));
+        p.handle_answer(lost, Err(ApiError::AlreadyExists), ms(2));
         let next = due(&mut p, ms(2));
         assert!(
             next.iter()
@@ -469,9 +495,9 @@ mod tests {
     fn no_wake_up_is_asked_for_a_slot_whose_read_is_in_flight() {
         let mut p = pool(1, false, 5);
         due(&mut p, ms(0));
-        p.handle_response(0, Err(ApiError::NotFound), ms(1));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(1));
         let w = due(&mut p, ms(1));
-        p.handle_response(0, Err(ApiError::AlreadyExists), ms(2));
+        p.handle_answer(0, Err(ApiError::AlreadyExists), ms(2));
         assert_eq!(due(&mut p, ms(2))[0].op, Operation::Get, "{w:?}");
         // Only the read's answer can move things on: no wake-up in the past.
         assert!(
@@ -485,21 +511,21 @@ mod tests {
     fn finish_releases_the_held_slot() {
         let mut p = pool(1, false, 1);
         due(&mut p, ms(0));
-        p.handle_response(0, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
         let w = due(&mut p, ms(0));
-        p.handle_response(0, Ok(stored(&w[0].op, 1)), ms(0));
-        p.finish(ms(100));
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(0));
+        p.close(ms(100));
         assert_eq!(p.held(ms(100)), None);
         let r = due(&mut p, ms(100));
         assert_eq!(r[0].op, Operation::Get);
-        p.handle_response(0, Ok(stored(&w[0].op, 1)), ms(101));
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(101));
         let r = due(&mut p, ms(101));
         let Operation::Update { record, .. } = &r[0].op else {
             panic!("{r:?}")
         };
         assert_eq!(record.holder, Holder::None);
-        p.handle_response(0, Ok(lease(2, None, 0)), ms(102));
-        assert!(p.is_finished());
+        p.handle_answer(0, Ok(lease(2, None, 0)), ms(102));
+        assert!(p.is_closed());
         let mut released = false;
         while let Some(e) = p.poll_event() {
             released |= e.event == Event::Released { written: true };
@@ -512,24 +538,22 @@ mod tests {
     fn a_lost_slot_sends_the_member_back_to_wanting() {
         let mut p = pool(2, true, 2);
         due(&mut p, ms(0));
-        p.handle_response(0, Err(ApiError::NotFound), ms(0));
-        p.handle_response(1, Ok(lease(4, Some("c"), 0)), ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(1, Ok(lease(4, Some("c"), 0)), ms(0));
         let w = due(&mut p, ms(0));
-        p.handle_response(0, Ok(stored(&w[0].op, 5)), ms(0));
+        p.handle_answer(0, Ok(stored(&w[0].op, 5)), ms(0));
         assert_eq!(p.held(ms(0)), Some(0));
-        p.handle_watch(0, WatchEvent::Changed(lease(6, Some("thief"), 1)), ms(100));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("thief"), 1)), ms(100));
         assert_eq!(p.held(ms(100)), None);
         // Slot 1 is read again (it was idle while held) and taken when it expires.
         let mut now = 100;
         let taken = loop {
             for r in due(&mut p, ms(now)) {
                 match (r.slot, &r.op) {
-                    (1, Operation::Get) => {
-                        p.handle_response(1, Ok(lease(4, Some("c"), 0)), ms(now))
-                    }
+                    (1, Operation::Get) => p.handle_answer(1, Ok(lease(4, Some("c"), 0)), ms(now)),
                     (1, Operation::Update { .. }) => {}
                     (0, Operation::Get) => {
-                        p.handle_response(0, Ok(lease(6, Some("thief"), 1)), ms(now))
+                        p.handle_answer(0, Ok(lease(6, Some("thief"), 1)), ms(now))
                     }
                     _ => panic!("{r:?}"),
                 }
@@ -551,13 +575,13 @@ mod tests {
         // nor watched slot 1, which may have been created and deleted meanwhile.
         let mut p = pool(2, true, 2);
         due(&mut p, ms(0));
-        p.handle_response(0, Err(ApiError::NotFound), ms(0));
-        p.handle_response(1, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(1, Err(ApiError::NotFound), ms(0));
         let w = due(&mut p, ms(0));
         let (held, missing) = (w[0].slot, 1 - w[0].slot);
-        p.handle_response(held, Ok(stored(&w[0].op, 5)), ms(0));
+        p.handle_answer(held, Ok(stored(&w[0].op, 5)), ms(0));
         assert_eq!(p.held(ms(0)), Some(held));
-        p.handle_watch(held, WatchEvent::Deleted, ms(60_000));
+        p.handle_watch_event(held, WatchEvent::Deleted, ms(60_000));
         assert_eq!(p.held(ms(60_000)), None);
         let mut now = 60_000;
         let created_at = loop {
@@ -572,13 +596,13 @@ mod tests {
                 // The deleted slot is re-created by someone else; the missing one stays missing.
                 match (&r.op, r.slot == held) {
                     (Operation::Get, false) => {
-                        p.handle_response(r.slot, Err(ApiError::NotFound), ms(now))
+                        p.handle_answer(r.slot, Err(ApiError::NotFound), ms(now))
                     }
                     (Operation::Get, true) => {
-                        p.handle_response(r.slot, Ok(lease(9, Some("other"), 1)), ms(now))
+                        p.handle_answer(r.slot, Ok(lease(9, Some("other"), 1)), ms(now))
                     }
                     (Operation::Create(_), true) => {
-                        p.handle_response(r.slot, Err(ApiError::AlreadyExists), ms(now))
+                        p.handle_answer(r.slot, Err(ApiError::AlreadyExists), ms(now))
                     }
                     _ => {}
                 }

@@ -22,6 +22,7 @@ pub const RESOURCE_VERSION_CAPACITY: usize = 64;
 
 /// Why a bounded string could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TextError {
     /// The value is empty and must not be.
     Empty {
@@ -130,6 +131,7 @@ impl fmt::Display for Identity {
 
 /// Who a Lease record names as its holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Holder {
     /// No holder (absent or empty `holderIdentity`): the lease may be taken at once.
     None,

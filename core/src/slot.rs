@@ -10,23 +10,93 @@ use crate::api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
 use crate::event::{Event, LossReason, SlotEvent};
 use crate::expiry::{leader_deadline, lease_expiry};
 use crate::jitter::Jitter;
+use crate::machine::Stats;
 use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion};
 use crate::timing::Timing;
 use embassy_time::{Duration, Instant};
 use heapless::Deque;
 
-/// Events a machine can hold before the oldest is dropped. Every `handle_*` or `poll_request`
-/// call adds at most four, so a caller that drains after each call never loses one.
+/// Events a machine holds before it drops the oldest. Every `handle_*`, command or
+/// `poll_request` call adds at most four, so a driver that drains after each call never loses
+/// one; what happens to one that does not is part of the contract ([`crate::Machine`]).
 pub const EVENT_CAPACITY: usize = 8;
 
-pub(crate) type EventQueue = Deque<SlotEvent, EVENT_CAPACITY>;
+/// An event that can stand for events dropped before it.
+pub(crate) trait Overflow: Sized {
+    /// The report of `count` events dropped, the newest of which was `newest`.
+    fn dropped(count: u32, newest: &Self) -> Self;
+}
 
-pub(crate) fn push_event(events: &mut EventQueue, slot: u16, event: Event) {
-    if events.is_full() {
-        events.pop_front();
+/// A machine's bounded event queue. Past [`EVENT_CAPACITY`] the oldest event is dropped and
+/// counted; the next event polled is then the report of how many were lost (they were older
+/// than everything still queued), so a driver that fell behind learns of it in order.
+#[derive(Clone, Debug)]
+pub(crate) struct EventQueue<E> {
+    queue: Deque<E, EVENT_CAPACITY>,
+    /// The report owed for the events dropped since the last one was polled.
+    report: Option<(u32, E)>,
+    /// Every event dropped so far, for [`crate::Stats::events_dropped`].
+    dropped_total: u64,
+}
+
+impl<E: Overflow> EventQueue<E> {
+    pub(crate) fn new() -> Self {
+        Self {
+            queue: Deque::new(),
+            report: None,
+            dropped_total: 0,
+        }
     }
-    // Cannot fail: a slot was just made free.
-    let _ = events.push_back(SlotEvent { slot, event });
+
+    pub(crate) fn push(&mut self, event: E) {
+        if self.queue.is_full() {
+            if let Some(oldest) = self.queue.pop_front() {
+                let count = self
+                    .report
+                    .as_ref()
+                    .map_or(0, |(n, _)| *n)
+                    .saturating_add(1);
+                self.report = Some((count, E::dropped(count, &oldest)));
+                self.dropped_total = self.dropped_total.saturating_add(1);
+            }
+        }
+        // Cannot fail: a place was just made free.
+        let _ = self.queue.push_back(event);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<E> {
+        match self.report.take() {
+            Some((_, report)) => Some(report),
+            None => self.queue.pop_front(),
+        }
+    }
+
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.dropped_total
+    }
+}
+
+impl Overflow for SlotEvent {
+    fn dropped(count: u32, newest: &Self) -> Self {
+        Self {
+            slot: newest.slot,
+            event: Event::EventsDropped { count },
+        }
+    }
+}
+
+pub(crate) fn push_event(events: &mut EventQueue<SlotEvent>, slot: u16, event: Event) {
+    events.push(SlotEvent { slot, event });
+}
+
+/// How long the server asked to be left alone: its `Retry-After` on a 429, else nothing.
+pub(crate) fn server_wait(error: ApiError) -> Duration {
+    match error {
+        ApiError::TooManyRequests {
+            retry_after: Some(after),
+        } => after,
+        _ => Duration::from_ticks(0),
+    }
 }
 
 /// What the owner wants from a lease right now.
@@ -47,7 +117,8 @@ pub(crate) struct Env<'a> {
     pub identity: &'a Identity,
     pub timing: &'a Timing,
     pub jitter: &'a mut Jitter,
-    pub events: &'a mut EventQueue,
+    pub events: &'a mut EventQueue<SlotEvent>,
+    pub stats: &'a mut Stats,
 }
 
 #[derive(Clone, Debug)]
@@ -93,6 +164,8 @@ struct InFlight {
     /// For a claim: the resourceVersion and `renewTime` of the record it replaces, to tell a
     /// write the server applied from one it did not.
     replaced: Option<(ResourceVersion, Option<MicroTime>)>,
+    /// For a claim: the record it replaces names another holder, so a new term is a takeover.
+    over_other: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +239,18 @@ impl LeaseSlot {
             release: ReleaseStage::NotStarted,
             release_rv: None,
             release_until: Instant::MIN,
+        }
+    }
+
+    /// Forgets everything known of the lease, as a slot newly made with `intent`, and sends
+    /// nothing before `not_before` (a rejoin after a close).
+    pub(crate) fn restart(&mut self, intent: Intent, not_before: Instant) {
+        let watch = self.watch != Watch::Disabled;
+        *self = Self::new(self.index, self.name.clone(), intent, watch);
+        self.not_before = not_before;
+        self.next_poll_at = not_before;
+        if let Watch::Closed { reopen_at } = &mut self.watch {
+            *reopen_at = not_before;
         }
     }
 
@@ -428,6 +513,7 @@ impl LeaseSlot {
         }
         let renewing = self.leading.is_some();
         let mut replaced = None;
+        let mut over_other = false;
         let op = match action {
             Action::Read | Action::ReleaseRead => Operation::Get,
             Action::Create => {
@@ -442,6 +528,8 @@ impl LeaseSlot {
             Action::Claim => {
                 let lease = self.lease()?;
                 replaced = Some((lease.resource_version.clone(), lease.record.renew_time));
+                over_other = !matches!(&lease.record.holder, Holder::None)
+                    && !lease.record.holder.is(env.identity);
                 let claim = if renewing {
                     Claim::Renew(&lease.record)
                 } else {
@@ -471,10 +559,15 @@ impl LeaseSlot {
             Action::ReleaseWrite => ReleaseStage::Writing,
             _ => self.release,
         };
+        if action == Action::Read && renewing {
+            // client-go's slow path: the cached copy cannot be renewed over, read it first.
+            env.stats.slow_path_reads = env.stats.slow_path_reads.saturating_add(1);
+        }
         self.in_flight = Some(InFlight {
             action,
             sent_at: now,
             replaced,
+            over_other,
         });
         Some(self.request(op))
     }
@@ -564,7 +657,7 @@ impl LeaseSlot {
                             .release_until
                             .max(leader_deadline(flight.sent_at, env.timing.renew_deadline()));
                     }
-                    self.claimed(flight.sent_at, epoch, now, env);
+                    self.claimed(&flight, epoch, now, env);
                     self.not_before = now;
                     self.renew_at = now.saturating_add(env.timing.retry_period());
                 } else {
@@ -608,8 +701,8 @@ impl LeaseSlot {
 
     /// A write naming us succeeded: lead until `renew_deadline` after it was sent, unless that
     /// has already passed (a slow answer, or a pause while it was in flight).
-    fn claimed(&mut self, sent_at: Instant, epoch: u32, now: Instant, env: &mut Env<'_>) {
-        let deadline = leader_deadline(sent_at, env.timing.renew_deadline());
+    fn claimed(&mut self, flight: &InFlight, epoch: u32, now: Instant, env: &mut Env<'_>) {
+        let deadline = leader_deadline(flight.sent_at, env.timing.renew_deadline());
         if self.intent != Intent::Campaign || now >= deadline {
             if self.leading.is_none() {
                 self.written = None;
@@ -624,6 +717,10 @@ impl LeaseSlot {
                     deadline,
                     epoch,
                 });
+                env.stats.acquisitions = env.stats.acquisitions.saturating_add(1);
+                if flight.over_other {
+                    env.stats.takeovers = env.stats.takeovers.saturating_add(1);
+                }
                 push_event(env.events, self.index, Event::BecameLeader { epoch });
             }
         }
@@ -644,13 +741,8 @@ impl LeaseSlot {
         );
         if transient && now < self.release_until {
             self.release = ReleaseStage::NotStarted;
-            let server_wait = match error {
-                ApiError::TooManyRequests {
-                    retry_after: Some(after),
-                } => after,
-                _ => Duration::from_ticks(0),
-            };
-            self.not_before = now.saturating_add(env.timing.retry_period().max(server_wait));
+            let wait = env.timing.retry_period().max(server_wait(error));
+            self.not_before = now.saturating_add(wait);
         } else {
             self.finish_release(false, env);
         }
@@ -669,13 +761,7 @@ impl LeaseSlot {
         } else {
             env.jitter.retry(retry)
         };
-        let server_wait = match error {
-            ApiError::TooManyRequests {
-                retry_after: Some(after),
-            } => after,
-            _ => Duration::from_ticks(0),
-        };
-        self.not_before = now.saturating_add(wait.max(server_wait));
+        self.not_before = now.saturating_add(wait.max(server_wait(error)));
     }
 
     pub(crate) fn handle_watch(&mut self, event: WatchEvent, now: Instant, env: &mut Env<'_>) {

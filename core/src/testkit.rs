@@ -1,7 +1,9 @@
 //! Builders shared by the unit tests.
 
 use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion};
-use crate::{Duration, Elector, ElectorConfig, Event, Instant, Operation, Request, Timing};
+use crate::{
+    Duration, Elector, ElectorConfig, Event, Instant, Machine, Operation, Request, Timing,
+};
 use core::fmt::Write;
 use heapless::{String, Vec};
 
@@ -68,7 +70,7 @@ pub fn next_write(e: &mut Elector, from_ms: u64, current: &Lease) -> (u64, Opera
     let mut now = from_ms;
     loop {
         match poll(e, ms(now)) {
-            Some(Operation::Get) => e.handle_response(Ok(current.clone()), ms(now)),
+            Some(Operation::Get) => e.handle_answer(0, Ok(current.clone()), ms(now)),
             Some(op) => return (now, op),
             None => now += 10,
         }
@@ -100,9 +102,9 @@ pub fn stored(op: &Operation, version: u64) -> Lease {
 pub fn leader(identity: &str, watch: bool) -> Elector {
     let mut e = elector(identity, watch);
     assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
-    e.handle_response(Err(crate::ApiError::NotFound), ms(0));
+    e.handle_answer(0, Err(crate::ApiError::NotFound), ms(0));
     let create = poll(&mut e, ms(0)).unwrap();
-    e.handle_response(Ok(stored(&create, 1)), ms(0));
+    e.handle_answer(0, Ok(stored(&create, 1)), ms(0));
     assert!(e.is_leader(ms(0)));
     events(&mut e);
     e

@@ -21,6 +21,7 @@ pub struct Timing {
 
 /// Which timing value an error is about; its `Display` is the user-facing name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TimingField {
     /// `lease_duration` / `--lease-duration` / `leader_leaseduration`.
     LeaseDuration,
@@ -46,6 +47,7 @@ impl fmt::Display for TimingField {
 /// A timing set that client-go (or the Lease API) would refuse. The message names the rule and
 /// the values, so the user knows which flag to change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TimingError {
     /// A value is zero.
     NotPositive {

@@ -1,7 +1,7 @@
 //! An elector fed arbitrary inputs keeps its contract (see `leasehold_simulation::contract`).
 #![no_main]
 
-use leasehold_core::{Elector, ElectorConfig, Identity, LeaseName, MicroTime, Timing};
+use leasehold_core::{Elector, ElectorConfig, Identity, LeaseName, Machine, MicroTime, Timing};
 use leasehold_fuzz::{Discipline, Input, ME, at, hold, response, watch_event};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,10 +22,10 @@ fuzz_target!(|data: (bool, u64, Vec<Input>)| {
             Input::Pause(s) => now += u64::from(*s) * 1_000,
             Input::Respond(_, a) => {
                 d.answered(0);
-                e.handle_response(response(a), at(now));
+                e.handle_answer(0, response(a), at(now));
             }
-            Input::Watch(_, kind, a) => e.handle_watch(watch_event(kind, a), at(now)),
-            Input::Shutdown => e.shutdown(at(now)),
+            Input::Watch(_, kind, a) => e.handle_watch_event(0, watch_event(kind, a), at(now)),
+            Input::Shutdown => e.close(at(now)),
         }
         e.handle_timeout(at(now));
         while let Some(r) = e.poll_request(at(now), MicroTime::from_unix_micros(0)) {

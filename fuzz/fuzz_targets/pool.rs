@@ -1,7 +1,7 @@
 //! A pool member fed arbitrary inputs keeps its contract and holds at most one slot.
 #![no_main]
 
-use leasehold_core::{Identity, MicroTime, Pool, PoolConfig, Timing};
+use leasehold_core::{Identity, Machine, MicroTime, Pool, PoolConfig, Timing};
 use leasehold_fuzz::{Discipline, Input, ME, at, hold, response, watch_event};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,12 +30,12 @@ fuzz_target!(|data: (bool, u64, u8, Vec<Input>)| {
                     .copied()
                     .unwrap_or(u16::from(*pick % 4));
                 d.answered(slot);
-                p.handle_response(slot, response(a), at(now));
+                p.handle_answer(slot, response(a), at(now));
             }
             Input::Watch(slot, kind, a) => {
-                p.handle_watch(u16::from(*slot % 4), watch_event(kind, a), at(now))
+                p.handle_watch_event(u16::from(*slot % 4), watch_event(kind, a), at(now))
             }
-            Input::Shutdown => p.finish(at(now)),
+            Input::Shutdown => p.close(at(now)),
         }
         p.handle_timeout(at(now));
         while let Some(r) = p.poll_request(at(now), MicroTime::from_unix_micros(0)) {

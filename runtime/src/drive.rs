@@ -1,7 +1,7 @@
 //! The loop that runs one machine over one transport.
 
-use crate::{Clock, Delivery, Machine, Transport, WatchSink};
-use leasehold_core::{Operation, Response, WatchEvent};
+use crate::{Clock, Delivery, Transport, WatchSink};
+use leasehold_core::{Machine, Operation, Response, WatchEvent};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -61,25 +61,25 @@ pub async fn drive<M, T, S>(
         while let Some(event) = machine.poll_event() {
             on_event(machine, event);
         }
-        if machine.is_finished() {
+        if machine.is_closed() {
             break;
         }
         let wake = machine.poll_timeout().map(|at| clock.deadline(at));
         tokio::select! {
-            Some((slot, response)) = answered.recv() => machine.handle_response(slot, response, clock.now()),
+            Some((slot, response)) = answered.recv() => machine.handle_answer(slot, response, clock.now()),
             Some(Delivery { slot, generation, event }) = delivered.recv() => {
                 // Events of a stream that was replaced or closed are stale.
                 if watches.get(&slot).is_some_and(|(g, _)| *g == generation) {
                     if matches!(event, WatchEvent::Ended | WatchEvent::Expired | WatchEvent::Failed) {
                         watches.remove(&slot);
                     }
-                    machine.handle_watch(slot, event, clock.now());
+                    machine.handle_watch_event(slot, event, clock.now());
                 }
             }
             _ = sleep_until(wake) => machine.handle_timeout(clock.now()),
             _ = &mut shutdown, if !stopping => {
                 stopping = true;
-                machine.shutdown(clock.now());
+                machine.close(clock.now());
             }
         }
     }

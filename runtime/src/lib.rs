@@ -6,16 +6,14 @@
 //! until the machine's timeout or the next answer, hands events to the application, and on the
 //! shutdown signal asks the machine to release before returning.
 //!
-//! Embedded users without tokio write the same loop by hand: see `leasehold_core::Elector`.
+//! Embedded users without tokio write the same loop by hand: see `leasehold_core::Machine`.
 
 mod clock;
 mod drive;
-mod machine;
 mod transport;
 
 pub use clock::Clock;
 pub use drive::drive;
-pub use machine::Machine;
 pub use transport::{
     CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, request_timeout,
 };

@@ -2,8 +2,8 @@
 //! interface, so the world drives both the same way.
 
 use leasehold_core::{
-    Elector, ElectorConfig, Event, Identity, Instant, LeaseName, MicroTime, Pool, PoolConfig,
-    PoolError, Request, Response, TextError, Timing, WatchEvent,
+    Elector, ElectorConfig, Event, Identity, Instant, LeaseName, Machine as _, MicroTime, Pool,
+    PoolConfig, PoolError, Request, Response, TextError, Timing, WatchEvent,
 };
 
 /// Most slots a simulated pool may have.
@@ -93,16 +93,16 @@ impl Agent {
     /// Feeds the answer to `slot`'s outstanding request.
     pub fn handle_response(&mut self, slot: u16, response: Response, now: Instant) {
         match &mut self.machine {
-            Machine::Elector(e) => e.handle_response(response, now),
-            Machine::Member(p) => p.handle_response(slot, response, now),
+            Machine::Elector(e) => e.handle_answer(slot, response, now),
+            Machine::Member(p) => p.handle_answer(slot, response, now),
         }
     }
 
     /// Feeds an event of `slot`'s watch stream.
     pub fn handle_watch(&mut self, slot: u16, event: WatchEvent, now: Instant) {
         match &mut self.machine {
-            Machine::Elector(e) => e.handle_watch(event, now),
-            Machine::Member(p) => p.handle_watch(slot, event, now),
+            Machine::Elector(e) => e.handle_watch_event(slot, event, now),
+            Machine::Member(p) => p.handle_watch_event(slot, event, now),
         }
     }
 
@@ -118,8 +118,8 @@ impl Agent {
     pub fn release(&mut self, now: Instant) {
         self.releasing = true;
         match &mut self.machine {
-            Machine::Elector(e) => e.shutdown(now),
-            Machine::Member(p) => p.finish(now),
+            Machine::Elector(e) => e.close(now),
+            Machine::Member(p) => p.close(now),
         }
     }
 
@@ -158,8 +158,8 @@ impl Agent {
     /// Whether the release has finished.
     pub fn is_released(&self) -> bool {
         match &self.machine {
-            Machine::Elector(e) => e.is_shut_down(),
-            Machine::Member(p) => p.is_finished(),
+            Machine::Elector(e) => e.is_closed(),
+            Machine::Member(p) => p.is_closed(),
         }
     }
 }

@@ -5,8 +5,8 @@ use leasehold_core::expiry::{leader_deadline, lease_expiry};
 use leasehold_core::jitter::Jitter;
 use leasehold_core::{
     ApiError, Duration, Elector, ElectorConfig, Heartbeat, HeartbeatConfig, Holder, Identity,
-    Instant, Lease, LeaseName, LeaseRecord, MicroTime, Pool, PoolConfig, Timing, TimingError,
-    WatchEvent,
+    Instant, Lease, LeaseName, LeaseRecord, Machine, MicroTime, Pool, PoolConfig, Timing,
+    TimingError, WatchEvent,
 };
 use leasehold_simulation::contract::{self, Discipline};
 use proptest::prelude::*;
@@ -196,9 +196,9 @@ proptest! {
             let t = Instant::from_millis(now);
             match &input {
                 Input::Advance(ms) => { now += ms; e.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.answered(0); e.handle_response(response(a), t); }
-                Input::Watch(kind, a) => e.handle_watch(watch_event(*kind, a), t),
-                Input::Shutdown => e.shutdown(t),
+                Input::Respond(a) => { d.answered(0); e.handle_answer(0, response(a), t); }
+                Input::Watch(kind, a) => e.handle_watch_event(0, watch_event(*kind, a), t),
+                Input::Shutdown => e.close(t),
             }
             let t = Instant::from_millis(now);
             while let Some(r) = e.poll_request(t, MicroTime::from_unix_micros(0)) {
@@ -235,9 +235,9 @@ proptest! {
             let slot = d.outstanding.keys().copied().nth(usize::from(pick) % d.outstanding.len().max(1)).unwrap_or(pick);
             match input {
                 Input::Advance(ms) => { now += ms; p.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.answered(slot); p.handle_response(slot, response(a), t); }
-                Input::Watch(kind, a) => p.handle_watch(pick, watch_event(*kind, a), t),
-                Input::Shutdown => p.finish(t),
+                Input::Respond(a) => { d.answered(slot); p.handle_answer(slot, response(a), t); }
+                Input::Watch(kind, a) => p.handle_watch_event(pick, watch_event(*kind, a), t),
+                Input::Shutdown => p.close(t),
             }
             let t = Instant::from_millis(now);
             while let Some(r) = p.poll_request(t, MicroTime::from_unix_micros(0)) {
@@ -263,9 +263,9 @@ proptest! {
             let t = Instant::from_millis(now);
             match &input {
                 Input::Advance(ms) => { now += ms; h.handle_timeout(Instant::from_millis(now)); }
-                Input::Respond(a) => { d.answered(0); h.handle_response(response(a), t); }
+                Input::Respond(a) => { d.answered(0); h.handle_answer(0, response(a), t); }
                 Input::Watch(..) => {}
-                Input::Shutdown => h.stop(),
+                Input::Shutdown => h.close(t),
             }
             while let Some(r) = h.poll_request(Instant::from_millis(now), MicroTime::from_unix_micros(0)) {
                 d.request(r).map_err(TestCaseError::fail)?;

@@ -175,6 +175,15 @@ fn on_event(elector: &Elector, event: Event, shared: &Shared, clock: Clock) -> O
             }
             None
         }
+        Event::EventsDropped { count } => {
+            tracing::warn!(
+                lease,
+                count,
+                "lease events were dropped before they were handled"
+            );
+            None
+        }
+        _ => None,
     }
 }
 

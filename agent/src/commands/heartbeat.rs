@@ -138,6 +138,11 @@ pub(super) async fn renew(
             tracing::warn!(lease = %name, failures, "failed to renew the heartbeat lease {failures} times in a row");
             None
         }
+        HeartbeatEvent::EventsDropped { count } => {
+            tracing::warn!(lease = %name, count, "heartbeat events were dropped before they were handled");
+            None
+        }
+        _ => None,
     })
     .await;
     match outcome {

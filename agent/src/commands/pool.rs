@@ -206,5 +206,10 @@ fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared, clock: Clock)
             }
             None
         }
+        Event::EventsDropped { count } => {
+            tracing::warn!(count, "slot events were dropped before they were handled");
+            None
+        }
+        _ => None,
     }
 }
