@@ -931,4 +931,70 @@ mod tests {
         assert_eq!(poll(&mut e, ms(0)), None);
         assert_eq!(e.poll_timeout(), Some(ms(40_000)));
     }
+
+    #[test]
+    fn rejoin_campaigns_again_a_retry_period_after_the_close_as_a_new_candidate() {
+        let mut e = leader("a", false);
+        e.rejoin(ms(100));
+        assert!(
+            !e.is_closed(),
+            "rejoin is ignored before the close finished"
+        );
+        e.close(ms(100));
+        assert_eq!(poll(&mut e, ms(100)), Some(Operation::Get));
+        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(101));
+        poll(&mut e, ms(101)).unwrap();
+        e.handle_answer(0, Ok(lease(2, None, 0)), ms(102));
+        assert!(e.is_closed());
+        e.rejoin(ms(1_000));
+        assert!(!e.is_closed());
+        assert_eq!(
+            e.poll_timeout(),
+            Some(ms(3_000)),
+            "one retry period from the rejoin"
+        );
+        assert_eq!(poll(&mut e, ms(2_999)), None);
+        assert_eq!(
+            poll(&mut e, ms(3_000)),
+            Some(Operation::Get),
+            "a fresh read first"
+        );
+        e.handle_answer(0, Ok(lease(3, None, 0)), ms(3_001));
+        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(3_001)) else {
+            panic!("a free lease is taken again")
+        };
+        assert!(record.holder.is(&id("a")));
+    }
+
+    #[test]
+    fn stats_count_requests_conflicts_acquisitions_takeovers_and_slow_path_reads() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        let held = lease(5, Some("b"), 2);
+        e.handle_answer(0, Ok(held.clone()), ms(0));
+        let (at, take) = next_write(&mut e, 0, &held);
+        e.handle_answer(0, Ok(stored(&take, 6)), ms(at));
+        assert!(e.is_leader(ms(at)));
+        // A renew meets a conflict: the leader must read before it can renew again.
+        let renew = poll(&mut e, ms(at + 2_000)).unwrap();
+        assert!(matches!(renew, Operation::Update { .. }));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(at + 2_001));
+        assert_eq!(poll(&mut e, ms(at + 2_001)), Some(Operation::Get));
+        let s = e.stats();
+        assert_eq!((s.gets, s.creates, s.updates, s.watches), (2, 0, 2, 1));
+        assert_eq!(s.requests(crate::Verb::Update), 2);
+        assert_eq!((s.conflicts, s.acquisitions, s.takeovers), (1, 1, 1));
+        assert_eq!(s.slow_path_reads, 1);
+        assert_eq!(s.events_dropped, 0);
+    }
+
+    #[test]
+    fn a_lease_created_or_taken_free_is_no_takeover() {
+        let mut e = leader("a", false);
+        let s = e.stats();
+        assert_eq!((s.acquisitions, s.takeovers, s.slow_path_reads), (1, 0, 0));
+        // A stray answer (nothing outstanding) counts nothing.
+        e.handle_answer(0, Err(ApiError::Conflict), ms(1));
+        assert_eq!(e.stats().conflicts, 0);
+    }
 }

@@ -6,7 +6,7 @@ use crate::jitter::Jitter;
 use crate::machine::{Machine, Stats};
 use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime};
 use crate::slot::{EventQueue, Overflow, server_wait};
-use crate::timing::{TimingError, TimingField};
+use crate::timing::{TimingError, TimingField, request_timeout_within};
 use embassy_time::{Duration, Instant, TICK_HZ};
 
 /// First wait after a failure (kubelet: 200 ms), doubled on each further failure...
@@ -151,6 +151,13 @@ impl Heartbeat {
     /// for 40 s).
     pub fn renew_interval(&self) -> Duration {
         self.renew_interval
+    }
+
+    /// How long a transport waits for one answer: half the renew interval, at least 1 s (the
+    /// rule of [`crate::timing::request_timeout_within`]; a heartbeat has no renew deadline, and
+    /// a renewal must answer well before the next one is due).
+    pub fn request_timeout(&self) -> Duration {
+        request_timeout_within(self.renew_interval)
     }
 
     fn push(&mut self, event: HeartbeatEvent) {
@@ -389,6 +396,11 @@ mod tests {
     }
 
     #[test]
+    fn a_request_must_answer_within_half_the_renew_interval() {
+        assert_eq!(heartbeat().request_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
     fn a_renew_keeps_fields_it_does_not_own() {
         let mut h = heartbeat();
         op(&mut h, ms(0));
@@ -503,5 +515,45 @@ mod tests {
         assert!(h.is_closed());
         assert_eq!(op(&mut h, ms(60_000)), None);
         assert_eq!(h.poll_timeout(), None);
+    }
+
+    #[test]
+    fn rejoin_after_a_close_reads_and_renews_at_once() {
+        let mut h = running();
+        h.close(ms(1_000));
+        h.rejoin(ms(2_000));
+        assert!(!h.is_closed());
+        assert_eq!(h.poll_timeout(), Some(ms(2_000)));
+        assert_eq!(op(&mut h, ms(2_000)), Some(Operation::Get));
+        h.handle_answer(0, Ok(lease(4, Some("node-1"), 0)), ms(2_001));
+        assert!(matches!(
+            op(&mut h, ms(2_001)),
+            Some(Operation::Update { .. })
+        ));
+        let s = h.stats();
+        assert_eq!((s.gets, s.creates, s.updates), (2, 1, 1));
+    }
+
+    #[test]
+    fn events_not_drained_are_reported_dropped_not_lost_silently() {
+        let mut h = running();
+        let mut now = 10_400;
+        // The first failure adds one event, each further one two; none is drained.
+        for _ in 0..6 {
+            op(&mut h, ms(now)).unwrap();
+            h.handle_answer(0, Err(ApiError::Transport), ms(now));
+            now = h.poll_timeout().unwrap().as_millis();
+        }
+        // Renewed + 1 + 2 × 5 = 12 events for 8 places: the 4 oldest were dropped.
+        assert_eq!(h.stats().events_dropped, 4);
+        assert_eq!(
+            h.poll_event(),
+            Some(HeartbeatEvent::EventsDropped { count: 4 })
+        );
+        let mut rest = 0;
+        while h.poll_event().is_some() {
+            rest += 1;
+        }
+        assert_eq!(rest, 8, "the newest events are kept");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`Elector`]: leader election over one Lease, interoperable with client-go candidates.
 //! - [`Pool`]: k-of-n Leases (cold-start throttling, delegation).
-//! - [`Heartbeat`]: a renew-only Lease (node liveness).
+//! - [`Heartbeat`]: a renew-only Lease (node liveness), and [`HeartbeatWatcher`], which reports
+//!   the heartbeats that stopped.
 //! - [`Fence`]: when a leader's work must stop, run apart from the machine so that a paused or
 //!   dead holder cannot leave its work running.
 //!
@@ -58,6 +59,7 @@ pub mod pool;
 pub mod record;
 mod slot;
 pub mod timing;
+pub mod watcher;
 
 #[cfg(test)]
 mod testkit;
@@ -75,3 +77,4 @@ pub use record::{
 };
 pub use slot::EVENT_CAPACITY;
 pub use timing::{Secs, Timing, TimingError, TimingField};
+pub use watcher::{HeartbeatWatcher, LivenessEvent};

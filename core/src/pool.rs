@@ -650,4 +650,41 @@ mod tests {
         };
         assert!(matches!(Pool::<4>::new(config, 0), Err(PoolError::Name(_))));
     }
+
+    #[test]
+    fn rejoin_wants_a_slot_again_a_retry_period_after_the_close() {
+        let mut p = pool(2, false, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(1, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        let slot = w[0].slot;
+        p.handle_answer(slot, Ok(stored(&w[0].op, 1)), ms(0));
+        assert_eq!(p.held(ms(0)), Some(slot));
+        p.close(ms(10));
+        let r = due(&mut p, ms(10));
+        p.handle_answer(slot, Ok(stored(&w[0].op, 1)), ms(11));
+        assert_eq!(r[0].op, Operation::Get);
+        let r = due(&mut p, ms(11));
+        p.handle_answer(slot, Ok(lease(2, None, 0)), ms(12));
+        assert!(matches!(r[0].op, Operation::Update { .. }));
+        assert!(p.is_closed());
+        p.rejoin(ms(100));
+        assert!(!p.is_closed());
+        assert_eq!(p.poll_timeout(), Some(ms(2_100)));
+        assert!(due(&mut p, ms(2_099)).is_empty());
+        let reads = due(&mut p, ms(2_100));
+        assert_eq!(reads.len(), 2, "every slot is read afresh: {reads:?}");
+        p.handle_answer(0, Ok(lease(3, Some("b"), 0)), ms(2_101));
+        p.handle_answer(1, Ok(lease(4, None, 0)), ms(2_101));
+        let w = due(&mut p, ms(2_101));
+        assert_eq!(
+            (w.len(), w[0].slot),
+            (1, 1),
+            "the free slot is taken: {w:?}"
+        );
+        p.handle_answer(1, Ok(stored(&w[0].op, 5)), ms(2_102));
+        assert_eq!(p.held(ms(2_102)), Some(1));
+        assert_eq!(p.stats().acquisitions, 2);
+    }
 }

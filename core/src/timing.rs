@@ -8,6 +8,34 @@ use embassy_time::{Duration, TICK_HZ};
 /// deadline must exceed `retry × 1.2` so a leader gets at least one jittered retry.
 pub const JITTER_FACTOR_PERMILLE: u64 = 1200;
 
+/// The shortest per-request timeout: below it, an API server that is merely busy would look
+/// down.
+pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The per-request timeout of work that races no deadline (a one-shot list or delete, which may
+/// page through a large namespace).
+pub const UNHURRIED_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest default grace period: client-go's 10 s renew deadline less its 2 s retry period
+/// leaves 8 s, of which a 3 s stop keeps more than two renew attempts before SIGTERM.
+pub const MAX_DEFAULT_GRACE: Duration = Duration::from_secs(3);
+
+/// client-go's `HealthzAdaptor` timeout: a leader is unhealthy once it has not renewed for a
+/// lease duration plus this.
+pub const HEALTHZ_SLACK: Duration = Duration::from_secs(20);
+
+/// The one per-request timeout rule: half of the time a renewal has before it is too late
+/// (`budget`), and at least [`MIN_REQUEST_TIMEOUT`]. A hung call then leaves time to retry once
+/// before the budget runs out.
+///
+/// An election's budget is its renew deadline ([`Timing::request_timeout`], client-go's
+/// `max(1 s, renew_deadline / 2)`); a heartbeat has no renew deadline, and its budget is its
+/// renew interval ([`crate::Heartbeat::request_timeout`]): a renewal must answer well before the
+/// next one is due.
+pub fn request_timeout_within(budget: Duration) -> Duration {
+    Duration::from_ticks(budget.as_ticks() / 2).max(MIN_REQUEST_TIMEOUT)
+}
+
 /// Lease duration, renew deadline and retry period of one election.
 ///
 /// The only way to build one is [`Timing::new`] (or [`Timing::DEFAULT`]), so a `Timing` value is
@@ -31,6 +59,8 @@ pub enum TimingField {
     RetryPeriod,
     /// A heartbeat's `renew_interval` / `--renew-interval`.
     RenewInterval,
+    /// The work's grace period between SIGTERM and SIGKILL / `--grace-period`.
+    GracePeriod,
 }
 
 impl fmt::Display for TimingField {
@@ -40,6 +70,7 @@ impl fmt::Display for TimingField {
             Self::RenewDeadline => "renew deadline",
             Self::RetryPeriod => "retry period",
             Self::RenewInterval => "renew interval",
+            Self::GracePeriod => "grace period",
         })
     }
 }
@@ -82,6 +113,17 @@ pub enum TimingError {
         /// The renew deadline given.
         renew_deadline: Duration,
         /// The retry period given.
+        retry_period: Duration,
+    },
+    /// A grace period of zero, or not shorter than `renew_deadline − retry_period`: the work
+    /// would have no time to stop cleanly, or would be stopped before the first renew could
+    /// extend it.
+    GraceOutOfRange {
+        /// The grace period given.
+        grace: Duration,
+        /// The renew deadline in force.
+        renew_deadline: Duration,
+        /// The retry period in force.
         retry_period: Duration,
     },
 }
@@ -128,6 +170,20 @@ impl fmt::Display for TimingError {
                     JITTER_FACTOR_PERMILLE,
                     1000
                 )))
+            ),
+            Self::GraceOutOfRange {
+                grace,
+                renew_deadline,
+                retry_period,
+            } => write!(
+                f,
+                "grace period {} must be more than zero and shorter than renew deadline − retry \
+                 period ({} − {} = {}): the work gets SIGTERM this long before the renew \
+                 deadline, so a longer grace leaves no time to work and renew",
+                Secs(grace),
+                Secs(renew_deadline),
+                Secs(retry_period),
+                Secs(renew_room(renew_deadline, retry_period))
             ),
         }
     }
@@ -206,6 +262,54 @@ impl Timing {
     pub const fn lease_duration_seconds(&self) -> u32 {
         (self.lease_duration.as_ticks() / TICK_HZ) as u32
     }
+
+    /// How long a transport waits for one answer: client-go's `max(1 s, renew_deadline / 2)`
+    /// (see [`request_timeout_within`]).
+    pub fn request_timeout(&self) -> Duration {
+        request_timeout_within(self.renew_deadline)
+    }
+
+    /// The grace period between SIGTERM and SIGKILL of the work a leader runs: `given`, or by
+    /// default the smaller of [`MAX_DEFAULT_GRACE`] and half of `renew − retry`.
+    ///
+    /// The work's fence sends SIGTERM `grace` before the renew deadline, so a renew must succeed
+    /// within `renew − grace` of the previous one or the work is stopped. A leader renews every
+    /// retry period, so a grace of `renew − retry` or more would stop the work before even the
+    /// first renew could extend it: refused, as is zero (no time to stop cleanly).
+    pub fn child_grace(&self, given: Option<Duration>) -> Result<Duration, TimingError> {
+        let room = renew_room(self.renew_deadline, self.retry_period);
+        match given {
+            None => Ok(MAX_DEFAULT_GRACE.min(Duration::from_ticks(room.as_ticks() / 2))),
+            Some(grace) if grace.as_ticks() == 0 || grace >= room => {
+                Err(TimingError::GraceOutOfRange {
+                    grace,
+                    renew_deadline: self.renew_deadline,
+                    retry_period: self.retry_period,
+                })
+            }
+            Some(grace) => Ok(grace),
+        }
+    }
+
+    /// client-go's leader-election watchdog (`HealthzAdaptor`): a leader that has not renewed for
+    /// this long is unhealthy, a lease duration plus [`HEALTHZ_SLACK`].
+    pub fn healthz_after(&self) -> Duration {
+        Duration::from_ticks(
+            self.lease_duration
+                .as_ticks()
+                .saturating_add(HEALTHZ_SLACK.as_ticks()),
+        )
+    }
+}
+
+/// `renew − retry`: how long a leader's renewals have, after the first retry, before its
+/// deadline. Validation keeps it positive (`renew > 1.2 × retry`).
+fn renew_room(renew_deadline: Duration, retry_period: Duration) -> Duration {
+    Duration::from_ticks(
+        renew_deadline
+            .as_ticks()
+            .saturating_sub(retry_period.as_ticks()),
+    )
 }
 
 impl Default for Timing {
@@ -255,7 +359,7 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    fn text(e: impl fmt::Display) -> String<200> {
+    fn text(e: impl fmt::Display) -> String<300> {
         let mut s = String::new();
         write!(s, "{e}").unwrap();
         s
@@ -305,6 +409,59 @@ mod tests {
     fn lease_duration_must_be_whole_seconds_on_the_wire() {
         let err = Timing::new(Duration::from_millis(15_500), secs(10), secs(2)).unwrap_err();
         assert!(text(err).starts_with("lease duration 15.5s must be a whole number of seconds"));
+    }
+
+    #[test]
+    fn the_request_timeout_is_half_the_budget_and_at_least_a_second() {
+        assert_eq!(
+            Timing::DEFAULT.request_timeout(),
+            secs(5),
+            "client-go: 10 s / 2"
+        );
+        let short = Timing::new(
+            secs(2),
+            Duration::from_millis(1_500),
+            Duration::from_millis(500),
+        );
+        assert_eq!(short.unwrap().request_timeout(), secs(1), "never below 1 s");
+        assert_eq!(request_timeout_within(secs(10)), secs(5));
+        assert_eq!(request_timeout_within(Duration::from_ticks(0)), secs(1));
+    }
+
+    #[test]
+    fn the_default_grace_leaves_room_for_renews_before_sigterm() {
+        assert_eq!(
+            Timing::DEFAULT.child_grace(None),
+            Ok(secs(3)),
+            "client-go's 10 s / 2 s: 8 s of room, 3 s at most"
+        );
+        let tight = Timing::new(
+            secs(3),
+            Duration::from_millis(2_000),
+            Duration::from_millis(500),
+        );
+        assert_eq!(
+            tight.unwrap().child_grace(None),
+            Ok(Duration::from_millis(750)),
+            "half of renew − retry when that is shorter"
+        );
+    }
+
+    #[test]
+    fn a_grace_that_leaves_no_time_to_renew_is_refused() {
+        let t = Timing::DEFAULT;
+        let given = Duration::from_millis(7_999);
+        assert_eq!(t.child_grace(Some(given)), Ok(given));
+        for refused in [Duration::from_ticks(0), secs(8), secs(60)] {
+            let e = t.child_grace(Some(refused)).unwrap_err();
+            assert!(matches!(e, TimingError::GraceOutOfRange { .. }), "{e:?}");
+            assert!(text(e).contains("(10s − 2s = 8s)"), "{}", text(e));
+        }
+    }
+
+    #[test]
+    fn the_watchdog_fires_a_lease_duration_plus_20_seconds_without_a_renew() {
+        assert_eq!(Timing::DEFAULT.healthz_after(), secs(35));
     }
 
     #[test]
