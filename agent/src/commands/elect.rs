@@ -84,7 +84,7 @@ pub async fn run(
         ),
         exit_on_loss: args.exit_on_loss,
         on_refused: OnRefused::Exit,
-        retry_period: cluster::std_duration(timing.retry_period()),
+        retry_period: timing.retry_period(),
         namespace: connection.namespace,
         leases: vec![name.clone()],
     };

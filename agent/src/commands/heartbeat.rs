@@ -110,7 +110,7 @@ pub(super) async fn renew(
         child: None,
         exit_on_loss: false,
         on_refused: OnRefused::Exit,
-        retry_period: cluster::std_duration(machine.renew_interval()),
+        retry_period: machine.renew_interval(),
         namespace,
         leases: vec![name.clone()],
     };

@@ -138,7 +138,7 @@ pub async fn run(
             // Delegation picks N agents: running on every one without a slot would defeat it.
             (false, false) => OnRefused::Retry,
         },
-        retry_period: cluster::std_duration(timing.retry_period()),
+        retry_period: timing.retry_period(),
         namespace: connection.namespace,
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
     };
