@@ -5,19 +5,34 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The clock the core reads, and the wall clock written to records.
 ///
-/// On Linux it is `CLOCK_BOOTTIME`, which keeps counting while the process is stopped
-/// (SIGSTOP, a long GC) *and* while the machine or VM is suspended, so that a leader that wakes
-/// from any pause sees that its deadline passed and steps down first. Elsewhere it is the
-/// monotonic clock.
+/// By default ([`Clock::default`]) it is `CLOCK_BOOTTIME` on Linux, which keeps counting while
+/// the process is stopped (SIGSTOP, a long GC) *and* while the machine or VM is suspended, so
+/// that a leader that wakes from any pause sees that its deadline passed and steps down first.
+/// Elsewhere it is the monotonic clock.
+///
+/// [`Clock::tokio`] reads tokio's clock instead, which `tokio::time::pause()` stops and
+/// `tokio::time::advance` moves: tests then run a machine through lease durations without
+/// waiting for them. It does not count a suspend of the machine, so production code uses the
+/// default.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
+    /// The `CLOCK_BOOTTIME` reading (µs) when the clock was made: the core's instant 0.
     origin: u64,
+    source: Source,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    Boottime,
+    /// tokio's clock, from this instant (the core's instant 0).
+    Tokio(tokio::time::Instant),
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Self {
             origin: boot_micros(),
+            source: Source::Boottime,
         }
     }
 }
@@ -40,16 +55,36 @@ fn boot_micros() -> u64 {
 }
 
 impl Clock {
+    /// A clock on tokio's time, starting now: paused, advanced and auto-advanced with it. Its
+    /// boottime conversions assume tokio's clock runs with the machine's (as it does unpaused);
+    /// on paused time they are only self-consistent.
+    pub fn tokio() -> Self {
+        Self {
+            origin: boot_micros(),
+            source: Source::Tokio(tokio::time::Instant::now()),
+        }
+    }
+
     /// Now, in the core's time (µs since this clock was made).
     pub fn now(&self) -> Instant {
-        Instant::from_micros(boot_micros().saturating_sub(self.origin))
+        let micros = match self.source {
+            Source::Boottime => boot_micros().saturating_sub(self.origin),
+            Source::Tokio(origin) => origin.elapsed().as_micros() as u64,
+        };
+        Instant::from_micros(micros)
     }
 
     /// The tokio instant at which the core's `at` comes, computed from now (tokio sleeps on the
     /// monotonic clock, which stops during a suspend; the distance to `at` does not).
     pub fn deadline(&self, at: Instant) -> tokio::time::Instant {
-        let ahead = at.as_micros().saturating_sub(self.now().as_micros());
-        tokio::time::Instant::now() + Duration::from_micros(ahead)
+        match self.source {
+            Source::Boottime => {
+                let ahead = at.as_micros().saturating_sub(self.now().as_micros());
+                tokio::time::Instant::now() + Duration::from_micros(ahead)
+            }
+            // The same clock: the instant itself, without a second reading to drift between.
+            Source::Tokio(origin) => origin + Duration::from_micros(at.as_micros()),
+        }
     }
 
     /// The absolute `CLOCK_BOOTTIME` reading, in µs, at which the core's `at` comes. Another
@@ -102,6 +137,31 @@ mod tests {
                 clock.deadline(Instant::from_micros(0)) <= tokio::time::Instant::now(),
                 "a past instant is due now"
             );
+        });
+    }
+
+    #[test]
+    fn a_tokio_clock_follows_paused_time_exactly() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clock = Clock::tokio();
+            assert_eq!(clock.now(), Instant::from_micros(0));
+            tokio::time::advance(Duration::from_secs(15)).await;
+            assert_eq!(clock.now(), Instant::from_secs(15), "no real time passed");
+            let at = Instant::from_secs(20);
+            let started = std::time::Instant::now();
+            tokio::time::sleep_until(clock.deadline(at)).await;
+            assert_eq!(clock.now(), at, "woken at the core's instant");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "slept on paused time"
+            );
+            let absolute = clock.to_boottime_micros(at);
+            assert_eq!(clock.from_boottime_micros(absolute), at);
         });
     }
 
