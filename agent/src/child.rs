@@ -4,7 +4,7 @@
 //! paused or dead.
 
 use crate::cli::LogFormat;
-use crate::cluster;
+use crate::duration;
 use crate::error::AgentError;
 use crate::fence::protocol::{Order, Report};
 use leasehold_core::{StopCause, Timing};
@@ -20,35 +20,19 @@ use tokio::sync::mpsc;
 /// The validity of work that no lease fences (a pool that proceeds without leases).
 pub const UNBOUNDED: u64 = u64::MAX;
 
-/// The longest default grace period: client-go's 10 s renew deadline less its 2 s retry period
-/// leaves 8 s, of which a 3 s stop keeps more than two renew attempts before SIGTERM.
-const DEFAULT_GRACE: Duration = Duration::from_secs(3);
-
-/// The grace period between SIGTERM and SIGKILL: as given, else the smaller of 3 s and half of
-/// `renew − retry`.
-///
-/// The fence sends SIGTERM `grace` before the renew deadline, so a renew must succeed within
-/// `renew − grace` of the previous one or the work is stopped. A leader renews every retry
-/// period, so a grace of `renew − retry` or more would stop the work before even the first renew
-/// could extend it: refused, as is zero (no time to stop cleanly).
+/// The grace period between SIGTERM and SIGKILL: `--grace-period` if given, else the core's
+/// default ([`Timing::child_grace`], which also refuses a grace that leaves no time to renew).
 pub fn grace_period(given: Option<Duration>, timing: &Timing) -> Result<Duration, AgentError> {
-    let renew = cluster::std_duration(timing.renew_deadline());
-    let retry = cluster::std_duration(timing.retry_period());
-    let room = renew.saturating_sub(retry);
-    match given {
-        None => Ok(DEFAULT_GRACE.min(room / 2)),
-        Some(grace) if grace.is_zero() || grace >= room => Err(AgentError::usage(format!(
-            "--grace-period {}: it must be more than zero and shorter than renew-deadline − \
-             retry-period ({} − {} = {}): the child gets SIGTERM this long before the renew \
-             deadline, so a longer grace leaves no time to work and renew; give a shorter \
-             --grace-period (or a longer --renew-deadline)",
-            crate::duration::format(grace),
-            crate::duration::format(renew),
-            crate::duration::format(retry),
-            crate::duration::format(room),
-        ))),
-        Some(grace) => Ok(grace),
-    }
+    timing
+        .child_grace(given.map(duration::to_core))
+        .map(duration::to_std)
+        .map_err(|e| {
+            AgentError::usage(format!(
+                "--grace-period {}: {e}; give a shorter --grace-period (or a longer \
+                 --renew-deadline)",
+                given.map(duration::format).unwrap_or_default()
+            ))
+        })
 }
 
 /// How to start fences: this binary, with the agent's grace period and log settings.

@@ -162,14 +162,7 @@ pub fn namespace(explicit: Option<&str>, context: Option<&str>) -> Result<String
         .or(from_file)
         .or_else(|| context.filter(|s| !s.is_empty()).map(str::to_owned))
         .unwrap_or_else(|| "default".into());
-    let valid = !ns.is_empty()
-        && ns.len() <= 63
-        && ns
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !ns.starts_with('-')
-        && !ns.ends_with('-');
-    if valid {
+    if crate::dns_label::is_dns_label(&ns) {
         Ok(ns)
     } else {
         Err(AgentError::usage(format!(
@@ -225,7 +218,9 @@ pub fn timing(flags: &TimingArgs, config: &ConfigFile) -> Result<Timing, AgentEr
     let d = Timing::DEFAULT;
     let pick =
         |flag: Option<Duration>, file: Option<Duration>, default: leasehold_core::Duration| {
-            flag.or(file).map(core_duration).unwrap_or(default)
+            flag.or(file)
+                .map(crate::duration::to_core)
+                .unwrap_or(default)
         };
     Timing::new(
         pick(flags.lease_duration, le.leader_leaseduration, d.lease_duration()),
@@ -238,17 +233,6 @@ pub fn timing(flags: &TimingArgs, config: &ConfigFile) -> Result<Timing, AgentEr
              providers.kubernetes_leaderelection.leader_leaseduration/leader_renewdeadline/leader_retryperiod)"
         ))
     })
-}
-
-/// A std duration from the core's.
-pub fn std_duration(d: leasehold_core::Duration) -> Duration {
-    Duration::from_micros(d.as_micros())
-}
-
-/// The core's duration from a std one. Durations from flags and the config file are at most
-/// [`crate::duration::MAX`], far inside the core's range; a longer one is cut to it.
-pub fn core_duration(d: Duration) -> leasehold_core::Duration {
-    leasehold_core::Duration::from_micros(d.min(crate::duration::MAX).as_micros() as u64)
 }
 
 /// Reads `--config` if given.
@@ -279,9 +263,18 @@ mod tests {
         )
         .unwrap();
         let t = timing(&TimingArgs::default(), &config).unwrap();
-        assert_eq!(std_duration(t.lease_duration()), Duration::from_secs(30));
-        assert_eq!(std_duration(t.renew_deadline()), Duration::from_secs(20));
-        assert_eq!(std_duration(t.retry_period()), Duration::from_secs(2));
+        assert_eq!(
+            crate::duration::to_std(t.lease_duration()),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            crate::duration::to_std(t.renew_deadline()),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            crate::duration::to_std(t.retry_period()),
+            Duration::from_secs(2)
+        );
         let flags = TimingArgs {
             lease_duration: Some(Duration::from_secs(10)),
             ..TimingArgs::default()

@@ -38,6 +38,17 @@ fn too_large(text: &str) -> String {
     )
 }
 
+/// The core's duration as a std one, for tokio and the outputs.
+pub fn to_std(d: leasehold_core::Duration) -> Duration {
+    Duration::from_micros(d.as_micros())
+}
+
+/// A std duration (from a flag or the config file) as the core's. Those are at most [`MAX`], far
+/// inside the core's range; a longer one is cut to it.
+pub fn to_core(d: Duration) -> leasehold_core::Duration {
+    leasehold_core::Duration::from_micros(d.min(MAX).as_micros() as u64)
+}
+
 /// Formats a duration the way [`parse`] reads it back.
 pub fn format(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -72,6 +83,13 @@ mod tests {
             let e = parse(absurd).unwrap_err();
             assert!(e.contains("too large") && e.contains(absurd), "{e}");
         }
+    }
+
+    #[test]
+    fn converts_to_the_core_and_back_and_cuts_what_it_cannot_hold() {
+        let d = Duration::from_millis(2500);
+        assert_eq!(to_std(to_core(d)), d);
+        assert_eq!(to_std(to_core(Duration::MAX)), MAX);
     }
 
     #[test]

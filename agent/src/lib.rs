@@ -20,6 +20,7 @@ pub mod error;
 mod child;
 mod cluster;
 mod commands;
+mod dns_label;
 mod fence;
 mod metrics;
 mod rbac;

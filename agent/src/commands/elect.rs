@@ -1,18 +1,16 @@
 //! `leasehold elect`: leader election on one Lease.
 
-use super::outputs::Outputs;
-use super::supervisor::{self, ChildPlan, Note, OnRefused, Outcome, Plan};
+use super::runner::{Reported, Role, Session, Setup, report_lease_event, seed};
+use super::supervisor::{ChildPlan, Note, OnRefused, Plan};
 use crate::child::{self, Launcher};
 use crate::cli::{ElectArgs, Global};
-use crate::cluster::{self, ConnectOptions};
+use crate::cluster;
+use crate::duration::to_std;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use leasehold_core::{
-    Elector, ElectorConfig, Event, Holder, Instant, LeaseName, LossReason, Timing,
-};
-use leasehold_runtime::Clock;
-use std::time::Duration;
+use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName};
+use leasehold_runtime::{Clock, CreateMetadata};
 
 pub async fn run(
     global: &Global,
@@ -44,29 +42,25 @@ pub async fn run(
     let timing = cluster::timing(&args.timing, &config)?;
     let identity = cluster::candidate_identity(args.place.identity.as_deref())?;
     let grace = child::grace_period(args.child.grace_period, &timing)?;
-    let options = ConnectOptions::new(
+    let session = Session::start(Setup {
         global,
-        &config,
-        args.place.namespace.clone(),
-        leasehold_runtime::request_timeout(&timing),
-    );
-    let connection = cluster::connect(&options).await?;
-    let outputs = Outputs::start(
-        &name,
-        &identity,
-        &args.output,
-        healthz_after(&timing),
-        connection.transport,
-    )
+        config: &config,
+        namespace: args.place.namespace.clone(),
+        request_timeout: timing.request_timeout(),
+        create_metadata: CreateMetadata::default(),
+        name: &name,
+        identity: &identity,
+        output: &args.output,
+        healthz_after: timing.healthz_after(),
+    })
     .await?;
-    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     tracing::info!(
         lease = %name,
-        namespace = %connection.namespace,
+        namespace = %session.namespace,
         identity = %identity.as_str(),
-        lease_duration = ?cluster::std_duration(timing.lease_duration()),
-        renew_deadline = ?cluster::std_duration(timing.renew_deadline()),
-        retry_period = ?cluster::std_duration(timing.retry_period()),
+        lease_duration = ?to_std(timing.lease_duration()),
+        renew_deadline = ?to_std(timing.renew_deadline()),
+        retry_period = ?to_std(timing.retry_period()),
         grace_period = ?grace,
         "campaigning for leadership"
     );
@@ -85,110 +79,40 @@ pub async fn run(
         exit_on_loss: args.exit_on_loss,
         on_refused: OnRefused::Exit,
         retry_period: timing.retry_period(),
-        namespace: connection.namespace,
-        leases: vec![name.clone()],
+        namespace: session.namespace.clone(),
+        leases: vec![name],
     };
-    let clock = Clock::default();
-    let mut seed = seed();
-    loop {
-        let mut elector = Elector::new(
-            ElectorConfig {
-                lease: lease.clone(),
-                identity: identity.clone(),
-                timing,
-                watch: !args.timing.poll,
-            },
-            seed,
-        );
-        let outcome = supervisor::run(
-            &mut elector,
-            transport.clone(),
-            clock,
-            &plan,
-            signals,
-            |e, event| on_event(e, event, &shared, clock),
-        )
-        .await;
-        match outcome {
-            Outcome::Terminated => return Ok(0),
-            Outcome::ChildExited(code) => return Ok(code),
-            Outcome::Lost => {
-                return Err(AgentError::runtime(format!(
-                    "lost leadership of lease \"{name}\"; exiting (--exit-on-loss)"
-                )));
-            }
-            Outcome::Failed(e) => return Err(e),
-            Outcome::Recampaign => {
-                // Give the other candidates one retry period to take the released lease.
-                tracing::info!("the child command exited: released the lease, campaigning again");
-                tokio::time::sleep(cluster::std_duration(timing.retry_period())).await;
-                seed = seed.wrapping_add(1);
-            }
-        }
-    }
+    let mut elector = Elector::new(
+        ElectorConfig {
+            lease,
+            identity,
+            timing,
+            watch: !args.timing.poll,
+        },
+        seed(),
+    );
+    session.run(&mut elector, &plan, signals).await
 }
 
-fn on_event(elector: &Elector, event: Event, shared: &Shared, clock: Clock) -> Option<Note> {
-    let lease = elector.lease_name().as_str();
-    match event {
-        Event::BecameLeader { epoch } => {
-            tracing::info!(lease, epoch, "became leader");
-            shared.became_leader(lease, epoch);
-            Some(Note::Leading {
-                lease: lease.to_owned(),
-                epoch,
-            })
-        }
-        Event::Renewed { deadline } => {
-            renewed(shared, clock, deadline);
-            Some(Note::Renewed { deadline })
-        }
-        Event::LostLeadership { reason } => {
-            if reason == LossReason::Released {
-                tracing::info!(lease, ?reason, "lost leadership");
-            } else {
-                tracing::warn!(lease, ?reason, "lost leadership");
+impl Reported for Elector {
+    const REJOINING: &'static str =
+        "the child command exited: released the lease, campaigning again";
+
+    fn report(&self, event: Event, shared: &Shared, clock: Clock) -> Option<Note> {
+        let lease = self.lease_name().as_str();
+        match event {
+            Event::LeaderChanged { holder } => {
+                let epoch = self.lease().and_then(|l| l.record.lease_transitions);
+                report_holder(lease, &holder, self.identity(), shared, epoch);
+                None
             }
-            shared.lost_leadership();
-            Some(Note::NotLeading)
+            event => report_lease_event(Role::Leader, lease, event, shared, clock),
         }
-        Event::LeaderChanged { holder } => {
-            let epoch = elector.lease().and_then(|l| l.record.lease_transitions);
-            report_holder(lease, &holder, elector.identity(), shared, epoch);
-            None
-        }
-        Event::RequestFailed { verb, error } => {
-            if supervisor::is_refusal(verb, &error) {
-                return Some(Note::Refused { verb, error });
-            }
-            tracing::warn!(
-                lease,
-                verb = verb.as_str(),
-                ?error,
-                "request failed; retrying"
-            );
-            None
-        }
-        Event::Released { written } => {
-            if written {
-                tracing::info!(lease, "released the lease");
-            }
-            None
-        }
-        Event::EventsDropped { count } => {
-            tracing::warn!(
-                lease,
-                count,
-                "lease events were dropped before they were handled"
-            );
-            None
-        }
-        _ => None,
     }
 }
 
 /// Logs and records a new holder (the lines users grep for: "new leader is X").
-pub fn report_holder(
+fn report_holder(
     lease: &str,
     holder: &Holder,
     me: &leasehold_core::Identity,
@@ -205,23 +129,4 @@ pub fn report_holder(
         h => Some(h.to_string()),
     };
     shared.holder_changed(name, epoch);
-}
-
-/// Records a renew in the shared status: leadership now lasts until `deadline`.
-pub fn renewed(shared: &Shared, clock: Clock, deadline: Instant) {
-    let remaining = deadline.as_micros().saturating_sub(clock.now().as_micros());
-    shared.renewed(Duration::from_micros(remaining));
-}
-
-/// client-go's watchdog: lease duration plus 20 s.
-pub fn healthz_after(timing: &Timing) -> Duration {
-    cluster::std_duration(timing.lease_duration()) + Duration::from_secs(20)
-}
-
-/// A seed for jitter that differs between agents started together.
-pub fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -132,15 +132,9 @@ impl From<&ListedLease> for Row {
     }
 }
 
+/// When the lease expires by its record, for display.
 fn expires(l: &ListedLease) -> Option<MicroTime> {
-    let r = &l.lease.record;
-    let renew = r.renew_time.or(r.acquire_time)?;
-    let duration = r.lease_duration?;
-    Some(MicroTime::from_unix_micros(
-        renew
-            .as_unix_micros()
-            .saturating_add(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)),
-    ))
+    l.lease.record.expires_at()
 }
 
 fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: bool) -> String {
@@ -183,12 +177,24 @@ fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: boo
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+    aligned(&rows)
+}
+
+/// `rows` as kubectl prints them: each column as wide as its widest cell, three spaces apart.
+fn aligned<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let columns = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.as_ref()[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row
+            .as_ref()
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
@@ -237,24 +243,7 @@ fn identities(leases: &[ListedLease], now: MicroTime) -> String {
             expires(l).map_or("<none>".into(), |at| relative(now, at)),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            cells
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("   ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&aligned(&cells));
     let mut components: Vec<&str> = rows.iter().map(|(c, _)| c.as_str()).collect();
     components.dedup();
     for component in components {

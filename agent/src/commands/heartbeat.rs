@@ -1,8 +1,8 @@
 //! `leasehold heartbeat`: keep a node-style lease renewed, or (`--watch`) report leases that
 //! stopped being renewed.
 
-use super::elect::seed;
 use super::outputs::Outputs;
+use super::runner::seed;
 use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
 use crate::cli::{Global, HeartbeatArgs};
 use crate::cluster::{self, ConnectOptions};
@@ -42,7 +42,7 @@ pub async fn run(
             crate::duration::format(MIN_WATCH_INTERVAL)
         )));
     }
-    let duration = cluster::core_duration(args.lease_duration);
+    let duration = crate::duration::to_core(args.lease_duration);
     let identity = cluster::identity(args.place.identity.as_deref())?;
     let name = args
         .name
@@ -103,7 +103,7 @@ pub(super) async fn renew(
     tracing::info!(
         lease = %name,
         namespace = %namespace,
-        every = ?cluster::std_duration(machine.renew_interval()),
+        every = ?crate::duration::to_std(machine.renew_interval()),
         "renewing the lease"
     );
     let plan = Plan {
@@ -192,7 +192,7 @@ async fn watch(
                     let rv = listed.lease.resource_version.as_str().to_owned();
                     let duration = record
                         .lease_duration
-                        .map_or(args.lease_duration, cluster::std_duration);
+                        .map_or(args.lease_duration, crate::duration::to_std);
                     let holder = record.holder.to_string();
                     let entry = seen.entry(listed.name.clone()).or_insert(Seen {
                         resource_version: rv.clone(),

@@ -2,8 +2,8 @@
 //! instance keeps a long lease named from its component and a hash of its hostname, labelled
 //! so a selector finds them all; `gc` deletes the ones that expired long ago.
 
-use super::elect::seed;
 use super::outputs::Outputs;
+use super::runner::seed;
 use crate::cli::{GcArgs, Global, IdentityArgs};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
@@ -55,8 +55,8 @@ pub async fn run(
         HeartbeatConfig {
             lease,
             identity: holder.clone(),
-            lease_duration: cluster::core_duration(args.lease_duration),
-            renew_interval: Some(cluster::core_duration(args.renew_interval)),
+            lease_duration: crate::duration::to_core(args.lease_duration),
+            renew_interval: Some(crate::duration::to_core(args.renew_interval)),
         },
         seed(),
     )
@@ -104,14 +104,7 @@ pub async fn run(
 /// the same on every restart on one host, differs between hosts, and is a valid DNS-1123 name
 /// (at most 63 + 1 + 32 characters) whatever the hostname is.
 pub fn lease_name(component: &str, hostname: &str) -> Result<String, AgentError> {
-    let valid = !component.is_empty()
-        && component.len() <= 63
-        && component
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !component.starts_with('-')
-        && !component.ends_with('-');
-    if !valid {
+    if !crate::dns_label::is_dns_label(component) {
         return Err(AgentError::usage(format!(
             "--component \"{component}\": a component is at most 63 lower-case letters, digits and \
              '-', starting and ending with a letter or digit (it is also a label value)"

@@ -1,11 +1,14 @@
 //! The subcommands, and the one place that turns a parsed command line into a run.
 
+#[cfg(feature = "demo")]
+mod demo;
 mod elect;
 mod get;
 mod heartbeat;
 mod identity;
 mod outputs;
 mod pool;
+mod runner;
 #[cfg(feature = "demo")]
 mod sim;
 mod supervisor;
@@ -30,9 +33,9 @@ pub async fn run(cli: Cli) -> Result<i32, AgentError> {
         Command::Gc(args) => identity::gc(global, args).await,
         Command::Get(args) => get::run(global, args).await,
         #[cfg(feature = "demo")]
-        Command::Sim(args) => sim::serve(args, &mut signals()?).await,
+        Command::Sim(args) => sim::run(args, &mut signals()?).await,
         #[cfg(feature = "demo")]
-        Command::Demo => sim::demo(global).await,
+        Command::Demo => demo::run(global).await,
         #[cfg(not(feature = "demo"))]
         Command::Sim(_) | Command::Demo => Err(without_demo()),
         Command::Fence(args) => crate::fence::run(args).await,

@@ -5,17 +5,17 @@
 //! command stopped by the slot's deadline like an elected leader's, and waits for a slot again
 //! (a cold-start member then runs its command again from the start).
 
-use super::elect::{healthz_after, renewed, seed};
-use super::outputs::Outputs;
-use super::supervisor::{self, ChildPlan, Note, OnRefused, Outcome, Plan};
+use super::runner::{Reported, Role, Session, Setup, report_lease_event, seed};
+use super::supervisor::{self, ChildPlan, Note, OnRefused, Plan};
 use crate::child::{self, Launcher};
 use crate::cli::{Global, OnChildExit, PoolArgs};
-use crate::cluster::{self, ConnectOptions};
+use crate::cluster;
+use crate::duration::to_std;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use leasehold_core::{Event, Pool, PoolConfig, SlotEvent};
-use leasehold_runtime::Clock;
+use leasehold_runtime::{Clock, CreateMetadata};
 
 /// The largest pool this binary runs (the core's pools are sized at compile time).
 const MAX_SLOTS: usize = 128;
@@ -27,22 +27,18 @@ pub async fn run(
 ) -> Result<i32, AgentError> {
     let config = cluster::load_config(global.config.as_deref())?;
     let cold_start = args.release_after.is_some();
-    let (enabled, namespace, enforce, size, prefix) = if cold_start {
-        let c = &config.k8s_coldstart;
+    // Sysdig's k8s_coldstart namespace and enforcement apply to delegation too.
+    let c = &config.k8s_coldstart;
+    let (namespace, enforce) = (c.namespace.clone(), c.enforce_leader_election);
+    let (enabled, size, prefix) = if cold_start {
         (
             c.enabled,
-            c.namespace.clone(),
-            c.enforce_leader_election,
             c.max_parallel_cold_start.unwrap_or(10),
             "cold-start",
         )
     } else {
-        // Sysdig's k8s_coldstart namespace and enforcement apply to delegation too.
-        let c = &config.k8s_coldstart;
         (
             config.k8s_delegation_election,
-            c.namespace.clone(),
-            c.enforce_leader_election,
             config.k8s_delegated_nodes.unwrap_or(2),
             "delegation",
         )
@@ -72,7 +68,7 @@ pub async fn run(
             prefix,
             &identity,
             args.output.status_file.clone(),
-            healthz_after(&timing),
+            to_std(timing.healthz_after()),
         )
         .write_initial()
         .map_err(|e| AgentError::runtime(format!("cannot write the status file: {e}")))?;
@@ -83,42 +79,33 @@ pub async fn run(
     let prefix = args.prefix.clone().unwrap_or_else(|| prefix.to_owned());
     let enforce = args.enforce || enforce.unwrap_or(false);
     let identity = cluster::candidate_identity(args.place.identity.as_deref())?;
-    let watch = !args.timing.poll;
-    // A fresh member for each campaign (the first, and again after `--on-child-exit release`).
-    let new_pool = || {
-        Pool::<MAX_SLOTS>::new(
-            PoolConfig {
-                prefix: &prefix,
-                size,
-                identity: identity.clone(),
-                timing,
-                watch,
-            },
-            seed(),
-        )
-        .map(Box::new)
-        .map_err(|e| AgentError::usage(format!("--prefix {prefix} --size {size}: {e}")))
-    };
-    let mut pool = new_pool()?;
-    let options = ConnectOptions::new(
-        global,
-        &config,
-        args.place.namespace.clone().or(namespace),
-        leasehold_runtime::request_timeout(&timing),
-    );
-    let connection = cluster::connect(&options).await?;
-    let outputs = Outputs::start(
-        &prefix,
-        &identity,
-        &args.output,
-        healthz_after(&timing),
-        connection.transport,
+    let mut pool = Pool::<MAX_SLOTS>::new(
+        PoolConfig {
+            prefix: &prefix,
+            size,
+            identity: identity.clone(),
+            timing,
+            watch: !args.timing.poll,
+        },
+        seed(),
     )
+    .map(Box::new)
+    .map_err(|e| AgentError::usage(format!("--prefix {prefix} --size {size}: {e}")))?;
+    let session = Session::start(Setup {
+        global,
+        config: &config,
+        namespace: args.place.namespace.clone().or(namespace),
+        request_timeout: timing.request_timeout(),
+        create_metadata: CreateMetadata::default(),
+        name: &prefix,
+        identity: &identity,
+        output: &args.output,
+        healthz_after: timing.healthz_after(),
+    })
     .await?;
-    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
     tracing::info!(
         pool = %format!("{prefix}-0..{}", size - 1),
-        namespace = %connection.namespace,
+        namespace = %session.namespace,
         identity = %identity.as_str(),
         mode = if cold_start { "cold start: release after the command" } else { "delegation: hold" },
         "waiting for a slot"
@@ -131,85 +118,57 @@ pub async fn run(
     let plan = Plan {
         child: ChildPlan::new(command, identity.as_str(), launcher, on_child_exit),
         exit_on_loss: false,
-        on_refused: match (enforce, cold_start) {
-            (true, _) => OnRefused::Exit,
-            // A cold start must not block a boot: without leases it runs unthrottled.
-            (false, true) => OnRefused::Proceed,
-            // Delegation picks N agents: running on every one without a slot would defeat it.
-            (false, false) => OnRefused::Retry,
-        },
+        on_refused: on_refused(enforce, cold_start),
         retry_period: timing.retry_period(),
-        namespace: connection.namespace,
+        namespace: session.namespace.clone(),
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
     };
-    let clock = Clock::default();
-    loop {
-        let outcome = supervisor::run(
-            &mut *pool,
-            transport.clone(),
-            clock,
-            &plan,
-            signals,
-            |p, e| on_event(p, e, &shared, clock),
-        )
-        .await;
-        match outcome {
-            Outcome::Terminated => return Ok(0),
-            Outcome::ChildExited(code) => return Ok(code),
-            Outcome::Lost => return Err(AgentError::runtime("lost the slot")),
-            Outcome::Failed(e) => return Err(e),
-            Outcome::Recampaign => {
-                tracing::info!(
-                    "the child command exited: released the slot, waiting for one again"
-                );
-                tokio::time::sleep(cluster::std_duration(timing.retry_period())).await;
-                pool = new_pool()?;
+    session.run(&mut *pool, &plan, signals).await
+}
+
+/// When leases cannot be used: `--enforce` exits; otherwise a cold start must not block a boot
+/// and runs unthrottled, while delegation, which picks N agents, keeps trying (running on every
+/// agent without a slot would defeat it).
+fn on_refused(enforce: bool, cold_start: bool) -> OnRefused {
+    match (enforce, cold_start) {
+        (true, _) => OnRefused::Exit,
+        (false, true) => OnRefused::Proceed,
+        (false, false) => OnRefused::Retry,
+    }
+}
+
+impl<const N: usize> Reported for Pool<N> {
+    const REJOINING: &'static str =
+        "the child command exited: released the slot, waiting for one again";
+
+    fn report(&self, e: SlotEvent, shared: &Shared, clock: Clock) -> Option<Note> {
+        let slot = self
+            .slot_name(e.slot)
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        match e.event {
+            Event::LeaderChanged { holder } => {
+                tracing::debug!(lease = %slot, %holder, "slot holder changed");
+                None
             }
+            event => report_lease_event(Role::Slot, &slot, event, shared, clock),
         }
     }
 }
 
-fn on_event(pool: &Pool<MAX_SLOTS>, e: SlotEvent, shared: &Shared, clock: Clock) -> Option<Note> {
-    let slot = pool
-        .slot_name(e.slot)
-        .map(|n| n.as_str().to_owned())
-        .unwrap_or_default();
-    match e.event {
-        Event::BecameLeader { epoch } => {
-            tracing::info!(lease = %slot, epoch, "acquired slot {slot}");
-            shared.became_leader(&slot, epoch);
-            Some(Note::Leading { lease: slot, epoch })
-        }
-        Event::Renewed { deadline } => {
-            renewed(shared, clock, deadline);
-            Some(Note::Renewed { deadline })
-        }
-        Event::LostLeadership { reason } => {
-            tracing::warn!(lease = %slot, ?reason, "lost slot {slot}");
-            shared.lost_leadership();
-            Some(Note::NotLeading)
-        }
-        Event::LeaderChanged { holder } => {
-            tracing::debug!(lease = %slot, %holder, "slot holder changed");
-            None
-        }
-        Event::RequestFailed { verb, error } => {
-            if supervisor::is_refusal(verb, &error) {
-                return Some(Note::Refused { verb, error });
-            }
-            tracing::warn!(lease = %slot, verb = verb.as_str(), ?error, "request failed; retrying");
-            None
-        }
-        Event::Released { written } => {
-            if written {
-                tracing::info!(lease = %slot, "released slot {slot}");
-            }
-            None
-        }
-        Event::EventsDropped { count } => {
-            tracing::warn!(count, "slot events were dropped before they were handled");
-            None
-        }
-        _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_cold_start_without_enforce_may_run_unthrottled() {
+        assert_eq!(on_refused(false, true), OnRefused::Proceed);
+        assert_eq!(
+            on_refused(false, false),
+            OnRefused::Retry,
+            "never for --hold"
+        );
+        assert_eq!(on_refused(true, true), OnRefused::Exit);
+        assert_eq!(on_refused(true, false), OnRefused::Exit);
     }
 }

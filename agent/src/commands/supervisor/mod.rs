@@ -75,7 +75,7 @@ impl Plan {
     fn rules(&self) -> Rules {
         Rules {
             child: self.child.as_ref().map(|c| ChildRules {
-                grace: crate::cluster::core_duration(c.launcher.grace),
+                grace: crate::duration::to_core(c.launcher.grace),
                 on_child_exit: c.on_child_exit,
             }),
             exit_on_loss: self.exit_on_loss,
