@@ -3,10 +3,11 @@
 //!
 //! `cargo run -p leasehold-adapter-http --example elect_http -- NAME IDENTITY [KUBECONFIG]`
 
-use leasehold_adapter_http::{HttpConfig, HttpTransport, kubeconfig};
+use leasehold_adapter_http::{HttpConfig, kubeconfig};
 use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
-use leasehold_runtime::{Clock, drive, request_timeout};
+use leasehold_runtime::{Clock, drive};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,10 +21,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let transport = Arc::new(HttpTransport::new(&HttpConfig {
+    let transport = Arc::new(leasehold_adapter_http::connect(&HttpConfig {
         cluster,
         namespace,
-        request_timeout: request_timeout(&timing),
+        request_timeout: Duration::from_micros(timing.request_timeout().as_micros()),
         rate_limit: Some((5.0, 10)),
     })?);
     let mut elector = Elector::new(

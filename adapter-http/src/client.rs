@@ -1,17 +1,16 @@
-//! The HTTP transport: performs the core's requests with reqwest over rustls (ring; no
-//! OpenSSL), with TLS verified against the cluster's CA and client-go's per-request timeout.
+//! The HTTP wire: sends the backbone's calls with reqwest over rustls (ring; no OpenSSL), with
+//! TLS verified against the cluster's CA, and decodes the answers ([`crate::wire`]).
 
 use crate::kubeconfig::{Cluster, Credentials};
-use crate::wire::{self, LeaseObject, Status};
-use leasehold_core::{
-    ApiError, LeaseName, Operation, Request, ResourceVersion, Response, Verb, WatchEvent,
+use crate::wire::{self, LeaseObject};
+use leasehold_core::{Lease, LeaseRecord, ResourceVersion};
+use leasehold_runtime::{
+    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, Wire, WireEvent,
+    WireStream, connection_cause, user_agent,
 };
-use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::collections::HashMap;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,7 +22,7 @@ pub struct HttpConfig {
     pub cluster: Cluster,
     /// The namespace of the leases.
     pub namespace: String,
-    /// Per-request timeout; see [`leasehold_runtime::request_timeout`].
+    /// Per-request timeout ([`leasehold_core::Timing::request_timeout`]).
     pub request_timeout: Duration,
     /// Client-side rate limit: requests per second and burst (client-go: 5 and 10). `None`:
     /// unlimited.
@@ -187,46 +186,44 @@ fn tls_config(cluster: &Cluster) -> Result<rustls::ClientConfig, TransportError>
     }
 }
 
-/// The last error answer, with the server's own words, for logs and RBAC advice.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The verb that failed.
-    pub verb: Verb,
-    /// The HTTP status.
-    pub status: u16,
-    /// The server's `Status`, when it sent one.
-    pub detail: Option<Status>,
+/// The raw-HTTP transport: the shared backbone over [`HttpWire`].
+pub type HttpTransport = Backbone<HttpWire>;
+
+/// A transport for `config` (no request is sent yet).
+pub fn connect(config: &HttpConfig) -> Result<HttpTransport, TransportError> {
+    let transport = Backbone::new(HttpWire::new(config)?, config.request_timeout);
+    match config.rate_limit {
+        None => Ok(transport),
+        Some((qps, burst)) => transport
+            .with_rate_limit(qps, burst)
+            .map_err(|_| TransportError::RateLimit),
+    }
 }
 
-/// Performs lease requests over HTTPS.
-pub struct HttpTransport {
+/// Sends lease calls over HTTPS and decodes the answers.
+pub struct HttpWire {
     client: reqwest::Client,
     server: String,
+    address: String,
     leases: String,
     token: Token,
-    limiter: Option<governor::DefaultDirectRateLimiter>,
-    timeout: Duration,
-    /// The last object read or written per lease, so a write echoes its metadata.
-    last_read: Mutex<HashMap<String, LeaseObject>>,
-    last_failure: Mutex<Option<Failure>>,
-    /// Labels and owner for the leases this transport creates.
-    create_metadata: CreateMetadata,
 }
 
-impl fmt::Debug for HttpTransport {
+impl fmt::Debug for HttpWire {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpTransport")
+        f.debug_struct("HttpWire")
             .field("leases", &self.leases)
             .field("token", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
 
-impl HttpTransport {
-    /// A transport for `config`.
+impl HttpWire {
+    /// A wire for `config`.
     pub fn new(config: &HttpConfig) -> Result<Self, TransportError> {
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(&config.cluster)?)
+            .user_agent(user_agent(Self::NAME))
             .build()
             .map_err(|e| TransportError::Client(e.to_string()))?;
         let token = match &config.cluster.credentials {
@@ -237,149 +234,70 @@ impl HttpTransport {
             },
             Credentials::None | Credentials::ClientCertificate { .. } => Token::None,
         };
-        let limiter = match config.rate_limit {
-            None => None,
-            Some((qps, burst)) => {
-                let burst = NonZeroU32::new(burst).ok_or(TransportError::RateLimit)?;
-                if !(qps.is_finite() && qps > 0.0) {
-                    return Err(TransportError::RateLimit);
-                }
-                let quota = governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps))
-                    .ok_or(TransportError::RateLimit)?;
-                Some(governor::RateLimiter::direct(quota.allow_burst(burst)))
-            }
-        };
+        let server = config.cluster.server.trim_end_matches('/').to_owned();
         Ok(Self {
             client,
-            server: config.cluster.server.trim_end_matches('/').to_owned(),
+            address: address(&server),
             leases: format!(
-                "{}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
-                config.cluster.server.trim_end_matches('/'),
+                "{server}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
                 config.namespace
             ),
+            server,
             token,
-            limiter,
-            timeout: config.request_timeout,
-            last_read: Mutex::new(HashMap::new()),
-            last_failure: Mutex::new(None),
-            create_metadata: CreateMetadata::default(),
         })
     }
 
-    /// Gives every lease this transport creates these labels and owner.
-    pub fn with_create_metadata(mut self, metadata: CreateMetadata) -> Self {
-        self.create_metadata = metadata;
-        self
-    }
-
-    fn new_object(&self) -> LeaseObject {
-        let m = &self.create_metadata;
-        let mut object = LeaseObject::default();
-        if !m.labels.is_empty() {
-            let labels = m
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect();
-            object
-                .metadata
-                .other
-                .insert("labels".into(), serde_json::Value::Object(labels));
-        }
-        if let Some(owner) = &m.owner {
-            object.metadata.other.insert(
-                "ownerReferences".into(),
-                serde_json::json!([{
-                    "apiVersion": owner.api_version,
-                    "kind": owner.kind,
-                    "name": owner.name,
-                    "uid": owner.uid,
-                }]),
-            );
-        }
-        object
-    }
-
-    /// Sends one request (authorized, within the timeout) and returns the status and body of a
-    /// 2xx answer, or the classified error.
-    async fn exchange(
-        &self,
-        verb: Verb,
-        builder: reqwest::RequestBuilder,
-    ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let response = self
-            .authorized(builder)
-            .await
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
-        if (200..300).contains(&status) {
-            Ok((status, body))
-        } else {
-            Err(self.refused(verb, status, &body, retry_after.as_deref()))
-        }
-    }
-
-    /// Classifies an error answer and keeps it, with the server's words, as the last failure.
-    fn refused(&self, verb: Verb, status: u16, body: &[u8], retry_after: Option<&str>) -> ApiError {
-        let detail = wire::decode_status(body);
-        let error = wire::classify(status, detail.as_ref(), retry_after);
-        *self
-            .last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
-            verb,
-            status,
-            detail,
-        });
-        error
-    }
-
-    /// The last error answer, with the server's message.
-    pub fn last_failure(&self) -> Option<Failure> {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Waits for the rate limiter, then adds the current token.
-    async fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
+    fn authorized(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.token.current() {
             Some(t) => builder.bearer_auth(t),
             None => builder,
         }
     }
 
-    fn remember(&self, name: &str, object: Option<LeaseObject>) {
-        let mut cache = self
-            .last_read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match object {
-            Some(o) => cache.insert(name.to_owned(), o),
-            None => cache.remove(name),
-        };
+    fn cause(&self, e: &reqwest::Error) -> Cause {
+        connection_cause(e, &self.address)
     }
 
-    fn base_object(&self, name: &str) -> LeaseObject {
-        self.last_read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+    /// Sends `builder` and returns the body of a 2xx answer.
+    async fn exchange(&self, builder: reqwest::RequestBuilder) -> Result<bytes::Bytes, Failure> {
+        let response = self
+            .authorized(builder)
+            .send()
+            .await
+            .map_err(|e| Failure::Cause(self.cause(&e)))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Cause(self.cause(&e)))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(Failure::Refused(wire::server_status(
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                &body,
+                retry_after.as_deref(),
+            )))
+        }
+    }
+}
+
+/// `host:port` of a server URL, for messages.
+fn address(server: &str) -> String {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or(rest);
+    if host.contains(':') && !host.ends_with(']') {
+        host.to_owned()
+    } else if server.starts_with("http://") {
+        format!("{host}:80")
+    } else {
+        format!("{host}:443")
     }
 }
 
@@ -396,31 +314,7 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-fn listed(item: &LeaseObject) -> Option<ListedLease> {
-    let meta = &item.metadata;
-    Some(ListedLease {
-        namespace: meta.namespace.clone()?,
-        name: meta.name.clone()?,
-        created: meta
-            .other
-            .get("creationTimestamp")
-            .and_then(|t| t.as_str())
-            .and_then(|t| wire::parse_micro_time("metadata.creationTimestamp", t).ok()),
-        labels: meta
-            .other
-            .get("labels")
-            .and_then(|l| l.as_object())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        lease: item.to_core().ok()?,
-    })
-}
-
-fn json(builder: reqwest::RequestBuilder, body: &LeaseObject) -> reqwest::RequestBuilder {
+fn json(builder: reqwest::RequestBuilder, body: &impl serde::Serialize) -> reqwest::RequestBuilder {
     // Serialising these plain structs cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     builder
@@ -428,205 +322,193 @@ fn json(builder: reqwest::RequestBuilder, body: &LeaseObject) -> reqwest::Reques
         .body(bytes)
 }
 
-fn transport_error(e: &reqwest::Error) -> ApiError {
-    if e.is_timeout() {
-        ApiError::Timeout
-    } else {
-        ApiError::Transport
-    }
+fn malformed(e: impl fmt::Display) -> Failure {
+    Failure::Cause(Cause::Malformed(e.to_string()))
 }
 
-impl Transport for HttpTransport {
-    async fn call(&self, request: Request) -> Response {
-        let name = request.lease.as_str();
-        let item = format!("{}/{name}", self.leases);
-        let verb = request.op.verb();
-        let builder = match &request.op {
-            Operation::Get => self.client.get(&item),
-            Operation::Create(record) => {
-                let body = self.new_object().for_write(name, None, record);
-                json(self.client.post(&self.leases), &body)
-            }
-            Operation::Update {
-                resource_version,
-                record,
-            } => {
-                let body =
-                    self.base_object(name)
-                        .for_write(name, Some(resource_version.as_str()), record);
-                json(self.client.put(&item), &body)
-            }
-            Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
-        };
-        match self.exchange(verb, builder).await {
-            // The API server answers a PUT of a missing lease by creating it (201), whatever
-            // resourceVersion it carried: the lease the update was for had been deleted. Said
-            // so, the core treats it as the deletion it is instead of as a successful take;
-            // the lease created names us, but no term of ours wrote it, so it is waited out.
-            Ok((201, _)) if verb == Verb::Update => {
-                self.remember(name, None);
-                Err(ApiError::NotFound)
-            }
-            Ok((_, body)) => {
-                let object = wire::decode_lease(&body).map_err(|_| ApiError::Malformed)?;
-                let lease = object.to_core().map_err(|_| ApiError::Malformed)?;
-                self.remember(name, Some(object));
-                Ok(lease)
-            }
-            Err(error) => {
-                if error == ApiError::NotFound {
-                    self.remember(name, None);
-                }
-                Err(error)
-            }
-        }
+impl Wire for HttpWire {
+    type Object = LeaseObject;
+    type Stream = HttpWatch;
+
+    const NAME: &'static str = "http";
+
+    fn address(&self) -> &str {
+        &self.address
     }
 
-    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
-        let body = serde_json::json!({
-            "kind": "DeleteOptions",
-            "apiVersion": "v1",
-            "preconditions": {"resourceVersion": resource_version.as_str()},
-        });
-        let builder = self
-            .client
-            .delete(format!("{}/{name}", self.leases))
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        self.exchange(Verb::Delete, builder).await?;
-        self.remember(name, None);
-        Ok(())
+    fn blank(&self, metadata: &CreateMetadata) -> LeaseObject {
+        LeaseObject::with_metadata(metadata)
     }
 
-    async fn list(
+    fn encode(
         &self,
-        namespace: Option<&str>,
-        label_selector: Option<&str>,
-    ) -> Result<Vec<ListedLease>, ApiError> {
-        let base = match namespace {
-            Some(ns) => format!(
-                "{}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
-                self.server
-            ),
-            None => format!("{}/apis/coordination.k8s.io/v1/leases", self.server),
-        };
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let mut query: Vec<(&str, &str)> = vec![("limit", "500")];
-            if let Some(sel) = label_selector {
-                query.push(("labelSelector", sel));
+        base: LeaseObject,
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+        record: &LeaseRecord,
+    ) -> LeaseObject {
+        base.for_write(name, resource_version.map(ResourceVersion::as_str), record)
+    }
+
+    fn uid(object: &LeaseObject) -> Option<&str> {
+        object.metadata.other.get("uid").and_then(|u| u.as_str())
+    }
+
+    fn decode(object: &LeaseObject) -> Result<Lease, String> {
+        object.to_core().map_err(|e| e.to_string())
+    }
+
+    fn decode_listed(object: &LeaseObject) -> Result<ListedLease, String> {
+        object.to_listed().map_err(|e| e.to_string())
+    }
+
+    async fn send(&self, call: Call<'_, LeaseObject>) -> Result<Answer<LeaseObject>, Failure> {
+        let item = |name: &str| format!("{}/{name}", self.leases);
+        match call {
+            Call::Get { name } => {
+                let body = self.exchange(self.client.get(item(name))).await?;
+                Ok(Answer::Object(
+                    wire::decode_lease(&body).map_err(malformed)?,
+                ))
             }
-            if let Some(token) = &next {
-                query.push(("continue", token));
+            Call::Create { object } => {
+                let body = self
+                    .exchange(json(self.client.post(&self.leases), &object))
+                    .await?;
+                Ok(Answer::Object(
+                    wire::decode_lease(&body).map_err(malformed)?,
+                ))
             }
-            let query = query
-                .iter()
-                .map(|(k, v)| format!("{k}={}", encode(v)))
-                .collect::<Vec<_>>()
-                .join("&");
-            let request = self
-                .authorized(self.client.get(format!("{base}?{query}")))
-                .await;
-            let response = request
-                .timeout(self.timeout)
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status().as_u16();
-            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
-            if !(200..300).contains(&status) {
-                let detail = wire::decode_status(&body);
-                let error = wire::classify(status, detail.as_ref(), None);
-                *self
-                    .last_failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Failure {
-                    verb: Verb::List,
-                    status,
-                    detail,
+            Call::Replace { name, object } => {
+                let body = self
+                    .exchange(json(self.client.put(item(name)), &object))
+                    .await?;
+                Ok(Answer::Object(
+                    wire::decode_lease(&body).map_err(malformed)?,
+                ))
+            }
+            Call::Delete {
+                name,
+                resource_version,
+            } => {
+                let options = serde_json::json!({
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "preconditions": {"resourceVersion": resource_version.as_str()},
                 });
-                return Err(error);
+                self.exchange(json(self.client.delete(item(name)), &options))
+                    .await?;
+                Ok(Answer::Deleted)
             }
-            let list: wire::LeaseList =
-                serde_json::from_slice(&body).map_err(|_| ApiError::Malformed)?;
-            for item in &list.items {
-                out.push(listed(item).ok_or(ApiError::Malformed)?);
-            }
-            next = list
-                .metadata
-                .other
-                .get("continue")
-                .and_then(|c| c.as_str())
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned);
-            if next.is_none() {
-                return Ok(out);
+            Call::List {
+                namespace,
+                label_selector,
+                continue_token,
+                limit,
+            } => {
+                let base = match namespace {
+                    Some(ns) => format!(
+                        "{}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+                        self.server
+                    ),
+                    None => format!("{}/apis/coordination.k8s.io/v1/leases", self.server),
+                };
+                let mut query = vec![format!("limit={limit}")];
+                if let Some(selector) = label_selector {
+                    query.push(format!("labelSelector={}", encode(selector)));
+                }
+                if let Some(token) = continue_token {
+                    query.push(format!("continue={}", encode(token)));
+                }
+                let url = format!("{base}?{}", query.join("&"));
+                let body = self.exchange(self.client.get(url)).await?;
+                let list: wire::LeaseList = serde_json::from_slice(&body).map_err(malformed)?;
+                Ok(Answer::Page {
+                    items: list.items,
+                    continue_token: list
+                        .metadata
+                        .other
+                        .get("continue")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_owned),
+                })
             }
         }
     }
 
     async fn watch(
         &self,
-        lease: LeaseName,
-        resource_version: Option<ResourceVersion>,
-        sink: WatchSink,
-    ) {
-        let name = lease.as_str();
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+    ) -> Result<HttpWatch, Failure> {
         let mut url = format!(
-            "{}?watch=1&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=true&timeoutSeconds=290",
-            self.leases
+            "{}?watch=1&fieldSelector=metadata.name%3D{}&allowWatchBookmarks=true&timeoutSeconds=290",
+            self.leases,
+            encode(name)
         );
-        if let Some(rv) = &resource_version {
-            url.push_str(&format!("&resourceVersion={}", rv.as_str()));
+        if let Some(rv) = resource_version {
+            url.push_str(&format!("&resourceVersion={}", encode(rv.as_str())));
         }
-        let response = match self.authorized(self.client.get(&url)).await.send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) if r.status().as_u16() == 410 => {
-                sink.send(WatchEvent::Expired);
-                return;
-            }
-            _ => {
-                sink.send(WatchEvent::Failed);
-                return;
-            }
-        };
-        let mut response = response;
-        let mut pending: Vec<u8> = Vec::new();
+        let response = self
+            .authorized(self.client.get(&url))
+            .send()
+            .await
+            .map_err(|e| Failure::Cause(self.cause(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(Failure::Refused(wire::server_status(
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                &body,
+                None,
+            )));
+        }
+        Ok(HttpWatch {
+            response,
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// An open watch: newline-delimited JSON events.
+pub struct HttpWatch {
+    response: reqwest::Response,
+    pending: Vec<u8>,
+}
+
+impl WireStream<LeaseObject> for HttpWatch {
+    async fn next(&mut self) -> Option<WireEvent<LeaseObject>> {
         loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    pending.extend_from_slice(&chunk);
-                    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=end).collect();
-                        if line.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        let Ok(decoded) = wire::decode_watch_line(&line) else {
-                            sink.send(WatchEvent::Failed);
-                            return;
-                        };
-                        match (&decoded.event, decoded.object) {
-                            (WatchEvent::Deleted, _) => self.remember(name, None),
-                            (WatchEvent::Changed(_), Some(object)) => {
-                                self.remember(name, Some(object))
-                            }
-                            _ => {}
-                        }
-                        if !sink.forward(decoded.event) {
-                            return;
-                        }
-                    }
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
                 }
-                Ok(None) => {
-                    sink.send(WatchEvent::Ended);
-                    return;
-                }
-                Err(_) => {
-                    sink.send(WatchEvent::Failed);
-                    return;
-                }
+                return Some(wire::decode_watch_line(&line).unwrap_or(WireEvent::Broken));
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.pending.extend_from_slice(&chunk),
+                Ok(None) => return None,
+                Err(_) => return Some(WireEvent::Broken),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_of_a_server_url_has_a_port() {
+        assert_eq!(address("https://10.0.0.1:6443"), "10.0.0.1:6443");
+        assert_eq!(
+            address("https://kubernetes.default.svc"),
+            "kubernetes.default.svc:443"
+        );
+        assert_eq!(address("http://127.0.0.1"), "127.0.0.1:80");
+        assert_eq!(address("https://[::1]:6443/prefix"), "[::1]:6443");
+        assert_eq!(address("https://[::1]"), "[::1]:443");
     }
 }

@@ -1,10 +1,11 @@
-//! The raw-HTTP transport for leasehold: reqwest over rustls, the Lease API's JSON ([`wire`]),
-//! and a [`leasehold_runtime::Transport`] ([`client::HttpTransport`]). It depends on nothing from
-//! kube-rs or k8s-openapi, for the smallest static images.
+//! The raw-HTTP transport for leasehold: reqwest over rustls and the Lease API's JSON
+//! ([`wire`]), as a [`leasehold_runtime::Wire`] under the shared backbone
+//! ([`client::HttpTransport`]). It depends on nothing from kube-rs or k8s-openapi, for the
+//! smallest static images.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod kubeconfig;
 pub mod wire;
 
-pub use client::{Failure, HttpConfig, HttpTransport, TransportError};
+pub use client::{HttpConfig, HttpTransport, HttpWire, TransportError, connect};

@@ -1,9 +1,8 @@
 //! The Lease API's JSON, as far as leasehold reads and writes it, and its translation to and from
 //! the core's types. Decoding never panics: a bad answer is a [`DecodeError`] naming the field.
 
-use leasehold_core::{
-    ApiError, Holder, Lease, LeaseRecord, MicroTime, ResourceVersion, WatchEvent,
-};
+use leasehold_core::{Holder, Lease, LeaseRecord, MicroTime, ResourceVersion};
+use leasehold_runtime::{CreateMetadata, ListedLease, ServerStatus, WireEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -208,6 +207,65 @@ impl LeaseObject {
         })
     }
 
+    /// A new object with `metadata`'s labels and owner, for a create.
+    pub fn with_metadata(metadata: &CreateMetadata) -> Self {
+        let mut object = Self::default();
+        if !metadata.labels.is_empty() {
+            let labels = metadata
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            object
+                .metadata
+                .other
+                .insert("labels".into(), Value::Object(labels));
+        }
+        if let Some(owner) = &metadata.owner {
+            object.metadata.other.insert(
+                "ownerReferences".into(),
+                serde_json::json!([{
+                    "apiVersion": owner.api_version,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.uid,
+                }]),
+            );
+        }
+        object
+    }
+
+    /// The lease as a list shows it.
+    pub fn to_listed(&self) -> Result<ListedLease, DecodeError> {
+        let meta = &self.metadata;
+        Ok(ListedLease {
+            namespace: meta
+                .namespace
+                .clone()
+                .ok_or_else(|| bad("metadata.namespace", "missing"))?,
+            name: meta
+                .name
+                .clone()
+                .ok_or_else(|| bad("metadata.name", "missing"))?,
+            created: meta
+                .other
+                .get("creationTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| parse_micro_time("metadata.creationTimestamp", t).ok()),
+            labels: meta
+                .other
+                .get("labels")
+                .and_then(Value::as_object)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            lease: self.to_core()?,
+        })
+    }
+
     /// The object to write for `record`: this object (as last read, or a fresh one) with its
     /// spec replaced, carrying `resource_version` for optimistic concurrency.
     pub fn for_write(
@@ -250,29 +308,41 @@ pub fn decode_status(body: &[u8]) -> Option<Status> {
         .flatten()
 }
 
-/// Classifies a failed answer for the core. `retry_after` is the `Retry-After` header; the
-/// `Status` details' `retryAfterSeconds` is the fallback.
-pub fn classify(http_status: u16, status: Option<&Status>, retry_after: Option<&str>) -> ApiError {
-    let details = status
-        .and_then(|s| s.details.as_ref())
-        .and_then(|d| d.retry_after_seconds);
-    ApiError::from_status(
-        http_status,
-        status.map_or("", |s| s.reason.as_str()),
-        leasehold_core::api::retry_after(retry_after, details),
-    )
-}
-
-/// One decoded line of a watch stream: the core's event, and the object when there is one (to
-/// keep as the last read for later writes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WatchLine {
-    /// What the core is told.
-    pub event: WatchEvent,
-    /// The lease, for `ADDED`/`MODIFIED`/`DELETED`.
-    pub object: Option<LeaseObject>,
-    /// The server's `Status` for an `ERROR` line.
-    pub status: Option<Status>,
+/// The API server's refusal in its own words: the `Status` body when it sent one (a proxy's
+/// HTML page is not one: then the HTTP reason stands), and the one Retry-After rule.
+pub fn server_status(
+    code: u16,
+    http_reason: &str,
+    body: &[u8],
+    retry_after: Option<&str>,
+) -> ServerStatus {
+    let status = decode_status(body);
+    let details = status.as_ref().and_then(|s| s.details.as_ref());
+    ServerStatus {
+        code,
+        reason: status
+            .as_ref()
+            .map(|s| s.reason.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| http_reason.to_owned()),
+        message: status
+            .as_ref()
+            .map(|s| s.message.clone())
+            .unwrap_or_default(),
+        causes: details
+            .map(|d| {
+                d.causes
+                    .iter()
+                    .map(|c| (c.field.clone(), c.message.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        retry_after: leasehold_core::api::retry_after(
+            retry_after,
+            details.and_then(|d| d.retry_after_seconds),
+        )
+        .map(|d| std::time::Duration::from_secs(d.as_secs())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -284,24 +354,20 @@ struct RawLine {
 }
 
 /// Decodes one line of a watch stream.
-pub fn decode_watch_line(line: &[u8]) -> Result<WatchLine, DecodeError> {
+pub fn decode_watch_line(line: &[u8]) -> Result<WireEvent<LeaseObject>, DecodeError> {
     let raw: RawLine = serde_json::from_slice(line).map_err(|e| bad("watch event", e))?;
     let object =
         || serde_json::from_value::<LeaseObject>(raw.object.clone()).map_err(|e| bad("object", e));
     match raw.kind.as_str() {
         "ADDED" | "MODIFIED" => {
             let object = object()?;
-            Ok(WatchLine {
-                event: WatchEvent::Changed(object.to_core()?),
-                object: Some(object),
-                status: None,
-            })
+            object.to_core()?;
+            Ok(WireEvent::Changed(object))
         }
-        "DELETED" => Ok(WatchLine {
-            event: WatchEvent::Deleted,
-            object: Some(object()?),
-            status: None,
-        }),
+        "DELETED" => {
+            object()?;
+            Ok(WireEvent::Deleted)
+        }
         "BOOKMARK" => {
             let object = object()?;
             let rv = object
@@ -311,24 +377,15 @@ pub fn decode_watch_line(line: &[u8]) -> Result<WatchLine, DecodeError> {
                 .ok_or_else(|| bad("object.metadata.resourceVersion", "missing in BOOKMARK"))?;
             let rv =
                 ResourceVersion::new(rv).map_err(|e| bad("object.metadata.resourceVersion", e))?;
-            Ok(WatchLine {
-                event: WatchEvent::Bookmark(rv),
-                object: None,
-                status: None,
-            })
+            Ok(WireEvent::Bookmark(rv))
         }
         "ERROR" => {
             let status: Status =
                 serde_json::from_value(raw.object).map_err(|e| bad("object", e))?;
-            let event = if status.code == 410 {
-                WatchEvent::Expired
+            Ok(if status.code == 410 {
+                WireEvent::Gone
             } else {
-                WatchEvent::Failed
-            };
-            Ok(WatchLine {
-                event,
-                object: None,
-                status: Some(status),
+                WireEvent::Broken
             })
         }
         other => Err(bad(

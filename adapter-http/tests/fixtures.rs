@@ -1,8 +1,9 @@
 //! Every answer the real API server gave in `../shared/apiserver-fixtures/` decodes into core
 //! types, and every error classifies as the core expects.
 
-use leasehold_adapter_http::wire::{classify, decode_lease, decode_status, decode_watch_line};
-use leasehold_core::{ApiError, Holder, WatchEvent};
+use leasehold_adapter_http::wire::{decode_lease, decode_status, decode_watch_line, server_status};
+use leasehold_core::{ApiError, Holder, Verb};
+use leasehold_runtime::{RequestError, WireEvent};
 use serde_json::Value;
 
 const DIR: &str = concat!(
@@ -71,18 +72,18 @@ fn every_watch_line_decodes() {
         for line in lines {
             let decoded = decode_watch_line(line.to_string().as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            kinds.push(match decoded.event {
-                WatchEvent::Changed(_) => "changed",
-                WatchEvent::Deleted => "deleted",
-                WatchEvent::Bookmark(_) => "bookmark",
-                WatchEvent::Expired => {
-                    assert_eq!(
-                        decoded.status.as_ref().map(|s| s.reason.as_str()),
-                        Some("Expired")
-                    );
+            kinds.push(match decoded {
+                WireEvent::Changed(object) => {
+                    object.to_core().unwrap_or_else(|e| panic!("{name}: {e}"));
+                    "changed"
+                }
+                WireEvent::Deleted => "deleted",
+                WireEvent::Bookmark(_) => "bookmark",
+                WireEvent::Gone => {
+                    assert_eq!(line["object"]["reason"], "Expired", "{name}");
                     "expired"
                 }
-                WatchEvent::Ended | WatchEvent::Failed => "other",
+                WireEvent::Broken => "other",
             });
         }
     }
@@ -117,16 +118,40 @@ fn every_error_classifies_for_the_core_and_keeps_its_words() {
             (400 | 422, _) => ApiError::Invalid,
             other => panic!("{name}: unexpected {other:?}"),
         };
-        assert_eq!(classify(code, Some(&status), None), expected, "{name}");
+        let refused = RequestError::refused(
+            Verb::Get,
+            "leases/x",
+            server_status(code, "", body.as_bytes(), None),
+        );
+        assert_eq!(refused.kind, expected, "{name}");
+        assert_eq!(
+            refused.server_message(),
+            Some(status.message.as_str()),
+            "{name}: the server's own words reach the user"
+        );
+        assert_eq!(
+            refused.to_string(),
+            format!("get leases/x: {code} {}: {}", status.reason, status.message),
+            "{name}"
+        );
         seen += 1;
     }
     assert!(seen >= 20, "{seen}");
+    let throttled = server_status(429, "Too Many Requests", b"", Some("7"));
     assert_eq!(
-        classify(429, None, Some("7")),
+        RequestError::refused(Verb::Get, "leases/x", throttled).kind,
         ApiError::TooManyRequests {
             retry_after: Some(leasehold_core::Duration::from_secs(7))
         }
     );
-    assert_eq!(classify(503, None, None), ApiError::Server { status: 503 });
+    let proxy = server_status(503, "Service Unavailable", b"<html>down</html>", None);
+    assert_eq!(
+        proxy.reason, "Service Unavailable",
+        "the HTTP reason stands in"
+    );
+    assert_eq!(
+        RequestError::refused(Verb::Get, "leases/x", proxy).kind,
+        ApiError::Server { status: 503 }
+    );
     assert!(decode_status(b"<html>bad gateway</html>").is_none());
 }

@@ -3,10 +3,11 @@
 //!
 //! `cargo run -p leasehold-adapter-kube --example elect_kube -- NAME IDENTITY [KUBECONFIG]`
 
-use leasehold_adapter_kube::{KubeTransport, client};
+use leasehold_adapter_kube::{client, transport};
 use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
-use leasehold_runtime::{Clock, drive, request_timeout};
+use leasehold_runtime::{Clock, drive};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,11 +15,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(lease), Some(identity)) = (args.get(1), args.get(2)) else {
         return Err("usage: elect NAME IDENTITY [KUBECONFIG]".into());
     };
-    let (client, namespace) = client(args.get(3).map(std::path::Path::new), None).await?;
+    let connected = client(args.get(3).map(std::path::Path::new), None).await?;
     let timing = Timing::DEFAULT;
-    let transport = KubeTransport::new(client, &namespace, request_timeout(&timing))
-        .with_rate_limit(5.0, 10)
-        .ok_or("bad rate limit")?;
+    let transport = transport(
+        &connected,
+        &connected.namespace,
+        Duration::from_micros(timing.request_timeout().as_micros()),
+    )
+    .with_rate_limit(5.0, 10)?;
     let mut elector = Elector::new(
         ElectorConfig {
             lease: LeaseName::new(lease)?,

@@ -1,43 +1,22 @@
 //! The kube-rs transport for leasehold: `kube::Api<Lease>` with `k8s-openapi`'s types, so
 //! everything kube-rs supports (exec credential plugins, OIDC, client certificates, its
-//! kubeconfig inference) works. It holds no policy: requests in, classified answers out.
+//! kubeconfig inference) works. It is a [`leasehold_runtime::Wire`] under the shared backbone:
+//! it encodes, sends and decodes, and holds no policy.
 #![forbid(unsafe_code)]
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use k8s_openapi::api::coordination::v1::{Lease as KubeLease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime as KubeMicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams, WatchEvent as KubeWatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use leasehold_core::{
-    ApiError, Holder, Lease, LeaseName, LeaseRecord, MicroTime, Operation, Request,
-    ResourceVersion, Response, WatchEvent,
+use leasehold_core::{Holder, Lease, LeaseRecord, MicroTime, ResourceVersion};
+use leasehold_runtime::{
+    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, ServerStatus, Wire,
+    WireEvent, WireStream, connection_cause, user_agent,
 };
-use leasehold_runtime::{CreateMetadata, ListedLease, Transport, WatchSink};
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
-
-/// Performs lease requests through kube-rs.
-pub struct KubeTransport {
-    client: kube::Client,
-    api: Api<KubeLease>,
-    timeout: std::time::Duration,
-    limiter: Option<governor::DefaultDirectRateLimiter>,
-    /// The last object read or written per lease, so a write echoes its metadata.
-    last_read: Mutex<HashMap<String, KubeLease>>,
-    last_failure: Mutex<Option<kube::core::Status>>,
-    /// Labels and owner for the leases this transport creates.
-    create_metadata: CreateMetadata,
-}
-
-impl std::fmt::Debug for KubeTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeTransport")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why no kube client could be made.
 #[derive(Debug)]
@@ -65,12 +44,23 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// A kube client, with the namespace to use and the server's address.
+#[derive(Clone)]
+pub struct Connected {
+    /// The client.
+    pub client: kube::Client,
+    /// The kubeconfig context's namespace (or the pod's, in-cluster).
+    pub namespace: String,
+    /// The API server's `host:port`, for messages about the connection.
+    pub address: String,
+}
+
 /// A kube client and the namespace to use: from `kubeconfig` when given (with `context`), else
 /// kube-rs's inference (`KUBECONFIG`, `~/.kube/config`, in-cluster).
 pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
-) -> Result<(kube::Client, String), ClientError> {
+) -> Result<Connected, ClientError> {
     let config = match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path).map_err(ClientError::Kubeconfig)?;
@@ -88,119 +78,91 @@ pub async fn client(
     // The core decides when to retry (jitter, Retry-After, deadlines); kube-rs's own retry of
     // 429/503/504 would hide those answers from it and spend its renew deadline.
     config.default_retry = false;
-    let namespace = config.default_namespace.clone();
-    Ok((
-        kube::Client::try_from(config).map_err(ClientError::Client)?,
-        namespace,
-    ))
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&user_agent(KubeWire::NAME))
+            .map_err(|e| ClientError::Client(kube::Error::HttpError(e.into())))?,
+    ));
+    let address = format!(
+        "{}:{}",
+        config.cluster_url.host().unwrap_or_default(),
+        config.cluster_url.port_u16().unwrap_or(
+            if config.cluster_url.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            }
+        )
+    );
+    Ok(Connected {
+        namespace: config.default_namespace.clone(),
+        client: kube::Client::try_from(config).map_err(ClientError::Client)?,
+        address,
+    })
 }
 
-impl KubeTransport {
-    /// A transport for leases in `namespace`, each request bounded by `request_timeout`
-    /// ([`leasehold_runtime::request_timeout`]).
-    pub fn new(
-        client: kube::Client,
-        namespace: &str,
-        request_timeout: std::time::Duration,
-    ) -> Self {
+/// The kube-rs transport: the shared backbone over [`KubeWire`].
+pub type KubeTransport = Backbone<KubeWire>;
+
+/// A transport for leases in `namespace`, each request bounded by `request_timeout`
+/// ([`leasehold_core::Timing::request_timeout`]).
+pub fn transport(
+    connected: &Connected,
+    namespace: &str,
+    request_timeout: std::time::Duration,
+) -> KubeTransport {
+    Backbone::new(KubeWire::new(connected, namespace), request_timeout)
+}
+
+/// Sends lease calls through kube-rs.
+pub struct KubeWire {
+    client: kube::Client,
+    api: Api<KubeLease>,
+    address: String,
+}
+
+impl KubeWire {
+    /// A wire for leases in `namespace`.
+    pub fn new(connected: &Connected, namespace: &str) -> Self {
         Self {
-            api: Api::namespaced(client.clone(), namespace),
-            client,
-            timeout: request_timeout,
-            limiter: None,
-            last_read: Mutex::new(HashMap::new()),
-            last_failure: Mutex::new(None),
-            create_metadata: CreateMetadata::default(),
+            api: Api::namespaced(connected.client.clone(), namespace),
+            client: connected.client.clone(),
+            address: connected.address.clone(),
         }
     }
+}
 
-    /// Gives every lease this transport creates these labels and owner.
-    pub fn with_create_metadata(mut self, metadata: CreateMetadata) -> Self {
-        self.create_metadata = metadata;
-        self
-    }
-
-    fn new_object(&self) -> KubeLease {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-        let m = &self.create_metadata;
-        let mut lease = KubeLease::default();
-        if !m.labels.is_empty() {
-            lease.metadata.labels = Some(m.labels.clone());
-        }
-        if let Some(owner) = &m.owner {
-            lease.metadata.owner_references = Some(vec![OwnerReference {
-                api_version: owner.api_version.clone(),
-                kind: owner.kind.clone(),
-                name: owner.name.clone(),
-                uid: owner.uid.clone(),
-                ..OwnerReference::default()
-            }]);
-        }
-        lease
-    }
-
-    /// Limits requests to `qps` per second after a burst of `burst` (client-go: 5 and 10;
-    /// Elastic's `kube_client_options.qps/burst`). `None` when either is not positive.
-    pub fn with_rate_limit(mut self, qps: f64, burst: u32) -> Option<Self> {
-        let burst = std::num::NonZeroU32::new(burst)?;
-        if !(qps.is_finite() && qps > 0.0) {
-            return None;
-        }
-        let quota = governor::Quota::with_period(std::time::Duration::from_secs_f64(1.0 / qps))?
-            .allow_burst(burst);
-        self.limiter = Some(governor::RateLimiter::direct(quota));
-        Some(self)
-    }
-
-    async fn throttle(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
-        }
-    }
-
-    /// The last error answer, with the server's words.
-    pub fn last_failure(&self) -> Option<kube::core::Status> {
-        self.last_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn remember(&self, name: &str, lease: Option<&KubeLease>) {
-        let mut cache = self
-            .last_read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match lease {
-            Some(l) => cache.insert(name.to_owned(), l.clone()),
-            None => cache.remove(name),
-        };
-    }
-
-    fn error(&self, e: kube::Error) -> ApiError {
-        match e {
-            kube::Error::Api(status) => {
-                // kube-rs reads no Retry-After header, and fills an absent
-                // `retryAfterSeconds` with 0.
-                let retry = status
+/// The server's refusal, or the cause of a failed call.
+fn failure(e: kube::Error, address: &str) -> Failure {
+    match e {
+        kube::Error::Api(status) => Failure::Refused(ServerStatus {
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+            causes: status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| (c.field.clone(), c.message.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            // kube-rs reads no Retry-After header, and fills an absent `retryAfterSeconds`
+            // with 0.
+            retry_after: leasehold_core::api::retry_after(
+                None,
+                status
                     .details
                     .as_ref()
                     .map(|d| u64::from(d.retry_after_seconds))
-                    .filter(|&s| s > 0);
-                let error = ApiError::from_status(
-                    status.code,
-                    &status.reason,
-                    leasehold_core::api::retry_after(None, retry),
-                );
-                *self
-                    .last_failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(*status);
-                error
-            }
-            kube::Error::SerdeError(_) => ApiError::Malformed,
-            _ => ApiError::Transport,
-        }
+                    .filter(|&s| s > 0),
+            )
+            .map(|d| std::time::Duration::from_secs(d.as_secs())),
+        }),
+        kube::Error::SerdeError(e) => Failure::Cause(Cause::Malformed(e.to_string())),
+        other => Failure::Cause(connection_cause(&other, address)),
     }
 }
 
@@ -237,12 +199,12 @@ fn to_core(lease: &KubeLease) -> Option<Lease> {
 }
 
 fn for_write(
-    base: Option<KubeLease>,
+    base: KubeLease,
     name: &str,
     resource_version: Option<&str>,
     record: &LeaseRecord,
 ) -> KubeLease {
-    let mut lease = base.unwrap_or_default();
+    let mut lease = base;
     lease.metadata.name = Some(name.to_owned());
     lease.metadata.resource_version = resource_version.map(str::to_owned);
     let previous = lease.spec.take().unwrap_or_default();
@@ -257,191 +219,158 @@ fn for_write(
     lease
 }
 
-/// One API call, built before it is awaited.
-enum Call {
-    Get,
-    Create(KubeLease),
-    Replace(KubeLease),
-}
+impl Wire for KubeWire {
+    type Object = KubeLease;
+    type Stream = KubeWatch;
 
-impl Transport for KubeTransport {
-    async fn call(&self, request: Request) -> Response {
-        let name = request.lease.as_str();
-        let base = self
-            .last_read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned();
-        let pp = PostParams::default();
-        let call = match &request.op {
-            Operation::Get => Call::Get,
-            Operation::Create(record) => {
-                Call::Create(for_write(Some(self.new_object()), name, None, record))
-            }
-            // kube-rs does not say whether a replace was answered 200 or 201 (the server
-            // re-created a deleted lease), so the uid of the object written over is what tells.
-            // Without it (this transport last saw the lease deleted, or never read it) the
-            // update is not sent: 409 sends the core to read first, and the read gives the uid.
-            Operation::Update { .. } if base.as_ref().is_none_or(|b| b.metadata.uid.is_none()) => {
-                return Err(ApiError::Conflict);
-            }
-            Operation::Update {
-                resource_version,
-                record,
-            } => Call::Replace(for_write(
-                base,
-                name,
-                Some(resource_version.as_str()),
-                record,
-            )),
-            Operation::Watch { .. } | Operation::Unwatch => return Err(ApiError::Invalid),
-        };
-        let replaced_uid = match &call {
-            Call::Replace(lease) => lease.metadata.uid.clone(),
-            Call::Get | Call::Create(_) => None,
-        };
-        let call = async {
-            match call {
-                Call::Get => self.api.get(name).await,
-                Call::Create(lease) => self.api.create(&pp, &lease).await,
-                Call::Replace(lease) => self.api.replace(name, &pp, &lease).await,
-            }
-        };
-        self.throttle().await;
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(ApiError::Timeout),
-            // The API server answers a PUT of a missing lease by creating it, whatever
-            // resourceVersion it carried: a new uid means the lease the update was for had been
-            // deleted. Said so, the core treats it as the deletion it is instead of as a
-            // successful take; the lease created names us, but no term of ours wrote it, so it
-            // is waited out.
-            Ok(Ok(lease)) if replaced_uid.is_some() && lease.metadata.uid != replaced_uid => {
-                self.remember(name, None);
-                Err(ApiError::NotFound)
-            }
-            Ok(Ok(lease)) => {
-                let core = to_core(&lease).ok_or(ApiError::Malformed)?;
-                self.remember(name, Some(&lease));
-                Ok(core)
-            }
-            Ok(Err(e)) => {
-                let error = self.error(e);
-                if error == ApiError::NotFound {
-                    self.remember(name, None);
-                }
-                Err(error)
-            }
-        }
+    const NAME: &'static str = "kube";
+
+    fn address(&self) -> &str {
+        &self.address
     }
 
-    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
-        let params = kube::api::DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                resource_version: Some(resource_version.as_str().to_owned()),
-                uid: None,
-            }),
-            ..kube::api::DeleteParams::default()
-        };
-        self.throttle().await;
-        match tokio::time::timeout(self.timeout, self.api.delete(name, &params)).await {
-            Err(_) => Err(ApiError::Timeout),
-            Ok(Ok(_)) => {
-                self.remember(name, None);
-                Ok(())
-            }
-            Ok(Err(e)) => Err(self.error(e)),
+    fn blank(&self, metadata: &CreateMetadata) -> KubeLease {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut lease = KubeLease::default();
+        if !metadata.labels.is_empty() {
+            lease.metadata.labels = Some(metadata.labels.clone());
         }
+        if let Some(owner) = &metadata.owner {
+            lease.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: owner.api_version.clone(),
+                kind: owner.kind.clone(),
+                name: owner.name.clone(),
+                uid: owner.uid.clone(),
+                ..OwnerReference::default()
+            }]);
+        }
+        lease
     }
 
-    async fn list(
+    fn encode(
         &self,
-        namespace: Option<&str>,
-        label_selector: Option<&str>,
-    ) -> Result<Vec<ListedLease>, ApiError> {
-        let api: Api<KubeLease> = match namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
+        base: KubeLease,
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+        record: &LeaseRecord,
+    ) -> KubeLease {
+        for_write(
+            base,
+            name,
+            resource_version.map(ResourceVersion::as_str),
+            record,
+        )
+    }
+
+    fn uid(object: &KubeLease) -> Option<&str> {
+        object.metadata.uid.as_deref()
+    }
+
+    fn decode(object: &KubeLease) -> Result<Lease, String> {
+        to_core(object).ok_or_else(|| "a lease without a usable resourceVersion".to_owned())
+    }
+
+    fn decode_listed(item: &KubeLease) -> Result<ListedLease, String> {
+        let meta = &item.metadata;
+        Ok(ListedLease {
+            namespace: meta.namespace.clone().ok_or("metadata.namespace missing")?,
+            name: meta.name.clone().ok_or("metadata.name missing")?,
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map(|t| MicroTime::from_unix_micros(t.0.as_microsecond())),
+            labels: meta.labels.clone().unwrap_or_default(),
+            lease: Self::decode(item)?,
+        })
+    }
+
+    async fn send(&self, call: Call<'_, KubeLease>) -> Result<Answer<KubeLease>, Failure> {
+        let pp = PostParams::default();
+        let answer = match call {
+            Call::Get { name } => self.api.get(name).await.map(Answer::Object),
+            Call::Create { object } => self.api.create(&pp, &object).await.map(Answer::Object),
+            Call::Replace { name, object } => self
+                .api
+                .replace(name, &pp, &object)
+                .await
+                .map(Answer::Object),
+            Call::Delete {
+                name,
+                resource_version,
+            } => {
+                let params = kube::api::DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        resource_version: Some(resource_version.as_str().to_owned()),
+                        uid: None,
+                    }),
+                    ..kube::api::DeleteParams::default()
+                };
+                self.api
+                    .delete(name, &params)
+                    .await
+                    .map(|_| Answer::Deleted)
+            }
+            Call::List {
+                namespace,
+                label_selector,
+                continue_token,
+                limit,
+            } => {
+                let api: Api<KubeLease> = match namespace {
+                    Some(ns) => Api::namespaced(self.client.clone(), ns),
+                    None => Api::all(self.client.clone()),
+                };
+                let mut params = kube::api::ListParams::default().limit(limit);
+                if let Some(selector) = label_selector {
+                    params = params.labels(selector);
+                }
+                if let Some(token) = continue_token {
+                    params = params.continue_token(token);
+                }
+                api.list(&params).await.map(|page| Answer::Page {
+                    items: page.items,
+                    continue_token: page.metadata.continue_,
+                })
+            }
         };
-        let mut params = kube::api::ListParams::default().limit(500);
-        if let Some(sel) = label_selector {
-            params = params.labels(sel);
-        }
-        let mut out = Vec::new();
-        loop {
-            self.throttle().await;
-            let page = match tokio::time::timeout(self.timeout, api.list(&params)).await {
-                Err(_) => return Err(ApiError::Timeout),
-                Ok(Err(e)) => return Err(self.error(e)),
-                Ok(Ok(page)) => page,
-            };
-            for item in &page.items {
-                let meta = &item.metadata;
-                out.push(ListedLease {
-                    namespace: meta.namespace.clone().ok_or(ApiError::Malformed)?,
-                    name: meta.name.clone().ok_or(ApiError::Malformed)?,
-                    created: meta
-                        .creation_timestamp
-                        .as_ref()
-                        .map(|t| MicroTime::from_unix_micros(t.0.as_microsecond())),
-                    labels: meta.labels.clone().unwrap_or_default(),
-                    lease: to_core(item).ok_or(ApiError::Malformed)?,
-                });
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(out),
-            }
-        }
+        answer.map_err(|e| failure(e, &self.address))
     }
 
     async fn watch(
         &self,
-        lease: LeaseName,
-        resource_version: Option<ResourceVersion>,
-        sink: WatchSink,
-    ) {
-        let name = lease.as_str();
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+    ) -> Result<KubeWatch, Failure> {
         let params = WatchParams::default()
             .fields(&format!("metadata.name={name}"))
             .timeout(290);
-        let from = resource_version
-            .as_ref()
-            .map_or("0", ResourceVersion::as_str);
-        let stream = match self.api.watch(&params, from).await {
-            Ok(s) => s,
-            Err(_) => {
-                sink.send(WatchEvent::Failed);
-                return;
+        let from = resource_version.map_or("0", ResourceVersion::as_str);
+        let stream = self
+            .api
+            .watch(&params, from)
+            .await
+            .map_err(|e| failure(e, &self.address))?;
+        Ok(KubeWatch(stream.boxed()))
+    }
+}
+
+/// An open watch through kube-rs.
+pub struct KubeWatch(BoxStream<'static, Result<KubeWatchEvent<KubeLease>, kube::Error>>);
+
+impl WireStream<KubeLease> for KubeWatch {
+    async fn next(&mut self) -> Option<WireEvent<KubeLease>> {
+        let event = match self.0.next().await? {
+            Ok(KubeWatchEvent::Added(l) | KubeWatchEvent::Modified(l)) => WireEvent::Changed(l),
+            Ok(KubeWatchEvent::Deleted(_)) => WireEvent::Deleted,
+            Ok(KubeWatchEvent::Bookmark(b)) => {
+                match ResourceVersion::new(&b.metadata.resource_version) {
+                    Ok(rv) => WireEvent::Bookmark(rv),
+                    Err(_) => WireEvent::Broken,
+                }
             }
+            Ok(KubeWatchEvent::Error(status)) if status.code == 410 => WireEvent::Gone,
+            Ok(KubeWatchEvent::Error(_)) | Err(_) => WireEvent::Broken,
         };
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            let event = match item {
-                Ok(KubeWatchEvent::Added(l) | KubeWatchEvent::Modified(l)) => match to_core(&l) {
-                    Some(core) => {
-                        self.remember(name, Some(&l));
-                        WatchEvent::Changed(core)
-                    }
-                    None => WatchEvent::Failed,
-                },
-                Ok(KubeWatchEvent::Deleted(_)) => {
-                    self.remember(name, None);
-                    WatchEvent::Deleted
-                }
-                Ok(KubeWatchEvent::Bookmark(b)) => {
-                    match ResourceVersion::new(&b.metadata.resource_version) {
-                        Ok(rv) => WatchEvent::Bookmark(rv),
-                        Err(_) => WatchEvent::Failed,
-                    }
-                }
-                Ok(KubeWatchEvent::Error(status)) if status.code == 410 => WatchEvent::Expired,
-                Ok(KubeWatchEvent::Error(_)) | Err(_) => WatchEvent::Failed,
-            };
-            if !sink.forward(event) {
-                return;
-            }
-        }
-        sink.send(WatchEvent::Ended);
+        Some(event)
     }
 }

@@ -8,10 +8,10 @@
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{
-    ApiError, Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig,
-    Request, ResourceVersion, Response, Timing,
+    Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig, Request,
+    ResourceVersion, Timing,
 };
-use leasehold_runtime::{Clock, ListedLease, Transport, WatchSink, drive, request_timeout};
+use leasehold_runtime::{Clock, ListedLease, Transport, WatchSink, drive};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,10 +69,10 @@ impl SimProcess {
 fn transport(kubeconfig: &Path) -> Arc<HttpTransport> {
     let cluster = from_kubeconfig(&[kubeconfig.to_owned()], None).expect("kubeconfig");
     Arc::new(
-        HttpTransport::new(&HttpConfig {
+        leasehold_adapter_http::connect(&HttpConfig {
             cluster,
             namespace: "default".into(),
-            request_timeout: request_timeout(&Timing::DEFAULT),
+            request_timeout: Duration::from_micros(Timing::DEFAULT.request_timeout().as_micros()),
             rate_limit: None,
         })
         .expect("transport"),
@@ -110,7 +110,10 @@ impl Counting {
 }
 
 impl Transport for Counting {
-    async fn call(&self, request: Request) -> Response {
+    async fn call(
+        &self,
+        request: Request,
+    ) -> Result<leasehold_core::Lease, leasehold_runtime::RequestError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let write = matches!(request.op, Operation::Create(_) | Operation::Update { .. });
         let response = self.inner.call(request).await;
@@ -128,11 +131,15 @@ impl Transport for Counting {
         &self,
         ns: Option<&str>,
         sel: Option<&str>,
-    ) -> Result<Vec<ListedLease>, ApiError> {
+    ) -> Result<Vec<ListedLease>, leasehold_runtime::RequestError> {
         self.inner.list(ns, sel).await
     }
 
-    async fn delete(&self, name: &str, rv: &ResourceVersion) -> Result<(), ApiError> {
+    async fn delete(
+        &self,
+        name: &str,
+        rv: &ResourceVersion,
+    ) -> Result<(), leasehold_runtime::RequestError> {
         self.inner.delete(name, rv).await
     }
 

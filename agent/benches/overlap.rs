@@ -19,10 +19,10 @@
 //! `cargo bench -p leasehold --bench overlap -- [--runs N] [--quick] [FAULT …]`; set
 //! `LEASEHOLD_BIN` to measure another build of the agent.
 
+use leasehold_adapter_http::HttpConfig;
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
-use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{LeaseName, Operation, Request, Timing};
-use leasehold_runtime::{Transport, request_timeout};
+use leasehold_runtime::Transport;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -142,10 +142,10 @@ impl Sim {
     /// Deletes `lease` as `kubectl delete lease` does (at its current version).
     fn delete(&self, lease: &str) {
         let cluster = from_kubeconfig(std::slice::from_ref(&self.kubeconfig), None).expect("kc");
-        let transport = HttpTransport::new(&HttpConfig {
+        let transport = leasehold_adapter_http::connect(&HttpConfig {
             cluster,
             namespace: "default".into(),
-            request_timeout: request_timeout(&Timing::DEFAULT),
+            request_timeout: Duration::from_micros(Timing::DEFAULT.request_timeout().as_micros()),
             rate_limit: None,
         })
         .expect("transport");

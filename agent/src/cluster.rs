@@ -5,6 +5,7 @@ use crate::config::ConfigFile;
 use crate::error::AgentError;
 use crate::transport::AnyTransport;
 use leasehold_core::{Identity, Timing};
+use leasehold_runtime::{Backbone, Wire};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -95,46 +96,35 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
     match options.kind {
         #[cfg(feature = "kube")]
         TransportKind::Kube => {
-            let (client, context_ns) = leasehold_adapter_kube::client(
+            let connected = leasehold_adapter_kube::client(
                 options.kubeconfig.as_deref(),
                 options.context.as_deref(),
             )
             .await
             .map_err(|e| AgentError::usage(e.to_string()))?;
-            let namespace = namespace(options.namespace.as_deref(), Some(&context_ns))?;
-            let mut transport = leasehold_adapter_kube::KubeTransport::new(
-                client,
-                &namespace,
-                options.request_timeout,
-            )
-            .with_create_metadata(options.create_metadata.clone());
-            if let Some((qps, burst)) = options.rate_limit {
-                transport = transport.with_rate_limit(qps, burst).ok_or_else(|| {
-                    AgentError::usage("--qps and --burst must be greater than zero")
-                })?;
-            }
+            let namespace = namespace(options.namespace.as_deref(), Some(&connected.namespace))?;
+            let wire = leasehold_adapter_kube::KubeWire::new(&connected, &namespace);
             Ok(Connection {
-                transport: AnyTransport::Kube(Box::new(transport)),
+                transport: AnyTransport::Kube(Box::new(backbone(wire, options)?)),
                 namespace,
             })
         }
         #[cfg(feature = "http")]
         TransportKind::Http => {
-            use leasehold_adapter_http::{HttpConfig, HttpTransport, kubeconfig};
+            use leasehold_adapter_http::{HttpConfig, HttpWire, kubeconfig};
             let cluster =
                 kubeconfig::resolve(options.kubeconfig.as_deref(), options.context.as_deref())
                     .map_err(|e| AgentError::usage(e.to_string()))?;
             let namespace = namespace(options.namespace.as_deref(), cluster.namespace.as_deref())?;
-            let transport = HttpTransport::new(&HttpConfig {
+            let wire = HttpWire::new(&HttpConfig {
                 cluster,
                 namespace: namespace.clone(),
                 request_timeout: options.request_timeout,
                 rate_limit: options.rate_limit,
             })
-            .map_err(|e| AgentError::usage(e.to_string()))?
-            .with_create_metadata(options.create_metadata.clone());
+            .map_err(|e| AgentError::usage(e.to_string()))?;
             Ok(Connection {
-                transport: AnyTransport::Http(Box::new(transport)),
+                transport: AnyTransport::Http(Box::new(backbone(wire, options)?)),
                 namespace,
             })
         }
@@ -143,6 +133,18 @@ pub async fn connect(options: &ConnectOptions) -> Result<Connection, AgentError>
             "--transport {0}: this binary was built without it; rebuild with --features {0}",
             other.name()
         ))),
+    }
+}
+
+/// The shared backbone over `wire`, with the options every transport takes alike.
+fn backbone<W: Wire>(wire: W, options: &ConnectOptions) -> Result<Backbone<W>, AgentError> {
+    let transport = Backbone::new(wire, options.request_timeout)
+        .with_create_metadata(options.create_metadata.clone());
+    match options.rate_limit {
+        None => Ok(transport),
+        Some((qps, burst)) => transport
+            .with_rate_limit(qps, burst)
+            .map_err(|e| AgentError::usage(format!("--qps {qps} --burst {burst}: {e}"))),
     }
 }
 

@@ -6,7 +6,8 @@
 //! leadership ends unless a renew extends it, so a reader can tell a stale `leader=true`.
 
 use crate::metrics::Metrics;
-use leasehold_core::{ApiError, Response, Verb};
+use leasehold_core::{ApiError, Lease, Verb};
+use leasehold_runtime::{Cause, RequestError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -219,16 +220,10 @@ impl Shared {
     }
 
     /// The answer to a request; `ours` when it shows the lease held by this agent after a write.
-    pub fn answered(&self, verb: Verb, response: &Response, ours: bool) {
-        self.metrics
-            .api_requests
-            .get_or_create(&crate::metrics::RequestLabels {
-                verb: verb.as_str().into(),
-                code: code(verb, response),
-            })
-            .inc();
+    pub fn answered(&self, verb: Verb, response: Result<&Lease, &RequestError>, ours: bool) {
+        self.count(verb, response.map(|_| ()));
         let mut inner = self.lock();
-        if matches!(response, Ok(_) | Err(ApiError::NotFound)) {
+        if response.is_ok() || response.is_err_and(|e| e.kind == ApiError::NotFound) {
             inner.ready = true;
         }
         if response.is_ok() {
@@ -251,12 +246,21 @@ impl Shared {
     }
 
     /// A request that has no answer of its own (a watch opened, a list).
-    pub fn count(&self, verb: Verb, code: &str) {
+    pub fn count(&self, verb: Verb, answer: Result<(), &RequestError>) {
+        self.count_code(verb, code(verb, answer));
+    }
+
+    /// A watch stream opened (its events are not requests).
+    pub fn watch_opened(&self) {
+        self.count_code(Verb::Watch, "opened".into());
+    }
+
+    fn count_code(&self, verb: Verb, code: String) {
         self.metrics
             .api_requests
             .get_or_create(&crate::metrics::RequestLabels {
                 verb: verb.as_str().into(),
-                code: code.into(),
+                code,
             })
             .inc();
     }
@@ -290,22 +294,23 @@ impl Shared {
     }
 }
 
-fn code(verb: Verb, response: &Response) -> String {
-    match response {
-        Ok(_) if verb == Verb::Create => "201".into(),
-        Ok(_) => "200".into(),
-        Err(e) => match e {
-            ApiError::NotFound => "404".into(),
-            ApiError::Conflict | ApiError::AlreadyExists => "409".into(),
-            ApiError::Unauthorized => "401".into(),
-            ApiError::Forbidden => "403".into(),
-            ApiError::Invalid => "422".into(),
-            ApiError::TooManyRequests { .. } => "429".into(),
-            ApiError::Server { status } => status.to_string(),
-            ApiError::Timeout => "timeout".into(),
-            ApiError::Transport => "error".into(),
-            ApiError::Malformed => "malformed".into(),
-            _ => "error".into(),
+/// The `code` label of a request, as client-go's `rest_client_requests_total` has it: the HTTP
+/// status the server answered, or what happened instead.
+fn code(verb: Verb, answer: Result<(), &RequestError>) -> String {
+    match answer {
+        Ok(()) if verb == Verb::Create => "201".into(),
+        Ok(()) => "200".into(),
+        Err(RequestError {
+            status: Some(status),
+            ..
+        }) => status.code.to_string(),
+        Err(e) => match e.cause {
+            Some(Cause::Timeout { .. }) => "timeout".into(),
+            Some(Cause::Malformed(_)) => "malformed".into(),
+            // The server answered the update by creating the lease anew.
+            Some(Cause::Recreated) => "201".into(),
+            Some(Cause::NotRead) => "unsent".into(),
+            _ => "<error>".into(),
         },
     }
 }

@@ -2,10 +2,8 @@
 //! request to the shared status (metrics, `/healthz`, `/readyz`).
 
 use crate::status::Shared;
-use leasehold_core::{
-    ApiError, Identity, LeaseName, Operation, Request, ResourceVersion, Response, Verb,
-};
-use leasehold_runtime::{ListedLease, Transport, WatchSink};
+use leasehold_core::{Identity, Lease, LeaseName, Operation, Request, ResourceVersion, Verb};
+use leasehold_runtime::{ListedLease, RequestError, Transport, WatchSink};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -19,24 +17,8 @@ pub enum AnyTransport {
     Http(Box<leasehold_adapter_http::HttpTransport>),
 }
 
-impl AnyTransport {
-    /// The API server's own message for the last failed request, for error reports.
-    pub fn last_failure_message(&self) -> Option<String> {
-        match self {
-            #[cfg(feature = "kube")]
-            Self::Kube(t) => t.last_failure().map(|s| s.message),
-            #[cfg(feature = "http")]
-            Self::Http(t) => t
-                .last_failure()
-                .and_then(|f| f.detail)
-                .map(|s| s.message)
-                .filter(|m| !m.is_empty()),
-        }
-    }
-}
-
 impl Transport for AnyTransport {
-    async fn call(&self, request: Request) -> Response {
+    async fn call(&self, request: Request) -> Result<Lease, RequestError> {
         match self {
             #[cfg(feature = "kube")]
             Self::Kube(t) => t.call(request).await,
@@ -49,7 +31,7 @@ impl Transport for AnyTransport {
         &self,
         namespace: Option<&str>,
         label_selector: Option<&str>,
-    ) -> Result<Vec<ListedLease>, ApiError> {
+    ) -> Result<Vec<ListedLease>, RequestError> {
         match self {
             #[cfg(feature = "kube")]
             Self::Kube(t) => t.list(namespace, label_selector).await,
@@ -58,7 +40,11 @@ impl Transport for AnyTransport {
         }
     }
 
-    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+    async fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> Result<(), RequestError> {
         match self {
             #[cfg(feature = "kube")]
             Self::Kube(t) => t.delete(name, resource_version).await,
@@ -93,7 +79,7 @@ pub struct Metered {
 }
 
 impl Transport for Metered {
-    async fn call(&self, request: Request) -> Response {
+    async fn call(&self, request: Request) -> Result<Lease, RequestError> {
         let verb = request.op.verb();
         let takeover = match &request.op {
             Operation::Create(record) => record.holder.is(&self.identity),
@@ -107,7 +93,7 @@ impl Transport for Metered {
             && response
                 .as_ref()
                 .is_ok_and(|l| l.record.holder.is(&self.identity));
-        self.shared.answered(verb, &response, ours);
+        self.shared.answered(verb, response.as_ref(), ours);
         response
     }
 
@@ -115,27 +101,19 @@ impl Transport for Metered {
         &self,
         namespace: Option<&str>,
         label_selector: Option<&str>,
-    ) -> Result<Vec<ListedLease>, ApiError> {
+    ) -> Result<Vec<ListedLease>, RequestError> {
         let result = self.inner.list(namespace, label_selector).await;
-        let code = match &result {
-            Ok(_) => "200",
-            Err(ApiError::Forbidden) => "403",
-            Err(_) => "error",
-        };
-        self.shared.count(Verb::List, code);
+        self.shared.count(Verb::List, result.as_ref().map(|_| ()));
         result
     }
 
-    async fn delete(&self, name: &str, resource_version: &ResourceVersion) -> Result<(), ApiError> {
+    async fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> Result<(), RequestError> {
         let result = self.inner.delete(name, resource_version).await;
-        let code = match &result {
-            Ok(()) => "200",
-            Err(ApiError::Conflict) => "409",
-            Err(ApiError::NotFound) => "404",
-            Err(ApiError::Forbidden) => "403",
-            Err(_) => "error",
-        };
-        self.shared.count(Verb::Delete, code);
+        self.shared.count(Verb::Delete, result.as_ref().copied());
         result
     }
 
@@ -145,7 +123,7 @@ impl Transport for Metered {
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send {
-        self.shared.count(Verb::Watch, "opened");
+        self.shared.watch_opened();
         self.inner.watch(lease, resource_version, sink)
     }
 }

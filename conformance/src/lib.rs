@@ -3,15 +3,18 @@
 //! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only).
 
 use leasehold_core::{
-    ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, LeaseName,
+    ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, Lease, LeaseName,
     LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, Timing,
     WatchEvent,
 };
 use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User};
 use leasehold_runtime::{
-    Clock, CreateMetadata, Delivery, OwnerReference, Transport, WatchSink, drive,
+    Backbone, Cause, Clock, CreateMetadata, Delivery, OwnerReference, RequestError, Transport,
+    WatchSink, Wire, drive,
 };
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -30,7 +33,34 @@ pub fn users() -> Vec<User> {
                 &[],
             )],
         ),
+        User::with_rules("nobody", "nobody-token", Vec::new()),
     ]
+}
+
+/// Connects through a kubeconfig for `user` of `sim`, written to a file of its own.
+pub async fn open<T>(
+    connect: &impl AsyncFn(&Path, Duration) -> T,
+    sim: &Sim,
+    user: &str,
+    timeout: Duration,
+) -> T {
+    let path = kubeconfig_file(
+        &sim.kubeconfig(user, "default")
+            .expect("a user of the suite"),
+    );
+    connect(&path, timeout).await
+}
+
+/// Writes `text` to a kubeconfig file no other test uses.
+pub fn kubeconfig_file(text: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "leasehold-conformance-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).expect("write a kubeconfig");
+    path
 }
 
 /// A sim with the suite's users.
@@ -91,12 +121,14 @@ pub fn create_metadata() -> CreateMetadata {
 /// Leases created with [`create_metadata`] carry its labels and owner, and keep them through
 /// renewals; a delete guarded by a stale resourceVersion is refused with `Conflict` and leaves
 /// the lease, one guarded by the current one deletes it; a missing lease is `NotFound`; a user
-/// without `delete` gets `Forbidden`. `connect` must give its transport `create_metadata()`.
-pub async fn delete_and_create_metadata<T: Transport>(
-    connect: impl AsyncFn(&Sim, &str, Duration) -> T,
+/// without `delete` gets `Forbidden`.
+pub async fn delete_and_create_metadata<W: Wire>(
+    connect: impl AsyncFn(&Path, Duration) -> Backbone<W>,
 ) {
     let sim = start_sim(SimConfig::default()).await;
-    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5))
+        .await
+        .with_create_metadata(create_metadata());
     let created = t
         .call(request("id", Operation::Create(record("a"))))
         .await
@@ -141,7 +173,9 @@ pub async fn delete_and_create_metadata<T: Transport>(
 
     // The delete raced a renew: the precondition protects the renewed lease.
     assert_eq!(
-        t.delete("id", &created.resource_version).await,
+        t.delete("id", &created.resource_version)
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Conflict)
     );
     assert!(
@@ -151,11 +185,13 @@ pub async fn delete_and_create_metadata<T: Transport>(
     assert_eq!(t.delete("id", &renewed.resource_version).await, Ok(()));
     assert!(sim.lease("default", "id").is_none());
     assert_eq!(
-        t.delete("id", &renewed.resource_version).await,
+        t.delete("id", &renewed.resource_version)
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::NotFound)
     );
 
-    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    let reader = open(&connect, &sim, "reader", Duration::from_secs(5)).await;
     t.call(request("kept", Operation::Create(record("a"))))
         .await
         .expect("create");
@@ -164,18 +200,23 @@ pub async fn delete_and_create_metadata<T: Transport>(
         .await
         .expect("get");
     assert_eq!(
-        reader.delete("kept", &lease.resource_version).await,
+        reader
+            .delete("kept", &lease.resource_version)
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Forbidden)
     );
     sim.stop().await;
 }
 
 /// Each operation and each error mapping.
-pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+pub async fn operations<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     let sim = start_sim(SimConfig::default()).await;
-    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
     assert_eq!(
-        t.call(request("l", Operation::Get)).await,
+        t.call(request("l", Operation::Get))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::NotFound)
     );
     let created = t
@@ -192,7 +233,9 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
         "2026-11-22T00:00:00.123456Z"
     );
     assert_eq!(
-        t.call(request("l", Operation::Create(record("b")))).await,
+        t.call(request("l", Operation::Create(record("b"))))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::AlreadyExists)
     );
     let rv = created.resource_version.clone();
@@ -215,13 +258,14 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
                 record: record("c")
             }
         ))
-        .await,
+        .await
+        .map_err(|e| e.kind),
         Err(ApiError::Conflict)
     );
     // Deleted by someone else since it was read (`kubectl delete`): the API server answers the
     // update by creating the lease anew (201), whatever resourceVersion it carried. The
     // transport reports that the lease the update was for was gone.
-    let other = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let other = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
     other
         .delete("l", &updated.resource_version)
         .await
@@ -234,7 +278,8 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
                 record: record("e")
             }
         ))
-        .await,
+        .await
+        .map_err(|e| e.kind),
         Err(ApiError::NotFound)
     );
     assert_eq!(
@@ -244,15 +289,18 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
     let mut bad = record("d");
     bad.lease_duration = Some(D::from_secs(0));
     assert_eq!(
-        t.call(request("m", Operation::Create(bad))).await,
+        t.call(request("m", Operation::Create(bad)))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Invalid)
     );
 
-    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    let reader = open(&connect, &sim, "reader", Duration::from_secs(5)).await;
     assert_eq!(
         reader
             .call(request("x", Operation::Create(record("r"))))
-            .await,
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Forbidden)
     );
 
@@ -262,7 +310,9 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
         ..Faults::default()
     });
     assert_eq!(
-        t.call(request("l", Operation::Get)).await,
+        t.call(request("l", Operation::Get))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::TooManyRequests {
             retry_after: Some(D::from_secs(9))
         })
@@ -272,7 +322,9 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
         ..Faults::default()
     });
     assert_eq!(
-        t.call(request("l", Operation::Get)).await,
+        t.call(request("l", Operation::Get))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Server { status: 500 })
     );
     sim.set_faults(Faults {
@@ -280,16 +332,20 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
         ..Faults::default()
     });
     assert_eq!(
-        t.call(request("l", Operation::Get)).await,
+        t.call(request("l", Operation::Get))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Transport)
     );
     sim.set_faults(Faults {
         latency_ms: 1_500,
         ..Faults::default()
     });
-    let slow = connect(&sim, "admin", Duration::from_millis(300)).await;
+    let slow = open(&connect, &sim, "admin", Duration::from_millis(300)).await;
     assert_eq!(
-        slow.call(request("l", Operation::Get)).await,
+        slow.call(request("l", Operation::Get))
+            .await
+            .map_err(|e| e.kind),
         Err(ApiError::Timeout)
     );
     sim.stop().await;
@@ -300,14 +356,14 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration
 /// design re-read and re-watched at once, at network speed; now each reopen waits a jittered
 /// retry period, so over 3 s at a 500 ms retry it watches a handful of times, not thousands.
 pub async fn a_quiet_lease_past_the_watch_history_cannot_loop<T: Transport>(
-    connect: impl AsyncFn(&Sim, &str, Duration) -> T,
+    connect: impl AsyncFn(&Path, Duration) -> T,
 ) {
     let sim = start_sim(SimConfig {
         watch_history: 4,
         ..SimConfig::default()
     })
     .await;
-    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
     // Held by someone else for an hour: the follower never takes it.
     let mut held = record("someone");
     held.lease_duration = Some(D::from_secs(3600));
@@ -341,10 +397,10 @@ pub async fn a_quiet_lease_past_the_watch_history_cannot_loop<T: Transport>(
 }
 
 /// Listing one namespace or all, with a label selector, across pages.
-pub async fn list<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+pub async fn list<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     let sim = start_sim(SimConfig::default()).await;
     sim.add_namespace("other");
-    let t = connect(&sim, "admin", Duration::from_secs(5)).await;
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
     for i in 0..3 {
         t.call(request(&format!("l{i}"), Operation::Create(record("a"))))
             .await
@@ -382,7 +438,7 @@ pub async fn list<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T
             .expect("list")
             .is_empty()
     );
-    let reader = connect(&sim, "reader", Duration::from_secs(5)).await;
+    let reader = open(&connect, &sim, "reader", Duration::from_secs(5)).await;
     assert_eq!(
         reader.list(Some("default"), None).await.map(|l| l.len()),
         Ok(3)
@@ -399,13 +455,13 @@ async fn next_watch_event(events: &mut mpsc::UnboundedReceiver<Delivery>) -> Wat
 
 /// A watch by name: sees changes, resumes from a resourceVersion, ends when cut, and reports
 /// 410 when its resourceVersion is too old.
-pub async fn watch<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+pub async fn watch<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     let sim = start_sim(SimConfig {
         watch_history: 4,
         ..SimConfig::default()
     })
     .await;
-    let t = Arc::new(connect(&sim, "admin", Duration::from_secs(5)).await);
+    let t = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(5)).await);
     let created = t
         .call(request("w", Operation::Create(record("a"))))
         .await
@@ -599,7 +655,7 @@ async fn hand_over(
 }
 
 /// Three electors: one leads; graceful failover; crash failover.
-pub async fn election<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+pub async fn election<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     let sim = start_sim(SimConfig::default()).await;
     let leaders = Arc::new(Mutex::new(Leaders::default()));
     let timeout = Duration::from_secs(1);
@@ -607,7 +663,7 @@ pub async fn election<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) 
     let mut running = Vec::new();
     for index in 0..3 {
         running.push(Some(spawn_elector(
-            connect(&sim, "admin", timeout).await,
+            open(&connect, &sim, "admin", timeout).await,
             "controller",
             index,
             leaders.clone(),
@@ -620,8 +676,8 @@ pub async fn election<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) 
 /// Two electors over each transport on one lease: the lease passes between transports and
 /// never has two leaders.
 pub async fn mixed_fleet<A: Transport, B: Transport>(
-    connect_a: impl AsyncFn(&Sim, &str, Duration) -> A,
-    connect_b: impl AsyncFn(&Sim, &str, Duration) -> B,
+    connect_a: impl AsyncFn(&Path, Duration) -> A,
+    connect_b: impl AsyncFn(&Path, Duration) -> B,
 ) {
     let sim = start_sim(SimConfig::default()).await;
     let leaders = Arc::new(Mutex::new(Leaders::default()));
@@ -631,14 +687,14 @@ pub async fn mixed_fleet<A: Transport, B: Transport>(
     for index in 0..4 {
         running.push(Some(if index % 2 == 0 {
             spawn_elector(
-                connect_a(&sim, "admin", timeout).await,
+                open(&connect_a, &sim, "admin", timeout).await,
                 "mixed",
                 index,
                 leaders.clone(),
             )
         } else {
             spawn_elector(
-                connect_b(&sim, "admin", timeout).await,
+                open(&connect_b, &sim, "admin", timeout).await,
                 "mixed",
                 index,
                 leaders.clone(),
@@ -651,7 +707,7 @@ pub async fn mixed_fleet<A: Transport, B: Transport>(
 
 /// A delegation pool of 2 with 4 members fills, survives a restart that cuts every connection
 /// and a pause longer than the renew deadline, and no slot ever has two holders.
-pub async fn pool<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T) {
+pub async fn pool<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     #[derive(Default)]
     struct Slots {
         holders: HashMap<u16, Vec<usize>>,
@@ -679,7 +735,7 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T
     let slots = Arc::new(Mutex::new(Slots::default()));
     let mut members = Vec::new();
     for index in 0..4usize {
-        let transport = Arc::new(connect(&sim, "admin", Duration::from_secs(1)).await);
+        let transport = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(1)).await);
         let slots = slots.clone();
         members.push(tokio::spawn(async move {
             let config = PoolConfig {
@@ -762,7 +818,7 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Sim, &str, Duration) -> T
 /// updating its own lease with the resourceVersion of its last answer. Returns each run's rate,
 /// sorted, for a median and spread.
 pub fn requests_per_second<T: Transport>(
-    connect: impl AsyncFn(&Sim, &str, Duration) -> T,
+    connect: impl AsyncFn(&Path, Duration) -> T,
     runs: usize,
     run: Duration,
 ) -> Vec<f64> {
@@ -788,7 +844,8 @@ pub fn requests_per_second<T: Transport>(
     let mut rates: Vec<f64> = (0..runs)
         .map(|round| {
             load.block_on(async {
-                let transport = Arc::new(connect(&sim, "admin", Duration::from_secs(5)).await);
+                let transport =
+                    Arc::new(open(&connect, &sim, "admin", Duration::from_secs(5)).await);
                 let start = Instant::now();
                 let renewers: Vec<_> = (0..32)
                     .map(|i| {
@@ -829,4 +886,333 @@ pub fn requests_per_second<T: Transport>(
     server.join().expect("server thread");
     rates.sort_by(f64::total_cmp);
     rates
+}
+
+/// The real API server's 403 message (as the fixtures record it) for `user` denied `verb` on
+/// the lease `name` (none for create and list) in the namespace `default`.
+fn forbidden(user: &str, verb: &str, name: Option<&str>) -> String {
+    let object = name.map_or(String::new(), |n| format!(" \"{n}\""));
+    format!(
+        "leases.coordination.k8s.io{object} is forbidden: User \"{user}\" cannot {verb} resource \
+         \"leases\" in API group \"coordination.k8s.io\" in the namespace \"default\""
+    )
+}
+
+/// The first event a watch of `name` delivers, with the failure it carries.
+async fn first_delivery<T: Transport>(t: &T, name: &str) -> Delivery {
+    let (deliveries, mut delivered) = mpsc::unbounded_channel();
+    t.watch(
+        LeaseName::new(name).expect("name"),
+        None,
+        WatchSink::new(0, 1, deliveries),
+    )
+    .await;
+    delivered.recv().await.expect("a watch ends with an event")
+}
+
+/// Every failure reaches the user in the API server's own words or with its cause: a 403 for
+/// each verb (the exact message the real server sends), a 401, a refused port and a wrong CA;
+/// and every request carries leasehold's `User-Agent`.
+pub async fn errors<W: Wire>(connect: impl AsyncFn(&Path, Duration) -> Backbone<W>) {
+    let sim = start_sim(SimConfig::default()).await;
+    let timeout = Duration::from_secs(5);
+    let admin = open(&connect, &sim, "admin", timeout).await;
+    let reader = open(&connect, &sim, "reader", timeout).await;
+    let nobody = open(&connect, &sim, "nobody", timeout).await;
+    admin
+        .call(request("e", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    let said = |r: Result<Lease, RequestError>| r.expect_err("refused").to_string();
+
+    assert_eq!(
+        said(nobody.call(request("e", Operation::Get)).await),
+        format!(
+            "get leases/e: 403 Forbidden: {}",
+            forbidden("nobody", "get", Some("e"))
+        )
+    );
+    assert_eq!(
+        said(
+            reader
+                .call(request("f", Operation::Create(record("r"))))
+                .await
+        ),
+        format!(
+            "create leases/f: 403 Forbidden: {}",
+            forbidden("reader", "create", None)
+        )
+    );
+    let read = reader
+        .call(request("e", Operation::Get))
+        .await
+        .expect("the reader reads");
+    let update = Operation::Update {
+        resource_version: read.resource_version.clone(),
+        record: record("r"),
+    };
+    assert_eq!(
+        said(reader.call(request("e", update)).await),
+        format!(
+            "update leases/e: 403 Forbidden: {}",
+            forbidden("reader", "update", Some("e"))
+        )
+    );
+    let refused = reader
+        .delete("e", &read.resource_version)
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.kind, ApiError::Forbidden);
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "delete leases/e: 403 Forbidden: {}",
+            forbidden("reader", "delete", Some("e"))
+        )
+    );
+    let refused = nobody
+        .list(Some("default"), None)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "list leases: 403 Forbidden: {}",
+            forbidden("nobody", "list", None)
+        )
+    );
+    let watch = first_delivery(&nobody, "e").await;
+    assert_eq!(watch.event, WatchEvent::Failed);
+    assert_eq!(
+        watch.error.map(|e| e.to_string()),
+        Some(format!(
+            "watch leases/e: 403 Forbidden: {}",
+            forbidden("nobody", "watch", Some("e"))
+        ))
+    );
+
+    let mut invalid = record("a");
+    invalid.lease_duration = Some(D::from_secs(0));
+    let refused = admin
+        .call(request("z", Operation::Create(invalid)))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.kind, ApiError::Invalid);
+    let status = refused.status.as_ref().expect("the server's Status");
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status
+            .causes
+            .iter()
+            .any(|(field, _)| field == "spec.leaseDurationSeconds"),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("spec.leaseDurationSeconds: Invalid value: 0"),
+        "the field at fault is named: {refused}"
+    );
+
+    let stranger = kubeconfig_file(
+        &sim.kubeconfig("admin", "default")
+            .expect("admin")
+            .replace("admin-token", "stolen-token"),
+    );
+    let unknown = connect(&stranger, timeout).await;
+    let refused = unknown
+        .call(request("e", Operation::Get))
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.kind, ApiError::Unauthorized);
+    assert_eq!(
+        refused.to_string(),
+        "get leases/e: 401 Unauthorized: Unauthorized"
+    );
+
+    let expected_agent = Backbone::<W>::user_agent();
+    assert!(
+        expected_agent.starts_with(&format!("leasehold/{} (", env!("CARGO_PKG_VERSION"))),
+        "{expected_agent}"
+    );
+    assert_eq!(
+        sim.user_agents(),
+        vec![expected_agent],
+        "every request names leasehold, its version and its transport"
+    );
+
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let closed = kubeconfig_file(
+        &sim.kubeconfig("admin", "default")
+            .expect("admin")
+            .replace(&sim.url(), &format!("https://127.0.0.1:{port}")),
+    );
+    let dead = connect(&closed, timeout).await;
+    let failed = dead
+        .call(request("e", Operation::Get))
+        .await
+        .expect_err("refused");
+    assert_eq!(failed.kind, ApiError::Transport);
+    assert_eq!(
+        failed.cause,
+        Some(Cause::Refused {
+            address: format!("127.0.0.1:{port}")
+        })
+    );
+    assert_eq!(
+        failed.to_string(),
+        format!(
+            "get leases/e: connection refused at 127.0.0.1:{port}: nothing listens there; \
+             check the server URL and that the API server is up"
+        )
+    );
+    let failed = dead.list(Some("default"), None).await.expect_err("refused");
+    assert!(
+        failed.to_string().starts_with(&format!(
+            "list leases: connection refused at 127.0.0.1:{port}"
+        )),
+        "{failed}"
+    );
+
+    // Another server's CA: the certificate this server shows is not signed by it.
+    let other = start_sim(SimConfig::default()).await;
+    let ca_line = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("certificate-authority-data:"))
+            .expect("the kubeconfig carries the CA")
+            .to_owned()
+    };
+    let ours = sim.kubeconfig("admin", "default").expect("admin");
+    let theirs = other.kubeconfig("admin", "default").expect("admin");
+    let wrong_ca = kubeconfig_file(&ours.replace(&ca_line(&ours), &ca_line(&theirs)));
+    let untrusting = connect(&wrong_ca, timeout).await;
+    let failed = untrusting
+        .call(request("e", Operation::Get))
+        .await
+        .expect_err("refused");
+    assert_eq!(failed.cause, Some(Cause::UnknownCa));
+    assert_eq!(
+        failed.to_string(),
+        "get leases/e: TLS: the API server's certificate is not signed by the cluster's CA \
+         (unknown issuer): check certificate-authority(-data) in the kubeconfig"
+    );
+    other.stop().await;
+    sim.stop().await;
+}
+
+/// An update of a lease the transport holds no read copy of is not sent: without the uid of
+/// the object written over, a re-creation (the API server answers a PUT of a deleted lease by
+/// creating it) could not be told from a write. The core is told `Conflict` and reads first.
+pub async fn an_update_without_a_read_object_is_not_sent<W: Wire>(
+    connect: impl AsyncFn(&Path, Duration) -> Backbone<W>,
+) {
+    let sim = start_sim(SimConfig::default()).await;
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    let update = Operation::Update {
+        resource_version: ResourceVersion::new("7").expect("rv"),
+        record: record("a"),
+    };
+    sim.reset_counters();
+    let refused = t.call(request("gone", update)).await.expect_err("not sent");
+    assert_eq!(refused.kind, ApiError::Conflict);
+    assert_eq!(refused.cause, Some(Cause::NotRead));
+    assert_eq!(sim.counters().total(), 0, "nothing was sent");
+    assert!(
+        sim.lease("default", "gone").is_none(),
+        "nothing was created"
+    );
+    sim.stop().await;
+}
+
+/// The client-side rate limit spaces requests after the burst, and a zero rate is refused.
+pub async fn rate_limit<W: Wire>(connect: impl AsyncFn(&Path, Duration) -> Backbone<W>) {
+    let sim = start_sim(SimConfig::default()).await;
+    // 10 per second after a burst of 2: 6 requests need at least 0.4 s.
+    let t = open(&connect, &sim, "admin", Duration::from_secs(5))
+        .await
+        .with_rate_limit(10.0, 2)
+        .expect("a valid rate");
+    let start = Instant::now();
+    for _ in 0..6 {
+        let missing = t.call(request("absent", Operation::Get)).await;
+        assert_eq!(missing.map_err(|e| e.kind), Err(ApiError::NotFound));
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(380),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(sim.counters().count("get", "leases"), 6);
+    let zero = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    assert!(
+        zero.with_rate_limit(0.0, 1).is_err(),
+        "a zero rate is refused"
+    );
+    let zero = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    assert!(
+        zero.with_rate_limit(5.0, 0).is_err(),
+        "a zero burst is refused"
+    );
+    sim.stop().await;
+}
+
+/// The whole suite as tests, for an adapter's test file: `leasehold_conformance::suite!(connect);`
+/// where `connect` makes the adapter's transport from a kubeconfig file and a request timeout.
+#[macro_export]
+macro_rules! suite {
+    ($connect:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn operations_and_error_mapping() {
+            $crate::operations($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn errors_keep_the_servers_words_and_the_cause() {
+            $crate::errors($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_rate_limit_spaces_requests_after_the_burst() {
+            $crate::rate_limit($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn an_update_without_a_read_object_is_not_sent() {
+            $crate::an_update_without_a_read_object_is_not_sent($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn list_in_a_namespace_or_all() {
+            $crate::list($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn watch_resume_cut_and_gone() {
+            $crate::watch($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn three_electors_fail_over() {
+            $crate::election($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_pool_of_two_survives_restarts_and_pauses() {
+            $crate::pool($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn delete_with_preconditions_and_create_metadata() {
+            $crate::delete_and_create_metadata($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_quiet_lease_past_the_watch_history_cannot_loop() {
+            $crate::a_quiet_lease_past_the_watch_history_cannot_loop($connect).await;
+        }
+    };
 }

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub users: Vec<User>,
     pub faults: FaultState,
     pub counters: Counters,
+    /// Every `User-Agent` an API request carried, so tests can see what reaches a server.
+    pub user_agents: Mutex<std::collections::BTreeSet<String>>,
     pub bookmark_interval: Duration,
     pub max_watch: Duration,
 }
@@ -256,6 +258,17 @@ pub(crate) async fn serve(
             Some(_) => status_response(&status::forbidden("", "use", "_sim", "", None, None)),
             None => status_response(&status::unauthorized()),
         });
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        shared
+            .user_agents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(agent.to_owned());
     }
     let target = route(&path);
     let q = query(&req);

@@ -135,6 +135,7 @@ impl Sim {
             users: config.users.clone(),
             faults: faults::FaultState::new(config.seed),
             counters: faults::Counters::default(),
+            user_agents: std::sync::Mutex::default(),
             bookmark_interval: config.bookmark_interval,
             max_watch: config.max_watch_timeout,
         });
@@ -200,6 +201,17 @@ impl Sim {
             token,
             namespace,
         ))
+    }
+
+    /// Every `User-Agent` the API requests so far carried.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.shared
+            .user_agents
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The faults in force.

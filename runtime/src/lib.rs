@@ -8,12 +8,16 @@
 //!
 //! Embedded users without tokio write the same loop by hand: see `leasehold_core::Machine`.
 
+mod backbone;
 mod clock;
 mod drive;
+mod error;
 mod transport;
 
+pub use backbone::{Answer, Backbone, Call, Failure, SetupError, Wire, WireEvent, WireStream};
 pub use clock::Clock;
-pub use drive::drive;
+pub use drive::{drive, drive_reporting};
+pub use error::{Cause, RequestError, ServerStatus, connection_cause, user_agent};
 pub use transport::{
     CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, request_timeout,
 };

@@ -1,17 +1,17 @@
 //! What a transport does for the driver: the core's requests, lists, deletes and watch streams.
 
-use leasehold_core::{
-    ApiError, LeaseName, MicroTime, Request, ResourceVersion, Response, WatchEvent,
-};
+use crate::error::RequestError;
+use leasehold_core::{Lease, LeaseName, MicroTime, Request, ResourceVersion, WatchEvent};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Performs the core's requests against an API server.
 pub trait Transport: Send + Sync + 'static {
-    /// Performs a `Get`, `Create` or `Update` and classifies the answer. It must resolve
-    /// (with `ApiError::Timeout` at worst): the core waits for it before the next request.
-    fn call(&self, request: Request) -> impl Future<Output = Response> + Send;
+    /// Performs a `Get`, `Create` or `Update`. It must resolve (with a timeout at worst): the
+    /// core waits for it before the next request. A failure carries its own classification
+    /// (for the core), the server's `Status` and the cause (for the user).
+    fn call(&self, request: Request) -> impl Future<Output = Result<Lease, RequestError>> + Send;
 
     /// Lists the leases in `namespace` (all namespaces when `None`) matching `label_selector`,
     /// following pagination to the end.
@@ -19,7 +19,7 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         namespace: Option<&str>,
         label_selector: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<ListedLease>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ListedLease>, RequestError>> + Send;
 
     /// Deletes the lease `name` only if it is still at `resource_version` (the API server's
     /// `preconditions`): a lease written since (renewed, say) is left alone with `Conflict`.
@@ -27,7 +27,7 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         name: &str,
         resource_version: &ResourceVersion,
-    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    ) -> impl Future<Output = Result<(), RequestError>> + Send;
 
     /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
     /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
@@ -93,6 +93,9 @@ pub struct Delivery {
     pub generation: u64,
     /// The event.
     pub event: WatchEvent,
+    /// Why the stream failed or could not open, for a `Failed` or `Expired` that has a cause
+    /// worth telling (a 403 on watch, say).
+    pub error: Option<RequestError>,
 }
 
 /// Where a transport delivers one watch stream's events.
@@ -115,11 +118,26 @@ impl WatchSink {
 
     /// Delivers an event; false once the driver has stopped listening.
     pub fn send(&self, event: WatchEvent) -> bool {
+        self.deliver(event, None)
+    }
+
+    /// Delivers the end of a stream that failed for `error`: `Expired` for a 410 Gone, else
+    /// `Failed`.
+    pub fn fail(&self, error: RequestError) {
+        let event = match &error.status {
+            Some(status) if status.code == 410 => WatchEvent::Expired,
+            _ => WatchEvent::Failed,
+        };
+        self.deliver(event, Some(error));
+    }
+
+    fn deliver(&self, event: WatchEvent, error: Option<RequestError>) -> bool {
         self.deliveries
             .send(Delivery {
                 slot: self.slot,
                 generation: self.generation,
                 event,
+                error,
             })
             .is_ok()
     }

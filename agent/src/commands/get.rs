@@ -6,7 +6,7 @@ use crate::cli::{GetArgs, GetOutput, Global};
 use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::rbac;
-use leasehold_core::{Holder, MicroTime, Verb};
+use leasehold_core::{Holder, MicroTime};
 use leasehold_runtime::{ListedLease, Transport};
 use serde::Serialize;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
         global,
         &config,
         args.namespace.clone(),
-        Duration::from_secs(30),
+        crate::duration::to_std(leasehold_core::timing::UNHURRIED_REQUEST_TIMEOUT),
     );
     let connection = cluster::connect(&options).await?;
     let namespace = (!args.all_namespaces).then_some(connection.namespace.as_str());
@@ -36,29 +36,7 @@ pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
         .await
     {
         Ok(leases) => leases,
-        Err(
-            error @ (leasehold_core::ApiError::Forbidden | leasehold_core::ApiError::Unauthorized),
-        ) => {
-            return Err(rbac::denied(
-                Verb::List,
-                &error,
-                &rbac::Needs {
-                    namespace,
-                    names: &[],
-                },
-                connection.transport.last_failure_message().as_deref(),
-            ));
-        }
-        Err(error) => {
-            return Err(AgentError::runtime(format!(
-                "cannot list leases: {error:?}{}",
-                connection
-                    .transport
-                    .last_failure_message()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            )));
-        }
+        Err(error) => return Err(rbac::failed(&error, &rbac::Needs::listing(namespace))),
     };
     leases.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let now = wall_now();
@@ -125,16 +103,11 @@ impl From<&ListedLease> for Row {
             acquire_time: r.acquire_time.map(rfc3339),
             renew_time: r.renew_time.map(rfc3339),
             lease_transitions: r.lease_transitions,
-            expires: expires(l).map(rfc3339),
+            expires: l.lease.record.expires_at().map(rfc3339),
             creation_timestamp: l.created.map(rfc3339),
             labels: l.labels.clone(),
         }
     }
-}
-
-/// When the lease expires by its record, for display.
-fn expires(l: &ListedLease) -> Option<MicroTime> {
-    l.lease.record.expires_at()
 }
 
 fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: bool) -> String {
@@ -152,7 +125,7 @@ fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: boo
             Holder::None => String::new(),
             h => h.to_string(),
         };
-        let expires = match (&r.holder, expires(l)) {
+        let expires = match (&r.holder, l.lease.record.expires_at()) {
             (Holder::None, _) | (_, None) => "<none>".to_owned(),
             (_, Some(at)) => relative(now, at),
         };
@@ -231,7 +204,11 @@ fn identities(leases: &[ListedLease], now: MicroTime) -> String {
         "EXPIRES".into(),
     ]];
     for (component, l) in &rows {
-        let alive = expires(l).is_some_and(|at| at.as_unix_micros() > now.as_unix_micros());
+        let alive = l
+            .lease
+            .record
+            .expires_at()
+            .is_some_and(|at| at.as_unix_micros() > now.as_unix_micros());
         cells.push([
             component.clone(),
             l.labels
@@ -240,7 +217,10 @@ fn identities(leases: &[ListedLease], now: MicroTime) -> String {
                 .unwrap_or_else(|| "<none>".into()),
             l.lease.record.holder.to_string(),
             if alive { "ALIVE" } else { "EXPIRED" }.into(),
-            expires(l).map_or("<none>".into(), |at| relative(now, at)),
+            l.lease
+                .record
+                .expires_at()
+                .map_or("<none>".into(), |at| relative(now, at)),
         ]);
     }
     out.push_str(&aligned(&cells));
@@ -251,7 +231,10 @@ fn identities(leases: &[ListedLease], now: MicroTime) -> String {
         let alive = of
             .iter()
             .filter(|(_, l)| {
-                expires(l).is_some_and(|at| at.as_unix_micros() > now.as_unix_micros())
+                l.lease
+                    .record
+                    .expires_at()
+                    .is_some_and(|at| at.as_unix_micros() > now.as_unix_micros())
             })
             .count();
         out.push_str(&format!(

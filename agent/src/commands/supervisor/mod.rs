@@ -21,7 +21,7 @@ use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::transport::Metered;
 use leasehold_core::{ApiError, Duration, Instant, Machine, Verb};
-use leasehold_runtime::{Clock, drive};
+use leasehold_runtime::{Clock, drive_reporting};
 use machine::{Action, Supervisor, Validity};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -152,16 +152,15 @@ pub async fn run<M: Machine>(
     let (release, released) = oneshot::channel::<()>();
     let (supervisor, decided) = (&supervisor, &decided);
     let status = transport.shared.clone();
-    let server = transport.clone();
     let driving = async move {
-        drive(
+        drive_reporting(
             machine,
             transport,
             clock,
             async {
                 let _ = released.await;
             },
-            |m, event| {
+            |m, event, failure| {
                 let Some(note) = on_event(m, event) else {
                     return;
                 };
@@ -172,8 +171,7 @@ pub async fn run<M: Machine>(
                     Note::Renewed { deadline } => supervisor.handle_renewed(deadline, now),
                     Note::NotLeading => supervisor.handle_not_leading(),
                     Note::Refused { verb, error } => {
-                        let message = server.inner.last_failure_message();
-                        let error = refusal::explain(verb, &error, plan, message.as_deref());
+                        let error = refusal::explain(verb, &error, failure, plan);
                         supervisor.handle_refused(error, status.successes(), now);
                     }
                 }

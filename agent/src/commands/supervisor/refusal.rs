@@ -4,33 +4,37 @@ use super::Plan;
 use crate::error::AgentError;
 use crate::rbac;
 use leasehold_core::{ApiError, Verb};
+use leasehold_runtime::RequestError;
 
 /// The error to report for a refusal: the missing namespace or Lease API for a create answered
-/// 404, else the RBAC rule that grants what was denied.
+/// 404, else every RBAC rule the command needs. `failure` is the refused request in the
+/// transport's words (the server's `Status`, the subject it names).
 pub(super) fn explain(
     verb: Verb,
     error: &ApiError,
+    failure: Option<&RequestError>,
     plan: &Plan,
-    server_says: Option<&str>,
 ) -> AgentError {
-    if *error == ApiError::NotFound {
-        return AgentError::runtime(format!(
-            "cannot create leases in namespace \"{}\": the API server answered 404{}. The namespace \
-             may not exist, or the cluster does not serve coordination.k8s.io/v1 Leases \
-             (Kubernetes 1.14 or later)",
+    match failure {
+        _ if *error == ApiError::NotFound => AgentError::runtime(format!(
+            "cannot create leases in namespace \"{}\": the API server answered 404{}. The \
+             namespace may not exist, or the cluster does not serve coordination.k8s.io/v1 \
+             Leases (Kubernetes 1.14 or later)",
             plan.namespace,
-            server_says.map(|m| format!(" ({m})")).unwrap_or_default()
-        ));
+            failure
+                .and_then(RequestError::server_message)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )),
+        Some(failure) => rbac::denied(
+            failure,
+            &rbac::Needs::holding(&plan.namespace, plan.leases.clone(), true),
+        ),
+        None => AgentError::permission(format!(
+            "permission denied: {verb} leases in namespace \"{}\" ({error:?})",
+            plan.namespace
+        )),
     }
-    rbac::denied(
-        verb,
-        error,
-        &rbac::Needs {
-            namespace: Some(&plan.namespace),
-            names: &plan.leases,
-        },
-        server_says,
-    )
 }
 
 /// Whether a failed request means leases cannot be used here: 401 or 403 on any verb (the

@@ -1,0 +1,449 @@
+//! What every transport does the same way, written once: the last-read copy of each lease (so
+//! a write echoes the metadata other clients set), the metadata of created leases, client-side
+//! rate limiting, the per-request timeout, pagination, watch bookkeeping, and telling a
+//! re-creation from an update. A transport supplies only a [`Wire`]: encode, send, decode.
+
+use crate::error::{Cause, RequestError, ServerStatus, user_agent};
+use crate::transport::{CreateMetadata, ListedLease, Transport, WatchSink};
+use leasehold_core::{
+    ApiError, Lease, LeaseName, LeaseRecord, Operation, Request, ResourceVersion, Verb, WatchEvent,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// How one transport encodes, sends and decodes. Its methods hold no policy: the
+/// [`Backbone`] decides what is sent, when, and what the answer means.
+pub trait Wire: Send + Sync + 'static {
+    /// The transport's Lease object (its own JSON type, or k8s-openapi's).
+    type Object: Clone + Send + Sync + 'static;
+    /// An open watch stream.
+    type Stream: WireStream<Self::Object>;
+
+    /// The transport's name in the `User-Agent` (`http`, `kube`).
+    const NAME: &'static str;
+
+    /// The API server's `host:port`, for messages about the connection.
+    fn address(&self) -> &str;
+
+    /// A new object carrying `metadata` (labels, owner), for a create.
+    fn blank(&self, metadata: &CreateMetadata) -> Self::Object;
+    /// `base` with its spec replaced by `record`, named `name`, carrying `resource_version`
+    /// (none for a create). Everything else in `base` is echoed back unchanged.
+    fn encode(
+        &self,
+        base: Self::Object,
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+        record: &LeaseRecord,
+    ) -> Self::Object;
+    /// The object's `metadata.uid`.
+    fn uid(object: &Self::Object) -> Option<&str>;
+    /// The lease as the core sees it, or what is wrong with the object.
+    fn decode(object: &Self::Object) -> Result<Lease, String>;
+    /// The lease as a list shows it, or what is wrong with the object.
+    fn decode_listed(object: &Self::Object) -> Result<ListedLease, String>;
+
+    /// Sends one call and waits for its answer (the backbone bounds the wait).
+    fn send(
+        &self,
+        call: Call<'_, Self::Object>,
+    ) -> impl Future<Output = Result<Answer<Self::Object>, Failure>> + Send;
+    /// Opens the watch of the lease `name` from `resource_version` (the current state when
+    /// `None`), with bookmarks and a server-side timeout.
+    fn watch(
+        &self,
+        name: &str,
+        resource_version: Option<&ResourceVersion>,
+    ) -> impl Future<Output = Result<Self::Stream, Failure>> + Send;
+}
+
+/// One call a [`Wire`] sends.
+#[derive(Debug)]
+pub enum Call<'a, O> {
+    /// GET the lease `name`.
+    Get {
+        /// The lease.
+        name: &'a str,
+    },
+    /// POST `object`.
+    Create {
+        /// The new lease.
+        object: O,
+    },
+    /// PUT `object` as the lease `name`.
+    Replace {
+        /// The lease.
+        name: &'a str,
+        /// What to store, carrying the resourceVersion read.
+        object: O,
+    },
+    /// DELETE the lease `name` if it is still at `resource_version` (`preconditions`).
+    Delete {
+        /// The lease.
+        name: &'a str,
+        /// The version to delete.
+        resource_version: &'a ResourceVersion,
+    },
+    /// One page of a LIST.
+    List {
+        /// The namespace; every namespace when `None`.
+        namespace: Option<&'a str>,
+        /// `labelSelector`.
+        label_selector: Option<&'a str>,
+        /// `continue`, after the first page.
+        continue_token: Option<&'a str>,
+        /// `limit`.
+        limit: u32,
+    },
+}
+
+/// A 2xx answer.
+#[derive(Debug)]
+pub enum Answer<O> {
+    /// The object, as stored (get, create, replace).
+    Object(O),
+    /// The delete was done.
+    Deleted,
+    /// One page of a list, and the token of the next.
+    Page {
+        /// The items.
+        items: Vec<O>,
+        /// `metadata.continue`, when more pages follow.
+        continue_token: Option<String>,
+    },
+}
+
+/// Why a call brought no 2xx answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The API server refused it, in its own words.
+    Refused(ServerStatus),
+    /// No usable answer came.
+    Cause(Cause),
+}
+
+/// One event of an open watch stream, as a [`Wire`] decoded it.
+#[derive(Debug)]
+pub enum WireEvent<O> {
+    /// `ADDED` or `MODIFIED`.
+    Changed(O),
+    /// `DELETED`.
+    Deleted,
+    /// `BOOKMARK` at this resourceVersion.
+    Bookmark(ResourceVersion),
+    /// `ERROR` 410 Gone: the resourceVersion is too old.
+    Gone,
+    /// Anything else that ends the stream: another `ERROR`, an undecodable line, a cut.
+    Broken,
+}
+
+/// An open watch stream.
+pub trait WireStream<O>: Send {
+    /// The next event; `None` when the server ended the stream cleanly.
+    fn next(&mut self) -> impl Future<Output = Option<WireEvent<O>>> + Send;
+}
+
+/// Why a [`Backbone`] cannot be set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// A rate limit whose queries per second or burst is not positive.
+    RateLimit,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RateLimit => f.write_str("qps and burst must be greater than zero"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A [`Transport`] over a [`Wire`].
+pub struct Backbone<W: Wire> {
+    wire: W,
+    timeout: Duration,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    create_metadata: CreateMetadata,
+    /// The last object read or written per lease, so a write echoes its metadata.
+    last_read: Mutex<HashMap<String, W::Object>>,
+}
+
+impl<W: Wire> std::fmt::Debug for Backbone<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backbone")
+            .field("transport", &W::NAME)
+            .field("server", &self.wire.address())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The page size of a list.
+const PAGE: u32 = 500;
+
+impl<W: Wire> Backbone<W> {
+    /// A transport over `wire`, each request bounded by `request_timeout`
+    /// ([`leasehold_core::Timing::request_timeout`]), unthrottled.
+    pub fn new(wire: W, request_timeout: Duration) -> Self {
+        Self {
+            wire,
+            timeout: request_timeout,
+            limiter: None,
+            create_metadata: CreateMetadata::default(),
+            last_read: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Limits requests to `qps` per second after a burst of `burst` (client-go: 5 and 10).
+    pub fn with_rate_limit(mut self, qps: f64, burst: u32) -> Result<Self, SetupError> {
+        let burst = NonZeroU32::new(burst).ok_or(SetupError::RateLimit)?;
+        if !(qps.is_finite() && qps > 0.0) {
+            return Err(SetupError::RateLimit);
+        }
+        let quota = governor::Quota::with_period(Duration::from_secs_f64(1.0 / qps))
+            .ok_or(SetupError::RateLimit)?
+            .allow_burst(burst);
+        self.limiter = Some(governor::RateLimiter::direct(quota));
+        Ok(self)
+    }
+
+    /// Gives every lease this transport creates these labels and owner.
+    pub fn with_create_metadata(mut self, metadata: CreateMetadata) -> Self {
+        self.create_metadata = metadata;
+        self
+    }
+
+    /// The wire underneath.
+    pub fn wire(&self) -> &W {
+        &self.wire
+    }
+
+    /// The `User-Agent` this transport sends.
+    pub fn user_agent() -> String {
+        user_agent(W::NAME)
+    }
+
+    fn cached(&self, name: &str) -> Option<W::Object> {
+        self.cache().get(name).cloned()
+    }
+
+    fn remember(&self, name: &str, object: Option<W::Object>) {
+        let mut cache = self.cache();
+        match object {
+            Some(o) => cache.insert(name.to_owned(), o),
+            None => cache.remove(name),
+        };
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, W::Object>> {
+        self.last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `call` after the rate limiter, within the timeout.
+    async fn send(
+        &self,
+        verb: Verb,
+        target: &str,
+        call: Call<'_, W::Object>,
+    ) -> Result<Answer<W::Object>, RequestError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        match tokio::time::timeout(self.timeout, self.wire.send(call)).await {
+            Err(_) => Err(RequestError::failed(
+                verb,
+                target,
+                Cause::Timeout {
+                    after: self.timeout,
+                },
+            )),
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Failure::Refused(status))) => Err(RequestError::refused(verb, target, status)),
+            Ok(Err(Failure::Cause(cause))) => Err(RequestError::failed(verb, target, cause)),
+        }
+    }
+
+    fn object(
+        verb: Verb,
+        target: &str,
+        answer: Answer<W::Object>,
+    ) -> Result<W::Object, RequestError> {
+        match answer {
+            Answer::Object(o) => Ok(o),
+            Answer::Deleted | Answer::Page { .. } => Err(malformed(verb, target, "not a Lease")),
+        }
+    }
+}
+
+fn malformed(verb: Verb, target: &str, what: impl Into<String>) -> RequestError {
+    RequestError::failed(verb, target, Cause::Malformed(what.into()))
+}
+
+impl<W: Wire> Transport for Backbone<W> {
+    async fn call(&self, request: Request) -> Result<Lease, RequestError> {
+        let name = request.lease.as_str();
+        let verb = request.op.verb();
+        let target = format!("leases/{name}");
+        let (call, written_over) = match &request.op {
+            Operation::Get => (Call::Get { name }, None),
+            Operation::Create(record) => {
+                let object =
+                    self.wire
+                        .encode(self.wire.blank(&self.create_metadata), name, None, record);
+                (Call::Create { object }, None)
+            }
+            Operation::Update {
+                resource_version,
+                record,
+            } => {
+                // The API server answers a PUT of a missing lease by creating it, whatever
+                // resourceVersion it carried; a new uid is how the answer tells. Without the
+                // uid of the lease written over (it was last seen deleted, or never read), the
+                // update is not sent: the core is told to read first.
+                let base = self.cached(name);
+                let Some(uid) = base.as_ref().and_then(|b| W::uid(b)).map(str::to_owned) else {
+                    return Err(RequestError::failed(verb, target, Cause::NotRead));
+                };
+                let object = self.wire.encode(
+                    base.unwrap_or_else(|| self.wire.blank(&self.create_metadata)),
+                    name,
+                    Some(resource_version),
+                    record,
+                );
+                (Call::Replace { name, object }, Some(uid))
+            }
+            Operation::Watch { .. } | Operation::Unwatch => {
+                return Err(RequestError::failed(verb, target, Cause::NotACall));
+            }
+        };
+        match self.send(verb, &target, call).await {
+            Ok(answer) => {
+                let object = Self::object(verb, &target, answer)?;
+                if written_over.is_some() && W::uid(&object) != written_over.as_deref() {
+                    // A re-creation: the lease the update was for had been deleted. Said so,
+                    // the core treats it as the deletion it is instead of as a successful
+                    // take; the lease created names us, but no term of ours wrote it, so it
+                    // is waited out.
+                    self.remember(name, None);
+                    return Err(RequestError::failed(verb, target, Cause::Recreated));
+                }
+                let lease = W::decode(&object).map_err(|e| malformed(verb, &target, e))?;
+                self.remember(name, Some(object));
+                Ok(lease)
+            }
+            Err(error) => {
+                if error.kind == ApiError::NotFound {
+                    self.remember(name, None);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<ListedLease>, RequestError> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let call = Call::List {
+                namespace,
+                label_selector,
+                continue_token: next.as_deref(),
+                limit: PAGE,
+            };
+            let Answer::Page {
+                items,
+                continue_token,
+            } = self.send(Verb::List, "leases", call).await?
+            else {
+                return Err(malformed(Verb::List, "leases", "not a LeaseList"));
+            };
+            for item in &items {
+                out.push(W::decode_listed(item).map_err(|e| malformed(Verb::List, "leases", e))?);
+            }
+            next = continue_token.filter(|c| !c.is_empty());
+            if next.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> Result<(), RequestError> {
+        let call = Call::Delete {
+            name,
+            resource_version,
+        };
+        self.send(Verb::Delete, &format!("leases/{name}"), call)
+            .await?;
+        self.remember(name, None);
+        Ok(())
+    }
+
+    async fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        let name = lease.as_str();
+        let target = format!("leases/{name}");
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let opened = tokio::time::timeout(
+            self.timeout,
+            self.wire.watch(name, resource_version.as_ref()),
+        )
+        .await;
+        let mut stream = match opened {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(Failure::Refused(status))) => {
+                return sink.fail(RequestError::refused(Verb::Watch, target, status));
+            }
+            Ok(Err(Failure::Cause(cause))) => {
+                return sink.fail(RequestError::failed(Verb::Watch, target, cause));
+            }
+            Err(_) => {
+                let after = self.timeout;
+                let cause = Cause::Timeout { after };
+                return sink.fail(RequestError::failed(Verb::Watch, target, cause));
+            }
+        };
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                WireEvent::Changed(object) => match W::decode(&object) {
+                    Ok(lease) => {
+                        self.remember(name, Some(object));
+                        WatchEvent::Changed(lease)
+                    }
+                    Err(_) => WatchEvent::Failed,
+                },
+                WireEvent::Deleted => {
+                    self.remember(name, None);
+                    WatchEvent::Deleted
+                }
+                WireEvent::Bookmark(rv) => WatchEvent::Bookmark(rv),
+                WireEvent::Gone => WatchEvent::Expired,
+                WireEvent::Broken => WatchEvent::Failed,
+            };
+            if !sink.forward(event) {
+                return;
+            }
+        }
+        sink.send(WatchEvent::Ended);
+    }
+}
