@@ -3,6 +3,7 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod elect;
+mod gc;
 mod get;
 mod heartbeat;
 mod identity;
@@ -30,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<i32, AgentError> {
         Command::Pool(args) => pool::run(global, args, &mut signals()?).await,
         Command::Heartbeat(args) => heartbeat::run(global, args, &mut signals()?).await,
         Command::Identity(args) => identity::run(global, args, &mut signals()?).await,
-        Command::Gc(args) => identity::gc(global, args).await,
+        Command::Gc(args) => gc::run(global, args).await,
         Command::Get(args) => get::run(global, args).await,
         #[cfg(feature = "demo")]
         Command::Sim(args) => sim::run(args, &mut signals()?).await,
