@@ -164,15 +164,24 @@ impl Heartbeat {
         self.events.push(event);
     }
 
+    /// The record a renew writes. Its `renewTime` moves forward from the one stored even when
+    /// the wall clock did not (a coarse clock, or one stepped back): an unchanged spec is not a
+    /// write on the API server, so the lease would look unrenewed to every watcher.
     fn record(&self, wall: MicroTime) -> LeaseRecord {
         let base = self
             .known
             .as_ref()
             .map_or(LeaseRecord::EMPTY, |l| l.record.clone());
+        let renew_time = match base.renew_time {
+            Some(stored) if stored >= wall => {
+                MicroTime::from_unix_micros(stored.as_unix_micros().saturating_add(1))
+            }
+            _ => wall,
+        };
         LeaseRecord {
             holder: Holder::Named(self.identity.clone()),
             lease_duration: Some(self.lease_duration),
-            renew_time: Some(wall),
+            renew_time: Some(renew_time),
             ..base
         }
     }
@@ -215,6 +224,16 @@ impl Heartbeat {
                 self.known = None;
                 self.must_read = false;
                 self.not_before = now;
+            }
+            (Pending::Update, Ok(lease))
+                if self
+                    .known
+                    .as_ref()
+                    .is_some_and(|l| l.resource_version == lease.resource_version) =>
+            {
+                // The same version back: the server applied nothing, so nothing was renewed
+                // (a renew counts only with a new resourceVersion).
+                self.failed(Pending::Update, ApiError::Malformed, now);
             }
             (Pending::Create | Pending::Update, Ok(lease)) => {
                 self.known = Some(lease);
@@ -398,6 +417,37 @@ mod tests {
     #[test]
     fn a_request_must_answer_within_half_the_renew_interval() {
         assert_eq!(heartbeat().request_timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_renew_the_server_did_not_apply_is_no_renew_and_renew_time_always_moves_forward() {
+        let mut h = running();
+        let before = h.lease().unwrap().clone();
+        // The wall clock stood still since the create: the renew still writes a later time.
+        let Some(Operation::Update { record, .. }) = op(&mut h, ms(10_400)) else {
+            panic!()
+        };
+        let stored = before.record.renew_time.unwrap().as_unix_micros();
+        assert_eq!(record.renew_time.unwrap().as_unix_micros(), stored + 1);
+        while h.poll_event().is_some() {}
+        h.handle_answer(0, Ok(before), ms(10_401));
+        assert_eq!(
+            h.last_renewed(),
+            Some(ms(0)),
+            "the same version back renews nothing"
+        );
+        assert_eq!(
+            h.poll_event(),
+            Some(HeartbeatEvent::RequestFailed {
+                verb: Verb::Update,
+                error: ApiError::Malformed
+            })
+        );
+        assert_eq!(
+            h.poll_timeout(),
+            Some(ms(10_601)),
+            "retried after the first backoff"
+        );
     }
 
     #[test]

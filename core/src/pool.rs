@@ -271,7 +271,7 @@ impl<const N: usize> Machine for Pool<N> {
     type Event = SlotEvent;
 
     fn is_closed(&self) -> bool {
-        self.state == State::Finished
+        self.state == State::Finished && !self.slots.iter().any(LeaseSlot::is_watching)
     }
 
     fn stats(&self) -> Stats {
@@ -318,7 +318,7 @@ impl<const N: usize> Machine for Pool<N> {
     }
 
     fn rejoin(&mut self, now: Instant) {
-        if self.state == State::Finished {
+        if self.is_closed() {
             let at = now.saturating_add(self.timing.retry_period());
             for slot in self.slots.iter_mut() {
                 slot.restart(Intent::Observe, at);

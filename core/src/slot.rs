@@ -286,8 +286,14 @@ impl LeaseSlot {
         matches!(self.known, Known::Unknown) && self.in_flight.is_some()
     }
 
+    /// Whether a release has finished, its watch closed too: nothing more will be asked.
     pub(crate) fn is_released(&self) -> bool {
-        self.release == ReleaseStage::Done
+        self.release == ReleaseStage::Done && self.watch != Watch::Open
+    }
+
+    /// Whether this slot's watch stream is open.
+    pub(crate) fn is_watching(&self) -> bool {
+        self.watch == Watch::Open
     }
 
     /// Whether a take could be sent at `now` from what is known (free, ours, or expired).
@@ -550,8 +556,9 @@ impl LeaseSlot {
                 }
             }
             Action::Finish => {
+                // Nothing to write; the watch, if open, is still to be closed.
                 self.finish_release(false, env);
-                return None;
+                return self.poll_request(now, wall, env);
             }
         };
         self.release = match action {

@@ -1,6 +1,8 @@
 //! The deterministic multi-node simulation with an arbitrary scenario and fault schedule: the
 //! work oracle (never two works on one lease, never more than the pool's slots), the machines'
-//! own claims and liveness once quiet are the verdict.
+//! own claims, liveness once quiet, and heartbeat nodes' renewals on the server once quiet are
+//! the verdict. Every machine (electors, pool members, heartbeats) is driven through the core's
+//! `Machine` trait.
 //!
 //! Deletes of the elected lease are in the fault schedule, kept clear of agent starts
 //! (`Scenario::keep_deletes_clear_of_starts`): a first read answered just after a delete creates
@@ -36,12 +38,15 @@ struct Plan {
     grace_ms: u16,
     history: u8,
     coarse_wall: bool,
+    /// Heartbeat nodes beside the electors and members (0–2).
+    heartbeats: u8,
     faults: Vec<(u8, u8, u8, u8)>,
 }
 
 fuzz_target!(|plan: Plan| {
     let electors = usize::from(plan.electors % 4) + 1;
     let members = usize::from(plan.members % 4);
+    let heartbeats = usize::from(plan.heartbeats % 3);
     let nodes = electors + members;
     let faulty = 120 * SECOND;
     let faults = plan
@@ -49,7 +54,7 @@ fuzz_target!(|plan: Plan| {
         .iter()
         .take(8)
         .map(|&(kind, node, start, length)| {
-            let node = usize::from(node) % nodes;
+            let node = usize::from(node) % (nodes + heartbeats);
             let kind = match kind % 8 {
                 0 => FaultKind::Pause(node),
                 1 => FaultKind::PauseAgent(node),
@@ -71,6 +76,7 @@ fuzz_target!(|plan: Plan| {
         electors,
         pool_members: members,
         pool_size: usize::from(plan.slots % 3) + 1,
+        heartbeats: 0,
         identities: (0..nodes)
             .map(|i| if plan.shared_identity && i == 1 { 0 } else { i })
             .collect(),
@@ -109,6 +115,9 @@ fuzz_target!(|plan: Plan| {
         },
         faults,
     };
+    for i in 0..heartbeats {
+        scenario.add_heartbeat(900_000 + u64::from(plan.rates[(nodes + i) % 8]) * 200_000 / 255);
+    }
     scenario.keep_deletes_clear_of_starts();
     if let Err(violation) = run(&scenario) {
         panic!("{violation}\n{scenario:#?}");

@@ -1,9 +1,11 @@
-//! A simulated agent process: one core machine (an elector or a pool member) behind one
-//! interface, so the world drives both the same way.
+//! A simulated agent process: one core machine (an elector, a pool member or a heartbeat),
+//! driven through the core's one `Machine` trait.
 
+use crate::contract::Subject;
 use leasehold_core::{
-    Elector, ElectorConfig, Event, Identity, Instant, LeaseName, Machine as _, MicroTime, Pool,
-    PoolConfig, PoolError, Request, Response, TextError, Timing, WatchEvent,
+    Elector, ElectorConfig, Event, Heartbeat, HeartbeatConfig, Identity, Instant, LeaseName,
+    MicroTime, Pool, PoolConfig, PoolError, Request, Response, TextError, Timing, TimingError,
+    WatchEvent,
 };
 
 /// Most slots a simulated pool may have.
@@ -20,6 +22,8 @@ pub enum AgentError {
     Text(TextError),
     /// The pool's size did not fit [`MAX_SLOTS`].
     Pool(PoolError),
+    /// The timing does not suit a heartbeat.
+    Timing(TimingError),
 }
 
 impl std::fmt::Display for AgentError {
@@ -27,18 +31,71 @@ impl std::fmt::Display for AgentError {
         match self {
             Self::Text(e) => write!(f, "{e}"),
             Self::Pool(e) => write!(f, "{e}"),
+            Self::Timing(e) => write!(f, "{e}"),
         }
     }
 }
 
-enum Machine {
-    Elector(Box<Elector>),
-    Member(Box<Pool<MAX_SLOTS>>),
+/// What a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// An elector on [`LEADER_LEASE`].
+    Elector,
+    /// A member of a pool of this many slots.
+    Member(usize),
+    /// A heartbeat renewing the lease named after its identity.
+    Heartbeat,
+}
+
+/// The machine as the world drives it: the [`leasehold_core::Machine`] contract through
+/// [`Subject`], with its events reduced to the lease events the world acts on.
+trait Driven {
+    fn answer(&mut self, slot: u16, response: Response, now: Instant);
+    fn watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant);
+    fn timeout(&mut self, now: Instant);
+    fn close(&mut self, now: Instant);
+    fn request(&mut self, now: Instant, wall: MicroTime) -> Option<Request>;
+    fn wake_at(&self) -> Option<Instant>;
+    /// The next event: `Some(None)` for one about no lease (a heartbeat's).
+    fn event(&mut self) -> Option<Option<(u16, Event)>>;
+    fn leading(&self, now: Instant) -> Option<u16>;
+    fn closed(&self) -> bool;
+}
+
+impl<M: Subject> Driven for M {
+    fn answer(&mut self, slot: u16, response: Response, now: Instant) {
+        self.handle_answer(slot, response, now);
+    }
+    fn watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
+        self.handle_watch_event(slot, event, now);
+    }
+    fn timeout(&mut self, now: Instant) {
+        self.handle_timeout(now);
+    }
+    fn close(&mut self, now: Instant) {
+        leasehold_core::Machine::close(self, now);
+    }
+    fn request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
+        self.poll_request(now, wall)
+    }
+    fn wake_at(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
+    fn event(&mut self) -> Option<Option<(u16, Event)>> {
+        let event = self.poll_event()?;
+        Some(M::as_slot_event(&event).map(|(slot, e)| (slot, e.clone())))
+    }
+    fn leading(&self, now: Instant) -> Option<u16> {
+        Subject::leading(self, now)
+    }
+    fn closed(&self) -> bool {
+        self.is_closed()
+    }
 }
 
 /// One incarnation of a node's agent.
 pub struct Agent {
-    machine: Machine,
+    machine: Box<dyn Driven>,
     /// Which incarnation of the node's agent this is; events addressed to an earlier one are
     /// dropped.
     pub inc: u32,
@@ -49,17 +106,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// An elector (`pool_size: None`) or a pool member, campaigning at once.
+    /// An agent in `role`, campaigning (or renewing) at once.
     pub fn new(
         identity: &Identity,
         timing: Timing,
         watch: bool,
-        pool_size: Option<usize>,
+        role: Role,
         seed: u64,
         inc: u32,
     ) -> Result<Self, AgentError> {
-        let machine = match pool_size {
-            None => Machine::Elector(Box::new(Elector::new(
+        let machine: Box<dyn Driven> = match role {
+            Role::Elector => Box::new(Elector::new(
                 ElectorConfig {
                     lease: LeaseName::new(LEADER_LEASE).map_err(AgentError::Text)?,
                     identity: identity.clone(),
@@ -67,9 +124,9 @@ impl Agent {
                     watch,
                 },
                 seed,
-            ))),
-            Some(size) => Machine::Member(Box::new(
-                Pool::new(
+            )),
+            Role::Member(size) => Box::new(
+                Pool::<MAX_SLOTS>::new(
                     PoolConfig {
                         prefix: POOL_PREFIX,
                         size,
@@ -80,7 +137,19 @@ impl Agent {
                     seed,
                 )
                 .map_err(AgentError::Pool)?,
-            )),
+            ),
+            Role::Heartbeat => Box::new(
+                Heartbeat::new(
+                    HeartbeatConfig {
+                        lease: heartbeat_lease(identity)?,
+                        identity: identity.clone(),
+                        lease_duration: timing.lease_duration(),
+                        renew_interval: None,
+                    },
+                    seed,
+                )
+                .map_err(AgentError::Timing)?,
+            ),
         };
         Ok(Self {
             machine,
@@ -91,75 +160,58 @@ impl Agent {
     }
 
     /// Feeds the answer to `slot`'s outstanding request.
-    pub fn handle_response(&mut self, slot: u16, response: Response, now: Instant) {
-        match &mut self.machine {
-            Machine::Elector(e) => e.handle_answer(slot, response, now),
-            Machine::Member(p) => p.handle_answer(slot, response, now),
-        }
+    pub fn handle_answer(&mut self, slot: u16, response: Response, now: Instant) {
+        self.machine.answer(slot, response, now);
     }
 
     /// Feeds an event of `slot`'s watch stream.
-    pub fn handle_watch(&mut self, slot: u16, event: WatchEvent, now: Instant) {
-        match &mut self.machine {
-            Machine::Elector(e) => e.handle_watch_event(slot, event, now),
-            Machine::Member(p) => p.handle_watch_event(slot, event, now),
-        }
+    pub fn handle_watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
+        self.machine.watch_event(slot, event, now);
     }
 
     /// The machine's wake-up came.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match &mut self.machine {
-            Machine::Elector(e) => e.handle_timeout(now),
-            Machine::Member(p) => p.handle_timeout(now),
-        }
+        self.machine.timeout(now);
     }
 
-    /// Release: an elector shuts down, a member finishes.
+    /// Closes the machine: an elector or a member releases, a heartbeat stops.
     pub fn release(&mut self, now: Instant) {
         self.releasing = true;
-        match &mut self.machine {
-            Machine::Elector(e) => e.close(now),
-            Machine::Member(p) => p.close(now),
-        }
+        self.machine.close(now);
     }
 
     /// The next request due.
     pub fn poll_request(&mut self, now: Instant, wall: MicroTime) -> Option<Request> {
-        match &mut self.machine {
-            Machine::Elector(e) => e.poll_request(now, wall),
-            Machine::Member(p) => p.poll_request(now, wall),
-        }
+        self.machine.request(now, wall)
     }
 
-    /// The next event, with its slot.
+    /// The next lease event, with its slot; events about no lease are passed over.
     pub fn poll_event(&mut self) -> Option<(u16, Event)> {
-        match &mut self.machine {
-            Machine::Elector(e) => e.poll_event().map(|e| (0, e)),
-            Machine::Member(p) => p.poll_event().map(|e| (e.slot, e.event)),
+        loop {
+            if let Some(event) = self.machine.event()? {
+                return Some(event);
+            }
         }
     }
 
     /// When to be woken.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.machine {
-            Machine::Elector(e) => e.poll_timeout(),
-            Machine::Member(p) => p.poll_timeout(),
-        }
+        self.machine.wake_at()
     }
 
     /// The slot the machine believes it leads at `now` (0 for an elector), if any.
     pub fn leading(&self, now: Instant) -> Option<u16> {
-        match &self.machine {
-            Machine::Elector(e) => e.is_leader(now).then_some(0),
-            Machine::Member(p) => p.held(now),
-        }
+        self.machine.leading(now)
     }
 
-    /// Whether the release has finished.
+    /// Whether the close has finished.
     pub fn is_released(&self) -> bool {
-        match &self.machine {
-            Machine::Elector(e) => e.is_closed(),
-            Machine::Member(p) => p.is_closed(),
-        }
+        self.machine.closed()
     }
+}
+
+/// The lease a heartbeat node renews: named after its identity, as the kubelet names its node
+/// lease after the node.
+pub fn heartbeat_lease(identity: &Identity) -> Result<LeaseName, AgentError> {
+    LeaseName::new(identity.as_str()).map_err(AgentError::Text)
 }

@@ -38,6 +38,12 @@ pub enum Failure {
     NoLeader,
     /// Fewer works than `min(slots, members)` ran on the pool within the liveness bound.
     PoolNotFull,
+    /// A heartbeat node's lease went unwritten on the server for longer than its renew
+    /// interval allows, with the API answering normally.
+    HeartbeatLate {
+        /// The node.
+        node: usize,
+    },
     /// The scenario cannot be run (lists of the wrong length, a pool too large, a name out of
     /// bounds).
     Invalid,
@@ -106,6 +112,8 @@ pub struct Report {
     pub min_gap: Option<u64>,
     /// Events processed.
     pub steps: u64,
+    /// Writes the server applied to heartbeat leases.
+    pub heartbeat_renewals: u64,
 }
 
 impl std::ops::AddAssign for Report {
@@ -127,5 +135,6 @@ impl std::ops::AddAssign for Report {
             (a, b) => a.or(b),
         };
         self.steps += other.steps;
+        self.heartbeat_renewals += other.heartbeat_renewals;
     }
 }

@@ -115,8 +115,11 @@ pub struct Scenario {
     pub pool_members: usize,
     /// Slots in the pool.
     pub pool_size: usize,
-    /// Per node (electors first, then members): the identity it runs under, `node-{k}`. Two
-    /// nodes given the same `k` share one identity (two agents given one node name).
+    /// Heartbeat nodes, after the members: each renews the lease named after its identity.
+    pub heartbeats: usize,
+    /// Per node (electors first, then members, then heartbeats): the identity it runs under,
+    /// `node-{k}`. Two nodes given the same `k` share one identity (two agents given one node
+    /// name).
     pub identities: Vec<usize>,
     /// Per node: whether it watches.
     pub watch: Vec<bool>,
@@ -151,7 +154,12 @@ pub struct Scenario {
 impl Scenario {
     /// Nodes in all.
     pub fn nodes(&self) -> usize {
-        self.electors + self.pool_members
+        self.electors + self.pool_members + self.heartbeats
+    }
+
+    /// Whether node `n` is a heartbeat node.
+    pub fn is_heartbeat(&self, n: usize) -> bool {
+        n >= self.electors + self.pool_members
     }
 
     /// When the quiet tail starts.
@@ -177,6 +185,7 @@ impl Scenario {
             electors,
             pool_members,
             pool_size,
+            heartbeats: 0,
             identities: (0..nodes).collect(),
             watch: vec![true; nodes],
             rates_ppm: vec![1_000_000; nodes],
@@ -227,7 +236,10 @@ impl Scenario {
     pub fn keep_deletes_clear_of_starts(&mut self) {
         let starts: Vec<u64> = core::iter::once(0)
             .chain(self.faults.iter().filter_map(|f| match f.kind {
-                FaultKind::Crash(_) | FaultKind::KillAgent(_) | FaultKind::Shutdown(_) => {
+                // A heartbeat node's restart reads only its own lease.
+                FaultKind::Crash(n) | FaultKind::KillAgent(n) | FaultKind::Shutdown(n)
+                    if !self.is_heartbeat(n) =>
+                {
                     Some(f.end)
                 }
                 _ => None,
@@ -247,7 +259,8 @@ impl Scenario {
     /// identity, children that obey or ignore SIGTERM, a grace of 0–5 s, lossy and slow
     /// requests, a short watch history, and pauses (of a node or its agent alone), crashes (of
     /// a node or its agent alone), shutdowns, partitions, API outages and deletes over
-    /// `duration`, then a quiet tail of 90 s.
+    /// `duration`, then a quiet tail of 90 s. Beside them 0–2 heartbeat nodes with faults of
+    /// their own, drawn apart so the rest of the scenario is the same with or without them.
     pub fn random(seed: u64, duration: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0x5ce7_a210);
         let electors = rng.range(2, 6) as usize;
@@ -304,12 +317,13 @@ impl Scenario {
             let b = lo + rng.range(0, n as u64) as usize;
             identities[b.max(a)] = a.min(b);
         }
-        Self {
+        let mut scenario = Self {
             seed,
             timing: Timing::DEFAULT,
             electors,
             pool_members,
             pool_size,
+            heartbeats: 0,
             identities,
             watch: (0..nodes).map(|_| rng.chance(500)).collect(),
             rates_ppm: (0..nodes)
@@ -338,6 +352,40 @@ impl Scenario {
             quiet_tail,
             network,
             faults,
+        };
+        let mut extra = Rng::new(seed ^ 0x4ea7_b347);
+        for _ in 0..extra.range(0, 3) {
+            let rate = extra.range(1_000_000 - max_drift_ppm, 1_000_000 + max_drift_ppm + 1);
+            let n = scenario.add_heartbeat(rate);
+            for _ in 0..extra.range(0, 4) {
+                let kind = match extra.range(0, 6) {
+                    0 => FaultKind::Pause(n),
+                    1 => FaultKind::PauseAgent(n),
+                    2 => FaultKind::Crash(n),
+                    3 => FaultKind::KillAgent(n),
+                    4 => FaultKind::Shutdown(n),
+                    _ => FaultKind::Partition(n),
+                };
+                let length = extra.range(SECOND, 40 * SECOND);
+                let start = extra.range(0, faulty.saturating_sub(length));
+                scenario.faults.push(Fault {
+                    kind,
+                    start,
+                    end: (start + length).min(faulty),
+                });
+            }
         }
+        scenario
+    }
+
+    /// Adds a heartbeat node whose clock runs at `rate_ppm`, and returns its index.
+    pub fn add_heartbeat(&mut self, rate_ppm: u64) -> usize {
+        let n = self.nodes();
+        self.heartbeats += 1;
+        self.identities.push(n);
+        self.watch.push(false);
+        self.rates_ppm.push(rate_ppm);
+        self.children.push(Child::ExitsAfter(0));
+        n
     }
 }

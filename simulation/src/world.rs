@@ -5,7 +5,7 @@
 
 mod network;
 
-use crate::agent::{Agent, MAX_SLOTS};
+use crate::agent::{Agent, MAX_SLOTS, Role, heartbeat_lease};
 use crate::clock::Clock;
 use crate::oracle::Oracle;
 use crate::outcome::{Failure, Report, Violation};
@@ -13,6 +13,7 @@ use crate::rng::Rng;
 use crate::scenario::{FaultKind, LeaseId, Network, SECOND, Scenario};
 use crate::server::Server;
 use crate::work::{Child, Exit, Work, WorkPolicy};
+use leasehold_core::heartbeat::BACKOFF_MAX;
 use leasehold_core::{
     ApiError, Event, Fence, Identity, Instant, Request, Response, Signal, WatchEvent,
 };
@@ -166,6 +167,9 @@ pub struct World<'s> {
     invalid: Option<String>,
     leader_seen_in_tail: Option<u64>,
     pool_full_in_tail: Option<u64>,
+    /// Per heartbeat node: its node, its lease's name, and when the server last applied a
+    /// write to it (ground truth, µs).
+    heartbeat_writes: Vec<(usize, String, Option<u64>)>,
     observer: Option<Box<Observer<'s>>>,
 }
 
@@ -226,8 +230,15 @@ impl<'s> World<'s> {
                 busy: 0,
             });
         }
-        // client-go's per-request timeout: max(1 s, renew_deadline / 2).
-        let request_timeout = (scenario.timing.renew_deadline().as_micros() / 2).max(SECOND);
+        let request_timeout = scenario.timing.request_timeout().as_micros();
+        let mut heartbeat_writes = Vec::new();
+        for (n, node) in built.iter().enumerate() {
+            if scenario.is_heartbeat(n) {
+                let lease = heartbeat_lease(&node.identity)
+                    .map_err(|e| invalid(format!("node-{n}'s heartbeat lease: {e}")))?;
+                heartbeat_writes.push((n, lease.as_str().to_owned(), None));
+            }
+        }
         let mut world = Self {
             scenario,
             rng,
@@ -247,6 +258,7 @@ impl<'s> World<'s> {
             invalid: None,
             leader_seen_in_tail: None,
             pool_full_in_tail: None,
+            heartbeat_writes,
             observer: None,
         };
         for (i, fault) in scenario.faults.iter().enumerate() {
@@ -305,8 +317,14 @@ impl<'s> World<'s> {
         node.wake_at = None;
         let inc = node.incarnations;
         let seed = s.seed ^ ((n as u64) << 40) ^ (u64::from(inc) << 20);
-        let pool = (n >= s.electors).then_some(s.pool_size);
-        match Agent::new(&node.identity, s.timing, node.watch, pool, seed, inc) {
+        let role = if n < s.electors {
+            Role::Elector
+        } else if s.is_heartbeat(n) {
+            Role::Heartbeat
+        } else {
+            Role::Member(s.pool_size)
+        };
+        match Agent::new(&node.identity, s.timing, node.watch, role, seed, inc) {
             Ok(agent) => node.agent = Some(agent),
             Err(e) => {
                 self.invalid = Some(format!("node-{n}'s agent cannot be built: {e}"));
@@ -357,19 +375,17 @@ impl<'s> World<'s> {
         for req in requests {
             self.send(n, inc, req);
         }
-        let mut released = false;
         for (slot, event) in events {
             self.log(|| format!("node-{n} slot {slot} {event:?}"));
             if let Some(observer) = &mut self.observer {
                 observer(t, n, slot, &event);
             }
-            released |= matches!(event, Event::Released { .. });
             self.on_event(n, slot, &event);
         }
         let Some(agent) = self.nodes[n].agent.as_ref() else {
             return;
         };
-        if released && agent.is_released() {
+        if agent.releasing && agent.is_released() {
             // Released: the agent has nothing left to do and exits.
             self.end_agent(n);
             return;
@@ -678,7 +694,7 @@ impl<'s> World<'s> {
                 self.log(|| format!("node-{node} slot {slot} gets {resp:?}"));
                 let local = self.local(node);
                 if let Some(agent) = &mut self.nodes[node].agent {
-                    agent.handle_response(slot, resp, local);
+                    agent.handle_answer(slot, resp, local);
                     self.after_input(node);
                 }
             }
@@ -688,7 +704,7 @@ impl<'s> World<'s> {
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
                 let local = self.local(node);
                 if let Some(agent) = &mut self.nodes[node].agent {
-                    agent.handle_watch(slot, event, local);
+                    agent.handle_watch_event(slot, event, local);
                     self.after_input(node);
                 }
             }
@@ -895,8 +911,46 @@ impl<'s> World<'s> {
             if full && self.pool_full_in_tail.is_none() {
                 self.pool_full_in_tail = Some(self.now);
             }
+            self.check_heartbeats()?;
         }
         Ok(())
+    }
+
+    /// Once the API answers normally and any backoff has run out, each heartbeat node's lease
+    /// is written on the server at least once per renew interval: judged on the server's writes
+    /// (ground truth), never on the machine's word.
+    fn check_heartbeats(&self) -> Result<(), (Failure, String)> {
+        // The longest wait a failure before the calm can leave: the heartbeat's backoff, or a
+        // server's Retry-After (at most 3 s in this model).
+        let settle = BACKOFF_MAX.as_micros().max(3 * SECOND) + self.heartbeat_bound();
+        if self.now < self.calm() + settle {
+            return Ok(());
+        }
+        for (n, lease, written) in &self.heartbeat_writes {
+            let silent = self.now - written.unwrap_or(0);
+            if silent > self.heartbeat_bound() {
+                return Err((
+                    Failure::HeartbeatLate { node: *n },
+                    format!(
+                        "node-{n}'s heartbeat lease {lease} was not written for {:.3}s with the \
+                         API calm since {:.3}s (bound {:.3}s)",
+                        silent as f64 / 1e6,
+                        self.calm() as f64 / 1e6,
+                        self.heartbeat_bound() as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The longest a reachable heartbeat's lease goes unwritten: its renew interval (a quarter of
+    /// the lease duration, stretched by up to 4 % of jitter) on the slowest allowed clock, and
+    /// a round trip.
+    fn heartbeat_bound(&self) -> u64 {
+        let s = self.scenario;
+        let local = s.timing.lease_duration().as_micros() / 4 * 104 / 100;
+        local * 1_000_000 / (1_000_000 - s.max_drift_ppm) + 2 * Network::CALM.max_latency + 1_000
     }
 
     /// The bound within which a free or expired lease must be taken, and its work started,

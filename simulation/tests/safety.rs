@@ -19,7 +19,9 @@
 //! LEASEHOLD_SIM_SEED=1234 cargo test -p leasehold-simulation --test safety replay -- --ignored --nocapture
 //! ```
 
-use leasehold_simulation::{Failure, FaultKind, LeaseId, Report, SECOND, Scenario, replay, run};
+use leasehold_simulation::{
+    Failure, Fault, FaultKind, LeaseId, Report, SECOND, Scenario, replay, run,
+};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -120,6 +122,7 @@ fn ten_thousand_ten_minute_runs_keep_the_work_exclusive_and_live() {
     assert!(report.orphans > seeds / 10, "{report:?}");
     assert!(report.expired > seeds / 2, "{report:?}");
     assert!(report.unchanged > seeds / 10, "{report:?}");
+    assert!(report.heartbeat_renewals > seeds * 50, "{report:?}");
 }
 
 #[test]
@@ -214,5 +217,51 @@ fn the_same_partition_is_safe_within_the_drift_bound() {
     assert!(
         report.kills >= 1,
         "the fence killed node 0's work: {report:?}"
+    );
+}
+
+/// One elector and one heartbeat node (node 1); `fault` hits the heartbeat node from 20 s to
+/// `until`, with the quiet tail from 150 s.
+fn heartbeat_under(fault: fn(usize) -> FaultKind, until: u64) -> Scenario {
+    let mut s = Scenario::calm(11, 1, 0, 1, 300 * SECOND);
+    let node = s.add_heartbeat(1_000_000);
+    s.faults = vec![Fault {
+        kind: fault(node),
+        start: 20 * SECOND,
+        end: until,
+    }];
+    s
+}
+
+#[test]
+fn a_heartbeat_renews_within_its_interval_once_the_server_is_reachable_again() {
+    let faults: [fn(usize) -> FaultKind; 6] = [
+        FaultKind::Partition,
+        FaultKind::Pause,
+        FaultKind::PauseAgent,
+        FaultKind::Crash,
+        FaultKind::KillAgent,
+        FaultKind::Shutdown,
+    ];
+    for fault in faults {
+        let scenario = heartbeat_under(fault, 100 * SECOND);
+        let report = run(&scenario).unwrap_or_else(|v| panic!("{:?}: {v}", scenario.faults));
+        // 300 s of renewals every 3.75–3.9 s, less the 80 s fault: about 56 writes.
+        assert!(
+            (50..80).contains(&report.heartbeat_renewals),
+            "{:?}: {report:?}",
+            scenario.faults
+        );
+    }
+}
+
+#[test]
+fn the_checker_catches_a_heartbeat_that_stops_renewing() {
+    // Paused to the end: the API is calm, but the heartbeat's lease goes unwritten.
+    let violation = run(&heartbeat_under(FaultKind::Pause, 300 * SECOND)).unwrap_err();
+    assert_eq!(
+        violation.failure,
+        Failure::HeartbeatLate { node: 1 },
+        "{violation}"
     );
 }

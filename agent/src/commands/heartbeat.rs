@@ -10,16 +10,20 @@ use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
 use crate::transport::Metered;
-use leasehold_core::{Heartbeat, HeartbeatConfig, HeartbeatEvent, LeaseName, Verb};
+use leasehold_core::{
+    Heartbeat, HeartbeatConfig, HeartbeatEvent, HeartbeatWatcher, LeaseName, LivenessEvent,
+};
 use leasehold_runtime::{Clock, Transport};
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The shortest `--watch --interval`: shorter would list the namespace's leases in a busy loop.
 const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// `--watch --interval` by default.
 const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// The most leases `--watch` judges; more are reported, not judged. A namespace such as
+/// `kube-node-lease` holds one per node: past this many, narrow it with `--selector`.
+const MAX_WATCHED: usize = 1024;
 
 pub async fn run(
     global: &Global,
@@ -60,13 +64,12 @@ pub async fn run(
         seed(),
     )
     .map_err(|e| AgentError::usage(format!("--lease-duration: {e}")))?;
-    // A renewal must answer well within its interval (a quarter of the duration).
-    let request_timeout = (args.lease_duration / 8).max(Duration::from_secs(1));
+    // The watcher's lists get the renewal's timeout too: it judges leases of that duration.
     let options = ConnectOptions::new(
         global,
         &config,
         args.place.namespace.clone(),
-        request_timeout,
+        crate::duration::to_std(machine.request_timeout()),
     );
     let connection = cluster::connect(&options).await?;
     let outputs = Outputs::start(
@@ -151,19 +154,11 @@ pub(super) async fn renew(
     }
 }
 
-/// What the watcher knows of one lease, on its own clock.
-struct Seen {
-    resource_version: String,
-    observed_at: Instant,
-    duration: Duration,
-    stale: bool,
-}
-
-/// Lists the leases every `interval`, and again at the instant the next one would expire, and
-/// reports each one whose record has not changed for longer than its `leaseDurationSeconds`,
-/// measured on this process's clock from when the change was seen (never by comparing the
-/// record's timestamps with the local clock). A lease with no holder (free, or released by an
-/// election) is nobody's heartbeat and is not reported.
+/// Lists the leases every `interval`, and again when the first one still renewed would expire,
+/// and reports those not renewed within their duration, and those that come back, as the core's
+/// [`HeartbeatWatcher`] judges them: by when this process saw each record change, never by
+/// comparing the record's timestamps with the local clock. Leases without a holder are nobody's
+/// heartbeat and are not reported.
 async fn watch(
     transport: Arc<Metered>,
     namespace: &str,
@@ -172,92 +167,89 @@ async fn watch(
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
     tracing::info!(namespace, selector = ?args.selector, ?interval, "watching heartbeat leases");
-    let started = Instant::now();
-    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let clock = Clock::default();
+    let mut watcher = Box::new(HeartbeatWatcher::<MAX_WATCHED>::new(
+        crate::duration::to_core(interval),
+        crate::duration::to_core(args.lease_duration),
+    ));
     loop {
-        match transport
-            .list(Some(namespace), args.selector.as_deref())
-            .await
-        {
-            Ok(leases) => {
-                let now = Instant::now();
-                let present: Vec<String> = leases.iter().map(|l| l.name.clone()).collect();
-                seen.retain(|name, _| present.contains(name));
-                for listed in leases {
-                    let record = &listed.lease.record;
-                    if matches!(record.holder, leasehold_core::Holder::None) {
-                        seen.remove(&listed.name);
-                        continue;
-                    }
-                    let rv = listed.lease.resource_version.as_str().to_owned();
-                    let duration = record
-                        .lease_duration
-                        .map_or(args.lease_duration, crate::duration::to_std);
-                    let holder = record.holder.to_string();
-                    let entry = seen.entry(listed.name.clone()).or_insert(Seen {
-                        resource_version: rv.clone(),
-                        observed_at: now,
-                        duration,
-                        stale: false,
-                    });
-                    if entry.resource_version != rv {
-                        if entry.stale {
-                            println!("RENEWED {namespace}/{} holder={holder}", listed.name);
-                            tracing::info!(lease = %listed.name, %holder, "lease renewed again");
-                        }
-                        *entry = Seen {
-                            resource_version: rv,
-                            observed_at: now,
-                            duration,
-                            stale: false,
-                        };
-                    } else if !entry.stale && now.duration_since(entry.observed_at) >= duration {
-                        entry.stale = true;
-                        let unchanged = now.duration_since(entry.observed_at).as_secs();
-                        // Unchanged since first seen: it may have been so long before.
-                        let since = if entry.observed_at <= started {
-                            format!("at least {unchanged}s, since this watcher started")
-                        } else {
-                            format!("{unchanged}s")
-                        };
-                        let renewed = record.renew_time.map_or("none".into(), super::get::rfc3339);
-                        println!(
-                            "STALE {namespace}/{} holder={holder} not renewed within its {}s \
-                             duration: unchanged for {since}; renewTime {renewed}",
-                            listed.name,
-                            duration.as_secs(),
-                        );
-                        tracing::warn!(lease = %listed.name, %holder, "lease not renewed within its duration");
-                    }
+        if watcher.poll_list(clock.now()) {
+            match transport
+                .list(Some(namespace), args.selector.as_deref())
+                .await
+            {
+                Ok(listed) => {
+                    let named: Vec<_> = listed
+                        .iter()
+                        .filter_map(|l| match LeaseName::new(&l.name) {
+                            Ok(name) => Some((name, &l.lease)),
+                            Err(e) => {
+                                tracing::warn!(lease = %l.name, "not judged: {e}");
+                                None
+                            }
+                        })
+                        .collect();
+                    watcher.handle_listed(named.iter().map(|(n, l)| (n, *l)), clock.now());
+                }
+                Err(error) if error.kind.is_permanent() => {
+                    return Err(crate::rbac::denied(
+                        &error,
+                        &crate::rbac::Needs::listing(Some(namespace)),
+                    ));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list leases; retrying");
+                    watcher.handle_list_failed(clock.now());
                 }
             }
-            Err(error)
-                if matches!(
-                    error,
-                    leasehold_core::ApiError::Forbidden | leasehold_core::ApiError::Unauthorized
-                ) =>
-            {
-                return Err(crate::rbac::denied(
-                    Verb::List,
-                    &error,
-                    &crate::rbac::Needs {
-                        namespace: Some(namespace),
-                        names: &[],
-                    },
-                    transport.inner.last_failure_message().as_deref(),
-                ));
+            while let Some(event) = watcher.poll_event() {
+                report(namespace, event);
             }
-            Err(error) => tracing::warn!(?error, "cannot list leases; retrying"),
         }
-        // The next list: at the interval, or when the first lease still fresh would expire.
-        let next = seen
-            .values()
-            .filter(|s| !s.stale)
-            .map(|s| s.observed_at + s.duration)
-            .fold(Instant::now() + interval, Instant::min);
+        let wake = clock.deadline(watcher.poll_timeout().unwrap_or_else(|| clock.now()));
         tokio::select! {
-            () = tokio::time::sleep_until(next.into()) => {}
+            () = tokio::time::sleep_until(wake) => {}
             () = signals.recv() => return Ok(0),
         }
+    }
+}
+
+/// Prints a watcher's finding on stdout (the lines scripts read) and logs it.
+fn report(namespace: &str, event: LivenessEvent) {
+    match event {
+        LivenessEvent::Stopped {
+            lease,
+            holder,
+            duration,
+            unchanged_for,
+            since_first_list,
+            renew_time,
+        } => {
+            let unchanged = unchanged_for.as_secs();
+            // Unchanged since the first list: it may have been so long before.
+            let since = if since_first_list {
+                format!("at least {unchanged}s, since this watcher started")
+            } else {
+                format!("{unchanged}s")
+            };
+            let renewed = renew_time.map_or("none".into(), super::get::rfc3339);
+            println!(
+                "STALE {namespace}/{lease} holder={holder} not renewed within its {}s duration: \
+                 unchanged for {since}; renewTime {renewed}",
+                duration.as_secs(),
+            );
+            tracing::warn!(%lease, %holder, "lease not renewed within its duration");
+        }
+        LivenessEvent::Renewed { lease, holder } => {
+            println!("RENEWED {namespace}/{lease} holder={holder}");
+            tracing::info!(%lease, %holder, "lease renewed again");
+        }
+        LivenessEvent::Untracked { count } => tracing::warn!(
+            count,
+            capacity = MAX_WATCHED,
+            "more heartbeat leases than the watcher judges: {count} not judged; narrow them \
+             with --selector"
+        ),
+        _ => {}
     }
 }

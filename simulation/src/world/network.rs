@@ -160,6 +160,11 @@ impl World<'_> {
                 if let Some(lease) = self.server.lease(name) {
                     self.notify(name, WatchEvent::Changed(lease));
                 }
+                let now = self.now;
+                if let Some(hb) = self.heartbeat_writes.iter_mut().find(|hb| hb.1 == name) {
+                    hb.2 = Some(now);
+                    self.report.heartbeat_renewals += 1;
+                }
             }
             Effect::Unchanged => self.report.unchanged += 1,
             Effect::None => {}
