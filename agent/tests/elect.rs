@@ -271,18 +271,36 @@ async fn rbac_denial_exits_3_with_the_rule_to_add() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("cannot create leases.coordination.k8s.io in namespace \"default\""),
+        stderr.contains(
+            "permission denied: create leases/controller: 403 Forbidden: \
+             leases.coordination.k8s.io is forbidden: User \"reader\" cannot create resource \
+             \"leases\" in API group \"coordination.k8s.io\" in the namespace \"default\""
+        ),
+        "the server's own words: {stderr}"
+    );
+    assert!(
+        stderr.contains("needs get, create, update, watch on leases"),
+        "every verb the command uses, not only the one refused: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "  resourceNames: [\"controller\"]\n  verbs: [\"get\", \"update\", \"watch\"]\n"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("User \\\"reader\\\"") || stderr.contains("User \"reader\""),
+        stderr.contains(
+            "- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"create\"]\n"
+        ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("- apiGroups: [\"coordination.k8s.io\"]"),
-        "{stderr}"
+        stderr.contains("kind: RoleBinding\n")
+            && stderr.contains(
+                "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: \"reader\"\n"
+            ),
+        "bound to the subject the server named: {stderr}"
     );
-    assert!(stderr.contains("verbs: [\"create\"]"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,7 +239,14 @@ async fn gc_deletes_only_leases_expired_past_the_threshold_and_dry_run_changes_n
     let out = w.run_as(&w.reader, &["gc", "-l", "leasehold.io/component=indexer"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("verbs: [\"delete\"]"), "{stderr}");
+    assert!(
+        stderr.contains("permission denied: delete leases/gone-again: 403 Forbidden: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("verbs: [\"delete\", \"list\"]"),
+        "the rule grants every verb gc uses: {stderr}"
+    );
     assert!(w.lease("gone-again").is_some());
 }
 
