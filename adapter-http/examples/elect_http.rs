@@ -3,10 +3,10 @@
 //!
 //! `cargo run -p leasehold-adapter-http --example elect_http -- NAME IDENTITY [KUBECONFIG]`
 
+mod shared;
+
 use leasehold_adapter_http::{HttpConfig, kubeconfig};
-use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
-use leasehold_runtime::{Clock, drive};
-use std::sync::Arc;
+use leasehold_core::Timing;
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
@@ -21,36 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let transport = Arc::new(leasehold_adapter_http::connect(&HttpConfig {
+    let transport = leasehold_adapter_http::connect(&HttpConfig {
         cluster,
         namespace,
         request_timeout: Duration::from_micros(timing.request_timeout().as_micros()),
         rate_limit: Some((5.0, 10)),
-    })?);
-    let mut elector = Elector::new(
-        ElectorConfig {
-            lease: LeaseName::new(lease)?,
-            identity: Identity::new(identity)?,
-            timing,
-            watch: true,
-        },
-        std::process::id().into(),
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    drive(
-        &mut elector,
-        transport,
-        Clock::default(),
-        shutdown,
-        |_, event| match event {
-            Event::BecameLeader { epoch } => println!("became leader (epoch {epoch})"),
-            Event::LostLeadership { reason } => println!("lost leadership: {reason:?}"),
-            Event::LeaderChanged { holder } => println!("new leader is {holder}"),
-            _ => {}
-        },
-    )
-    .await;
-    Ok(())
+    })?;
+    shared::elector::run(transport, lease, identity, timing).await
 }

@@ -316,33 +316,22 @@ pub fn server_status(
     body: &[u8],
     retry_after: Option<&str>,
 ) -> ServerStatus {
-    let status = decode_status(body);
-    let details = status.as_ref().and_then(|s| s.details.as_ref());
-    ServerStatus {
-        code,
-        reason: status
-            .as_ref()
-            .map(|s| s.reason.clone())
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| http_reason.to_owned()),
-        message: status
-            .as_ref()
-            .map(|s| s.message.clone())
-            .unwrap_or_default(),
-        causes: details
-            .map(|d| {
-                d.causes
-                    .iter()
-                    .map(|c| (c.field.clone(), c.message.clone()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        retry_after: leasehold_core::api::retry_after(
-            retry_after,
-            details.and_then(|d| d.retry_after_seconds),
+    let Some(status) = decode_status(body) else {
+        return ServerStatus::new(code, http_reason, "").with_retry_after(retry_after, None);
+    };
+    let reason = match status.reason.as_str() {
+        "" => http_reason,
+        reason => reason,
+    };
+    let details = status.details.as_ref();
+    ServerStatus::new(code, reason, status.message.as_str())
+        .with_causes(
+            details
+                .into_iter()
+                .flat_map(|d| &d.causes)
+                .map(|c| (c.field.clone(), c.message.clone())),
         )
-        .map(|d| std::time::Duration::from_secs(d.as_secs())),
-    }
+        .with_retry_after(retry_after, details.and_then(|d| d.retry_after_seconds))
 }
 
 #[derive(Deserialize)]

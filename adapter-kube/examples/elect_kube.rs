@@ -3,10 +3,11 @@
 //!
 //! `cargo run -p leasehold-adapter-kube --example elect_kube -- NAME IDENTITY [KUBECONFIG]`
 
+#[path = "../../adapter-http/examples/shared/mod.rs"]
+mod shared;
+
 use leasehold_adapter_kube::{client, transport};
-use leasehold_core::{Elector, ElectorConfig, Event, Identity, LeaseName, Timing};
-use leasehold_runtime::{Clock, drive};
-use std::sync::Arc;
+use leasehold_core::Timing;
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
@@ -23,30 +24,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_micros(timing.request_timeout().as_micros()),
     )
     .with_rate_limit(5.0, 10)?;
-    let mut elector = Elector::new(
-        ElectorConfig {
-            lease: LeaseName::new(lease)?,
-            identity: Identity::new(identity)?,
-            timing,
-            watch: true,
-        },
-        std::process::id().into(),
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    drive(
-        &mut elector,
-        Arc::new(transport),
-        Clock::default(),
-        shutdown,
-        |_, event| match event {
-            Event::BecameLeader { epoch } => println!("became leader (epoch {epoch})"),
-            Event::LostLeadership { reason } => println!("lost leadership: {reason:?}"),
-            Event::LeaderChanged { holder } => println!("new leader is {holder}"),
-            _ => {}
-        },
-    )
-    .await;
-    Ok(())
+    shared::elector::run(transport, lease, identity, timing).await
 }

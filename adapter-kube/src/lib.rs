@@ -135,32 +135,26 @@ impl KubeWire {
 /// The server's refusal, or the cause of a failed call.
 fn failure(e: kube::Error, address: &str) -> Failure {
     match e {
-        kube::Error::Api(status) => Failure::Refused(ServerStatus {
-            code: status.code,
-            reason: status.reason.clone(),
-            message: status.message.clone(),
-            causes: status
-                .details
-                .as_ref()
-                .map(|d| {
-                    d.causes
-                        .iter()
-                        .map(|c| (c.field.clone(), c.message.clone()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            // kube-rs reads no Retry-After header, and fills an absent `retryAfterSeconds`
-            // with 0.
-            retry_after: leasehold_core::api::retry_after(
-                None,
-                status
-                    .details
-                    .as_ref()
-                    .map(|d| u64::from(d.retry_after_seconds))
-                    .filter(|&s| s > 0),
+        kube::Error::Api(status) => {
+            let details = status.details.as_ref();
+            Failure::Refused(
+                ServerStatus::new(status.code, status.reason.as_str(), status.message.as_str())
+                    .with_causes(
+                        details
+                            .into_iter()
+                            .flat_map(|d| &d.causes)
+                            .map(|c| (c.field.clone(), c.message.clone())),
+                    )
+                    // kube-rs reads no Retry-After header, and fills an absent
+                    // `retryAfterSeconds` with 0.
+                    .with_retry_after(
+                        None,
+                        details
+                            .map(|d| u64::from(d.retry_after_seconds))
+                            .filter(|&s| s > 0),
+                    ),
             )
-            .map(|d| std::time::Duration::from_secs(d.as_secs())),
-        }),
+        }
         kube::Error::SerdeError(e) => Failure::Cause(Cause::Malformed(e.to_string())),
         other => Failure::Cause(connection_cause(&other, address)),
     }

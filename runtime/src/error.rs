@@ -38,6 +38,33 @@ pub struct ServerStatus {
     pub retry_after: Option<Duration>,
 }
 
+impl ServerStatus {
+    /// A `Status` with the server's `code`, `reason` and `message`.
+    pub fn new(code: u16, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            ..Self::default()
+        }
+    }
+
+    /// With the field errors `details.causes`, as (field, message).
+    pub fn with_causes(mut self, causes: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.causes = causes.into_iter().collect();
+        self
+    }
+
+    /// With the server's advice to wait, by the one Retry-After rule
+    /// ([`leasehold_core::api::retry_after`]): the `Retry-After` header, else
+    /// `details.retryAfterSeconds`.
+    pub fn with_retry_after(mut self, header: Option<&str>, seconds: Option<u64>) -> Self {
+        self.retry_after = leasehold_core::api::retry_after(header, seconds)
+            .map(|d| Duration::from_secs(d.as_secs()));
+        self
+    }
+}
+
 /// Why no usable answer came.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,0 +1,3 @@
+//! Code the transports' examples share.
+
+pub mod elector;
