@@ -158,6 +158,15 @@ mod tests {
                     ..l.lease.record.clone()
                 };
                 let name = LeaseName::new(&l.name).unwrap();
+                // The transport updates only a lease it has read, as the core does.
+                self.0
+                    .call(leasehold_core::Request {
+                        slot: 0,
+                        lease: name.clone(),
+                        op: leasehold_core::Operation::Get,
+                    })
+                    .await
+                    .expect("read");
                 let op = leasehold_core::Operation::Update {
                     resource_version: l.lease.resource_version.clone(),
                     record,
