@@ -17,14 +17,21 @@ pub enum AnyTransport {
     Http(Box<leasehold_adapter_http::HttpTransport>),
 }
 
+/// `$body` with `$t` bound to whichever transport `$any` holds.
+macro_rules! each {
+    ($any:expr, $t:ident => $body:expr) => {
+        match $any {
+            #[cfg(feature = "kube")]
+            AnyTransport::Kube($t) => $body,
+            #[cfg(feature = "http")]
+            AnyTransport::Http($t) => $body,
+        }
+    };
+}
+
 impl Transport for AnyTransport {
     async fn call(&self, request: Request) -> Result<Lease, RequestError> {
-        match self {
-            #[cfg(feature = "kube")]
-            Self::Kube(t) => t.call(request).await,
-            #[cfg(feature = "http")]
-            Self::Http(t) => t.call(request).await,
-        }
+        each!(self, t => t.call(request).await)
     }
 
     async fn list(
@@ -32,12 +39,7 @@ impl Transport for AnyTransport {
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<ListedLease>, RequestError> {
-        match self {
-            #[cfg(feature = "kube")]
-            Self::Kube(t) => t.list(namespace, label_selector).await,
-            #[cfg(feature = "http")]
-            Self::Http(t) => t.list(namespace, label_selector).await,
-        }
+        each!(self, t => t.list(namespace, label_selector).await)
     }
 
     async fn delete(
@@ -45,12 +47,7 @@ impl Transport for AnyTransport {
         name: &str,
         resource_version: &ResourceVersion,
     ) -> Result<(), RequestError> {
-        match self {
-            #[cfg(feature = "kube")]
-            Self::Kube(t) => t.delete(name, resource_version).await,
-            #[cfg(feature = "http")]
-            Self::Http(t) => t.delete(name, resource_version).await,
-        }
+        each!(self, t => t.delete(name, resource_version).await)
     }
 
     async fn watch(
@@ -59,12 +56,7 @@ impl Transport for AnyTransport {
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) {
-        match self {
-            #[cfg(feature = "kube")]
-            Self::Kube(t) => t.watch(lease, resource_version, sink).await,
-            #[cfg(feature = "http")]
-            Self::Http(t) => t.watch(lease, resource_version, sink).await,
-        }
+        each!(self, t => t.watch(lease, resource_version, sink).await)
     }
 }
 
