@@ -1,8 +1,8 @@
 //! `leasehold gc`: deletes the identity leases (`leasehold identity`'s, or any selected by label)
 //! that expired long ago, each only if it is still the version listed.
 
+use super::runner;
 use crate::cli::{GcArgs, Global};
-use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::rbac;
 use leasehold_core::{ApiError, MicroTime};
@@ -10,14 +10,7 @@ use leasehold_runtime::{ListedLease, Transport};
 use std::time::Duration;
 
 pub async fn run(global: &Global, args: GcArgs) -> Result<i32, AgentError> {
-    let config = cluster::load_config(global.config.as_deref())?;
-    let options = ConnectOptions::new(
-        global,
-        &config,
-        args.namespace.clone(),
-        crate::duration::to_std(leasehold_core::timing::UNHURRIED_REQUEST_TIMEOUT),
-    );
-    let connection = cluster::connect(&options).await?;
+    let connection = runner::connect_once(global, args.namespace.clone()).await?;
     let namespace = connection.namespace.clone();
     let mut out = std::io::stdout().lock();
     let report = collect(

@@ -2,8 +2,8 @@
 //! its record) and how often it changed hands.
 
 use super::identity::{APISERVER_LABEL, COMPONENT_LABEL, HOSTNAME_LABEL};
+use super::runner;
 use crate::cli::{GetArgs, GetOutput, Global};
-use crate::cluster::{self, ConnectOptions};
 use crate::error::AgentError;
 use crate::rbac;
 use leasehold_core::{Holder, MicroTime};
@@ -21,14 +21,7 @@ pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
             args.resource
         )));
     }
-    let config = cluster::load_config(global.config.as_deref())?;
-    let options = ConnectOptions::new(
-        global,
-        &config,
-        args.namespace.clone(),
-        crate::duration::to_std(leasehold_core::timing::UNHURRIED_REQUEST_TIMEOUT),
-    );
-    let connection = cluster::connect(&options).await?;
+    let connection = runner::connect_once(global, args.namespace.clone()).await?;
     let namespace = (!args.all_namespaces).then_some(connection.namespace.as_str());
     let mut leases = match connection
         .transport

@@ -50,6 +50,22 @@ pub struct Setup<'a> {
     pub healthz_after: Duration,
 }
 
+/// Builds the transport of a one-shot command (`get`, `gc`): its requests race no lease
+/// deadline, so they get the core's unhurried timeout.
+pub async fn connect_once(
+    global: &Global,
+    namespace: Option<String>,
+) -> Result<cluster::Connection, AgentError> {
+    let config = cluster::load_config(global.config.as_deref())?;
+    let options = ConnectOptions::new(
+        global,
+        &config,
+        namespace,
+        to_std(leasehold_core::timing::UNHURRIED_REQUEST_TIMEOUT),
+    );
+    cluster::connect(&options).await
+}
+
 /// A command connected to its cluster, with its outputs running.
 pub struct Session {
     /// The outputs, and the transport that keeps them current.
