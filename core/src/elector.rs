@@ -143,12 +143,12 @@ impl Machine for Elector {
         if self.slot.has_request_in_flight() {
             self.stats.answered(&answer);
         }
-        self.step(|s, env| s.handle_response(answer, now, env));
+        self.step(|s, env| s.handle_answer(answer, now, env));
     }
 
     fn handle_watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
         if slot == 0 {
-            self.step(|s, env| s.handle_watch(event, now, env));
+            self.step(|s, env| s.handle_watch_event(event, now, env));
         }
     }
 

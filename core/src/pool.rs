@@ -289,12 +289,12 @@ impl<const N: usize> Machine for Pool<N> {
         {
             self.stats.answered(&answer);
         }
-        self.with_slot(slot, |s, env| s.handle_response(answer, now, env));
+        self.with_slot(slot, |s, env| s.handle_answer(answer, now, env));
         self.reconcile(now);
     }
 
     fn handle_watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant) {
-        self.with_slot(slot, |s, env| s.handle_watch(event, now, env));
+        self.with_slot(slot, |s, env| s.handle_watch_event(event, now, env));
         self.reconcile(now);
     }
 

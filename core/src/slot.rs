@@ -592,7 +592,7 @@ impl LeaseSlot {
         push_event(env.events, self.index, Event::Released { written });
     }
 
-    pub(crate) fn handle_response(&mut self, response: Response, now: Instant, env: &mut Env<'_>) {
+    pub(crate) fn handle_answer(&mut self, response: Response, now: Instant, env: &mut Env<'_>) {
         self.expire(now, env);
         let Some(flight) = self.in_flight.take() else {
             return;
@@ -771,7 +771,12 @@ impl LeaseSlot {
         self.not_before = now.saturating_add(wait.max(server_wait(error)));
     }
 
-    pub(crate) fn handle_watch(&mut self, event: WatchEvent, now: Instant, env: &mut Env<'_>) {
+    pub(crate) fn handle_watch_event(
+        &mut self,
+        event: WatchEvent,
+        now: Instant,
+        env: &mut Env<'_>,
+    ) {
         self.expire(now, env);
         match event {
             WatchEvent::Changed(lease) => {
