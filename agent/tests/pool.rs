@@ -326,8 +326,12 @@ async fn enforce_refuses_with_exit_3_and_never_runs_the_command() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("permission denied: cannot create leases"),
+        stderr.contains("permission denied: create leases/cold-start-"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("  resourceNames: [\"cold-start-0\", \"cold-start-1\"]\n"),
+        "the rule names the pool's slots: {stderr}"
     );
     assert!(!marker.exists(), "the command must not run");
 
