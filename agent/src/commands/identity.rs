@@ -2,10 +2,10 @@
 //! long lease named from its component and a hash of its hostname, labelled so a selector finds
 //! them all (`leasehold gc` deletes the ones that expired long ago).
 
-use super::outputs::Outputs;
-use super::runner::seed;
+use super::runner::{Session, Setup, seed};
 use crate::cli::{Global, IdentityArgs};
-use crate::cluster::{self, ConnectOptions};
+use crate::cluster;
+use crate::duration::to_core;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use leasehold_core::{Heartbeat, HeartbeatConfig, Identity, LeaseName};
@@ -53,30 +53,26 @@ pub async fn run(
         HeartbeatConfig {
             lease,
             identity: holder.clone(),
-            lease_duration: crate::duration::to_core(args.lease_duration),
-            renew_interval: Some(crate::duration::to_core(args.renew_interval)),
+            lease_duration: to_core(args.lease_duration),
+            renew_interval: Some(to_core(args.renew_interval)),
         },
         seed(),
     )
     .map_err(|e| AgentError::usage(format!("--lease-duration / --renew-interval: {e}")))?;
-    let mut options = ConnectOptions::new(
+    let session = Session::start(Setup {
         global,
-        &config,
-        args.place.namespace.clone(),
-        crate::duration::to_std(machine.request_timeout()),
-    );
-    options.create_metadata = CreateMetadata {
-        labels,
-        owner: owner.clone(),
-    };
-    let connection = cluster::connect(&options).await?;
-    let outputs = Outputs::start(
-        &name,
-        &holder,
-        &args.output,
-        args.lease_duration,
-        connection.transport,
-    )
+        config: &config,
+        namespace: args.place.namespace.clone(),
+        request_timeout: machine.request_timeout(),
+        create_metadata: CreateMetadata {
+            labels,
+            owner: owner.clone(),
+        },
+        name: &name,
+        identity: &holder,
+        output: &args.output,
+        healthz_after: to_core(args.lease_duration),
+    })
     .await?;
     tracing::info!(
         lease = %name,
@@ -88,10 +84,10 @@ pub async fn run(
     );
     super::heartbeat::renew(
         machine,
-        outputs.transport.clone(),
-        connection.namespace,
+        session.outputs.transport.clone(),
+        session.namespace.clone(),
         name,
-        outputs.shared.clone(),
+        session.outputs.shared.clone(),
         signals,
     )
     .await
