@@ -510,3 +510,66 @@ async fn a_fallback_never_lets_lease_work_run_beside_the_next_holder() {
         a.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_turned_off_runs_the_command_without_leases_and_ends_with_its_code() {
+    let w = World::start("pool-coldstart-off").await;
+    let config = w.path("dragent.yaml");
+    std::fs::write(&config, "k8s_coldstart:\n  enabled: false\n").unwrap();
+    let env = w.path("env");
+    let script = format!(
+        "echo \"lease=${{LEASEHOLD_LEASE-unset}} epoch=${{LEASEHOLD_EPOCH-unset}}\" > {}; exit 4",
+        env.display()
+    );
+    let args = |script: &str| {
+        [
+            "--config",
+            config.to_str().unwrap(),
+            "pool",
+            "--identity",
+            "a",
+            "--release-after",
+            "sh",
+            "-c",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([script.to_owned()])
+        .collect::<Vec<_>>()
+    };
+    let out = w.run_as(
+        &w.admin,
+        &args(&script).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the command's own code: {stderr}"
+    );
+    assert!(stderr.contains("without throttling"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        "lease=unset epoch=unset\n",
+        "no lease, so no lease variables"
+    );
+    assert_eq!(w.sim.counters().total(), 0, "not one request for a lease");
+
+    // A SIGTERM stops the command, and the agent ends with the code it ended with.
+    let started = w.path("started");
+    let script = format!(
+        "trap 'exit 9' TERM; touch {}; while :; do sleep 0.05; done",
+        started.display()
+    );
+    let mut agent = w.spawn(
+        "coldstart-off",
+        &args(&script).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    eventually(Duration::from_secs(10), "the command runs", || {
+        started.exists()
+    })
+    .await;
+    agent.terminate();
+    let status = agent.exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(9), "{}", agent.log_text());
+}

@@ -55,7 +55,7 @@ pub async fn run(
             tracing::info!(
                 "k8s_coldstart.enabled is false: running the command without throttling"
             );
-            return supervisor::run_without_leases(&launcher, &command, signals).await;
+            return supervisor::run_without_leases(launcher, command, signals).await;
         }
         // Sysdig's switch: this agent takes no delegation lease and so is no delegate. It says
         // so, in the status file too (leader=false), and runs until it is terminated.

@@ -28,6 +28,10 @@
 //! - Falling back to unthrottled work ([`OnRefused::Proceed`]) needs a second refusal at least a
 //!   retry period after the first, with no successful answer between; work started under a lease
 //!   is stopped, and the lease given up, before the work runs again without one.
+//!
+//! A run that uses no lease at all ([`Supervisor::without_leases`]) follows the same rules for
+//! its child, with nothing to lead, renew or release: the work starts at once, unbounded, and
+//! the run ends with it.
 
 use crate::child::Ended;
 use crate::cli::OnChildExit;
@@ -148,6 +152,9 @@ pub struct Supervisor {
     outcome: Option<Outcome>,
     released: bool,
     unthrottled: bool,
+    /// No lease is used at all: the agent only wraps the command, so the run ends with the
+    /// command's own code, also when a SIGTERM stopped it.
+    without_leases: bool,
     first_refusal: Option<Refusal>,
     machine_closed: bool,
     exited: bool,
@@ -164,11 +171,35 @@ impl Supervisor {
             outcome: None,
             released: false,
             unthrottled: false,
+            without_leases: false,
             first_refusal: None,
             machine_closed: false,
             exited: false,
             actions: VecDeque::new(),
         }
+    }
+
+    /// A supervisor for a run without any lease (a cold start turned off): no machine runs, so
+    /// none closes, and nothing is held to release. Its first action starts the work,
+    /// unbounded; the run ends when the work does, with the work's exit code.
+    pub fn without_leases(child: ChildRules) -> Self {
+        // No request is sent, so no leadership or refusal comes to apply the other rules to.
+        let mut supervisor = Self::new(Rules {
+            child: Some(child),
+            exit_on_loss: false,
+            on_refused: OnRefused::Proceed,
+            retry_period: Duration::from_secs(0),
+        });
+        supervisor.unthrottled = true;
+        supervisor.without_leases = true;
+        supervisor.released = true;
+        supervisor.machine_closed = true;
+        supervisor.start(Action::Start {
+            lease: String::new(),
+            epoch: 0,
+            validity: Validity::Unbounded,
+        });
+        supervisor
     }
 
     /// Whether a SIGTERM would change anything: not once the run's end is decided.
@@ -318,6 +349,13 @@ impl Supervisor {
     fn ended(&mut self, ended: Result<Ended, AgentError>, now: Instant) {
         let (code, cause) = match ended {
             Ok(Ended::Exited { code, cause }) => (code, cause),
+            // Unbounded work cannot have run out of time: the refusal is final.
+            Ok(Ended::Refused) if self.without_leases => {
+                self.outcome = Some(Outcome::Failed(AgentError::runtime(
+                    "the fence refused to start the command",
+                )));
+                return;
+            }
             Ok(Ended::Refused) => {
                 tracing::warn!("the fence did not start the child command: leadership had ended");
                 return;
@@ -329,6 +367,11 @@ impl Supervisor {
             }
         };
         let cause_name = cause_name(cause);
+        if self.without_leases {
+            tracing::info!(code, cause = cause_name, "the child command ended");
+            self.outcome = Some(Outcome::ChildExited(code));
+            return;
+        }
         match (&self.outcome, cause) {
             (Some(Outcome::Terminated), _) => {
                 tracing::info!(
@@ -767,6 +810,60 @@ mod tests {
         );
         sv.handle_child_ended(exited(143, StopCause::Stopped), s(5));
         assert_eq!(drain(&mut sv), ["release", "start unbounded"]);
+    }
+
+    fn without_leases() -> Supervisor {
+        Supervisor::without_leases(ChildRules {
+            grace: Duration::from_secs(GRACE),
+            on_child_exit: OnChildExit::Release,
+        })
+    }
+
+    #[test]
+    fn without_leases_the_work_starts_at_once_unbounded_and_ends_the_run_with_its_code() {
+        let mut sv = without_leases();
+        assert_eq!(drain(&mut sv), ["start unbounded"]);
+        sv.handle_child_ended(exited(3, StopCause::Exited), s(5));
+        assert_eq!(
+            drain(&mut sv),
+            ["exit ChildExited(3)"],
+            "no lease to release, and no campaign even under --on-child-exit release"
+        );
+        sv.handle_child_ended(exited(0, StopCause::Exited), s(6));
+        assert!(drain(&mut sv).is_empty(), "one exit");
+    }
+
+    #[test]
+    fn without_leases_sigterm_stops_the_work_and_the_run_ends_with_its_code() {
+        let mut sv = without_leases();
+        assert_eq!(drain(&mut sv), ["start unbounded"]);
+        sv.handle_terminate();
+        assert_eq!(drain(&mut sv), ["stop"], "no exit while the work runs");
+        assert!(!sv.accepts_terminate(), "a second signal is left pending");
+        sv.handle_child_ended(exited(143, StopCause::Stopped), s(1));
+        assert_eq!(drain(&mut sv), ["exit ChildExited(143)"]);
+    }
+
+    #[test]
+    fn without_leases_work_that_cannot_run_ends_the_run_with_the_error() {
+        let mut sv = without_leases();
+        assert_eq!(drain(&mut sv), ["start unbounded"]);
+        sv.handle_start_failed(AgentError::usage("the child command is empty"));
+        assert_eq!(drain(&mut sv), ["exit failed: the child command is empty"]);
+
+        let mut sv = without_leases();
+        assert_eq!(drain(&mut sv), ["start unbounded"]);
+        sv.handle_child_ended(Ok(Ended::Refused), s(0));
+        assert_eq!(
+            drain(&mut sv),
+            ["exit failed: the fence refused to start the command"],
+            "unbounded work is not waiting for a renew"
+        );
+
+        let mut sv = without_leases();
+        assert_eq!(drain(&mut sv), ["start unbounded"]);
+        sv.handle_child_ended(Err(AgentError::runtime("fence died")), s(1));
+        assert_eq!(drain(&mut sv), ["exit failed: fence died"]);
     }
 
     #[test]

@@ -74,10 +74,7 @@ pub struct Plan {
 impl Plan {
     fn rules(&self) -> Rules {
         Rules {
-            child: self.child.as_ref().map(|c| ChildRules {
-                grace: crate::duration::to_core(c.launcher.grace),
-                on_child_exit: c.on_child_exit,
-            }),
+            child: self.child.as_ref().map(ChildPlan::rules),
             exit_on_loss: self.exit_on_loss,
             on_refused: self.on_refused,
             retry_period: self.retry_period,
@@ -89,8 +86,9 @@ impl Plan {
 pub struct ChildPlan {
     /// The command, not empty.
     pub command: Vec<String>,
-    /// This agent's identity, for the child's environment.
-    pub identity: String,
+    /// This agent's identity, for the child's environment; `None` when the run uses no lease,
+    /// and the child is given no lease variables.
+    pub identity: Option<String>,
     /// How to start the child's fence.
     pub launcher: Launcher,
     /// When the child exits on its own.
@@ -107,10 +105,17 @@ impl ChildPlan {
     ) -> Option<Self> {
         (!command.is_empty()).then(|| Self {
             command,
-            identity: identity.to_owned(),
+            identity: Some(identity.to_owned()),
             launcher,
             on_child_exit,
         })
+    }
+
+    fn rules(&self) -> ChildRules {
+        ChildRules {
+            grace: crate::duration::to_core(self.launcher.grace),
+            on_child_exit: self.on_child_exit,
+        }
     }
 
     fn spawn(
@@ -120,11 +125,14 @@ impl ChildPlan {
         epoch: u32,
         validity: Validity,
     ) -> Result<Running, AgentError> {
-        let env = [
-            ("LEASEHOLD_EPOCH", epoch.to_string()),
-            ("LEASEHOLD_LEASE", lease.to_owned()),
-            ("LEASEHOLD_IDENTITY", self.identity.clone()),
-        ];
+        let env = match &self.identity {
+            Some(identity) => vec![
+                ("LEASEHOLD_EPOCH", epoch.to_string()),
+                ("LEASEHOLD_LEASE", lease.to_owned()),
+                ("LEASEHOLD_IDENTITY", identity.clone()),
+            ],
+            None => Vec::new(),
+        };
         let valid_until = match validity {
             Validity::Until(deadline) => clock.to_boottime_micros(deadline),
             Validity::Unbounded => UNBOUNDED,
@@ -182,61 +190,76 @@ pub async fn run<M: Machine>(
         supervisor.borrow_mut().handle_machine_closed();
         decided.notify_one();
     };
-    let shell = async move {
-        let mut release = Some(release);
-        let mut child: Option<Running> = None;
-        loop {
-            // Bound to a statement of its own, so the borrow ends before the action is taken.
-            let action = supervisor.borrow_mut().poll_action();
-            let Some(action) = action else {
-                let listening = supervisor.borrow().accepts_terminate();
-                tokio::select! {
-                    () = decided.notified() => {}
-                    () = signals.recv(), if listening => supervisor.borrow_mut().handle_terminate(),
-                    ended = wait(&mut child) => {
-                        child = None;
-                        supervisor.borrow_mut().handle_child_ended(ended, clock.now());
-                    }
-                }
-                continue;
-            };
-            match action {
-                Action::Start {
-                    lease,
-                    epoch,
-                    validity,
-                } => {
-                    let started = plan
-                        .child
-                        .as_ref()
-                        .map(|c| c.spawn(clock, &lease, epoch, validity));
-                    match started {
-                        Some(Ok(running)) => child = Some(running),
-                        Some(Err(e)) => supervisor.borrow_mut().handle_start_failed(e),
-                        None => {}
-                    }
-                }
-                Action::Extend { deadline } => {
-                    if let Some(running) = &child {
-                        running.extend(clock.to_boottime_micros(deadline));
-                    }
-                }
-                Action::Stop => {
-                    if let Some(running) = &child {
-                        running.stop();
-                    }
-                }
-                Action::Release => {
-                    if let Some(release) = release.take() {
-                        let _ = release.send(());
-                    }
-                }
-                Action::Exit(outcome) => return outcome,
-            }
-        }
-    };
+    let shell = perform(
+        supervisor,
+        decided,
+        plan.child.as_ref(),
+        clock,
+        signals,
+        Some(release),
+    );
     let ((), outcome) = tokio::join!(driving, shell);
     outcome
+}
+
+/// The shell: performs the supervisor's actions in order, and feeds it what happens meanwhile
+/// (its own notes, through `decided`; the agent's signals; the child's end), until it says the
+/// run is over. `release` lets the lease machine close; `None` when no lease is used.
+async fn perform(
+    supervisor: &RefCell<Supervisor>,
+    decided: &Notify,
+    child_plan: Option<&ChildPlan>,
+    clock: Clock,
+    signals: &mut Signals,
+    mut release: Option<oneshot::Sender<()>>,
+) -> Outcome {
+    let mut child: Option<Running> = None;
+    loop {
+        // Bound to a statement of its own, so the borrow ends before the action is taken.
+        let action = supervisor.borrow_mut().poll_action();
+        let Some(action) = action else {
+            let listening = supervisor.borrow().accepts_terminate();
+            tokio::select! {
+                () = decided.notified() => {}
+                () = signals.recv(), if listening => supervisor.borrow_mut().handle_terminate(),
+                ended = wait(&mut child) => {
+                    child = None;
+                    supervisor.borrow_mut().handle_child_ended(ended, clock.now());
+                }
+            }
+            continue;
+        };
+        match action {
+            Action::Start {
+                lease,
+                epoch,
+                validity,
+            } => {
+                let started = child_plan.map(|c| c.spawn(clock, &lease, epoch, validity));
+                match started {
+                    Some(Ok(running)) => child = Some(running),
+                    Some(Err(e)) => supervisor.borrow_mut().handle_start_failed(e),
+                    None => {}
+                }
+            }
+            Action::Extend { deadline } => {
+                if let Some(running) = &child {
+                    running.extend(clock.to_boottime_micros(deadline));
+                }
+            }
+            Action::Stop => {
+                if let Some(running) = &child {
+                    running.stop();
+                }
+            }
+            Action::Release => {
+                if let Some(release) = release.take() {
+                    let _ = release.send(());
+                }
+            }
+            Action::Exit(outcome) => return outcome,
+        }
+    }
 }
 
 async fn wait(child: &mut Option<Running>) -> Result<Ended, AgentError> {
@@ -246,25 +269,33 @@ async fn wait(child: &mut Option<Running>) -> Result<Ended, AgentError> {
     }
 }
 
-/// Runs `command` without any lease (a cold start turned off in the config file), until it
-/// exits or the agent is told to stop.
+/// Runs `command` without any lease (a cold start turned off in the config file), under the
+/// supervisor's rules for a run without leases, until it exits or the agent is told to stop;
+/// `Ok` carries the command's exit code.
 pub async fn run_without_leases(
-    launcher: &Launcher,
-    command: &[String],
+    launcher: Launcher,
+    command: Vec<String>,
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
-    let mut running = launcher.spawn(command, &[], UNBOUNDED)?;
-    let ended = tokio::select! {
-        ended = running.wait() => ended,
-        () = signals.recv() => {
-            running.stop();
-            running.wait().await
-        }
+    let plan = ChildPlan {
+        command,
+        identity: None,
+        launcher,
+        on_child_exit: OnChildExit::Exit,
     };
-    match ended? {
-        Ended::Exited { code, .. } => Ok(code),
-        Ended::Refused => Err(AgentError::runtime(
-            "the fence refused to start the command",
-        )),
+    let supervisor = RefCell::new(Supervisor::without_leases(plan.rules()));
+    let outcome = perform(
+        &supervisor,
+        &Notify::new(),
+        Some(&plan),
+        Clock::default(),
+        signals,
+        None,
+    )
+    .await;
+    match outcome {
+        Outcome::ChildExited(code) => Ok(code),
+        Outcome::Failed(e) => Err(e),
+        Outcome::Terminated | Outcome::Recampaign | Outcome::Lost => Ok(0),
     }
 }
