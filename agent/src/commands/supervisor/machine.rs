@@ -812,17 +812,19 @@ mod tests {
         assert_eq!(drain(&mut sv), ["release", "start unbounded"]);
     }
 
+    /// A supervisor without leases, its work started.
     fn without_leases() -> Supervisor {
-        Supervisor::without_leases(ChildRules {
+        let mut sv = Supervisor::without_leases(ChildRules {
             grace: Duration::from_secs(GRACE),
             on_child_exit: OnChildExit::Release,
-        })
+        });
+        assert_eq!(drain(&mut sv), ["start unbounded"], "at once");
+        sv
     }
 
     #[test]
     fn without_leases_the_work_starts_at_once_unbounded_and_ends_the_run_with_its_code() {
         let mut sv = without_leases();
-        assert_eq!(drain(&mut sv), ["start unbounded"]);
         sv.handle_child_ended(exited(3, StopCause::Exited), s(5));
         assert_eq!(
             drain(&mut sv),
@@ -836,7 +838,6 @@ mod tests {
     #[test]
     fn without_leases_sigterm_stops_the_work_and_the_run_ends_with_its_code() {
         let mut sv = without_leases();
-        assert_eq!(drain(&mut sv), ["start unbounded"]);
         sv.handle_terminate();
         assert_eq!(drain(&mut sv), ["stop"], "no exit while the work runs");
         assert!(!sv.accepts_terminate(), "a second signal is left pending");
@@ -847,12 +848,10 @@ mod tests {
     #[test]
     fn without_leases_work_that_cannot_run_ends_the_run_with_the_error() {
         let mut sv = without_leases();
-        assert_eq!(drain(&mut sv), ["start unbounded"]);
         sv.handle_start_failed(AgentError::usage("the child command is empty"));
         assert_eq!(drain(&mut sv), ["exit failed: the child command is empty"]);
 
         let mut sv = without_leases();
-        assert_eq!(drain(&mut sv), ["start unbounded"]);
         sv.handle_child_ended(Ok(Ended::Refused), s(0));
         assert_eq!(
             drain(&mut sv),
@@ -861,7 +860,6 @@ mod tests {
         );
 
         let mut sv = without_leases();
-        assert_eq!(drain(&mut sv), ["start unbounded"]);
         sv.handle_child_ended(Err(AgentError::runtime("fence died")), s(1));
         assert_eq!(drain(&mut sv), ["exit failed: fence died"]);
     }
