@@ -6,7 +6,7 @@
 //! leadership ends unless a renew extends it, so a reader can tell a stale `leader=true`.
 
 use crate::metrics::Metrics;
-use leasehold_core::{ApiError, Lease, Verb};
+use leasehold_core::{ApiError, Lease, Stats, Verb};
 use leasehold_runtime::{Cause, RequestError};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -42,8 +42,8 @@ struct Inner {
     renewed_at: Option<Instant>,
     /// While leading: when leadership ends without a renew, on this process's monotonic clock.
     valid_until: Option<Instant>,
-    /// The first takeover attempt since this agent last stopped leading, for the metric.
-    takeover_started: Option<Instant>,
+    /// The machine's slow-path reads already counted in the metric.
+    slow_path_reads: u64,
     /// Whether the API server has answered once.
     ready: bool,
     /// Lease requests answered with success, so a refusal can be told from a passing one.
@@ -135,15 +135,17 @@ impl Shared {
         }
     }
 
-    /// This agent now leads `lease` with `epoch`.
-    pub fn became_leader(&self, lease: &str, epoch: u32) {
+    /// This agent now leads `lease` with `epoch`, after contending for it for `contended` (the
+    /// core's measure, from its first attempt to take the lease; `None` for a lease no one else
+    /// contends for, such as a node's heartbeat).
+    pub fn became_leader(&self, lease: &str, epoch: u32, contended: Option<Duration>) {
         let mut inner = self.lock();
         inner.renewed_at = Some(Instant::now());
-        if let Some(started) = inner.takeover_started.take() {
+        if let Some(contended) = contended {
             self.metrics
                 .takeover
                 .get_or_create(&Metrics::name(&self.name))
-                .observe(started.elapsed().as_secs_f64());
+                .observe(contended.as_secs_f64());
         }
         let identity = inner.view.identity.clone();
         self.change(&mut inner, |v| {
@@ -171,7 +173,6 @@ impl Shared {
     /// This agent stopped leading.
     pub fn lost_leadership(&self) {
         let mut inner = self.lock();
-        inner.takeover_started = None;
         inner.valid_until = None;
         let name = self.name.clone();
         self.change(&mut inner, |v| {
@@ -192,10 +193,6 @@ impl Shared {
             .get_or_create(&Metrics::name(&self.name))
             .inc();
         let mut inner = self.lock();
-        if holder.as_deref() != Some(inner.view.identity.as_str()) && holder.is_some() {
-            // Someone else took it: the next attempt starts a new takeover.
-            inner.takeover_started = None;
-        }
         self.change(&mut inner, |v| {
             v.holder = holder;
             if epoch.is_some() {
@@ -204,23 +201,21 @@ impl Shared {
         });
     }
 
-    /// A request went out for a lease; `takeover` when it tries to take a lease not held by
-    /// this agent.
-    pub fn sent(&self, verb: Verb, takeover: bool) {
+    /// What the machine counted ([`Machine::stats`](leasehold_core::Machine::stats)): the
+    /// metrics client-go derives from its own state come from the core's counts, never from
+    /// the traffic.
+    pub fn observe(&self, stats: &Stats) {
         let mut inner = self.lock();
-        if takeover && inner.takeover_started.is_none() {
-            inner.takeover_started = Some(Instant::now());
-        }
-        if inner.view.leader && verb == Verb::Get {
-            self.metrics
-                .slowpath
-                .get_or_create(&Metrics::name(&self.name))
-                .inc();
-        }
+        let new = stats.slow_path_reads.saturating_sub(inner.slow_path_reads);
+        inner.slow_path_reads = stats.slow_path_reads;
+        self.metrics
+            .slowpath
+            .get_or_create(&Metrics::name(&self.name))
+            .inc_by(new);
     }
 
-    /// The answer to a request; `ours` when it shows the lease held by this agent after a write.
-    pub fn answered(&self, verb: Verb, response: Result<&Lease, &RequestError>, ours: bool) {
+    /// The answer to a request.
+    pub fn answered(&self, verb: Verb, response: Result<&Lease, &RequestError>) {
         self.count(verb, response.map(|_| ()));
         let mut inner = self.lock();
         if response.is_ok() || response.is_err_and(|e| e.kind == ApiError::NotFound) {
@@ -228,9 +223,6 @@ impl Shared {
         }
         if response.is_ok() {
             inner.successes += 1;
-        }
-        if ours {
-            inner.renewed_at = Some(Instant::now());
         }
         if let Ok(lease) = response {
             self.metrics
@@ -397,6 +389,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_slow_path_and_takeover_metrics_come_from_the_core() {
+        let shared = Shared::new("controller", "pod-a", None, Duration::from_secs(35));
+        let mut stats = Stats::default();
+        stats.slow_path_reads = 2;
+        shared.observe(&stats);
+        shared.observe(&stats);
+        stats.slow_path_reads = 3;
+        shared.observe(&stats);
+        shared.became_leader("controller", 1, Some(Duration::from_millis(40)));
+        shared.became_leader("controller", 2, None);
+        let text = shared.metrics.encode();
+        assert!(
+            text.contains("leader_election_slowpath_total{name=\"controller\"} 3\n"),
+            "each read counted once: {text}"
+        );
+        assert!(
+            text.contains("leasehold_takeover_seconds_sum{name=\"controller\"} 0.04\n")
+                && text.contains("leasehold_takeover_seconds_count{name=\"controller\"} 1\n"),
+            "the core's contention, once per contended term: {text}"
+        );
+    }
+
+    #[test]
     fn the_status_file_follows_leadership() {
         let dir = std::env::temp_dir().join(format!("leasehold-status-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -413,7 +428,7 @@ mod tests {
             text.starts_with("leader=false\nholder=\nidentity=pod-a\n"),
             "{text}"
         );
-        shared.became_leader("controller", 4);
+        shared.became_leader("controller", 4, None);
         shared.renewed(Duration::from_secs(10));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("leader=true\nholder=pod-a\n"), "{text}");
@@ -478,7 +493,7 @@ mod tests {
     fn the_endpoint_counts_the_remaining_time_as_of_the_request() {
         let shared = Shared::new("controller", "pod-a", None, Duration::from_secs(35));
         assert_eq!(shared.view().remaining_seconds, None);
-        shared.became_leader("controller", 1);
+        shared.became_leader("controller", 1, None);
         shared.renewed(Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(30));
         let left = shared.view().remaining_seconds.unwrap();
@@ -490,7 +505,7 @@ mod tests {
     fn healthz_fails_only_when_leading_without_renewing() {
         let shared = Shared::new("controller", "pod-a", None, Duration::from_millis(20));
         assert!(shared.health().is_ok(), "a follower is healthy");
-        shared.became_leader("controller", 1);
+        shared.became_leader("controller", 1, None);
         assert!(shared.health().is_ok());
         std::thread::sleep(Duration::from_millis(40));
         let e = shared.health().unwrap_err();

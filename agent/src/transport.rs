@@ -2,7 +2,7 @@
 //! request to the shared status (metrics, `/healthz`, `/readyz`).
 
 use crate::status::Shared;
-use leasehold_core::{Identity, Lease, LeaseName, Operation, Request, ResourceVersion, Verb};
+use leasehold_core::{ApiError, Lease, LeaseName, Request, ResourceVersion, Verb};
 use leasehold_runtime::{ListedLease, RequestError, Transport, WatchSink};
 use std::future::Future;
 use std::sync::Arc;
@@ -60,32 +60,32 @@ impl Transport for AnyTransport {
     }
 }
 
-/// A transport that reports each request and answer to the shared status.
+/// A transport that counts each request by its answer for the metrics and readiness, and logs
+/// each failure in the transport's words (the API server's `Status`, or the cause). What the
+/// requests mean (takeovers, client-go's slow path) is the core's to count: see
+/// [`Shared::observe`].
 pub struct Metered {
     /// The transport underneath.
     pub inner: AnyTransport,
     /// Where to report.
     pub shared: Arc<Shared>,
-    /// This agent, to tell its own renewals from others' writes.
-    pub identity: Identity,
 }
 
 impl Transport for Metered {
     async fn call(&self, request: Request) -> Result<Lease, RequestError> {
         let verb = request.op.verb();
-        let takeover = match &request.op {
-            Operation::Create(record) => record.holder.is(&self.identity),
-            Operation::Update { record, .. } => record.holder.is(&self.identity),
-            _ => false,
-        };
-        self.shared
-            .sent(verb, takeover && !self.shared.view().leader);
         let response = self.inner.call(request).await;
-        let ours = matches!(verb, Verb::Create | Verb::Update)
-            && response
-                .as_ref()
-                .is_ok_and(|l| l.record.holder.is(&self.identity));
-        self.shared.answered(verb, response.as_ref(), ours);
+        self.shared.answered(verb, response.as_ref());
+        if let Err(error) = &response {
+            match error.kind {
+                // A lease not created yet, or another candidate's write first: the core's
+                // everyday business, not a failure.
+                ApiError::NotFound | ApiError::Conflict | ApiError::AlreadyExists => {
+                    tracing::debug!(%error, "request answered")
+                }
+                _ => tracing::warn!(%error, "request failed"),
+            }
+        }
         response
     }
 

@@ -197,7 +197,13 @@ mod tests {
         assert!(e.is_leader(ms(10)));
         assert_eq!(e.epoch(), Some(0));
         let evs = events(&mut e);
-        assert!(evs.contains(&Event::BecameLeader { epoch: 0 }), "{evs:?}");
+        assert!(
+            evs.contains(&Event::BecameLeader {
+                epoch: 0,
+                contended: crate::Duration::from_millis(10)
+            }),
+            "{evs:?}"
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum Event {
     BecameLeader {
         /// `leaseTransitions` of the record this candidate wrote.
         epoch: u32,
+        /// How long it contended for the lease: from its first attempt to take it (free,
+        /// released or expired) since it last saw another holder's term begin, to this term's
+        /// start. Zero when the lease was taken with no attempt before it.
+        contended: embassy_time::Duration,
     },
     /// A write naming this candidate succeeded (the first of a term, or a renew): it leads until
     /// `deadline` unless a later renew extends it. Hand `deadline` to whatever fences the work

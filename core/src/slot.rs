@@ -211,6 +211,9 @@ pub(crate) struct LeaseSlot {
     /// the deadline until which transient failures are retried.
     release_rv: Option<ResourceVersion>,
     release_until: Instant,
+    /// While not leading: when this candidate first tried to take the lease since it last saw
+    /// another holder's term (the start of the contention [`Event::BecameLeader`] reports).
+    contending_since: Option<Instant>,
 }
 
 impl LeaseSlot {
@@ -239,6 +242,7 @@ impl LeaseSlot {
             release: ReleaseStage::NotStarted,
             release_rv: None,
             release_until: Instant::MIN,
+            contending_since: None,
         }
     }
 
@@ -417,6 +421,10 @@ impl LeaseSlot {
         }
         if holder_now != holder_before {
             if let Some(holder) = holder_now {
+                if !holder.is(env.identity) {
+                    // Someone else's term began: a contention of ours, if any, was lost.
+                    self.contending_since = None;
+                }
                 push_event(env.events, self.index, Event::LeaderChanged { holder });
             }
         }
@@ -518,6 +526,9 @@ impl LeaseSlot {
             return None;
         }
         let renewing = self.leading.is_some();
+        if !renewing && matches!(action, Action::Create | Action::Claim) {
+            self.contending_since.get_or_insert(now);
+        }
         let mut replaced = None;
         let mut over_other = false;
         let op = match action {
@@ -728,7 +739,17 @@ impl LeaseSlot {
                 if flight.over_other {
                     env.stats.takeovers = env.stats.takeovers.saturating_add(1);
                 }
-                push_event(env.events, self.index, Event::BecameLeader { epoch });
+                let contended = self
+                    .contending_since
+                    .take()
+                    .map_or(Duration::from_ticks(0), |started| {
+                        now.saturating_duration_since(started)
+                    });
+                push_event(
+                    env.events,
+                    self.index,
+                    Event::BecameLeader { epoch, contended },
+                );
             }
         }
         push_event(env.events, self.index, Event::Renewed { deadline });
@@ -1013,7 +1034,10 @@ mod tests {
                 Event::LeaderChanged {
                     holder: Holder::Named(id("a"))
                 },
-                Event::BecameLeader { epoch: 0 },
+                Event::BecameLeader {
+                    epoch: 0,
+                    contended: Duration::from_millis(3)
+                },
                 Event::Renewed {
                     deadline: ms(10_000)
                 }
@@ -1097,6 +1121,54 @@ mod tests {
         e.handle_answer(0, Err(ApiError::Conflict), ms(1));
         assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
         assert!(!e.is_leader(ms(1)));
+    }
+
+    #[test]
+    fn contention_counts_from_the_first_take_attempt_across_conflicts() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
+        assert!(matches!(
+            poll(&mut e, ms(0)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(1));
+        assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
+        // Still free (the conflicting writer released at once): take again.
+        e.handle_answer(0, Ok(lease(6, None, 1)), ms(2));
+        let take = poll(&mut e, ms(2)).unwrap();
+        e.handle_answer(0, Ok(stored(&take, 7)), ms(40));
+        let became = events(&mut e)
+            .into_iter()
+            .find(|ev| matches!(ev, Event::BecameLeader { .. }));
+        assert_eq!(
+            became,
+            Some(Event::BecameLeader {
+                epoch: 2,
+                contended: Duration::from_millis(40)
+            }),
+            "from the first attempt at 0 ms, not the winning one at 2 ms"
+        );
+    }
+
+    #[test]
+    fn another_holders_term_ends_a_contention() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 0)), ms(0));
+        poll(&mut e, ms(0)).unwrap();
+        e.handle_answer(0, Err(ApiError::Conflict), ms(1));
+        poll(&mut e, ms(1));
+        // b won: its term is seen, and a's attempt is over.
+        e.handle_answer(0, Ok(lease(6, Some("b"), 1)), ms(2));
+        // b's lease expires unrenewed; a takes it 15 s after it last saw it change.
+        let (at, take) = next_write(&mut e, 2, &lease(6, Some("b"), 1));
+        assert_eq!(at, 15_002);
+        e.handle_answer(0, Ok(stored(&take, 8)), ms(15_012));
+        assert!(events(&mut e).contains(&Event::BecameLeader {
+            epoch: 2,
+            contended: Duration::from_millis(10)
+        }));
     }
 
     #[test]

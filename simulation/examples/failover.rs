@@ -117,10 +117,10 @@ fn main() {
     );
     for (t, n, slot, e) in &log {
         let what = match e {
-            Event::BecameLeader { epoch } if *n < ELECTORS => {
+            Event::BecameLeader { epoch, .. } if *n < ELECTORS => {
                 format!("became leader (epoch {epoch})")
             }
-            Event::BecameLeader { epoch } => format!("acquired slot-{slot} (epoch {epoch})"),
+            Event::BecameLeader { epoch, .. } => format!("acquired slot-{slot} (epoch {epoch})"),
             Event::LostLeadership { reason } => format!("stopped acting: {reason:?}"),
             Event::Released { written } => format!("released on shutdown (written: {written})"),
             _ => continue,

@@ -31,7 +31,7 @@ pub async fn run(
         Clock::default(),
         shutdown,
         |_, event| match event {
-            Event::BecameLeader { epoch } => println!("became leader (epoch {epoch})"),
+            Event::BecameLeader { epoch, .. } => println!("became leader (epoch {epoch})"),
             Event::LostLeadership { reason } => println!("lost leadership: {reason:?}"),
             Event::LeaderChanged { holder } => println!("new leader is {holder}"),
             _ => {}

@@ -211,7 +211,7 @@ async fn elector(
         |_, e| {
             let mut l = lock(&log);
             match e {
-                Event::BecameLeader { epoch } => {
+                Event::BecameLeader { epoch, .. } => {
                     l.leaders.push((i, Instant::now()));
                     l.say(&format!("elector-{i} became leader (epoch {epoch})"));
                 }

@@ -124,7 +124,7 @@ pub(super) async fn renew(
             if first {
                 first = false;
                 tracing::info!(lease = %name, "heartbeat lease renewed");
-                shared.became_leader(&name, 0);
+                shared.became_leader(&name, 0, None);
             } else {
                 tracing::debug!(lease = %name, "heartbeat lease renewed");
             }

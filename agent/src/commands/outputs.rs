@@ -44,7 +44,6 @@ impl Outputs {
         let transport = Arc::new(Metered {
             inner: transport,
             shared: shared.clone(),
-            identity: identity.clone(),
         });
         Ok(Self {
             shared,

@@ -116,7 +116,10 @@ impl Session {
                 clock,
                 plan,
                 signals,
-                |m, event| m.report(event, shared, clock),
+                |m, event| {
+                    shared.observe(&m.stats());
+                    m.report(event, shared, clock)
+                },
             )
             .await;
             match outcome {
@@ -159,12 +162,12 @@ pub fn report_lease_event(
     clock: Clock,
 ) -> Option<Note> {
     match event {
-        Event::BecameLeader { epoch } => {
+        Event::BecameLeader { epoch, contended } => {
             match role {
                 Role::Leader => tracing::info!(lease, epoch, "became leader"),
                 Role::Slot => tracing::info!(lease, epoch, "acquired slot {lease}"),
             }
-            shared.became_leader(lease, epoch);
+            shared.became_leader(lease, epoch, Some(to_std(contended)));
             Some(Note::Leading {
                 lease: lease.to_owned(),
                 epoch,
@@ -189,12 +192,8 @@ pub fn report_lease_event(
             if supervisor::is_refusal(verb, &error) {
                 return Some(Note::Refused { verb, error });
             }
-            tracing::warn!(
-                lease,
-                verb = verb.as_str(),
-                ?error,
-                "request failed; retrying"
-            );
+            // The transport logged the failure in the server's words; the core retries it.
+            tracing::debug!(lease, verb = verb.as_str(), ?error, "retrying");
             None
         }
         Event::Released { written: true } => {
