@@ -18,6 +18,4 @@ pub use backbone::{Answer, Backbone, Call, Failure, SetupError, Wire, WireEvent,
 pub use clock::Clock;
 pub use drive::{drive, drive_reporting};
 pub use error::{Cause, RequestError, ServerStatus, connection_cause, user_agent};
-pub use transport::{
-    CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink, request_timeout,
-};
+pub use transport::{CreateMetadata, Delivery, ListedLease, OwnerReference, Transport, WatchSink};

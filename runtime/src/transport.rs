@@ -3,7 +3,6 @@
 use crate::error::RequestError;
 use leasehold_core::{Lease, LeaseName, MicroTime, Request, ResourceVersion, WatchEvent};
 use std::future::Future;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Performs the core's requests against an API server.
@@ -38,12 +37,6 @@ pub trait Transport: Send + Sync + 'static {
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send;
-}
-
-/// client-go's per-request timeout for lease calls: `max(1 s, renew_deadline / 2)`, so a hung
-/// call leaves the leader time to retry before its deadline.
-pub fn request_timeout(timing: &leasehold_core::Timing) -> Duration {
-    Duration::from_micros(timing.renew_deadline().as_micros() / 2).max(Duration::from_secs(1))
 }
 
 /// What a transport puts in the metadata of the leases it creates: labels, so a selector finds
