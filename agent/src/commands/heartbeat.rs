@@ -1,29 +1,17 @@
-//! `leasehold heartbeat`: keep a node-style lease renewed, or (`--watch`) report leases that
-//! stopped being renewed.
+//! `leasehold heartbeat`: keep a node-style lease renewed, as the kubelet keeps its node lease,
+//! or (`--watch`, [`super::watch`]) report leases that stopped being renewed.
 
-use super::outputs::Outputs;
-use super::runner::seed;
-use super::supervisor::{self, Note, OnRefused, Outcome, Plan};
+use super::runner::{Reported, Session, Setup, seed};
+use super::supervisor::{self, Note, OnRefused, Plan};
+use super::watch;
 use crate::cli::{Global, HeartbeatArgs};
-use crate::cluster::{self, ConnectOptions};
+use crate::cluster;
+use crate::duration::{to_core, to_std};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
-use crate::status::Shared;
-use crate::transport::Metered;
-use leasehold_core::{
-    Heartbeat, HeartbeatConfig, HeartbeatEvent, HeartbeatWatcher, LeaseName, LivenessEvent,
-};
-use leasehold_runtime::{Clock, Transport};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// The shortest `--watch --interval`: shorter would list the namespace's leases in a busy loop.
-const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(100);
-/// `--watch --interval` by default.
-const WATCH_INTERVAL: Duration = Duration::from_secs(5);
-/// The most leases `--watch` judges; more are reported, not judged. A namespace such as
-/// `kube-node-lease` holds one per node: past this many, narrow it with `--selector`.
-const MAX_WATCHED: usize = 1024;
+use crate::status::{Shared, View};
+use leasehold_core::{Heartbeat, HeartbeatConfig, HeartbeatEvent, LeaseName};
+use leasehold_runtime::{Clock, CreateMetadata};
 
 pub async fn run(
     global: &Global,
@@ -38,15 +26,10 @@ pub async fn run(
              heartbeat renews every quarter of --lease-duration)",
         ));
     }
-    let interval = args.interval.unwrap_or(WATCH_INTERVAL);
-    if interval < MIN_WATCH_INTERVAL {
-        return Err(AgentError::usage(format!(
-            "--interval {}: give at least {}: each interval lists every lease in the namespace",
-            crate::duration::format(interval),
-            crate::duration::format(MIN_WATCH_INTERVAL)
-        )));
-    }
-    let duration = crate::duration::to_core(args.lease_duration);
+    let watch_interval = args
+        .watch
+        .then(|| watch::interval(args.interval))
+        .transpose()?;
     let identity = cluster::identity(args.place.identity.as_deref())?;
     let name = args
         .name
@@ -58,55 +41,43 @@ pub async fn run(
         HeartbeatConfig {
             lease,
             identity: identity.clone(),
-            lease_duration: duration,
+            lease_duration: to_core(args.lease_duration),
             renew_interval: None,
         },
         seed(),
     )
     .map_err(|e| AgentError::usage(format!("--lease-duration: {e}")))?;
     // The watcher's lists get the renewal's timeout too: it judges leases of that duration.
-    let options = ConnectOptions::new(
+    let session = Session::start(Setup {
         global,
-        &config,
-        args.place.namespace.clone(),
-        crate::duration::to_std(machine.request_timeout()),
-    );
-    let connection = cluster::connect(&options).await?;
-    let outputs = Outputs::start(
-        &name,
-        &identity,
-        &args.output,
-        args.lease_duration,
-        connection.transport,
-    )
+        config: &config,
+        namespace: args.place.namespace.clone(),
+        request_timeout: machine.request_timeout(),
+        create_metadata: CreateMetadata::default(),
+        name: &name,
+        identity: &identity,
+        output: &args.output,
+        healthz_after: to_core(args.lease_duration),
+    })
     .await?;
-    let (shared, transport) = (outputs.shared.clone(), outputs.transport.clone());
-    if args.watch {
-        return watch(transport, &connection.namespace, &args, interval, signals).await;
+    match watch_interval {
+        Some(interval) => watch::run(&session, &args, interval, signals).await,
+        None => renew(&session, machine, name, signals).await,
     }
-    renew(
-        machine,
-        transport,
-        connection.namespace,
-        name,
-        shared,
-        signals,
-    )
-    .await
 }
 
+/// Keeps `machine`'s lease `name` renewed until a signal, or a refusal, ends the run; `Ok`
+/// carries the exit code. `identity` publishes its lease this way too.
 pub(super) async fn renew(
+    session: &Session,
     mut machine: Heartbeat,
-    transport: Arc<Metered>,
-    namespace: String,
     name: String,
-    shared: Arc<Shared>,
     signals: &mut Signals,
 ) -> Result<i32, AgentError> {
     tracing::info!(
         lease = %name,
-        namespace = %namespace,
-        every = ?crate::duration::to_std(machine.renew_interval()),
+        namespace = %session.namespace,
+        every = ?to_std(machine.renew_interval()),
         "renewing the lease"
     );
     let plan = Plan {
@@ -114,142 +85,95 @@ pub(super) async fn renew(
         exit_on_loss: false,
         on_refused: OnRefused::Exit,
         retry_period: machine.renew_interval(),
-        namespace,
-        leases: vec![name.clone()],
+        namespace: session.namespace.clone(),
+        leases: vec![name],
     };
-    let mut first = true;
-    let clock = Clock::default();
-    let outcome = supervisor::run(&mut machine, transport, clock, &plan, signals, |_, event| match event {
-        HeartbeatEvent::Renewed => {
-            if first {
-                first = false;
-                tracing::info!(lease = %name, "heartbeat lease renewed");
-                shared.became_leader(&name, 0, None);
-            } else {
-                tracing::debug!(lease = %name, "heartbeat lease renewed");
-            }
-            None
-        }
-        HeartbeatEvent::RequestFailed { verb, error } => {
-            if supervisor::is_refusal(verb, &error) {
-                return Some(Note::Refused { verb, error });
-            }
-            tracing::warn!(lease = %name, verb = verb.as_str(), ?error, "failed to renew the heartbeat lease; retrying");
-            None
-        }
-        HeartbeatEvent::RepeatedFailure { failures } => {
-            tracing::warn!(lease = %name, failures, "failed to renew the heartbeat lease {failures} times in a row");
-            None
-        }
-        HeartbeatEvent::EventsDropped { count } => {
-            tracing::warn!(lease = %name, count, "heartbeat events were dropped before they were handled");
-            None
-        }
-        _ => None,
-    })
-    .await;
-    match outcome {
-        Outcome::Failed(e) => Err(e),
-        _ => Ok(0),
-    }
+    session.run(&mut machine, &plan, signals).await
 }
 
-/// Lists the leases every `interval`, and again when the first one still renewed would expire,
-/// and reports those not renewed within their duration, and those that come back, as the core's
-/// [`HeartbeatWatcher`] judges them: by when this process saw each record change, never by
-/// comparing the record's timestamps with the local clock. Leases without a holder are nobody's
-/// heartbeat and are not reported.
-async fn watch(
-    transport: Arc<Metered>,
-    namespace: &str,
-    args: &HeartbeatArgs,
-    interval: Duration,
-    signals: &mut Signals,
-) -> Result<i32, AgentError> {
-    tracing::info!(namespace, selector = ?args.selector, ?interval, "watching heartbeat leases");
-    let clock = Clock::default();
-    let mut watcher = Box::new(HeartbeatWatcher::<MAX_WATCHED>::new(
-        crate::duration::to_core(interval),
-        crate::duration::to_core(args.lease_duration),
-    ));
-    loop {
-        if watcher.poll_list(clock.now()) {
-            match transport
-                .list(Some(namespace), args.selector.as_deref())
-                .await
-            {
-                Ok(listed) => {
-                    let named: Vec<_> = listed
-                        .iter()
-                        .filter_map(|l| match LeaseName::new(&l.name) {
-                            Ok(name) => Some((name, &l.lease)),
-                            Err(e) => {
-                                tracing::warn!(lease = %l.name, "not judged: {e}");
-                                None
-                            }
-                        })
-                        .collect();
-                    watcher.handle_listed(named.iter().map(|(n, l)| (n, *l)), clock.now());
-                }
-                Err(error) if error.kind.is_permanent() => {
-                    return Err(crate::rbac::denied(
-                        &error,
-                        &crate::rbac::Needs::listing(Some(namespace)),
-                    ));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot list leases; retrying");
-                    watcher.handle_list_failed(clock.now());
-                }
-            }
-            while let Some(event) = watcher.poll_event() {
-                report(namespace, event);
-            }
-        }
-        let wake = clock.deadline(watcher.poll_timeout().unwrap_or_else(|| clock.now()));
-        tokio::select! {
-            () = tokio::time::sleep_until(wake) => {}
-            () = signals.recv() => return Ok(0),
-        }
-    }
-}
+/// A heartbeat leads no one and runs no child: the supervisor hears only of refusals.
+impl Reported for Heartbeat {
+    const REJOINING: &'static str = "the child command exited: renewing the lease again";
 
-/// Prints a watcher's finding on stdout (the lines scripts read) and logs it.
-fn report(namespace: &str, event: LivenessEvent) {
-    match event {
-        LivenessEvent::Stopped {
+    fn report(&self, event: HeartbeatEvent, shared: &Shared, _clock: Clock) -> Option<Note> {
+        // The status is named for the lease, and shows it held from the first renew on: that
+        // renew is logged at info, the others at debug.
+        let View {
             lease,
-            holder,
-            duration,
-            unchanged_for,
-            since_first_list,
-            renew_time,
-        } => {
-            let unchanged = unchanged_for.as_secs();
-            // Unchanged since the first list: it may have been so long before.
-            let since = if since_first_list {
-                format!("at least {unchanged}s, since this watcher started")
-            } else {
-                format!("{unchanged}s")
-            };
-            let renewed = renew_time.map_or("none".into(), super::get::rfc3339);
-            println!(
-                "STALE {namespace}/{lease} holder={holder} not renewed within its {}s duration: \
-                 unchanged for {since}; renewTime {renewed}",
-                duration.as_secs(),
+            leader: renewed_before,
+            ..
+        } = shared.view();
+        match event {
+            HeartbeatEvent::Renewed if renewed_before => {
+                tracing::debug!(lease = %lease, "heartbeat lease renewed");
+            }
+            HeartbeatEvent::Renewed => {
+                tracing::info!(lease = %lease, "heartbeat lease renewed");
+                shared.became_leader(&lease, 0, None);
+            }
+            HeartbeatEvent::RequestFailed { verb, error } => {
+                if supervisor::is_refusal(verb, &error) {
+                    return Some(Note::Refused { verb, error });
+                }
+                tracing::warn!(lease = %lease, verb = verb.as_str(), ?error, "failed to renew the heartbeat lease; retrying");
+            }
+            HeartbeatEvent::RepeatedFailure { failures } => {
+                tracing::warn!(lease = %lease, failures, "failed to renew the heartbeat lease {failures} times in a row");
+            }
+            HeartbeatEvent::EventsDropped { count } => {
+                tracing::warn!(lease = %lease, count, "heartbeat events were dropped before they were handled");
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_core::{ApiError, Verb};
+
+    #[test]
+    fn the_first_renew_shows_the_lease_held_and_a_refusal_reaches_the_supervisor() {
+        let machine = Heartbeat::new(
+            HeartbeatConfig {
+                lease: LeaseName::new("node-1").unwrap(),
+                identity: leasehold_core::Identity::new("node-1").unwrap(),
+                lease_duration: leasehold_core::Duration::from_secs(40),
+                renew_interval: None,
+            },
+            1,
+        )
+        .unwrap();
+        let shared = Shared::new("node-1", "node-1", None, std::time::Duration::from_secs(40));
+        let clock = Clock::default();
+        for _ in 0..2 {
+            assert!(
+                machine
+                    .report(HeartbeatEvent::Renewed, &shared, clock)
+                    .is_none()
             );
-            tracing::warn!(%lease, %holder, "lease not renewed within its duration");
+            let view = shared.view();
+            assert!(view.leader, "held from the first renew on");
+            assert_eq!(
+                (view.lease.as_str(), view.holder.as_deref()),
+                ("node-1", Some("node-1"))
+            );
         }
-        LivenessEvent::Renewed { lease, holder } => {
-            println!("RENEWED {namespace}/{lease} holder={holder}");
-            tracing::info!(%lease, %holder, "lease renewed again");
-        }
-        LivenessEvent::Untracked { count } => tracing::warn!(
-            count,
-            capacity = MAX_WATCHED,
-            "more heartbeat leases than the watcher judges: {count} not judged; narrow them \
-             with --selector"
-        ),
-        _ => {}
+        let failed = |verb, error| HeartbeatEvent::RequestFailed { verb, error };
+        assert!(
+            machine
+                .report(failed(Verb::Update, ApiError::Timeout), &shared, clock)
+                .is_none(),
+            "retried"
+        );
+        assert!(matches!(
+            machine.report(failed(Verb::Update, ApiError::Forbidden), &shared, clock),
+            Some(Note::Refused {
+                verb: Verb::Update,
+                error: ApiError::Forbidden
+            })
+        ));
     }
 }

@@ -82,15 +82,7 @@ pub async fn run(
         owner = ?owner.as_ref().map(|o| &o.name),
         "publishing the identity lease"
     );
-    super::heartbeat::renew(
-        machine,
-        session.outputs.transport.clone(),
-        session.namespace.clone(),
-        name,
-        session.outputs.shared.clone(),
-        signals,
-    )
-    .await
+    super::heartbeat::renew(&session, machine, name, signals).await
 }
 
 /// `COMPONENT-<32 hex digits>`: the first 128 bits of SHA-256 of the hostname, so the name is

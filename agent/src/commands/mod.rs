@@ -13,6 +13,7 @@ mod runner;
 #[cfg(feature = "demo")]
 mod sim;
 mod supervisor;
+mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::error::AgentError;
