@@ -332,10 +332,6 @@ impl Wire for HttpWire {
 
     const NAME: &'static str = "http";
 
-    fn address(&self) -> &str {
-        &self.address
-    }
-
     fn blank(&self, metadata: &CreateMetadata) -> LeaseObject {
         LeaseObject::with_metadata(metadata)
     }
@@ -400,24 +396,19 @@ impl Wire for HttpWire {
                     .await?;
                 Ok(Answer::Deleted)
             }
-            Call::List {
-                namespace,
-                label_selector,
-                continue_token,
-                limit,
-            } => {
-                let base = match namespace {
+            Call::List(page) => {
+                let base = match page.namespace {
                     Some(ns) => format!(
                         "{}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
                         self.server
                     ),
                     None => format!("{}/apis/coordination.k8s.io/v1/leases", self.server),
                 };
-                let mut query = vec![format!("limit={limit}")];
-                if let Some(selector) = label_selector {
+                let mut query = vec![format!("limit={}", page.limit)];
+                if let Some(selector) = page.label_selector {
                     query.push(format!("labelSelector={}", encode(selector)));
                 }
-                if let Some(token) = continue_token {
+                if let Some(token) = page.continue_token {
                     query.push(format!("continue={}", encode(token)));
                 }
                 let url = format!("{base}?{}", query.join("&"));

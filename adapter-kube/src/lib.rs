@@ -219,10 +219,6 @@ impl Wire for KubeWire {
 
     const NAME: &'static str = "kube";
 
-    fn address(&self) -> &str {
-        &self.address
-    }
-
     fn blank(&self, metadata: &CreateMetadata) -> KubeLease {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
         let mut lease = KubeLease::default();
@@ -304,21 +300,16 @@ impl Wire for KubeWire {
                     .await
                     .map(|_| Answer::Deleted)
             }
-            Call::List {
-                namespace,
-                label_selector,
-                continue_token,
-                limit,
-            } => {
-                let api: Api<KubeLease> = match namespace {
+            Call::List(page) => {
+                let api: Api<KubeLease> = match page.namespace {
                     Some(ns) => Api::namespaced(self.client.clone(), ns),
                     None => Api::all(self.client.clone()),
                 };
-                let mut params = kube::api::ListParams::default().limit(limit);
-                if let Some(selector) = label_selector {
+                let mut params = kube::api::ListParams::default().limit(page.limit);
+                if let Some(selector) = page.label_selector {
                     params = params.labels(selector);
                 }
-                if let Some(token) = continue_token {
+                if let Some(token) = page.continue_token {
                     params = params.continue_token(token);
                 }
                 api.list(&params).await.map(|page| Answer::Page {

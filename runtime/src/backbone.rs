@@ -25,9 +25,6 @@ pub trait Wire: Send + Sync + 'static {
     /// The transport's name in the `User-Agent` (`http`, `kube`).
     const NAME: &'static str;
 
-    /// The API server's `host:port`, for messages about the connection.
-    fn address(&self) -> &str;
-
     /// A new object carrying `metadata` (labels, owner), for a create.
     fn blank(&self, metadata: &CreateMetadata) -> Self::Object;
     /// `base` with its spec replaced by `record`, named `name`, carrying `resource_version`
@@ -88,16 +85,20 @@ pub enum Call<'a, O> {
         resource_version: &'a ResourceVersion,
     },
     /// One page of a LIST.
-    List {
-        /// The namespace; every namespace when `None`.
-        namespace: Option<&'a str>,
-        /// `labelSelector`.
-        label_selector: Option<&'a str>,
-        /// `continue`, after the first page.
-        continue_token: Option<&'a str>,
-        /// `limit`.
-        limit: u32,
-    },
+    List(ListPage<'a>),
+}
+
+/// Which page of a LIST to send for.
+#[derive(Clone, Copy, Debug)]
+pub struct ListPage<'a> {
+    /// The namespace; every namespace when `None`.
+    pub namespace: Option<&'a str>,
+    /// `labelSelector`.
+    pub label_selector: Option<&'a str>,
+    /// `continue`, after the first page.
+    pub continue_token: Option<&'a str>,
+    /// `limit`.
+    pub limit: u32,
 }
 
 /// A 2xx answer.
@@ -177,7 +178,6 @@ impl<W: Wire> std::fmt::Debug for Backbone<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backbone")
             .field("transport", &W::NAME)
-            .field("server", &self.wire.address())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -355,12 +355,12 @@ impl<W: Wire> Transport for Backbone<W> {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
-            let call = Call::List {
+            let call = Call::List(ListPage {
                 namespace,
                 label_selector,
                 continue_token: next.as_deref(),
                 limit: PAGE,
-            };
+            });
             let Answer::Page {
                 items,
                 continue_token,

@@ -14,7 +14,9 @@ mod drive;
 mod error;
 mod transport;
 
-pub use backbone::{Answer, Backbone, Call, Failure, SetupError, Wire, WireEvent, WireStream};
+pub use backbone::{
+    Answer, Backbone, Call, Failure, ListPage, SetupError, Wire, WireEvent, WireStream,
+};
 pub use clock::Clock;
 pub use drive::{drive, drive_reporting};
 pub use error::{Cause, RequestError, ServerStatus, connection_cause, user_agent};
