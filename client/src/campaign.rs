@@ -5,15 +5,14 @@ use crate::health::{Health, Unhealthy};
 use crate::leadership::Leadership;
 use crate::term::{self, Term};
 use leasehold_core::{Duration, Event, Machine};
-use leasehold_runtime::{Clock, Transport, drive};
+use leasehold_runtime::{Clock, RequestError, Transport, drive_reporting};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, watch};
 
 /// What the background task tells the handle.
 pub(crate) struct Publisher {
-    leadership: watch::Sender<Leadership>,
+    leadership: Arc<watch::Sender<Leadership>>,
     slot: watch::Sender<Option<u16>>,
     pub health: Arc<Health>,
 }
@@ -54,27 +53,37 @@ impl Publisher {
     }
 }
 
-/// A machine campaigning on the current tokio runtime until shut down or dropped.
+/// What a handle asks of its campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Command {
+    /// Step down and release (the machine's `close`).
+    Close,
+    /// Campaign again after a close (the machine's `rejoin`).
+    Rejoin,
+}
+
+/// A machine campaigning on the current tokio runtime until closed or dropped.
 #[derive(Debug)]
 pub(crate) struct Campaign {
     leadership: watch::Receiver<Leadership>,
+    publish: Arc<watch::Sender<Leadership>>,
     slot: watch::Receiver<Option<u16>>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    commands: mpsc::UnboundedSender<Command>,
     grace: Duration,
     clock: Clock,
     health: Arc<Health>,
 }
 
 impl Campaign {
-    /// Drives `machine` over `transport`; each event goes to `on_event` with the publisher.
+    /// Drives `machine` over `transport`; each event goes to `on_event` with the request
+    /// failure it came from, if any, and the publisher.
     pub(crate) fn spawn<M, T>(
         mut machine: M,
         transport: T,
         clock: Clock,
         grace: Duration,
         health: Health,
-        mut on_event: impl FnMut(&M, M::Event, &Publisher) + Send + 'static,
+        mut on_event: impl FnMut(&M, M::Event, Option<&RequestError>, &Publisher) + Send + 'static,
     ) -> Self
     where
         M: Machine + Send + 'static,
@@ -82,44 +91,53 @@ impl Campaign {
         T: Transport,
     {
         let (leadership_tx, leadership) = watch::channel(Leadership::Unknown);
+        let leadership_tx = Arc::new(leadership_tx);
         let (slot_tx, slot) = watch::channel(None);
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (commands, mut received) = mpsc::unbounded_channel::<Command>();
         let publisher = Publisher {
-            leadership: leadership_tx,
+            leadership: leadership_tx.clone(),
             slot: slot_tx,
             health: Arc::new(health),
         };
         let health = publisher.health.clone();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                // A dropped handle closes the channel: a release too.
-                let _ = stopped.await;
-            };
-            drive(
-                &mut machine,
-                Arc::new(transport),
-                clock,
-                shutdown,
-                |machine: &M, event| {
-                    publisher.health.observe(&machine.stats());
-                    on_event(machine, event, &publisher);
-                },
-            )
-            .await;
-            publisher.health.stopped_leading();
-            publisher.publish(Leadership::Closed, None);
+        let transport = Arc::new(transport);
+        tokio::spawn(async move {
+            loop {
+                // Until a close is asked for, or every handle is gone (a close too).
+                let close = async { while received.recv().await == Some(Command::Rejoin) {} };
+                drive_reporting(
+                    &mut machine,
+                    transport.clone(),
+                    clock,
+                    close,
+                    |machine: &M, event, failure| {
+                        publisher.health.observe(&machine.stats());
+                        on_event(machine, event, failure, &publisher);
+                    },
+                )
+                .await;
+                publisher.health.stopped_leading();
+                publisher.publish(Leadership::Closed, None);
+                loop {
+                    match received.recv().await {
+                        Some(Command::Rejoin) => break,
+                        Some(Command::Close) => {}
+                        None => return,
+                    }
+                }
+                machine.rejoin(clock.now());
+            }
         });
         Self {
             leadership,
+            publish: leadership_tx,
             slot,
-            stop: Some(stop),
-            task: Some(task),
+            commands,
             grace,
             clock,
             health,
         }
     }
-
     pub(crate) fn leadership(&self) -> watch::Receiver<Leadership> {
         self.leadership.clone()
     }
@@ -199,22 +217,24 @@ impl Campaign {
         self.health.register(registry);
     }
 
-    /// Closes the machine (a step-down, then a release) and waits until it is over.
-    pub(crate) async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    /// Starts closing the machine: a step-down at once, then a release.
+    pub(crate) fn close(&self) {
+        let _ = self.commands.send(Command::Close);
     }
-}
 
-impl Drop for Campaign {
-    /// Starts the release without waiting for it.
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// Closes the machine and waits until the release is over.
+    pub(crate) async fn shutdown(&self) {
+        self.close();
+        let mut leadership = self.leadership.clone();
+        let _ = leadership.wait_for(|l| *l == Leadership::Closed).await;
+    }
+
+    /// Campaigns again after a close, once the machine's rejoin delay has passed.
+    pub(crate) fn rejoin(&self) {
+        // Said at once, so that a wait for the next term that follows does not see the close.
+        if *self.leadership.borrow() == Leadership::Closed {
+            self.publish.send_replace(Leadership::Unknown);
         }
+        let _ = self.commands.send(Command::Rejoin);
     }
 }

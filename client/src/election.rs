@@ -8,7 +8,7 @@ use crate::identity::{identity, seed};
 use crate::leadership::{Leadership, following};
 use crate::term::Term;
 use leasehold_core::{Duration, Elector, ElectorConfig, Event, LeaseName, Timing};
-use leasehold_runtime::{Clock, Transport};
+use leasehold_runtime::{Clock, RequestError, Transport};
 use std::future::Future;
 use tokio::sync::watch;
 
@@ -86,6 +86,21 @@ impl ElectionBuilder {
 
     /// Starts campaigning over `transport`, on the current tokio runtime.
     pub fn start<T: Transport>(self, transport: T) -> Result<Election, BuildError> {
+        self.start_observed(
+            transport,
+            |_: &Elector, _: &Event, _: Option<&RequestError>| {},
+        )
+    }
+
+    /// [`start`](Self::start), handing every event of the core's elector to `observer` as it
+    /// happens, with the elector for its getters and, for the events of a failed request, that
+    /// request's error in the API server's words: for programs that log or report each event
+    /// themselves (the `leasehold` agent runs its child command this way).
+    pub fn start_observed<T: Transport>(
+        self,
+        transport: T,
+        mut observer: impl FnMut(&Elector, &Event, Option<&RequestError>) + Send + 'static,
+    ) -> Result<Election, BuildError> {
         let clock = self.clock;
         let grace = self
             .timing
@@ -107,7 +122,8 @@ impl ElectionBuilder {
             self.clock,
             grace,
             health,
-            move |elector: &Elector, event, publisher: &Publisher| {
+            move |elector: &Elector, event, failure, publisher: &Publisher| {
+                observer(elector, &event, failure);
                 publish(publisher, elector, event, clock);
             },
         );
@@ -126,8 +142,9 @@ impl ElectionBuilder {
 /// the same lease.
 ///
 /// It campaigns in the background from [`ElectionBuilder::start`] until
-/// [`shutdown`](Self::shutdown) (or drop), which steps down at once and releases the lease if it
-/// still names this candidate, so another can take over in milliseconds.
+/// [`shutdown`](Self::shutdown), [`close`](Self::close) or drop, which step down at once and
+/// release the lease if it still names this candidate, so another can take over in
+/// milliseconds.
 #[derive(Debug)]
 pub struct Election {
     campaign: Campaign,
@@ -248,8 +265,36 @@ impl Election {
     /// election.shutdown().await;
     /// # }
     /// ```
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.campaign.shutdown().await;
+    }
+
+    /// Starts the step-down and release of [`shutdown`](Self::shutdown) without waiting, and
+    /// keeps the handle: [`Leadership::Closed`] says when it is over, and
+    /// [`rejoin`](Self::rejoin) campaigns again.
+    ///
+    /// ```no_run
+    /// # async fn f(election: leasehold_client::Election) {
+    /// election.close();
+    /// let mut leadership = election.leadership();
+    /// let _ = leadership.wait_for(|l| *l == leasehold_client::Leadership::Closed).await;
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        self.campaign.close();
+    }
+
+    /// After a close, campaigns again, once a retry period has passed: the other candidates
+    /// get the lease just released first. Ignored while campaigning.
+    ///
+    /// ```no_run
+    /// # async fn f(election: leasehold_client::Election) {
+    /// election.close();
+    /// election.rejoin();
+    /// # }
+    /// ```
+    pub fn rejoin(&self) {
+        self.campaign.rejoin();
     }
 }
 

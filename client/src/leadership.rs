@@ -25,8 +25,8 @@ pub enum Leadership {
         /// When this leadership ends without a renew.
         valid_until: Instant,
     },
-    /// The election was shut down: the lease is released (or left to expire) and nothing more
-    /// will change.
+    /// The election was closed: the lease is released (or left to expire), and nothing changes
+    /// unless it rejoins.
     Closed,
 }
 

@@ -104,7 +104,7 @@ impl SlotPoolBuilder {
             clock,
             grace,
             Health::new(self.timing, &self.prefix),
-            move |pool: &Pool<MAX_SLOTS>, event: SlotEvent, publisher: &Publisher| {
+            move |pool: &Pool<MAX_SLOTS>, event: SlotEvent, _, publisher: &Publisher| {
                 publish(publisher, pool, event, clock);
             },
         );
@@ -147,7 +147,7 @@ impl SlotPool {
     }
 
     /// Gives up contending (and a slot, if one was taken meanwhile).
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.campaign.shutdown().await;
     }
 }
@@ -188,7 +188,7 @@ impl SlotGuard {
     }
 
     /// Releases the slot and waits until the release is over.
-    pub async fn release(mut self) {
+    pub async fn release(self) {
         self.campaign.shutdown().await;
     }
 }

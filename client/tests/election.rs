@@ -225,3 +225,25 @@ async fn one_term_of_work_returns_its_output_and_settings_are_checked_first() {
     let refused = ElectionBuilder::new("Not A Lease").start(link).unwrap_err();
     assert!(refused.to_string().starts_with("lease name: "), "{refused}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_election_rejoins_after_a_retry_period_in_a_new_term() {
+    let server = Memory::new();
+    let (a, _) = candidate(&server, "a");
+    assert_eq!(a.leading().await, Some(0));
+    a.close();
+    let mut leadership = a.leadership();
+    leadership
+        .wait_for(|l| *l == Leadership::Closed)
+        .await
+        .unwrap();
+    assert_eq!(server.holder("demo"), None, "closed: released");
+    let rejoined = Instant::now();
+    a.rejoin();
+    assert_eq!(a.leading().await, Some(1), "a new term");
+    let waited = rejoined.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+        "one retry period first: {waited:?}"
+    );
+}

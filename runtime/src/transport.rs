@@ -39,6 +39,38 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
+/// A shared transport: several machines (or a machine and its owner) over one connection.
+impl<T: Transport> Transport for std::sync::Arc<T> {
+    fn call(&self, request: Request) -> impl Future<Output = Result<Lease, RequestError>> + Send {
+        T::call(self, request)
+    }
+
+    fn list(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ListedLease>, RequestError>> + Send {
+        T::list(self, namespace, label_selector)
+    }
+
+    fn delete(
+        &self,
+        name: &str,
+        resource_version: &ResourceVersion,
+    ) -> impl Future<Output = Result<(), RequestError>> + Send {
+        T::delete(self, name, resource_version)
+    }
+
+    fn watch(
+        &self,
+        lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) -> impl Future<Output = ()> + Send {
+        T::watch(self, lease, resource_version, sink)
+    }
+}
+
 /// What a transport puts in the metadata of the leases it creates: labels, so a selector finds
 /// them, and an owner, so Kubernetes deletes the lease with it (a Pod, say).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,15 +1,16 @@
 //! `leasehold elect`: leader election on one Lease.
 
-use super::runner::{Reported, Role, Session, Setup, report_lease_event, seed};
+use super::runner::{Reported, Role, Session, Setup, report_lease_event};
 use super::supervisor::{ChildPlan, Note, OnRefused, Plan};
 use crate::child::{self, Launcher};
 use crate::cli::{ElectArgs, Global};
 use crate::cluster;
-use crate::duration::to_std;
+use crate::duration::{to_core, to_std};
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use leasehold_core::{Elector, ElectorConfig, Event, Holder, LeaseName};
+use leasehold_client::ElectionBuilder;
+use leasehold_core::{Elector, Event, Holder, LeaseName};
 use leasehold_runtime::{Clock, CreateMetadata};
 
 pub async fn run(
@@ -82,16 +83,14 @@ pub async fn run(
         namespace: session.namespace.clone(),
         leases: vec![name],
     };
-    let mut elector = Elector::new(
-        ElectorConfig {
-            lease,
-            identity,
-            timing,
-            watch: !args.timing.poll,
-        },
-        seed(),
-    );
-    session.run(&mut elector, &plan, signals).await
+    let mut election = ElectionBuilder::new(lease.as_str())
+        .identity(identity.as_str())
+        .timing(timing)
+        .grace(to_core(grace));
+    if args.timing.poll {
+        election = election.poll();
+    }
+    session.elect(election, &plan, signals).await
 }
 
 impl Reported for Elector {

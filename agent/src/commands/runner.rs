@@ -15,8 +15,10 @@ use crate::duration::to_std;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use leasehold_core::{Duration, Event, Identity, Instant, LossReason, Machine};
-use leasehold_runtime::{Clock, CreateMetadata};
+use leasehold_client::ElectionBuilder;
+use leasehold_core::{Duration, Elector, Event, Identity, Instant, LossReason, Machine};
+use leasehold_runtime::{Clock, CreateMetadata, RequestError};
+use tokio::sync::mpsc;
 
 /// A core machine as a command reports it.
 pub trait Reported: Machine {
@@ -122,17 +124,9 @@ impl Session {
                 },
             )
             .await;
-            match outcome {
-                Outcome::Terminated => return Ok(0),
-                Outcome::ChildExited(code) => return Ok(code),
-                Outcome::Lost => {
-                    return Err(AgentError::runtime(format!(
-                        "lost leadership of lease \"{}\"; exiting (--exit-on-loss)",
-                        plan.leases.join(", ")
-                    )));
-                }
-                Outcome::Failed(e) => return Err(e),
-                Outcome::Recampaign => {
+            match exit_code(outcome, plan)? {
+                Some(code) => return Ok(code),
+                None => {
                     tracing::info!("{}", M::REJOINING);
                     // The machine waits a retry period before it campaigns, which gives the
                     // other candidates the lease it released.
@@ -140,6 +134,66 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Runs an election through the library's handle ([`ElectionBuilder`], the one
+    /// implementation Rust programs use too) under the supervisor as `plan` says, until the run
+    /// ends; `Ok` carries the exit code.
+    pub async fn elect(
+        &self,
+        builder: ElectionBuilder,
+        plan: &Plan,
+        signals: &mut Signals,
+    ) -> Result<i32, AgentError> {
+        let clock = Clock::default();
+        let (send, mut notes) = mpsc::unbounded_channel();
+        let shared = self.outputs.shared.clone();
+        let election = builder
+            .clock(clock)
+            .start_observed(
+                self.outputs.transport.clone(),
+                move |elector: &Elector, event: &Event, failure: Option<&RequestError>| {
+                    shared.observe(&elector.stats());
+                    if let Some(note) = elector.report(event.clone(), &shared, clock) {
+                        let _ = send.send((note, failure.cloned()));
+                    }
+                },
+            )
+            .map_err(|e| AgentError::usage(e.to_string()))?;
+        let shared = &self.outputs.shared;
+        let code = loop {
+            let outcome =
+                supervisor::run_election(&election, &mut notes, clock, plan, signals, || {
+                    shared.successes()
+                })
+                .await;
+            match exit_code(outcome, plan) {
+                Ok(Some(code)) => break Ok(code),
+                Ok(None) => {
+                    tracing::info!("{}", Elector::REJOINING);
+                    // It campaigns a retry period later, which gives the other candidates the
+                    // lease it released.
+                    election.rejoin();
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        election.shutdown().await;
+        code
+    }
+}
+
+/// The exit code of a run that ended with `outcome`; `None` when the plan campaigns again.
+fn exit_code(outcome: Outcome, plan: &Plan) -> Result<Option<i32>, AgentError> {
+    match outcome {
+        Outcome::Terminated => Ok(Some(0)),
+        Outcome::ChildExited(code) => Ok(Some(code)),
+        Outcome::Lost => Err(AgentError::runtime(format!(
+            "lost leadership of lease \"{}\"; exiting (--exit-on-loss)",
+            plan.leases.join(", ")
+        ))),
+        Outcome::Failed(e) => Err(e),
+        Outcome::Recampaign => Ok(None),
     }
 }
 

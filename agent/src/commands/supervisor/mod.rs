@@ -20,12 +20,14 @@ use crate::cli::OnChildExit;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::transport::Metered;
+use leasehold_client::{Election, Leadership};
 use leasehold_core::{ApiError, Duration, Instant, Machine, Verb};
+use leasehold_runtime::RequestError;
 use leasehold_runtime::{Clock, drive_reporting};
 use machine::{Action, Supervisor, Validity};
 use std::cell::RefCell;
 use std::sync::Arc;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// What the machine decided, as the supervisor needs it.
 #[derive(Debug)]
@@ -190,13 +192,80 @@ pub async fn run<M: Machine>(
         supervisor.borrow_mut().handle_machine_closed();
         decided.notify_one();
     };
+    let mut release = Some(release);
     let shell = perform(
         supervisor,
         decided,
         plan.child.as_ref(),
         clock,
         signals,
-        Some(release),
+        move || {
+            if let Some(release) = release.take() {
+                let _ = release.send(());
+            }
+        },
+    );
+    let ((), outcome) = tokio::join!(driving, shell);
+    outcome
+}
+
+/// A note of the elector's, with the failed request it came from, if any.
+pub type ElectionNote = (Note, Option<RequestError>);
+
+/// [`run`] for an election campaigning through the library's [`Election`] handle: its observer
+/// sends each note (in order, as the elector emits it) to `notes`; a close of the handle is the
+/// release, and [`Leadership::Closed`] the end of the machine.
+pub async fn run_election(
+    election: &Election,
+    notes: &mut mpsc::UnboundedReceiver<ElectionNote>,
+    clock: Clock,
+    plan: &Plan,
+    signals: &mut Signals,
+    successes: impl Fn() -> u64,
+) -> Outcome {
+    let supervisor = RefCell::new(Supervisor::new(plan.rules()));
+    let decided = Notify::new();
+    let (supervisor, decided) = (&supervisor, &decided);
+    let handle = |(note, failure): ElectionNote| {
+        let now = clock.now();
+        let mut supervisor = supervisor.borrow_mut();
+        match note {
+            Note::Leading { lease, epoch } => supervisor.handle_leading(lease, epoch, now),
+            Note::Renewed { deadline } => supervisor.handle_renewed(deadline, now),
+            Note::NotLeading => supervisor.handle_not_leading(),
+            Note::Refused { verb, error } => {
+                let error = refusal::explain(verb, &error, failure.as_ref(), plan);
+                supervisor.handle_refused(error, successes(), now);
+            }
+        }
+        decided.notify_one();
+    };
+    let mut leadership = election.leadership();
+    let driving = async {
+        loop {
+            tokio::select! {
+                biased;
+                Some(note) = notes.recv() => handle(note),
+                closed = leadership.wait_for(|l| *l == Leadership::Closed) => {
+                    // Every note was sent before the close was published: take them first.
+                    while let Ok(note) = notes.try_recv() {
+                        handle(note);
+                    }
+                    let _ = closed;
+                    break;
+                }
+            }
+        }
+        supervisor.borrow_mut().handle_machine_closed();
+        decided.notify_one();
+    };
+    let shell = perform(
+        supervisor,
+        decided,
+        plan.child.as_ref(),
+        clock,
+        signals,
+        || election.close(),
     );
     let ((), outcome) = tokio::join!(driving, shell);
     outcome
@@ -211,7 +280,7 @@ async fn perform(
     child_plan: Option<&ChildPlan>,
     clock: Clock,
     signals: &mut Signals,
-    mut release: Option<oneshot::Sender<()>>,
+    mut release: impl FnMut(),
 ) -> Outcome {
     let mut child: Option<Running> = None;
     loop {
@@ -252,11 +321,7 @@ async fn perform(
                     running.stop();
                 }
             }
-            Action::Release => {
-                if let Some(release) = release.take() {
-                    let _ = release.send(());
-                }
-            }
+            Action::Release => release(),
             Action::Exit(outcome) => return outcome,
         }
     }
@@ -290,7 +355,7 @@ pub async fn run_without_leases(
         Some(&plan),
         Clock::default(),
         signals,
-        None,
+        || {},
     )
     .await;
     match outcome {
