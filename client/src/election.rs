@@ -38,6 +38,10 @@ impl ElectionBuilder {
     /// An election on the Lease `lease` (in the transport's namespace), with client-go's
     /// timing (15 s / 10 s / 2 s), an identity unique to this process, a watch of the lease, and
     /// the default grace (see [`grace`](Self::grace)).
+    ///
+    /// ```
+    /// let builder = leasehold_client::ElectionBuilder::new("my-controller");
+    /// ```
     pub fn new(lease: impl Into<String>) -> Self {
         Self {
             lease: lease.into(),
@@ -51,12 +55,23 @@ impl ElectionBuilder {
 
     /// This candidate's `holderIdentity`; unique among candidates. The default,
     /// [`unique_identity`](crate::unique_identity), is new at every start.
+    ///
+    /// ```
+    /// let builder = leasehold_client::ElectionBuilder::new("my-controller").identity("pod-a");
+    /// ```
     pub fn identity(mut self, identity: impl Into<String>) -> Self {
         self.identity = Some(identity.into());
         self
     }
 
     /// Lease duration, renew deadline and retry period, validated by the core as client-go does.
+    ///
+    /// ```
+    /// use leasehold_client::{Duration, ElectionBuilder, Timing};
+    /// let timing = Timing::new(Duration::from_secs(30), Duration::from_secs(20), Duration::from_secs(4))
+    ///     .expect("client-go's rules");
+    /// let builder = ElectionBuilder::new("my-controller").timing(timing);
+    /// ```
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
         self
@@ -65,6 +80,11 @@ impl ElectionBuilder {
     /// How long before a term's deadline its work is asked to stop (by [`Term::cancelled`]);
     /// the work is dropped at the deadline. Default: min(3 s, (renew − retry) / 2). It must be
     /// above zero and below renew − retry.
+    ///
+    /// ```
+    /// use leasehold_client::{Duration, ElectionBuilder};
+    /// let builder = ElectionBuilder::new("my-controller").grace(Duration::from_secs(1));
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
         self
@@ -72,6 +92,10 @@ impl ElectionBuilder {
 
     /// Polls the lease every retry period (with client-go's jitter) instead of watching it,
     /// for API servers or roles that do not allow a watch.
+    ///
+    /// ```
+    /// let builder = leasehold_client::ElectionBuilder::new("my-controller").poll();
+    /// ```
     pub fn poll(mut self) -> Self {
         self.watch = false;
         self
@@ -79,12 +103,23 @@ impl ElectionBuilder {
 
     /// The clock the election reads: `CLOCK_BOOTTIME` by default. [`Clock::tokio`] runs it on
     /// tokio's clock, so tests can use paused time.
+    ///
+    /// ```
+    /// use leasehold_client::{Clock, ElectionBuilder};
+    /// let builder = ElectionBuilder::new("my-controller").clock(Clock::tokio());
+    /// ```
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
     /// Starts campaigning over `transport`, on the current tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn f(transport: leasehold_adapter_http::HttpTransport) -> Result<(), leasehold_client::BuildError> {
+    /// let election = leasehold_client::ElectionBuilder::new("my-controller").start(transport)?;
+    /// # Ok(()) }
+    /// ```
     pub fn start<T: Transport>(self, transport: T) -> Result<Election, BuildError> {
         self.start_observed(
             transport,
@@ -96,6 +131,18 @@ impl ElectionBuilder {
     /// happens, with the elector for its getters and, for the events of a failed request, that
     /// request's error in the API server's words: for programs that log or report each event
     /// themselves (the `leasehold` agent runs its child command this way).
+    ///
+    /// ```no_run
+    /// # async fn f(transport: leasehold_adapter_http::HttpTransport) -> Result<(), leasehold_client::BuildError> {
+    /// use leasehold_core::Event;
+    /// let election = leasehold_client::ElectionBuilder::new("my-controller")
+    ///     .start_observed(transport, |_, event, failure| {
+    ///         if let Event::RequestFailed { .. } = event {
+    ///             eprintln!("{}", failure.map_or(String::new(), |f| f.to_string()));
+    ///         }
+    ///     })?;
+    /// # Ok(()) }
+    /// ```
     pub fn start_observed<T: Transport>(
         self,
         transport: T,
@@ -131,6 +178,14 @@ impl ElectionBuilder {
     }
 
     /// Starts campaigning through a kube-rs client, on leases in `namespace`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = kube::Client::try_default().await?;
+    /// let election = leasehold_client::ElectionBuilder::new("my-controller")
+    ///     .start_kube(client, "default")?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "kube")]
     pub fn start_kube(self, client: kube::Client, namespace: &str) -> Result<Election, BuildError> {
         let timeout = self.timing.request_timeout();
@@ -171,6 +226,14 @@ impl Election {
     }
 
     /// Whether this candidate leads now (its deadline not passed).
+    ///
+    /// ```no_run
+    /// # fn f(election: &leasehold_client::Election) {
+    /// if election.is_leader() {
+    ///     println!("this replica leads");
+    /// }
+    /// # }
+    /// ```
     pub fn is_leader(&self) -> bool {
         self.campaign.is_leader()
     }

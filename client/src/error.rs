@@ -4,6 +4,17 @@ use leasehold_core::{PoolError, TextError, TimingError};
 use std::fmt;
 
 /// A setting that cannot be used. Nothing was sent to the API server.
+///
+/// ```no_run
+/// # async fn f(transport: leasehold_adapter_http::HttpTransport) {
+/// use leasehold_client::{BuildError, ElectionBuilder};
+/// match ElectionBuilder::new("Not A Lease Name").start(transport) {
+///     Err(BuildError::Lease(e)) => eprintln!("the lease name: {e}"),
+///     Err(e) => eprintln!("{e}"),
+///     Ok(_election) => {}
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -9,6 +9,14 @@ use tokio::time::Instant;
 
 /// A leader that has not renewed for longer than the tolerated time: its process is stuck, or
 /// cut off from the API server while it still believes it leads.
+///
+/// ```no_run
+/// # fn f(election: &leasehold_client::Election) {
+/// if let Err(unhealthy) = election.healthz() {
+///     eprintln!("{unhealthy}");
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unhealthy {
     /// The lease.

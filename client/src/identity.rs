@@ -3,7 +3,7 @@
 use leasehold_core::Identity;
 
 /// This machine's hostname.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -14,6 +14,11 @@ pub fn hostname() -> String {
 /// new at each start, as the API server's identity leases are. Two processes on one host, or a
 /// process and its own restart, then never share an identity: a lease naming it would look
 /// like theirs to both, and the work of one could overlap the other's.
+///
+/// ```
+/// let me = leasehold_client::unique_identity();
+/// assert_ne!(me, leasehold_client::unique_identity());
+/// ```
 pub fn unique_identity() -> String {
     let base = std::env::var("POD_NAME")
         .ok()
@@ -23,7 +28,7 @@ pub fn unique_identity() -> String {
 }
 
 /// A seed for the machine's jitter: different in every process and at every start.
-pub fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

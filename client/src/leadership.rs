@@ -7,6 +7,17 @@ use tokio::time::Instant;
 ///
 /// Published on a [`tokio::sync::watch`] channel ([`crate::Election::leadership`]): read it at
 /// any time, or wait for the next change.
+///
+/// ```no_run
+/// # fn f(election: &leasehold_client::Election) {
+/// use leasehold_client::Leadership;
+/// match &*election.leadership().borrow() {
+///     Leadership::Leading { epoch, .. } => println!("leading in term {epoch}"),
+///     Leadership::Following { holder } => println!("{holder} leads"),
+///     _ => println!("no leader known"),
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Leadership {
@@ -32,11 +43,23 @@ pub enum Leadership {
 
 impl Leadership {
     /// Whether this says "leading" and `now` is before its end.
+    ///
+    /// ```
+    /// use leasehold_client::Leadership;
+    /// let now = tokio::time::Instant::now();
+    /// let leading = Leadership::Leading { epoch: 1, valid_until: now + std::time::Duration::from_secs(10) };
+    /// assert!(leading.is_leading_at(now));
+    /// ```
     pub fn is_leading_at(&self, now: Instant) -> bool {
         matches!(self, Self::Leading { valid_until, .. } if now < *valid_until)
     }
 
     /// The epoch of the term, while leading.
+    ///
+    /// ```
+    /// use leasehold_client::Leadership;
+    /// assert_eq!(Leadership::Unknown.epoch(), None);
+    /// ```
     pub fn epoch(&self) -> Option<u32> {
         match self {
             Self::Leading { epoch, .. } => Some(*epoch),

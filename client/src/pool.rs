@@ -14,6 +14,10 @@ use leasehold_runtime::{Clock, Transport};
 use std::future::Future;
 
 /// The most slots a pool handle takes (Sysdig uses 10 cold-start slots).
+///
+/// ```
+/// let builder = leasehold_client::SlotPoolBuilder::new("cold-start", leasehold_client::MAX_SLOTS);
+/// ```
 pub const MAX_SLOTS: usize = 64;
 
 /// Settings of a [`SlotPool`]; checked by [`start`](Self::start), before any request.
@@ -37,6 +41,10 @@ pub struct SlotPoolBuilder {
 impl SlotPoolBuilder {
     /// A pool of `size` slots named `prefix-0 … prefix-(size−1)`, with client-go's timing, an
     /// identity unique to this process and watches of the slots.
+    ///
+    /// ```
+    /// let builder = leasehold_client::SlotPoolBuilder::new("delegation", 2);
+    /// ```
     pub fn new(prefix: impl Into<String>, size: usize) -> Self {
         Self {
             prefix: prefix.into(),
@@ -50,12 +58,21 @@ impl SlotPoolBuilder {
     }
 
     /// This member's `holderIdentity` (Sysdig: the node name).
+    ///
+    /// ```
+    /// let builder = leasehold_client::SlotPoolBuilder::new("cold-start", 10).identity("node-1");
+    /// ```
     pub fn identity(mut self, identity: impl Into<String>) -> Self {
         self.identity = Some(identity.into());
         self
     }
 
     /// Lease duration, renew deadline and retry period of every slot.
+    ///
+    /// ```
+    /// use leasehold_client::{SlotPoolBuilder, Timing};
+    /// let builder = SlotPoolBuilder::new("cold-start", 10).timing(Timing::DEFAULT);
+    /// ```
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
         self
@@ -63,24 +80,44 @@ impl SlotPoolBuilder {
 
     /// How long before a held slot's deadline its work is asked to stop (see
     /// [`crate::ElectionBuilder::grace`]).
+    ///
+    /// ```
+    /// use leasehold_client::{Duration, SlotPoolBuilder};
+    /// let builder = SlotPoolBuilder::new("delegation", 2).grace(Duration::from_secs(1));
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
         self
     }
 
     /// Polls the slots instead of watching them.
+    ///
+    /// ```
+    /// let builder = leasehold_client::SlotPoolBuilder::new("cold-start", 10).poll();
+    /// ```
     pub fn poll(mut self) -> Self {
         self.watch = false;
         self
     }
 
     /// The clock the pool reads (see [`crate::ElectionBuilder::clock`]).
+    ///
+    /// ```
+    /// use leasehold_client::{Clock, SlotPoolBuilder};
+    /// let builder = SlotPoolBuilder::new("cold-start", 10).clock(Clock::tokio());
+    /// ```
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
     /// Starts contending for a slot over `transport`, on the current tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn f(transport: leasehold_adapter_http::HttpTransport) -> Result<(), leasehold_client::BuildError> {
+    /// let pool = leasehold_client::SlotPoolBuilder::new("cold-start", 10).start(transport)?;
+    /// # Ok(()) }
+    /// ```
     pub fn start<T: Transport>(self, transport: T) -> Result<SlotPool, BuildError> {
         let grace = self
             .timing
@@ -112,6 +149,14 @@ impl SlotPoolBuilder {
     }
 
     /// Starts contending through a kube-rs client, on leases in `namespace`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = kube::Client::try_default().await?;
+    /// let pool = leasehold_client::SlotPoolBuilder::new("cold-start", 10)
+    ///     .start_kube(client, "sysdig-agent")?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "kube")]
     pub fn start_kube(self, client: kube::Client, namespace: &str) -> Result<SlotPool, BuildError> {
         let timeout = self.timing.request_timeout();
@@ -147,6 +192,12 @@ impl SlotPool {
     }
 
     /// Gives up contending (and a slot, if one was taken meanwhile).
+    ///
+    /// ```no_run
+    /// # async fn f(pool: leasehold_client::SlotPool) {
+    /// pool.shutdown().await;
+    /// # }
+    /// ```
     pub async fn shutdown(self) {
         self.campaign.shutdown().await;
     }
@@ -163,22 +214,53 @@ pub struct SlotGuard {
 
 impl SlotGuard {
     /// The slot's number: the lease is `prefix-{slot}`.
+    ///
+    /// ```no_run
+    /// # fn f(slot: &leasehold_client::SlotGuard) {
+    /// println!("holding cold-start-{}", slot.slot());
+    /// # }
+    /// ```
     pub fn slot(&self) -> u16 {
         self.slot
     }
 
     /// `leaseTransitions` of the term in which the slot was taken.
+    ///
+    /// ```no_run
+    /// # fn f(slot: &leasehold_client::SlotGuard) {
+    /// println!("in term {}", slot.epoch());
+    /// # }
+    /// ```
     pub fn epoch(&self) -> u32 {
         self.epoch
     }
 
     /// Whether the slot is still held now (a partitioned member loses it at its deadline).
+    ///
+    /// ```no_run
+    /// # fn f(slot: &leasehold_client::SlotGuard) {
+    /// assert!(slot.is_held());
+    /// # }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.campaign.is_leader()
     }
 
     /// Runs `work` while the slot is held, under the same term rules as an election's work
     /// ([`crate::Election::run_in_one_term`]): `Some` with its output if it returned in time.
+    ///
+    /// ```no_run
+    /// # async fn f(slot: leasehold_client::SlotGuard) {
+    /// let done = slot
+    ///     .run_while_held(|term| async move {
+    ///         tokio::select! {
+    ///             () = term.cancelled() => false,
+    ///             () = std::future::pending::<()>() => true,
+    ///         }
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
     pub async fn run_while_held<T, F, Fut>(&self, work: F) -> Option<T>
     where
         F: FnOnce(Term) -> Fut,
@@ -188,6 +270,12 @@ impl SlotGuard {
     }
 
     /// Releases the slot and waits until the release is over.
+    ///
+    /// ```no_run
+    /// # async fn f(slot: leasehold_client::SlotGuard) {
+    /// slot.release().await;
+    /// # }
+    /// ```
     pub async fn release(self) {
         self.campaign.shutdown().await;
     }

@@ -25,12 +25,25 @@ pub struct Term {
 
 impl Term {
     /// `leaseTransitions` of this term: the fencing token.
+    ///
+    /// ```no_run
+    /// # fn f(term: &leasehold_client::Term) {
+    /// let fencing_token = term.epoch();
+    /// # }
+    /// ```
     pub fn epoch(&self) -> u32 {
         self.epoch
     }
 
     /// Resolves when the work must stop: the term's deadline less the grace period came, or
     /// leadership was lost.
+    ///
+    /// ```no_run
+    /// # async fn f(term: leasehold_client::Term) {
+    /// term.cancelled().await;
+    /// println!("stop now: the term ends");
+    /// # }
+    /// ```
     pub async fn cancelled(&self) {
         let mut cancel = self.cancel.clone();
         // An error means the term is over and its sender gone: stop, too.
@@ -38,6 +51,15 @@ impl Term {
     }
 
     /// Whether the work must stop now.
+    ///
+    /// ```no_run
+    /// # fn f(term: &leasehold_client::Term) {
+    /// while !term.is_cancelled() {
+    ///     // one more batch
+    /// #   break;
+    /// }
+    /// # }
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
