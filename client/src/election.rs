@@ -177,6 +177,38 @@ impl ElectionBuilder {
         Ok(Election { campaign })
     }
 
+    /// Starts over the raw-HTTP transport (reqwest + rustls, no kube-rs), with the request
+    /// timeout this timing calls for.
+    ///
+    /// ```no_run
+    /// # fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use leasehold_adapter_http::{HttpConfig, kubeconfig};
+    /// let cluster = kubeconfig::resolve(None, None)?;
+    /// let config = HttpConfig {
+    ///     namespace: cluster.namespace.clone().unwrap_or_else(|| "default".into()),
+    ///     cluster,
+    ///     request_timeout: std::time::Duration::from_secs(5),
+    ///     rate_limit: None,
+    /// };
+    /// let started = leasehold_client::ElectionBuilder::new("my-controller").start_http(&config)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn start_http(
+        self,
+        config: &leasehold_adapter_http::HttpConfig,
+    ) -> Result<Election, BuildError> {
+        let config = leasehold_adapter_http::HttpConfig {
+            request_timeout: std::time::Duration::from_micros(
+                self.timing.request_timeout().as_micros(),
+            ),
+            ..config.clone()
+        };
+        let transport = leasehold_adapter_http::connect(&config)
+            .map_err(|e| BuildError::Transport(e.to_string()))?;
+        self.start(transport)
+    }
+
     /// Starts campaigning through a kube-rs client, on leases in `namespace`.
     ///
     /// ```no_run

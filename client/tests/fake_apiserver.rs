@@ -67,3 +67,32 @@ async fn over_kube_rs_a_slot_guard_holds_and_releases_its_slot() {
     );
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_http_transport_beside_kube_rs_one_leads() {
+    let sim = start_sim(SimConfig::default()).await;
+    let path = kubeconfig_file(&sim.kubeconfig("admin", "default").expect("admin"));
+    let cluster = leasehold_adapter_http::kubeconfig::from_kubeconfig(&[path], None).unwrap();
+    let config = leasehold_adapter_http::HttpConfig {
+        namespace: "default".into(),
+        cluster,
+        // Replaced by the election's own (client-go's max(1 s, renew / 2)).
+        request_timeout: Duration::from_millis(1),
+        rate_limit: None,
+    };
+    let a = ElectionBuilder::new("mixed")
+        .identity("http")
+        .start_http(&config)
+        .unwrap();
+    assert_eq!(a.leading().await, Some(0));
+    let b = ElectionBuilder::new("mixed")
+        .identity("kube")
+        .start_kube(client(&sim).await, "default")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.is_leader() && !b.is_leader());
+    a.shutdown().await;
+    assert_eq!(b.leading().await, Some(1));
+    b.shutdown().await;
+    sim.stop().await;
+}
