@@ -4,6 +4,7 @@
 
 use crate::rng::Rng;
 use crate::work::{Child, WorkPolicy};
+use leasehold_core::heartbeat::BACKOFF_MAX;
 use leasehold_core::{Duration, Timing};
 
 /// One second in simulated microseconds.
@@ -167,6 +168,63 @@ impl Scenario {
         self.duration - self.quiet_tail
     }
 
+    /// How long after the quiet tail begins the faults before it have drained: the slowest
+    /// request sent just before it lands, and its answer (or the client's timeout) comes back.
+    pub fn drain_time(&self) -> u64 {
+        self.network.slow_latency.max(self.network.max_latency) * 2
+            + self.timing.request_timeout().as_micros()
+    }
+
+    /// When in-flight faults have drained after the quiet tail began.
+    pub fn calm_from(&self) -> u64 {
+        self.quiet_start() + self.drain_time()
+    }
+
+    /// The bound within which a free or expired lease must be taken, and its work started,
+    /// once the API answers normally again: `lease_duration + 2.2 × retry` on the slowest
+    /// allowed clock, plus a few network round trips. The work starts on the answer that makes
+    /// its node leader (a `Renewed` follows every `BecameLeader`), and a node's earlier work on
+    /// that lease was killed by its fence at its own deadline, before the lease could expire.
+    pub fn liveness_bound(&self) -> u64 {
+        let local = self.timing.lease_duration().as_micros()
+            + self.timing.retry_period().as_micros() * 22 / 10;
+        self.on_slowest_clock(local) + 4 * Network::CALM.max_latency + 1_000
+    }
+
+    /// The longest a reachable heartbeat's lease goes unwritten: its renew interval (a quarter of
+    /// the lease duration, stretched by up to 4 % of jitter) on the slowest allowed clock, and
+    /// a round trip.
+    pub fn heartbeat_bound(&self) -> u64 {
+        let local = self.timing.lease_duration().as_micros() / 4 * 104 / 100;
+        self.on_slowest_clock(local) + 2 * Network::CALM.max_latency + 1_000
+    }
+
+    /// How long after the calm heartbeats are judged: the longest wait a failure before it can
+    /// leave (the heartbeat's backoff, or a server's Retry-After of at most 3 s in this model),
+    /// twice, then one renew interval. Twice because a timed-out write that landed before the
+    /// calm makes the first renew after it conflict, and the re-read that follows waits out the
+    /// backoff the failures before the calm built up.
+    pub fn heartbeat_settle(&self) -> u64 {
+        2 * BACKOFF_MAX.as_micros().max(3 * SECOND) + self.heartbeat_bound()
+    }
+
+    /// The shortest quiet tail in which every liveness check runs: faults drain, then a leader
+    /// and a full pool are due within the liveness bound and every heartbeat is judged at least
+    /// once per renew interval for a few intervals.
+    pub fn shortest_judged_tail(&self) -> u64 {
+        let heartbeats = if self.heartbeats > 0 {
+            self.heartbeat_settle() + 3 * self.heartbeat_bound()
+        } else {
+            0
+        };
+        self.drain_time() + self.liveness_bound().max(heartbeats)
+    }
+
+    /// `local` µs of the slowest allowed clock, in real µs.
+    fn on_slowest_clock(&self, local: u64) -> u64 {
+        local * 1_000_000 / (1_000_000 - self.max_drift_ppm)
+    }
+
     /// A fault-free base for hand-written scenarios: exact clocks, a calm network, watching
     /// nodes with distinct identities, fenced work whose child exits at SIGTERM, the old default
     /// grace `lease − renew`, and a quiet second half.
@@ -228,12 +286,15 @@ impl Scenario {
     }
 
     /// Drops the deletes near an agent's start (the simulation's, or a restart after a crash,
-    /// a kill or a shutdown): from 10 s before it (a first read sent then may be answered
-    /// after the delete) to 25 s after (a lease duration and the slowest answer). A process
-    /// cannot tell a lease that never existed from one deleted a moment ago, so one whose first
-    /// read is answered just after a delete creates the lease at once: the documented limit,
-    /// with its own test. Everywhere else a delete is fair game.
+    /// a kill or a shutdown): from the slowest answer before it (a first read sent then may be
+    /// answered after the delete; twice the request timeout, at least the slow latency: 10 s at
+    /// the default timing) to a lease duration after that. A process cannot tell a lease that
+    /// never existed from one deleted a moment ago, so one whose first read is answered just
+    /// after a delete creates the lease at once: the documented limit, with its own test.
+    /// Everywhere else a delete is fair game.
     pub fn keep_deletes_clear_of_starts(&mut self) {
+        let before = (2 * self.timing.request_timeout().as_micros()).max(self.network.slow_latency);
+        let after = before + self.timing.lease_duration().as_micros();
         let starts: Vec<u64> = core::iter::once(0)
             .chain(self.faults.iter().filter_map(|f| match f.kind {
                 // A heartbeat node's restart reads only its own lease.
@@ -248,8 +309,7 @@ impl Scenario {
         self.faults.retain(|f| {
             !matches!(f.kind, FaultKind::Delete(_))
                 || starts.iter().all(|&start| {
-                    f.start.saturating_add(10 * SECOND) < start
-                        || f.start > start.saturating_add(25 * SECOND)
+                    f.start.saturating_add(before) < start || f.start > start.saturating_add(after)
                 })
         });
     }

@@ -10,10 +10,9 @@ use crate::clock::Clock;
 use crate::oracle::Oracle;
 use crate::outcome::{Failure, Report, Violation};
 use crate::rng::Rng;
-use crate::scenario::{FaultKind, LeaseId, Network, SECOND, Scenario};
+use crate::scenario::{FaultKind, LeaseId, SECOND, Scenario};
 use crate::server::Server;
 use crate::work::{Child, Exit, Work, WorkPolicy};
-use leasehold_core::heartbeat::BACKOFF_MAX;
 use leasehold_core::{
     ApiError, Event, Fence, Identity, Instant, Request, Response, Signal, WatchEvent,
 };
@@ -860,10 +859,7 @@ impl<'s> World<'s> {
 
     /// When in-flight faults have drained after the quiet tail began.
     fn calm(&self) -> u64 {
-        let s = self.scenario;
-        s.quiet_start()
-            + s.network.slow_latency.max(s.network.max_latency) * 2
-            + self.request_timeout
+        self.scenario.calm_from()
     }
 
     /// The verdict once every event of the current instant has been handled.
@@ -920,15 +916,13 @@ impl<'s> World<'s> {
     /// is written on the server at least once per renew interval: judged on the server's writes
     /// (ground truth), never on the machine's word.
     fn check_heartbeats(&self) -> Result<(), (Failure, String)> {
-        // The longest wait a failure before the calm can leave: the heartbeat's backoff, or a
-        // server's Retry-After (at most 3 s in this model).
-        let settle = BACKOFF_MAX.as_micros().max(3 * SECOND) + self.heartbeat_bound();
-        if self.now < self.calm() + settle {
+        let s = self.scenario;
+        if self.now < self.calm() + s.heartbeat_settle() {
             return Ok(());
         }
         for (n, lease, written) in &self.heartbeat_writes {
             let silent = self.now - written.unwrap_or(0);
-            if silent > self.heartbeat_bound() {
+            if silent > s.heartbeat_bound() {
                 return Err((
                     Failure::HeartbeatLate { node: *n },
                     format!(
@@ -936,33 +930,12 @@ impl<'s> World<'s> {
                          API calm since {:.3}s (bound {:.3}s)",
                         silent as f64 / 1e6,
                         self.calm() as f64 / 1e6,
-                        self.heartbeat_bound() as f64 / 1e6
+                        s.heartbeat_bound() as f64 / 1e6
                     ),
                 ));
             }
         }
         Ok(())
-    }
-
-    /// The longest a reachable heartbeat's lease goes unwritten: its renew interval (a quarter of
-    /// the lease duration, stretched by up to 4 % of jitter) on the slowest allowed clock, and
-    /// a round trip.
-    fn heartbeat_bound(&self) -> u64 {
-        let s = self.scenario;
-        let local = s.timing.lease_duration().as_micros() / 4 * 104 / 100;
-        local * 1_000_000 / (1_000_000 - s.max_drift_ppm) + 2 * Network::CALM.max_latency + 1_000
-    }
-
-    /// The bound within which a free or expired lease must be taken, and its work started,
-    /// once the API answers normally again: `lease_duration + 2.2 × retry` on the slowest
-    /// allowed clock, plus a few network round trips. The work starts on the answer that makes
-    /// its node leader (a `Renewed` follows every `BecameLeader`), and a node's earlier work on
-    /// that lease was killed by its fence at its own deadline, before the lease could expire.
-    pub fn liveness_bound(&self) -> u64 {
-        let s = self.scenario;
-        let local =
-            s.timing.lease_duration().as_micros() + s.timing.retry_period().as_micros() * 22 / 10;
-        local * 1_000_000 / (1_000_000 - s.max_drift_ppm) + 4 * Network::CALM.max_latency + 1_000
     }
 
     /// Runs to the scenario's end, checking once every event of an instant has been handled.
@@ -982,12 +955,12 @@ impl<'s> World<'s> {
         self.now = self.scenario.duration;
         let s = self.scenario;
         let calm = self.calm();
-        let bound = calm + self.liveness_bound();
+        let bound = calm + s.liveness_bound();
         if s.electors > 0 && self.leader_seen_in_tail.is_none_or(|t| t > bound) {
             let what = format!(
                 "no work ran on the elected lease within {:.3}s of the API calming at {:.3}s \
                  (first: {:?})",
-                self.liveness_bound() as f64 / 1e6,
+                s.liveness_bound() as f64 / 1e6,
                 calm as f64 / 1e6,
                 self.leader_seen_in_tail
             );
@@ -997,7 +970,7 @@ impl<'s> World<'s> {
             let what = format!(
                 "the pool did not run {} works within {:.3}s of the API calming (first: {:?})",
                 s.pool_size.min(s.pool_members),
-                self.liveness_bound() as f64 / 1e6,
+                s.liveness_bound() as f64 / 1e6,
                 self.pool_full_in_tail
             );
             return Err(self.violation(Failure::PoolNotFull, what));
