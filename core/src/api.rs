@@ -186,3 +186,99 @@ pub enum WatchEvent {
     /// The stream failed (connect error, cut, non-410 error): poll until it can be reopened.
     Failed,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::lease;
+    use core::fmt::Write;
+    use heapless::String;
+
+    #[test]
+    fn verbs_are_spelled_as_rbac_spells_them() {
+        let verbs = [
+            (Verb::Get, "get"),
+            (Verb::Create, "create"),
+            (Verb::Update, "update"),
+            (Verb::Watch, "watch"),
+            (Verb::List, "list"),
+            (Verb::Delete, "delete"),
+        ];
+        for (verb, rbac) in verbs {
+            assert_eq!(verb.as_str(), rbac);
+            let mut shown: String<8> = String::new();
+            write!(shown, "{verb}").unwrap();
+            assert_eq!(shown, rbac, "Display is the RBAC spelling");
+        }
+    }
+
+    #[test]
+    fn each_operation_needs_the_verb_rbac_must_grant() {
+        let record = lease(1, Some("a"), 0).record;
+        let rv = ResourceVersion::new("1").unwrap();
+        assert_eq!(Operation::Get.verb(), Verb::Get);
+        assert_eq!(Operation::Create(record.clone()).verb(), Verb::Create);
+        let update = Operation::Update {
+            resource_version: rv.clone(),
+            record,
+        };
+        assert_eq!(update.verb(), Verb::Update);
+        let watch = Operation::Watch {
+            resource_version: Some(rv),
+        };
+        assert_eq!(watch.verb(), Verb::Watch);
+        assert_eq!(Operation::Unwatch.verb(), Verb::Watch);
+    }
+
+    #[test]
+    fn a_status_is_classified_by_code_and_a_409_by_its_reason() {
+        let after = Some(Duration::from_secs(3));
+        let cases = [
+            (404, "NotFound", ApiError::NotFound),
+            (409, "AlreadyExists", ApiError::AlreadyExists),
+            (409, "Conflict", ApiError::Conflict),
+            (401, "Unauthorized", ApiError::Unauthorized),
+            (403, "Forbidden", ApiError::Forbidden),
+            (400, "BadRequest", ApiError::Invalid),
+            (422, "Invalid", ApiError::Invalid),
+            (
+                429,
+                "TooManyRequests",
+                ApiError::TooManyRequests { retry_after: after },
+            ),
+            (503, "ServiceUnavailable", ApiError::Server { status: 503 }),
+        ];
+        for (code, reason, expected) in cases {
+            assert_eq!(
+                ApiError::from_status(code, reason, after),
+                expected,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_credentials_and_rbac_refusals_are_permanent() {
+        assert!(ApiError::Unauthorized.is_permanent());
+        assert!(ApiError::Forbidden.is_permanent());
+        for transient in [
+            ApiError::NotFound,
+            ApiError::Conflict,
+            ApiError::Timeout,
+            ApiError::Server { status: 500 },
+            ApiError::TooManyRequests { retry_after: None },
+        ] {
+            assert!(!transient.is_permanent(), "{transient:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_prefers_the_header_and_ignores_what_is_not_whole_seconds() {
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(retry_after(Some(" 7 "), Some(3)), secs(7));
+        assert_eq!(retry_after(None, Some(3)), secs(3));
+        assert_eq!(retry_after(Some("1.5"), Some(3)), secs(3));
+        assert_eq!(retry_after(Some("soon"), None), None);
+        assert_eq!(retry_after(None, None), None);
+    }
+}

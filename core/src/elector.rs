@@ -206,6 +206,78 @@ mod tests {
         );
     }
 
+    /// The fencing token: downstream systems reject work stamped with an older epoch, so each
+    /// term must report its own `leaseTransitions`, keep it across renews, and report nothing
+    /// once the term is over.
+    #[test]
+    fn the_epoch_is_the_terms_lease_transitions_and_none_out_of_a_term() {
+        let mut e = elector("a", false);
+        assert_eq!((e.epoch(), e.leading_since()), (None, None));
+        poll(&mut e, ms(0));
+        let held = lease(5, Some("b"), 6);
+        e.handle_answer(0, Ok(held.clone()), ms(0));
+        let (at, take) = next_write(&mut e, 0, &held);
+        e.handle_answer(0, Ok(stored(&take, 6)), ms(at + 1));
+        assert_eq!(e.epoch(), Some(7), "a takeover is a new term");
+        assert_eq!(e.leading_since(), Some(ms(at + 1)));
+        let renew = poll(&mut e, ms(at + 2_001)).unwrap();
+        e.handle_answer(0, Ok(stored(&renew, 7)), ms(at + 2_002));
+        assert_eq!(e.epoch(), Some(7), "a renew keeps the term's epoch");
+        assert_eq!(e.leading_since(), Some(ms(at + 1)), "and its start");
+        let lost = poll(&mut e, ms(at + 4_002)).unwrap();
+        assert!(matches!(lost, Operation::Update { .. }));
+        e.handle_answer(0, Ok(lease(9, Some("c"), 8)), ms(at + 4_003));
+        assert_eq!((e.epoch(), e.deadline()), (None, None));
+    }
+
+    #[test]
+    fn the_getters_tell_what_the_elector_was_built_with_and_last_saw() {
+        let mut e = elector("a", false);
+        assert_eq!(e.identity().as_str(), "a");
+        assert_eq!(e.lease_name().as_str(), "demo");
+        assert_eq!(e.timing(), &crate::Timing::DEFAULT);
+        assert_eq!(e.lease(), None);
+        poll(&mut e, ms(0));
+        let seen = lease(5, Some("b"), 2);
+        e.handle_answer(0, Ok(seen.clone()), ms(0));
+        assert_eq!(e.lease(), Some(&seen));
+        assert_eq!(e.holder(), Some(&crate::Holder::Named(id("b"))));
+    }
+
+    /// A driver that falls behind is told how many events it lost, before the ones it still
+    /// gets, and the count adds up in the stats.
+    #[test]
+    fn events_not_drained_are_reported_dropped_first_and_counted() {
+        let mut e = leader("a", false);
+        for i in 1..=10 {
+            let renew = poll(&mut e, ms(i * 2_000)).unwrap();
+            e.handle_answer(0, Ok(stored(&renew, i + 1)), ms(i * 2_000));
+        }
+        assert_eq!(e.stats().events_dropped, 2, "ten renews for eight places");
+        assert_eq!(e.poll_event(), Some(Event::EventsDropped { count: 2 }));
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::Renewed {
+                deadline: ms(16_000)
+            }),
+            "the third renew is the oldest kept"
+        );
+        assert_eq!(events(&mut e).len(), 7);
+        assert_eq!(e.stats().events_dropped, 2);
+    }
+
+    #[test]
+    fn inputs_for_another_slot_are_ignored() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(1, Err(ApiError::NotFound), ms(0));
+        assert_eq!(poll(&mut e, ms(0)), None, "the read is still outstanding");
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
+        assert_eq!(poll(&mut e, ms(0)), None, "watch opened");
+        e.handle_watch_event(1, crate::WatchEvent::Deleted, ms(1));
+        assert!(e.lease().is_some(), "a deletion of slot 1 is not ours");
+    }
+
     #[test]
     fn rejoin_campaigns_again_a_retry_period_after_the_close_as_a_new_candidate() {
         let mut e = leader("a", false);
@@ -238,6 +310,27 @@ mod tests {
             panic!("a free lease is taken again")
         };
         assert!(record.holder.is(&id("a")));
+    }
+
+    #[test]
+    fn rejoin_keeps_watching_if_and_only_if_the_elector_watched() {
+        for watch in [true, false] {
+            let mut e = elector("a", watch);
+            e.close(ms(0));
+            assert_eq!(e.poll_request(ms(0), WALL), None, "nothing to release");
+            assert!(e.is_closed());
+            e.rejoin(ms(0));
+            let ops = |e: &mut crate::Elector, now| {
+                core::iter::from_fn(|| e.poll_request(ms(now), WALL).map(|r| r.op))
+                    .collect::<heapless::Vec<Operation, 4>>()
+            };
+            assert_eq!(ops(&mut e, 2_000).as_slice(), &[Operation::Get]);
+            e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(2_000));
+            let watched = ops(&mut e, 2_000)
+                .iter()
+                .any(|op| matches!(op, Operation::Watch { .. }));
+            assert_eq!(watched, watch);
+        }
     }
 
     #[test]

@@ -320,10 +320,22 @@ mod tests {
         let mut f = Fence::new(s(10), Duration::from_secs(3));
         f.handle_work_exited(s(2));
         assert_eq!(drain(&mut f, s(2)).as_slice(), &[Signal::Terminate]);
+        assert!(!f.is_gone(), "the group is still being stopped");
         f.handle_work_gone();
         assert!(f.is_gone());
         assert_eq!(f.stop_cause(), Some(StopCause::Exited));
         assert!(drain(&mut f, s(20)).is_empty());
+    }
+
+    #[test]
+    fn work_that_ends_on_its_own_is_gone_without_a_stop_cause() {
+        let mut f = Fence::new(s(10), Duration::from_secs(3));
+        assert!(!f.is_gone());
+        f.handle_work_gone();
+        assert!(f.is_gone());
+        assert_eq!(f.stop_cause(), None);
+        assert_eq!(f.poll_timeout(), None);
+        assert!(drain(&mut f, s(20)).is_empty(), "nothing left to signal");
     }
 
     #[test]

@@ -451,6 +451,20 @@ mod tests {
     }
 
     #[test]
+    fn a_renew_writes_the_wall_clock_time_when_it_moved_on() {
+        let mut h = running();
+        let wall = crate::testkit::wall_at(ms(10_400));
+        let Some(Request {
+            op: Operation::Update { record, .. },
+            ..
+        }) = h.poll_request(ms(10_400), wall)
+        else {
+            panic!()
+        };
+        assert_eq!(record.renew_time, Some(wall));
+    }
+
+    #[test]
     fn a_renew_keeps_fields_it_does_not_own() {
         let mut h = heartbeat();
         op(&mut h, ms(0));
@@ -504,6 +518,52 @@ mod tests {
         assert_eq!(op(&mut h, ms(10_600)), Some(Operation::Get));
     }
 
+    /// Two writers created the lease at once (a restarted node, say): the loser must read what
+    /// won and renew over it, or it would retry its create for ever and look dead to watchers.
+    #[test]
+    fn a_create_that_lost_a_race_reads_the_lease_then_renews_it() {
+        for lost in [ApiError::AlreadyExists, ApiError::Conflict] {
+            let mut h = heartbeat();
+            op(&mut h, ms(0));
+            h.handle_answer(0, Err(ApiError::NotFound), ms(0));
+            assert!(matches!(op(&mut h, ms(0)), Some(Operation::Create(_))));
+            h.handle_answer(0, Err(lost), ms(1));
+            assert_eq!(h.poll_timeout(), Some(ms(201)), "{lost:?}");
+            assert_eq!(op(&mut h, ms(201)), Some(Operation::Get), "{lost:?}");
+            h.handle_answer(0, Ok(lease(8, Some("node-1"), 0)), ms(202));
+            let Some(Operation::Update {
+                resource_version, ..
+            }) = op(&mut h, ms(202))
+            else {
+                panic!("{lost:?}: no renew over the winner's lease")
+            };
+            assert_eq!(resource_version, crate::testkit::rv(8));
+        }
+    }
+
+    #[test]
+    fn a_429_waits_for_its_retry_after_when_longer_than_the_backoff() {
+        let mut h = running();
+        op(&mut h, ms(10_400)).unwrap();
+        let throttled = |retry_after| ApiError::TooManyRequests { retry_after };
+        h.handle_answer(0, Err(throttled(Some(Duration::from_secs(30)))), ms(10_400));
+        assert_eq!(h.poll_timeout(), Some(ms(40_400)));
+        assert_eq!(op(&mut h, ms(40_399)), None);
+        op(&mut h, ms(40_400)).unwrap();
+        h.handle_answer(0, Err(throttled(None)), ms(40_400));
+        assert_eq!(h.poll_timeout(), Some(ms(40_800)), "the backoff alone");
+    }
+
+    #[test]
+    fn a_deleted_lease_is_read_then_created_again() {
+        let mut h = running();
+        op(&mut h, ms(10_400)).unwrap();
+        h.handle_answer(0, Err(ApiError::NotFound), ms(10_400));
+        assert_eq!(op(&mut h, ms(10_600)), Some(Operation::Get));
+        h.handle_answer(0, Err(ApiError::NotFound), ms(10_600));
+        assert!(matches!(op(&mut h, ms(10_600)), Some(Operation::Create(_))));
+    }
+
     #[test]
     fn repeated_failure_is_reported_from_the_second_failure() {
         let mut h = running();
@@ -521,6 +581,7 @@ mod tests {
             now = h.poll_timeout().unwrap().as_millis();
         }
         assert_eq!(repeated.as_slice(), &[2, 3]);
+        assert_eq!(h.consecutive_failures(), 3);
         op(&mut h, ms(now)).unwrap();
         h.handle_answer(0, Ok(lease(9, Some("node-1"), 0)), ms(now));
         assert_eq!(h.consecutive_failures(), 0);

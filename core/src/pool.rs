@@ -366,8 +366,8 @@ impl<const N: usize> Machine for Pool<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{WALL, id, lease, ms, rv, stored};
-    use crate::{ApiError, Event, Operation, Request, WatchEvent};
+    use crate::testkit::{WALL, id, lease, ms, rv, stored, wall_at};
+    use crate::{ApiError, Event, Operation, Request, SlotEvent, WatchEvent};
 
     fn pool(size: usize, watch: bool, seed: u64) -> Pool<8> {
         Pool::new(
@@ -399,6 +399,216 @@ mod tests {
             .iter()
             .filter(|r| !matches!(r.op, Operation::Get))
             .count()
+    }
+
+    /// Every request due at `now`, watch operations included.
+    fn all(p: &mut Pool<8>, now: Instant) -> Vec<Request, 16> {
+        let mut out = Vec::new();
+        while let Some(r) = p.poll_request(now, WALL) {
+            out.push(r).unwrap();
+        }
+        out
+    }
+
+    /// The slots whose watch `requests` close.
+    fn unwatched(requests: &[Request]) -> Vec<u16, 8> {
+        requests
+            .iter()
+            .filter(|r| r.op == Operation::Unwatch)
+            .map(|r| r.slot)
+            .collect()
+    }
+
+    #[test]
+    fn while_holding_the_getters_tell_the_slots_term() {
+        let mut p = pool(3, false, 1);
+        assert_eq!(p.size(), 3);
+        assert_eq!((p.epoch(), p.deadline()), (None, None));
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(0));
+        p.handle_answer(1, Ok(lease(2, Some("c"), 0)), ms(0));
+        p.handle_answer(2, Ok(lease(3, None, 6)), ms(0));
+        assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
+        assert_eq!(p.slot_holder(2), Some(&Holder::None));
+        assert_eq!(p.slot_holder(3), None, "no such slot");
+        let w = due(&mut p, ms(1));
+        assert_eq!(w[0].slot, 2);
+        assert_eq!((p.epoch(), p.deadline()), (None, None), "not held yet");
+        p.handle_answer(2, Ok(stored(&w[0].op, 4)), ms(3));
+        assert_eq!(p.held(ms(3)), Some(2));
+        assert_eq!(p.epoch(), Some(7), "the take's leaseTransitions");
+        assert_eq!(
+            p.deadline(),
+            Some(ms(10_001)),
+            "the send plus the renew deadline"
+        );
+        assert_eq!(p.held(ms(10_000)), Some(2));
+        assert_eq!(p.held(ms(10_001)), None, "held no longer, input or not");
+        assert_eq!(p.slot_holder(2), Some(&Holder::Named(id("me"))));
+        // A renew writes a later renewTime, or the server would store nothing.
+        let renew = p.poll_request(ms(2_003), wall_at(ms(2_003))).unwrap();
+        p.handle_answer(2, Ok(stored(&renew.op, 5)), ms(2_004));
+        assert_eq!((p.epoch(), p.deadline()), (Some(7), Some(ms(12_003))));
+        p.close(ms(2_005));
+        assert_eq!((p.epoch(), p.deadline()), (None, None), "released");
+    }
+
+    /// The watch may deliver a claim's own write before its answer; the answer decides whether
+    /// the slot was won, so the attempt must not be given up (and another slot tried) meanwhile.
+    #[test]
+    fn an_attempt_whose_claim_is_in_flight_is_kept_until_its_answer() {
+        let mut p = pool(2, true, 5);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(1));
+        p.handle_answer(1, Err(ApiError::NotFound), ms(1));
+        let w = due(&mut p, ms(1));
+        assert_eq!(writes(&w), 1, "{w:?}");
+        let mine = w[0].slot;
+        p.handle_watch_event(mine, WatchEvent::Changed(stored(&w[0].op, 7)), ms(2));
+        assert_eq!(writes(&due(&mut p, ms(2))), 0, "no second claim");
+        p.handle_answer(mine, Ok(stored(&w[0].op, 7)), ms(3));
+        assert_eq!(p.held(ms(3)), Some(mine));
+        assert_eq!(writes(&due(&mut p, ms(3))), 0);
+    }
+
+    /// A holder has no use for the other slots: it stops watching them (one stream per slot
+    /// left open is load on the API server for nothing), and a finished release closes its own.
+    #[test]
+    fn watches_are_closed_on_the_slots_left_idle() {
+        let mut p = pool(3, true, 4);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        p.handle_answer(1, Ok(lease(1, Some("b"), 0)), ms(0));
+        p.handle_answer(2, Ok(lease(2, Some("c"), 0)), ms(0));
+        let r = all(&mut p, ms(0));
+        let watched = r
+            .iter()
+            .filter(|r| matches!(r.op, Operation::Watch { .. }))
+            .count();
+        assert_eq!(watched, 3, "{r:?}");
+        let create = r
+            .iter()
+            .find(|r| matches!(r.op, Operation::Create(_)))
+            .unwrap();
+        p.handle_answer(0, Ok(stored(&create.op, 3)), ms(1));
+        assert_eq!(p.held(ms(1)), Some(0));
+        assert_eq!(unwatched(&all(&mut p, ms(1))).as_slice(), &[1, 2]);
+        p.close(ms(2));
+        let r = all(&mut p, ms(2));
+        assert_eq!(r.len(), 1, "the release reads first: {r:?}");
+        p.handle_answer(0, Ok(stored(&create.op, 3)), ms(3));
+        let r = all(&mut p, ms(3));
+        assert!(matches!(r[0].op, Operation::Update { .. }), "{r:?}");
+        p.handle_answer(0, Ok(lease(4, None, 0)), ms(4));
+        assert!(!p.is_closed(), "slot 0's watch is still open");
+        assert_eq!(unwatched(&all(&mut p, ms(4))).as_slice(), &[0]);
+        assert!(p.is_closed());
+    }
+
+    /// Contract: drain events after every `handle_*`. A term that ran out is reported when the
+    /// timeout comes, not at the next poll.
+    #[test]
+    fn a_timeout_past_the_deadline_reports_the_loss_at_once() {
+        let mut p = pool(1, false, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(0));
+        while p.poll_event().is_some() {}
+        let renew = due(&mut p, ms(2_000));
+        assert!(matches!(renew[0].op, Operation::Update { .. }));
+        // The renew is never answered; the deadline comes.
+        assert_eq!(p.poll_timeout(), Some(ms(10_000)));
+        p.handle_timeout(ms(10_000));
+        assert_eq!(
+            p.poll_event().map(|e| e.event),
+            Some(Event::LostLeadership {
+                reason: crate::LossReason::RenewDeadlineExceeded
+            })
+        );
+        assert_eq!(p.held(ms(10_000)), None);
+    }
+
+    #[test]
+    fn a_holder_wakes_for_its_renew_not_for_the_slots_it_left() {
+        let mut p = pool(2, false, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, None, 0)), ms(0));
+        p.handle_answer(1, Ok(lease(2, None, 0)), ms(0));
+        let w = due(&mut p, ms(0));
+        p.handle_answer(w[0].slot, Ok(stored(&w[0].op, 3)), ms(1));
+        assert_eq!(p.held(ms(1)), Some(w[0].slot));
+        assert_eq!(
+            p.poll_timeout(),
+            Some(ms(2_001)),
+            "the renew, not the free slot's past instant"
+        );
+    }
+
+    /// While a member waits and a read is in flight, only the answer can move it on.
+    #[test]
+    fn a_waiting_member_asks_for_no_wake_up_while_its_poll_is_in_flight() {
+        let mut p = pool(1, false, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(0));
+        let next = p.poll_timeout().unwrap();
+        assert!(next < ms(15_000), "a poll before the expiry: {next:?}");
+        assert_eq!(due(&mut p, next)[0].op, Operation::Get);
+        assert_eq!(p.poll_timeout(), None);
+    }
+
+    /// Choosing waits only for first reads (so the first answer does not herd every member on
+    /// one slot); a later read in flight on another slot does not hold a free slot back.
+    #[test]
+    fn a_slot_freed_while_another_is_re_read_is_taken_at_once() {
+        let mut p = pool(2, true, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(0));
+        p.handle_answer(1, Ok(lease(2, Some("c"), 0)), ms(0));
+        assert!(due(&mut p, ms(0)).is_empty(), "watching, nothing free");
+        p.handle_watch_event(1, WatchEvent::Expired, ms(100));
+        assert_eq!(due(&mut p, ms(100))[0].op, Operation::Get);
+        p.handle_watch_event(0, WatchEvent::Changed(lease(3, None, 0)), ms(200));
+        let w = due(&mut p, ms(200));
+        assert_eq!(writes(&w), 1, "{w:?}");
+        assert_eq!(w[0].slot, 0);
+    }
+
+    #[test]
+    fn a_close_while_waiting_ends_once_every_watch_is_closed() {
+        let mut p = pool(2, true, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(0));
+        p.handle_answer(1, Ok(lease(2, Some("c"), 0)), ms(0));
+        assert_eq!(all(&mut p, ms(0)).len(), 2, "two watches");
+        p.close(ms(1));
+        assert!(!p.is_closed(), "two watches still open");
+        assert_eq!(unwatched(&all(&mut p, ms(1))).as_slice(), &[0, 1]);
+        assert!(p.is_closed());
+    }
+
+    #[test]
+    fn events_not_drained_are_reported_dropped_and_counted() {
+        let mut p = pool(1, false, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        // LeaderChanged, BecameLeader, Renewed.
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(0));
+        for i in 1..=6 {
+            let r = p
+                .poll_request(ms(i * 2_000), wall_at(ms(i * 2_000)))
+                .unwrap();
+            p.handle_answer(0, Ok(stored(&r.op, i + 1)), ms(i * 2_000));
+        }
+        assert_eq!(p.stats().events_dropped, 1, "nine events for eight places");
+        assert_eq!(
+            p.poll_event(),
+            Some(SlotEvent {
+                slot: 0,
+                event: Event::EventsDropped { count: 1 }
+            })
+        );
     }
 
     #[test]
@@ -636,6 +846,9 @@ mod tests {
             }
         );
         assert!(Pool::<4>::new(config(5), 0).is_err());
+        let mut text: heapless::String<64> = heapless::String::new();
+        write!(text, "{}", Pool::<4>::new(config(5), 0).unwrap_err()).unwrap();
+        assert_eq!(text, "pool size 5 must be between 1 and 4");
         assert!(Pool::<4>::new(config(4), 0).is_ok());
     }
 
@@ -648,7 +861,14 @@ mod tests {
             timing: Timing::DEFAULT,
             watch: false,
         };
-        assert!(matches!(Pool::<4>::new(config, 0), Err(PoolError::Name(_))));
+        let error = Pool::<4>::new(config, 0).unwrap_err();
+        assert_eq!(error, PoolError::Name(TextError::InvalidName { at: 0 }));
+        let mut text: heapless::String<200> = heapless::String::new();
+        write!(text, "{error}").unwrap();
+        assert!(
+            text.starts_with("pool prefix gives an invalid lease name: lease name is not a DNS"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -332,6 +332,7 @@ mod tests {
     }
 
     use super::*;
+    use core::fmt::Write;
 
     fn record(
         renew_s: Option<i64>,
@@ -433,6 +434,93 @@ mod tests {
         assert_eq!(holder, Holder::Oversized { len: 300 });
         assert_eq!(holder.as_wire(), None);
         assert!(!holder.is(&Identity::new("h").unwrap()));
+    }
+
+    /// What the adapters write back to the server and show to users is what was stored.
+    #[test]
+    fn wire_accessors_give_back_what_was_stored() {
+        let mut shown: String<64> = String::new();
+        let name = LeaseName::new("kube-scheduler").unwrap();
+        let identity = Identity::new("pod-a_7f3c").unwrap();
+        let rv = ResourceVersion::new("4711").unwrap();
+        assert_eq!(name.as_str(), "kube-scheduler");
+        assert_eq!(identity.as_str(), "pod-a_7f3c");
+        assert_eq!(rv.as_str(), "4711");
+        write!(shown, "{name} {identity} {rv}").unwrap();
+        assert_eq!(shown, "kube-scheduler pod-a_7f3c 4711");
+        let t = MicroTime::from_unix_micros(1_700_000_000_123_456);
+        assert_eq!(t.as_unix_micros(), 1_700_000_000_123_456);
+        assert_eq!(MicroTime::from_unix_micros(-1).as_unix_micros(), -1);
+        let named = Holder::from_wire(Some("pod-a_7f3c"));
+        assert_eq!(named.as_wire(), Some("pod-a_7f3c"));
+        assert!(named.is(&identity));
+        assert!(!named.is(&Identity::new("pod-b").unwrap()));
+    }
+
+    #[test]
+    fn holders_are_shown_by_name_or_by_what_is_known_of_them() {
+        let show = |h: Holder| {
+            let mut s: String<64> = String::new();
+            write!(s, "{h}").unwrap();
+            s
+        };
+        assert_eq!(show(Holder::from_wire(Some("pod-a"))), "pod-a");
+        assert_eq!(show(Holder::None), "<none>");
+        assert_eq!(
+            show(Holder::Oversized { len: 300 }),
+            "<someone else: a 300-byte identity>"
+        );
+    }
+
+    /// These messages reach users through the agent's flag and config errors.
+    #[test]
+    fn text_errors_say_what_is_wrong_and_what_is_allowed() {
+        let show = |e: TextError| {
+            let mut s: String<200> = String::new();
+            write!(s, "{e}").unwrap();
+            s
+        };
+        assert_eq!(
+            show(TextError::Empty { what: "identity" }),
+            "identity must not be empty"
+        );
+        assert_eq!(
+            show(TextError::TooLong {
+                what: "lease name",
+                len: 254,
+                max: 253
+            }),
+            "lease name is 254 bytes long; at most 253 are allowed"
+        );
+        assert_eq!(
+            show(TextError::InvalidName { at: 3 }),
+            "lease name is not a DNS-1123 subdomain (character 3): use lower-case letters, \
+             digits, '-' and '.', starting and ending with a letter or digit"
+        );
+    }
+
+    #[test]
+    fn identities_and_resource_versions_are_bounded_and_never_empty() {
+        assert_eq!(
+            Identity::new(""),
+            Err(TextError::Empty { what: "identity" })
+        );
+        let long = [b'i'; IDENTITY_CAPACITY + 1];
+        let long = core::str::from_utf8(&long).unwrap();
+        assert_eq!(
+            Identity::new(long),
+            Err(TextError::TooLong {
+                what: "identity",
+                len: IDENTITY_CAPACITY + 1,
+                max: IDENTITY_CAPACITY
+            })
+        );
+        assert_eq!(
+            ResourceVersion::new(""),
+            Err(TextError::Empty {
+                what: "resourceVersion"
+            })
+        );
     }
 
     #[test]

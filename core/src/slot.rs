@@ -153,6 +153,23 @@ enum Action {
     Claim,
     ReleaseRead,
     ReleaseWrite,
+}
+
+impl Action {
+    /// The verb of the request this action sends, to report its failure by.
+    fn verb(self) -> Verb {
+        match self {
+            Self::Read | Self::ReleaseRead => Verb::Get,
+            Self::Create => Verb::Create,
+            Self::Claim | Self::ReleaseWrite => Verb::Update,
+        }
+    }
+}
+
+/// What is due next on a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    Send(Action),
     /// No request: end the release without writing (the lease is not ours).
     Finish,
 }
@@ -175,12 +192,15 @@ enum Watch {
     Open,
 }
 
+/// Where a release stands between requests; while one of its requests is in flight, its answer
+/// decides the next stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReleaseStage {
+    /// The read that checks the lease is still ours is due (or, with nothing of ours to free,
+    /// the end).
     NotStarted,
-    Reading,
+    /// The read found our version: the write that frees it is due.
     WriteDue,
-    Writing,
     Done,
 }
 
@@ -431,23 +451,28 @@ impl LeaseSlot {
     }
 
     /// The next request and when it is due, from the state alone.
-    fn due(&self, timing: &Timing) -> Option<(Instant, Action)> {
+    fn due(&self, timing: &Timing) -> Option<(Instant, Next)> {
         if self.in_flight.is_some() {
             return None;
         }
-        let action = match self.intent {
+        let next = match self.intent {
             Intent::Idle => return None,
             Intent::Release => match self.release {
-                ReleaseStage::NotStarted if self.release_rv.is_some() => Action::ReleaseRead,
-                ReleaseStage::NotStarted => Action::Finish,
-                ReleaseStage::WriteDue => Action::ReleaseWrite,
-                ReleaseStage::Reading | ReleaseStage::Writing | ReleaseStage::Done => return None,
+                ReleaseStage::NotStarted if self.release_rv.is_some() => {
+                    Next::Send(Action::ReleaseRead)
+                }
+                ReleaseStage::NotStarted => Next::Finish,
+                ReleaseStage::WriteDue => Next::Send(Action::ReleaseWrite),
+                ReleaseStage::Done => return None,
             },
             Intent::Campaign | Intent::Observe => {
                 if self.must_read || matches!(self.known, Known::Unknown) {
-                    Action::Read
+                    Next::Send(Action::Read)
                 } else if self.leading.is_some() {
-                    return Some((self.renew_at.max(self.not_before), Action::Claim));
+                    return Some((
+                        self.renew_at.max(self.not_before),
+                        Next::Send(Action::Claim),
+                    ));
                 } else {
                     let take = match (self.intent, &self.known) {
                         (Intent::Campaign, Known::Absent | Known::Deleted { .. }) => {
@@ -461,7 +486,9 @@ impl LeaseSlot {
                     let poll =
                         (self.watch != Watch::Open).then_some((self.next_poll_at, Action::Read));
                     // Backoff applies to both; a take due no later than the poll goes first.
-                    let paced = |(at, action): (Instant, Action)| (at.max(self.not_before), action);
+                    let paced = |(at, action): (Instant, Action)| {
+                        (at.max(self.not_before), Next::Send(action))
+                    };
                     return match (take.map(paced), poll.map(paced)) {
                         (Some(t), Some(p)) if p.0 < t.0 => Some(p),
                         (Some(t), _) => Some(t),
@@ -470,7 +497,7 @@ impl LeaseSlot {
                 }
             }
         };
-        Some((self.not_before, action))
+        Some((self.not_before, next))
     }
 
     /// Whether the watch stream should be opened (`true`) or closed (`false`), and from when.
@@ -521,10 +548,18 @@ impl LeaseSlot {
                 return Some(self.request(op));
             }
         }
-        let (at, action) = self.due(env.timing)?;
+        let (at, next) = self.due(env.timing)?;
         if now < at {
             return None;
         }
+        let action = match next {
+            Next::Send(action) => action,
+            Next::Finish => {
+                // Nothing to write; the watch, if open, is still to be closed.
+                self.finish_release(false, env);
+                return self.poll_request(now, wall, env);
+            }
+        };
         let renewing = self.leading.is_some();
         if !renewing && matches!(action, Action::Create | Action::Claim) {
             self.contending_since.get_or_insert(now);
@@ -566,16 +601,6 @@ impl LeaseSlot {
                     record: release_record(&lease.record, wall),
                 }
             }
-            Action::Finish => {
-                // Nothing to write; the watch, if open, is still to be closed.
-                self.finish_release(false, env);
-                return self.poll_request(now, wall, env);
-            }
-        };
-        self.release = match action {
-            Action::ReleaseRead => ReleaseStage::Reading,
-            Action::ReleaseWrite => ReleaseStage::Writing,
-            _ => self.release,
         };
         if action == Action::Read && renewing {
             // client-go's slow path: the cached copy cannot be renewed over, read it first.
@@ -635,7 +660,7 @@ impl LeaseSlot {
                 if error == ApiError::NotFound {
                     self.observe(None, now, env);
                 }
-                self.report(Verb::Get, error, env);
+                self.report(flight.action, error, env);
                 self.retry_release(error, now, env);
             }
             (Action::ReleaseWrite, Ok(lease)) => {
@@ -646,7 +671,7 @@ impl LeaseSlot {
                 if error == ApiError::NotFound {
                     self.observe(None, now, env);
                 }
-                self.report(Verb::Update, error, env);
+                self.report(flight.action, error, env);
                 // A write that timed out may have been applied: read again before writing.
                 self.retry_release(error, now, env);
             }
@@ -683,7 +708,7 @@ impl LeaseSlot {
                     // anything else is a broken answer, or a write the server did not apply (an
                     // unchanged spec, say from a wall clock that stood still), which extends
                     // nothing. Backing off keeps a misbehaving server from driving a claim loop.
-                    self.report(Self::verb_of(flight.action), ApiError::Malformed, env);
+                    self.report(flight.action, ApiError::Malformed, env);
                     self.back_off(ApiError::Malformed, now, env);
                 }
             }
@@ -698,22 +723,13 @@ impl LeaseSlot {
                 self.not_before = now;
             }
             (Action::Create | Action::Claim, Err(error)) => {
-                self.report(Self::verb_of(flight.action), error, env);
+                self.report(flight.action, error, env);
                 self.back_off(error, now, env);
             }
             (Action::Read, Err(error)) => {
-                self.report(Verb::Get, error, env);
+                self.report(flight.action, error, env);
                 self.back_off(error, now, env);
             }
-            (Action::Finish, _) => {}
-        }
-    }
-
-    fn verb_of(action: Action) -> Verb {
-        match action {
-            Action::Create => Verb::Create,
-            Action::Claim | Action::ReleaseWrite => Verb::Update,
-            Action::Read | Action::ReleaseRead | Action::Finish => Verb::Get,
         }
     }
 
@@ -776,7 +792,8 @@ impl LeaseSlot {
         }
     }
 
-    fn report(&self, verb: Verb, error: ApiError, env: &mut Env<'_>) {
+    fn report(&self, action: Action, error: ApiError, env: &mut Env<'_>) {
+        let verb = action.verb();
         push_event(env.events, self.index, Event::RequestFailed { verb, error });
     }
 
@@ -995,6 +1012,20 @@ mod tests {
         e.handle_watch_event(0, WatchEvent::Changed(ours), ms(2_003));
         assert!(e.is_leader(ms(2_003)));
         assert_eq!(e.deadline(), Some(ms(12_000)));
+    }
+
+    /// Its renew in flight does not make another holder's record less decisive: whatever that
+    /// answer says, another process took the lease, and the leader stops now.
+    #[test]
+    fn a_leader_that_sees_another_holder_while_renewing_steps_down_at_once() {
+        let mut e = leader("a", true);
+        let renew = poll(&mut e, ms(2_000)).unwrap();
+        assert!(matches!(renew, Operation::Update { .. }));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(2, Some("b"), 1)), ms(2_001));
+        assert!(!e.is_leader(ms(2_001)));
+        assert!(events(&mut e).contains(&Event::LostLeadership {
+            reason: LossReason::HeldByOther
+        }));
     }
 
     #[test]
