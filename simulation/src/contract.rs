@@ -214,11 +214,29 @@ pub trait Subject: Machine {
     fn as_slot_event(event: &Self::Event) -> Option<(u16, &Event)>;
     /// Rules of this machine alone, checked after every input.
     fn check(&self, now: Instant) -> Result<(), String>;
+    /// While a term runs: its fencing epoch.
+    fn epoch(&self) -> Option<u32>;
+    /// While a term runs: when it ends without a renew.
+    fn deadline(&self) -> Option<Instant>;
+    /// The holder of `slot` when last seen.
+    fn slot_holder(&self, slot: u16) -> Option<&Holder>;
 }
 
 impl Subject for Elector {
     fn leading(&self, now: Instant) -> Option<u16> {
         self.is_leader(now).then_some(0)
+    }
+
+    fn epoch(&self) -> Option<u32> {
+        Elector::epoch(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Elector::deadline(self)
+    }
+
+    fn slot_holder(&self, slot: u16) -> Option<&Holder> {
+        self.holder().filter(|_| slot == 0)
     }
 
     fn as_slot_event(event: &Event) -> Option<(u16, &Event)> {
@@ -245,6 +263,18 @@ impl<const N: usize> Subject for Pool<N> {
         self.held(now)
     }
 
+    fn epoch(&self) -> Option<u32> {
+        Pool::epoch(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Pool::deadline(self)
+    }
+
+    fn slot_holder(&self, slot: u16) -> Option<&Holder> {
+        Pool::slot_holder(self, slot)
+    }
+
     fn as_slot_event(event: &SlotEvent) -> Option<(u16, &Event)> {
         Some((event.slot, &event.event))
     }
@@ -260,6 +290,20 @@ impl<const N: usize> Subject for Pool<N> {
 impl Subject for Heartbeat {
     fn leading(&self, _now: Instant) -> Option<u16> {
         None
+    }
+
+    fn epoch(&self) -> Option<u32> {
+        None
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn slot_holder(&self, slot: u16) -> Option<&Holder> {
+        self.lease()
+            .filter(|_| slot == 0)
+            .map(|lease| &lease.record.holder)
     }
 
     fn as_slot_event(_event: &HeartbeatEvent) -> Option<(u16, &Event)> {

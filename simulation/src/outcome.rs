@@ -44,6 +44,52 @@ pub enum Failure {
         /// The node.
         node: usize,
     },
+    /// A term's epoch is not the `leaseTransitions` the node's own write stored.
+    EpochNotWritten {
+        /// The node.
+        node: usize,
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A term's epoch is not above every earlier term's on the lease (since its last delete).
+    EpochNotIncreasing {
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A `Renewed` with no write of the node's applied since its last one.
+    RenewNotWritten {
+        /// The node.
+        node: usize,
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A leader stepped down as if another holder or a delete had come, with only its own
+    /// writes on the server since its term began (its own renew, or its watch echo).
+    FalseStepDown {
+        /// The node.
+        node: usize,
+        /// The lease.
+        lease: LeaseId,
+    },
+    /// A machine's getters (epoch, deadline, a slot's holder) disagree with its events or with
+    /// the record the server just answered.
+    GetterDisagrees {
+        /// The node.
+        node: usize,
+    },
+    /// A watch stream stayed open on a slot the node has no use for (a pool member's slots
+    /// other than the one it holds).
+    IdleWatch {
+        /// The node.
+        node: usize,
+        /// The idle slot's lease.
+        lease: LeaseId,
+    },
+    /// A heartbeat sent a request before the Retry-After of a 429 had passed on its clock.
+    IgnoredRetryAfter {
+        /// The node.
+        node: usize,
+    },
     /// The scenario cannot be run (lists of the wrong length, a pool too large, a name out of
     /// bounds).
     Invalid,
@@ -114,6 +160,10 @@ pub struct Report {
     pub steps: u64,
     /// Writes the server applied to heartbeat leases.
     pub heartbeat_renewals: u64,
+    /// Answers 429 Too Many Requests delivered.
+    pub throttled: u64,
+    /// Creates answered 409 AlreadyExists.
+    pub already_exists: u64,
 }
 
 impl std::ops::AddAssign for Report {
@@ -136,5 +186,7 @@ impl std::ops::AddAssign for Report {
         };
         self.steps += other.steps;
         self.heartbeat_renewals += other.heartbeat_renewals;
+        self.throttled += other.throttled;
+        self.already_exists += other.already_exists;
     }
 }

@@ -54,6 +54,12 @@ pub enum FaultKind {
     Outage,
     /// `kubectl delete` of the lease at the start (the end is ignored).
     Delete(LeaseId),
+    /// The server throttles the node: each of its requests is answered 429 with a Retry-After
+    /// of [`Fault::RETRY_AFTER`], unapplied.
+    Throttle(usize),
+    /// The node's writes reach the server and are applied, but their answers are lost: the
+    /// client times out on a write that landed (a create then conflicts with itself).
+    LoseWriteAnswers(usize),
 }
 
 /// A fault window.
@@ -65,6 +71,11 @@ pub struct Fault {
     pub start: u64,
     /// Until (µs).
     pub end: u64,
+}
+
+impl Fault {
+    /// The Retry-After of a [`FaultKind::Throttle`]: the longest the model's server asks for.
+    pub const RETRY_AFTER: Duration = Duration::from_secs(3);
 }
 
 /// Request-level network and server behaviour, outside the quiet tail.

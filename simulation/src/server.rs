@@ -168,6 +168,11 @@ impl Server {
         }
     }
 
+    /// The newest revision written (a delete is one too).
+    pub fn revision(&self) -> u64 {
+        self.rv
+    }
+
     /// The lease `name` as the wire type.
     pub fn lease(&self, name: &str) -> Option<Lease> {
         let stored = self.leases.get(name)?;

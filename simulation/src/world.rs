@@ -4,6 +4,7 @@
 //! verdict on the work, the machines' own claims and, in the quiet tail, liveness.
 
 mod network;
+mod terms;
 
 use crate::agent::{Agent, MAX_SLOTS, Role, heartbeat_lease};
 use crate::clock::Clock;
@@ -19,6 +20,7 @@ use leasehold_core::{
 use network::Watcher;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use terms::{Broken, Judge, Term};
 
 /// Consecutive wake-ups without any request, event or state change before the run is declared
 /// a busy loop (a `poll_timeout` that keeps asking to be woken for nothing).
@@ -40,8 +42,17 @@ struct Node {
     /// The agent alone is stopped until then.
     agent_paused_until: u64,
     partitioned_until: u64,
+    /// The server answers the node 429 until then.
+    throttled_until: u64,
+    /// The answers to the node's writes are lost until then.
+    write_answers_lost_until: u64,
     wake_at: Option<u64>,
     busy: u32,
+    /// Per slot, the term the running agent's events tell.
+    terms: [Option<Term>; MAX_SLOTS],
+    /// Per slot, the instant on the node's clock before which a 429's Retry-After forbids a
+    /// request.
+    retry_after: [Option<Instant>; MAX_SLOTS],
 }
 
 impl Node {
@@ -164,12 +175,19 @@ pub struct World<'s> {
     request_timeout: u64,
     /// Set when an agent cannot be built; reported at the next check.
     invalid: Option<String>,
+    /// The server's writes, and the verdict on what machines report of their terms.
+    judge: Judge,
+    /// The first rule an input broke; reported at the next check.
+    broken: Option<Broken>,
     leader_seen_in_tail: Option<u64>,
     pool_full_in_tail: Option<u64>,
     /// Per heartbeat node: its node, its lease's name, and when the server last applied a
     /// write to it (ground truth, µs).
     heartbeat_writes: Vec<(usize, String, Option<u64>)>,
     observer: Option<Box<Observer<'s>>>,
+    /// A node whose machine is broken on purpose, to show a check catches it.
+    #[cfg(test)]
+    flaw: Option<(usize, crate::agent::broken::Flaw)>,
 }
 
 impl<'s> World<'s> {
@@ -225,8 +243,12 @@ impl<'s> World<'s> {
                 frozen: false,
                 agent_paused_until: 0,
                 partitioned_until: 0,
+                throttled_until: 0,
+                write_answers_lost_until: 0,
                 wake_at: None,
                 busy: 0,
+                terms: [None; MAX_SLOTS],
+                retry_after: [None; MAX_SLOTS],
             });
         }
         let request_timeout = scenario.timing.request_timeout().as_micros();
@@ -255,10 +277,14 @@ impl<'s> World<'s> {
             trace: trace.then(Vec::new),
             request_timeout,
             invalid: None,
+            judge: Judge::default(),
+            broken: None,
             leader_seen_in_tail: None,
             pool_full_in_tail: None,
             heartbeat_writes,
             observer: None,
+            #[cfg(test)]
+            flaw: None,
         };
         for (i, fault) in scenario.faults.iter().enumerate() {
             world.push(fault.start, Ev::FaultStart(i));
@@ -268,6 +294,14 @@ impl<'s> World<'s> {
             world.start_agent(n);
         }
         Ok(world)
+    }
+
+    /// Breaks node `n`'s machine (and its restarts') with `flaw`.
+    #[cfg(test)]
+    pub fn with_flaw(mut self, n: usize, flaw: crate::agent::broken::Flaw) -> Self {
+        self.flaw = Some((n, flaw));
+        self.nodes[n].agent = self.nodes[n].agent.take().map(|a| a.break_with(flaw));
+        self
     }
 
     /// Calls `observer` with every application event of every node.
@@ -314,6 +348,8 @@ impl<'s> World<'s> {
         let node = &mut self.nodes[n];
         node.incarnations += 1;
         node.wake_at = None;
+        node.terms = [None; MAX_SLOTS];
+        node.retry_after = [None; MAX_SLOTS];
         let inc = node.incarnations;
         let seed = s.seed ^ ((n as u64) << 40) ^ (u64::from(inc) << 20);
         let role = if n < s.electors {
@@ -324,6 +360,10 @@ impl<'s> World<'s> {
             Role::Member(s.pool_size)
         };
         match Agent::new(&node.identity, s.timing, node.watch, role, seed, inc) {
+            #[cfg(test)]
+            Ok(agent) if self.flaw.is_some_and(|(f, _)| f == n) => {
+                node.agent = self.flaw.map(|(_, flaw)| agent.break_with(flaw));
+            }
             Ok(agent) => node.agent = Some(agent),
             Err(e) => {
                 self.invalid = Some(format!("node-{n}'s agent cannot be built: {e}"));
@@ -379,8 +419,10 @@ impl<'s> World<'s> {
             if let Some(observer) = &mut self.observer {
                 observer(t, n, slot, &event);
             }
+            self.judge_event(n, inc, slot, &event);
             self.on_event(n, slot, &event);
         }
+        self.judge_state(n);
         let Some(agent) = self.nodes[n].agent.as_ref() else {
             return;
         };
@@ -395,6 +437,53 @@ impl<'s> World<'s> {
         node.wake_at = timeout.map(|at| node.clock.real(at).max(t + 1));
         if let Some(at) = node.wake_at {
             self.push(at, Ev::Wake { node: n, inc });
+        }
+    }
+
+    /// Records the first broken rule, to be reported at the next check.
+    fn broke(&mut self, broken: Broken) {
+        self.broken.get_or_insert(broken);
+    }
+
+    /// Judges one event of node `n`'s agent `inc` against the server's writes.
+    fn judge_event(&mut self, n: usize, inc: u32, slot: u16, event: &Event) {
+        let Some(term) = self.nodes[n].terms.get(usize::from(slot)).copied() else {
+            return;
+        };
+        let id = self.lease_of(n, slot);
+        match self.judge.event((n, inc), (&id.name(), id), term, event) {
+            Ok(term) => self.nodes[n].terms[usize::from(slot)] = term,
+            Err(broken) => self.broke(broken),
+        }
+    }
+
+    /// After an input: node `n`'s getters agree with its events, and a pool member keeps no
+    /// watch open on a slot other than the one it holds.
+    fn judge_state(&mut self, n: usize) {
+        let node = &self.nodes[n];
+        let Some(agent) = node.agent.as_ref() else {
+            return;
+        };
+        let held = node.terms.iter().position(Option::is_some);
+        let term = held.and_then(|i| node.terms[i]);
+        if let Err(broken) = terms::getters(n, term, agent.epoch(), agent.deadline()) {
+            self.broke(broken);
+            return;
+        }
+        let member = n >= self.scenario.electors && !self.scenario.is_heartbeat(n);
+        if let (true, Some(held)) = (member, held) {
+            let idle = self
+                .watchers
+                .iter()
+                .find(|w| w.node == n && usize::from(w.slot) != held)
+                .map(|w| w.slot);
+            if let Some(slot) = idle {
+                let lease = self.lease_of(n, slot);
+                self.broke((
+                    Failure::IdleWatch { node: n, lease },
+                    format!("node-{n} holds slot {held} and still watches {lease:?}"),
+                ));
+            }
         }
     }
 
@@ -692,8 +781,30 @@ impl<'s> World<'s> {
             } => {
                 self.log(|| format!("node-{node} slot {slot} gets {resp:?}"));
                 let local = self.local(node);
+                let shown = resp.as_ref().ok().map(|l| l.record.holder.clone());
+                match resp {
+                    Err(ApiError::TooManyRequests { .. }) => self.report.throttled += 1,
+                    Err(ApiError::AlreadyExists) => self.report.already_exists += 1,
+                    _ => {}
+                }
+                if let Err(ApiError::TooManyRequests {
+                    retry_after: Some(wait),
+                }) = resp
+                {
+                    if let Some(until) = self.nodes[node].retry_after.get_mut(usize::from(slot)) {
+                        *until = Some(local.saturating_add(wait));
+                    }
+                }
                 if let Some(agent) = &mut self.nodes[node].agent {
                     agent.handle_answer(slot, resp, local);
+                    let seen = agent.slot_holder(slot);
+                    if shown.is_some() && seen != shown.as_ref() {
+                        let what = format!(
+                            "node-{node} was answered a record of slot {slot} held by {shown:?} \
+                             and says it was held by {seen:?}"
+                        );
+                        self.broke((Failure::GetterDisagrees { node }, what));
+                    }
                     self.after_input(node);
                 }
             }
@@ -820,9 +931,18 @@ impl<'s> World<'s> {
                 self.cut_streams(n);
             }
             FaultKind::Outage => self.outage_until = self.outage_until.max(fault.end),
+            FaultKind::Throttle(n) => {
+                let node = &mut self.nodes[n];
+                node.throttled_until = node.throttled_until.max(fault.end);
+            }
+            FaultKind::LoseWriteAnswers(n) => {
+                let node = &mut self.nodes[n];
+                node.write_answers_lost_until = node.write_answers_lost_until.max(fault.end);
+            }
             FaultKind::Delete(lease) => {
                 let name = lease.name();
                 if self.server.delete(&name) {
+                    self.judge.deleted(&name, self.server.revision());
                     self.report.deletes += 1;
                     self.notify(&name, WatchEvent::Deleted);
                 }
@@ -851,7 +971,9 @@ impl<'s> World<'s> {
             FaultKind::PauseAgent(_)
             | FaultKind::Partition(_)
             | FaultKind::Outage
-            | FaultKind::Delete(_) => {}
+            | FaultKind::Delete(_)
+            | FaultKind::Throttle(_)
+            | FaultKind::LoseWriteAnswers(_) => {}
         }
     }
 
@@ -866,6 +988,9 @@ impl<'s> World<'s> {
     fn check(&mut self) -> Result<(), (Failure, String)> {
         if let Some(what) = self.invalid.take() {
             return Err((Failure::Invalid, what));
+        }
+        if let Some(broken) = self.broken.take() {
+            return Err(broken);
         }
         self.oracle.verdict().map_err(|f| {
             let what = format!("{f:?}");

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Replay one failing seed with a trace of its last events (`LEASEHOLD_SIM_DELETES=1` keeps its
-//! deletes):
+//! deletes, `LEASEHOLD_SIM_SHARED=1` draws it as the shared-identity runs do):
 //!
 //! ```text
 //! LEASEHOLD_SIM_SEED=1234 cargo test -p leasehold-simulation --test safety replay -- --ignored --nocapture
@@ -163,7 +163,9 @@ fn soak() {
 #[ignore = "replays LEASEHOLD_SIM_SEED with a trace"]
 fn replay_seed() {
     let seed = env("LEASEHOLD_SIM_SEED", 0);
-    let draw = if env("LEASEHOLD_SIM_DELETES", 0) == 1 {
+    let draw = if env("LEASEHOLD_SIM_SHARED", 0) == 1 {
+        Draw::SharedIdentity
+    } else if env("LEASEHOLD_SIM_DELETES", 0) == 1 {
         Draw::WithDeletes
     } else {
         Draw::NoDeletes

@@ -3,7 +3,8 @@
 //! cut, end at the server's timeout, or expire.
 
 use super::{Ev, World};
-use crate::scenario::Network;
+use crate::outcome::Failure;
+use crate::scenario::{Fault, Network};
 use crate::server::Effect;
 use leasehold_core::{ApiError, Duration, Operation, Request, WatchEvent};
 
@@ -99,6 +100,24 @@ impl World<'_> {
             Operation::Get | Operation::Create(_) | Operation::Update { .. } => {}
         }
         self.report.requests += 1;
+        let local = self.local(n);
+        // Heartbeats only: electors and pool members re-read on their own schedule after a 429.
+        let waited = self
+            .scenario
+            .is_heartbeat(n)
+            .then(|| self.nodes[n].retry_after.get(usize::from(slot)).copied())
+            .flatten();
+        if let Some(until) = waited.flatten().filter(|until| local < *until) {
+            self.broke((
+                Failure::IgnoredRetryAfter { node: n },
+                format!(
+                    "node-{n} sends {:?} on its heartbeat lease {:.3}s before the Retry-After it \
+                     was given",
+                    req.op,
+                    (until.as_micros() - local.as_micros()) as f64 / 1e6
+                ),
+            ));
+        }
         let timeout_at = t + self.request_timeout;
         // The client gives up at its timeout when the request or its answer is lost.
         let time_out = Ev::Client {
@@ -113,7 +132,11 @@ impl World<'_> {
         }
         let there = self.latency(&net);
         let back = self.latency(&net);
-        let inject = if self.rng.chance(net.error_permille) {
+        let inject = if self.nodes[n].throttled_until > t {
+            Some(ApiError::TooManyRequests {
+                retry_after: Some(Fault::RETRY_AFTER),
+            })
+        } else if self.rng.chance(net.error_permille) {
             Some(ApiError::Server { status: 503 })
         } else if self.rng.chance(net.throttle_permille) {
             let after = self.rng.range(0, 3) + 1;
@@ -123,8 +146,10 @@ impl World<'_> {
         } else {
             None
         };
-        let answered =
-            !self.rng.chance(net.response_loss_permille) && there + back <= self.request_timeout;
+        let write = matches!(req.op, Operation::Create(_) | Operation::Update { .. });
+        let answered = !self.rng.chance(net.response_loss_permille)
+            && there + back <= self.request_timeout
+            && !(write && self.nodes[n].write_answers_lost_until > t);
         if !answered {
             self.push(timeout_at, time_out);
         }
@@ -158,6 +183,9 @@ impl World<'_> {
         match effect {
             Effect::Stored | Effect::Created => {
                 if let Some(lease) = self.server.lease(name) {
+                    let rv = lease.resource_version.as_str().parse().unwrap_or(0);
+                    let transitions = lease.record.lease_transitions;
+                    self.judge.written(name, n, inc, rv, transitions);
                     self.notify(name, WatchEvent::Changed(lease));
                 }
                 let now = self.now;

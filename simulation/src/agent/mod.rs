@@ -1,11 +1,14 @@
 //! A simulated agent process: one core machine (an elector, a pool member or a heartbeat),
 //! driven through the core's one `Machine` trait.
 
+#[cfg(test)]
+pub mod broken;
+
 use crate::contract::Subject;
 use leasehold_core::{
-    Elector, ElectorConfig, Event, Heartbeat, HeartbeatConfig, Identity, Instant, LeaseName,
-    MicroTime, Pool, PoolConfig, PoolError, Request, Response, TextError, Timing, TimingError,
-    WatchEvent,
+    Elector, ElectorConfig, Event, Heartbeat, HeartbeatConfig, Holder, Identity, Instant,
+    LeaseName, MicroTime, Pool, PoolConfig, PoolError, Request, Response, TextError, Timing,
+    TimingError, WatchEvent,
 };
 
 /// Most slots a simulated pool may have.
@@ -49,7 +52,7 @@ pub enum Role {
 
 /// The machine as the world drives it: the [`leasehold_core::Machine`] contract through
 /// [`Subject`], with its events reduced to the lease events the world acts on.
-trait Driven {
+pub(crate) trait Driven {
     fn answer(&mut self, slot: u16, response: Response, now: Instant);
     fn watch_event(&mut self, slot: u16, event: WatchEvent, now: Instant);
     fn timeout(&mut self, now: Instant);
@@ -60,6 +63,9 @@ trait Driven {
     fn event(&mut self) -> Option<Option<(u16, Event)>>;
     fn leading(&self, now: Instant) -> Option<u16>;
     fn closed(&self) -> bool;
+    fn epoch(&self) -> Option<u32>;
+    fn deadline(&self) -> Option<Instant>;
+    fn slot_holder(&self, slot: u16) -> Option<&Holder>;
 }
 
 impl<M: Subject> Driven for M {
@@ -90,6 +96,26 @@ impl<M: Subject> Driven for M {
     }
     fn closed(&self) -> bool {
         self.is_closed()
+    }
+    fn epoch(&self) -> Option<u32> {
+        Subject::epoch(self)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        Subject::deadline(self)
+    }
+    fn slot_holder(&self, slot: u16) -> Option<&Holder> {
+        Subject::slot_holder(self, slot)
+    }
+}
+
+#[cfg(test)]
+impl Agent {
+    /// The same agent with its machine broken by `flaw`.
+    pub fn break_with(self, flaw: broken::Flaw) -> Self {
+        Self {
+            machine: Box::new(broken::Broken::new(self.machine, flaw)),
+            ..self
+        }
     }
 }
 
@@ -207,6 +233,21 @@ impl Agent {
     /// Whether the close has finished.
     pub fn is_released(&self) -> bool {
         self.machine.closed()
+    }
+
+    /// While a term runs: its fencing epoch, as the machine's getter says.
+    pub fn epoch(&self) -> Option<u32> {
+        self.machine.epoch()
+    }
+
+    /// While a term runs: its deadline, as the machine's getter says.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.machine.deadline()
+    }
+
+    /// The holder of `slot` the machine last saw.
+    pub fn slot_holder(&self, slot: u16) -> Option<&Holder> {
+        self.machine.slot_holder(slot)
     }
 }
 
