@@ -20,9 +20,7 @@
 
 use arbitrary::Arbitrary;
 use leasehold_core::{Duration, Timing};
-use leasehold_simulation::{
-    Child, Fault, FaultKind, Network, Scenario, WorkPolicy, run,
-};
+use leasehold_simulation::{Child, Fault, FaultKind, Network, Scenario, WorkPolicy, run};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -76,7 +74,8 @@ fuzz_target!(|plan: Plan| {
     };
     // Half of what the margin absorbs: a leader stops before a follower may start while
     // `(1 − d) ⁄ (1 + d) > renew ⁄ lease`.
-    let max_drift_ppm = ((lease_ms - renew_ms) * 1_000_000 / (lease_ms + renew_ms) / 2).min(100_000);
+    let max_drift_ppm =
+        ((lease_ms - renew_ms) * 1_000_000 / (lease_ms + renew_ms) / 2).min(100_000);
     let rate = |byte: u8| within(byte, 1_000_000 - max_drift_ppm, 1_000_000 + max_drift_ppm);
     let electors = usize::from(plan.electors % 3) + 1;
     let members = usize::from(plan.members % 4);
@@ -90,14 +89,16 @@ fuzz_target!(|plan: Plan| {
         .take(6)
         .map(|&(kind, node, start, length)| {
             let node = usize::from(node) % (nodes + heartbeats);
-            let kind = match kind % 7 {
+            let kind = match kind % 9 {
                 0 => FaultKind::Pause(node),
                 1 => FaultKind::PauseAgent(node),
                 2 => FaultKind::Crash(node),
                 3 => FaultKind::KillAgent(node),
                 4 => FaultKind::Shutdown(node),
                 5 => FaultKind::Partition(node),
-                _ => FaultKind::Outage,
+                6 => FaultKind::Outage,
+                7 => FaultKind::Throttle(node),
+                _ => FaultKind::LoseWriteAnswers(node),
             };
             let start = u64::from(start) * faulty / 256;
             let end = (start + (u64::from(length) + 1) * 2 * lease / 256).min(faulty);
@@ -118,7 +119,13 @@ fuzz_target!(|plan: Plan| {
         pool_size: usize::from(plan.slots % 3) + 1,
         heartbeats: 0,
         identities: (0..nodes)
-            .map(|i| if plan.shared_identity && i == 1 && electors > 1 { 0 } else { i })
+            .map(|i| {
+                if plan.shared_identity && i == 1 && electors > 1 {
+                    0
+                } else {
+                    i
+                }
+            })
             .collect(),
         watch: (0..nodes).map(|i| plan.watch >> i & 1 == 1).collect(),
         rates_ppm: (0..nodes).map(|i| rate(plan.rates[i % 8])).collect(),
@@ -126,7 +133,11 @@ fuzz_target!(|plan: Plan| {
         // A wall clock as coarse as the retry period writes some renews' `renewTime` again
         // (an unchanged spec, not a write); a coarser one would leave a leader nothing to renew
         // with before its deadline.
-        wall_resolution: if plan.coarse_wall { retry_ms * 1_000 } else { 1 },
+        wall_resolution: if plan.coarse_wall {
+            retry_ms * 1_000
+        } else {
+            1
+        },
         policy: WorkPolicy::Fenced,
         grace: Duration::from_millis(grace_ms),
         children: (0..nodes)
