@@ -343,13 +343,17 @@ mod tests {
         e.handle_answer(0, Ok(stored(&take, 6)), ms(at));
         assert!(e.is_leader(ms(at)));
         // A renew meets a conflict: the leader must read before it can renew again.
+        // One renew goes through; the next meets a conflict: the leader must read before it
+        // can renew again.
         let renew = poll(&mut e, ms(at + 2_000)).unwrap();
+        e.handle_answer(0, Ok(stored(&renew, 7)), ms(at + 2_000));
+        let renew = poll(&mut e, ms(at + 4_000)).unwrap();
         assert!(matches!(renew, Operation::Update { .. }));
-        e.handle_answer(0, Err(ApiError::Conflict), ms(at + 2_001));
-        assert_eq!(poll(&mut e, ms(at + 2_001)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(at + 4_001));
+        assert_eq!(poll(&mut e, ms(at + 4_001)), Some(Operation::Get));
         let s = e.stats();
-        assert_eq!((s.gets, s.creates, s.updates, s.watches), (2, 0, 2, 1));
-        assert_eq!(s.requests(crate::Verb::Update), 2);
+        assert_eq!((s.gets, s.creates, s.updates, s.watches), (2, 0, 3, 1));
+        assert_eq!(s.requests(crate::Verb::Update), 3);
         assert_eq!((s.conflicts, s.acquisitions, s.takeovers), (1, 1, 1));
         assert_eq!(s.slow_path_reads, 1);
         assert_eq!(s.events_dropped, 0);
@@ -357,6 +361,13 @@ mod tests {
 
     #[test]
     fn a_lease_created_or_taken_free_is_no_takeover() {
+        let mut free = elector("a", false);
+        poll(&mut free, ms(0));
+        free.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
+        let take = poll(&mut free, ms(0)).unwrap();
+        free.handle_answer(0, Ok(stored(&take, 6)), ms(0));
+        assert!(free.is_leader(ms(0)));
+        assert_eq!((free.stats().acquisitions, free.stats().takeovers), (1, 0));
         let mut e = leader("a", false);
         let s = e.stats();
         assert_eq!((s.acquisitions, s.takeovers, s.slow_path_reads), (1, 0, 0));

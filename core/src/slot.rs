@@ -1052,6 +1052,19 @@ mod tests {
         assert!(!e.is_leader(ms(6_003)));
     }
 
+    /// A wall clock that stood still writes the renewTime already stored: the spec is
+    /// unchanged, so the server stores nothing. A new version carrying that same renewTime was
+    /// not written by this renew, and this term did not write it.
+    #[test]
+    fn a_new_version_with_the_renew_time_already_stored_is_not_our_renew() {
+        let mut e = leader("a", false);
+        let stood_still = e.lease().unwrap().record.renew_time.unwrap();
+        let renew = e.poll_request(ms(2_000), stood_still).unwrap();
+        e.handle_answer(0, Ok(stored(&renew.op, 2)), ms(2_001));
+        assert!(!e.is_leader(ms(2_001)));
+        assert_eq!(e.deadline(), None);
+    }
+
     #[test]
     fn every_renew_reports_the_new_deadline() {
         let mut e = elector("a", false);
@@ -1369,6 +1382,49 @@ mod tests {
         assert!(events(&mut e).contains(&Event::Released { written: false }));
     }
 
+    /// A lease deleted under a release has nothing left to free; what it knew is forgotten, as
+    /// on any read, and the release ends unwritten. Other failures keep what was known.
+    #[test]
+    fn a_release_that_finds_the_lease_deleted_ends_and_forgets_it() {
+        let mut e = leader("a", false);
+        e.close(ms(500));
+        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(501));
+        assert_eq!(e.lease(), None);
+        assert!(e.is_closed());
+        assert!(events(&mut e).contains(&Event::Released { written: false }));
+
+        let mut e = leader("a", false);
+        e.close(ms(500));
+        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(501));
+        assert!(matches!(
+            poll(&mut e, ms(501)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(502));
+        assert_eq!(e.lease(), None);
+        assert!(e.is_closed());
+    }
+
+    #[test]
+    fn a_release_that_fails_for_a_while_keeps_what_it_knew() {
+        let mut e = leader("a", false);
+        e.close(ms(500));
+        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::Timeout), ms(501));
+        assert_eq!(e.lease().map(|l| &l.resource_version), Some(&rv(1)));
+        assert_eq!(poll(&mut e, ms(2_501)), Some(Operation::Get));
+        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(2_502));
+        assert!(matches!(
+            poll(&mut e, ms(2_502)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::Timeout), ms(2_503));
+        assert_eq!(e.lease().map(|l| &l.resource_version), Some(&rv(1)));
+        assert!(!e.is_closed(), "retried until the deadline");
+    }
+
     #[test]
     fn a_release_gives_up_at_once_on_a_refusal() {
         let mut e = leader("a", false);
@@ -1449,13 +1505,18 @@ mod tests {
                 assert!((2_000..4_400).contains(&gap), "poll gap {gap} ms");
             }
             now += 10;
+            assert!(now < 50 * 4_400, "{reads} reads in {now} ms");
         }
     }
 
     #[test]
     fn with_a_watch_a_follower_sends_no_polls_and_wakes_at_expiry() {
         let mut e = elector("a", true);
-        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
+        assert_eq!(
+            e.poll_request(ms(0), WALL).map(|r| r.op),
+            Some(Operation::Get),
+            "read first: the watch starts from the version read"
+        );
         e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
         assert_eq!(
             e.poll_request(ms(0), WALL).map(|r| r.op),
@@ -1519,7 +1580,7 @@ mod tests {
             let mut e = elector("a", true);
             poll(&mut e, ms(0));
             e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
-            let mut watches = 0;
+            let (mut watches, mut reads) = (0, 0);
             let mut now = 0;
             while now < 60_000 {
                 match e.poll_request(ms(now), wall_at(ms(now))).map(|r| r.op) {
@@ -1529,9 +1590,11 @@ mod tests {
                     }
                     Some(Operation::Get) => {
                         // The holder keeps renewing, so the follower never takes over.
+                        reads += 1;
+                        assert!(reads < 100, "{reads} reads in {now} ms");
                         e.handle_answer(0, Ok(lease(5 + now, Some("b"), 2)), ms(now))
                     }
-                    Some(_) => {}
+                    Some(other) => panic!("{other:?}"),
                     None => now += 1,
                 }
             }
@@ -1583,6 +1646,7 @@ mod tests {
                 None => {}
             }
             now += 100;
+            assert!(now < 60_000, "no take within a minute");
         };
         assert!(holder_of(&op).is(&id("a")));
         assert!(now >= 17_000, "took over at {now}");
@@ -1609,6 +1673,27 @@ mod tests {
             panic!()
         };
         assert_eq!(record.lease_transitions, Some(3));
+    }
+
+    /// Backoff holds back the take and the poll alike; when it ends, the take goes first: it is
+    /// due and carries the version read, so a stale one only gets a 409.
+    #[test]
+    fn a_backoff_that_outlasts_the_expiry_ends_with_the_take() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
+        let at = e.poll_timeout().unwrap();
+        assert_eq!(poll(&mut e, at), Some(Operation::Get));
+        let error = ApiError::TooManyRequests {
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        e.handle_answer(0, Err(error), at);
+        let end = at + Duration::from_secs(30);
+        assert_eq!(e.poll_timeout(), Some(end));
+        let Some(Operation::Update { record, .. }) = poll(&mut e, end) else {
+            panic!("the take is due first")
+        };
+        assert!(record.holder.is(&id("a")));
     }
 
     #[test]
@@ -1675,6 +1760,7 @@ mod tests {
                 Some(other) => panic!("{other:?}"),
                 None => now += 1,
             }
+            assert!(now < 60_000, "no create within a minute");
         }
     }
 

@@ -397,6 +397,15 @@ mod tests {
         assert_eq!(w.poll_event(), Some(LivenessEvent::Untracked { count: 1 }));
         assert_eq!(w.poll_event(), None);
         assert_eq!(w.untracked(), 1);
+        let c = (name("c"), lease(3, Some("c"), 0));
+        assert!(w.poll_list(ms(5_000)));
+        w.handle_listed([(&a.0, &a.1), (&b.0, &b.1), (&c.0, &c.1)], ms(5_000));
+        assert_eq!(w.poll_event(), Some(LivenessEvent::Untracked { count: 2 }));
+        assert_eq!((w.tracked(), w.untracked()), (1, 2));
+        assert!(w.poll_list(ms(10_000)));
+        w.handle_listed([(&a.0, &a.1)], ms(10_000));
+        assert_eq!(w.poll_event(), Some(LivenessEvent::Untracked { count: 0 }));
+        assert_eq!(w.untracked(), 0);
     }
 
     #[test]
