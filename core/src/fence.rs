@@ -331,11 +331,24 @@ mod tests {
     fn work_that_ends_on_its_own_is_gone_without_a_stop_cause() {
         let mut f = Fence::new(s(10), Duration::from_secs(3));
         assert!(!f.is_gone());
+        assert_eq!(f.stop_cause(), None, "running");
         f.handle_work_gone();
         assert!(f.is_gone());
         assert_eq!(f.stop_cause(), None);
         assert_eq!(f.poll_timeout(), None);
         assert!(drain(&mut f, s(20)).is_empty(), "nothing left to signal");
+    }
+
+    #[test]
+    fn nothing_stops_work_that_is_gone() {
+        let mut f = Fence::new(s(10), Duration::from_secs(3));
+        f.handle_stop(s(1));
+        f.handle_work_gone();
+        f.handle_work_gone();
+        f.handle_holder_gone(s(2));
+        assert!(f.is_gone());
+        assert_eq!(f.stop_cause(), Some(StopCause::Stopped));
+        assert_eq!(f.poll_timeout(), None);
     }
 
     #[test]

@@ -565,6 +565,17 @@ mod tests {
     }
 
     #[test]
+    fn stray_answers_watch_events_and_timeouts_change_nothing() {
+        let mut h = running();
+        let before = (h.lease().cloned(), h.poll_timeout(), h.stats());
+        h.handle_answer(0, Err(ApiError::Conflict), ms(1));
+        h.handle_answer(1, Ok(lease(9, Some("x"), 0)), ms(1));
+        h.handle_watch_event(0, crate::WatchEvent::Deleted, ms(1));
+        h.handle_timeout(ms(1));
+        assert_eq!((h.lease().cloned(), h.poll_timeout(), h.stats()), before);
+    }
+
+    #[test]
     fn repeated_failure_is_reported_from_the_second_failure() {
         let mut h = running();
         while h.poll_event().is_some() {}

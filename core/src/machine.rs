@@ -190,3 +190,29 @@ impl Stats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_verb_and_the_machines_never_list_or_delete() {
+        let stats = Stats {
+            gets: 1,
+            creates: 2,
+            updates: 3,
+            watches: 4,
+            ..Stats::default()
+        };
+        let counts = [
+            Verb::Get,
+            Verb::Create,
+            Verb::Update,
+            Verb::Watch,
+            Verb::List,
+            Verb::Delete,
+        ]
+        .map(|verb| stats.requests(verb));
+        assert_eq!(counts, [1, 2, 3, 4, 0, 0]);
+    }
+}

@@ -829,6 +829,93 @@ mod tests {
         );
     }
 
+    /// A slot seen deleted, then left idle while another was held, may have been re-created
+    /// and deleted again meanwhile: wanted again, it is waited out from then, not from the
+    /// deletion seen long ago.
+    #[test]
+    fn a_slot_seen_deleted_before_it_went_idle_is_waited_out_again() {
+        let mut p = pool(2, true, 2);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(1, Some("b"), 0)), ms(0));
+        p.handle_answer(1, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        assert_eq!((w[0].slot, writes(&w)), (1, 1), "{w:?}");
+        // Slot 0's holder deletes it while this member's create of slot 1 is in flight.
+        p.handle_watch_event(0, WatchEvent::Deleted, ms(100));
+        p.handle_answer(1, Ok(stored(&w[0].op, 2)), ms(100));
+        assert_eq!(p.held(ms(100)), Some(1));
+        due(&mut p, ms(100));
+        // A minute later slot 1 is lost; its new holder keeps renewing it.
+        p.handle_watch_event(1, WatchEvent::Changed(lease(3, Some("c"), 1)), ms(60_000));
+        assert_eq!(p.held(ms(60_000)), None);
+        let mut now = 60_000;
+        let created = loop {
+            if now == 70_000 {
+                p.handle_watch_event(1, WatchEvent::Changed(lease(4, Some("c"), 1)), ms(now));
+            }
+            let requests = due(&mut p, ms(now));
+            if let Some(r) = requests.iter().find(|r| r.op != Operation::Get) {
+                break (r.slot, now, matches!(r.op, Operation::Create(_)));
+            }
+            for r in requests {
+                let answer = match r.slot {
+                    0 => Err(ApiError::NotFound),
+                    _ => Ok(lease(4, Some("c"), 1)),
+                };
+                p.handle_answer(r.slot, answer, ms(now));
+            }
+            now += 10;
+            assert!(now < 120_000, "never re-created");
+        };
+        assert_eq!(created, (0, 75_000, true));
+    }
+
+    #[test]
+    fn closing_twice_or_rejoining_before_the_end_changes_nothing() {
+        let mut p = pool(1, false, 1);
+        assert_eq!(p.identity(), &id("me"));
+        due(&mut p, ms(0));
+        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        let w = due(&mut p, ms(0));
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(0));
+        p.close(ms(10));
+        p.rejoin(ms(10));
+        p.close(ms(11));
+        let r = due(&mut p, ms(11));
+        assert_eq!(r.len(), 1, "one release read: {r:?}");
+        assert_eq!(r[0].op, Operation::Get);
+        p.handle_answer(0, Ok(stored(&w[0].op, 1)), ms(12));
+        assert!(matches!(
+            due(&mut p, ms(12))[0].op,
+            Operation::Update { .. }
+        ));
+        p.handle_answer(0, Ok(lease(2, None, 0)), ms(13));
+        assert!(p.is_closed());
+        p.close(ms(14));
+        assert!(p.is_closed());
+        assert!(due(&mut p, ms(14)).is_empty());
+    }
+
+    #[test]
+    fn a_prefix_too_long_for_its_slot_names_is_refused() {
+        let long = [b'p'; NAME_CAPACITY - 1];
+        let config = PoolConfig {
+            prefix: core::str::from_utf8(&long).unwrap(),
+            size: 2,
+            identity: id("me"),
+            timing: Timing::DEFAULT,
+            watch: false,
+        };
+        assert_eq!(
+            Pool::<4>::new(config, 0).unwrap_err(),
+            PoolError::Name(TextError::TooLong {
+                what: "lease name",
+                len: NAME_CAPACITY + 5,
+                max: NAME_CAPACITY
+            })
+        );
+    }
+
     #[test]
     fn a_size_out_of_range_is_refused() {
         let config = |size| PoolConfig {

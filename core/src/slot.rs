@@ -1606,6 +1606,44 @@ mod tests {
     }
 
     #[test]
+    fn a_watch_resumes_from_the_last_bookmark() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 2)), ms(0));
+        poll(&mut e, ms(0));
+        e.handle_watch_event(0, WatchEvent::Bookmark(rv(9)), ms(1_000));
+        e.handle_watch_event(0, WatchEvent::Ended, ms(2_000));
+        // Polls fill the gap until the watch reopens; these fail, so nothing newer is read.
+        let reopen = (2_000..10_000)
+            .find_map(|t| match e.poll_request(ms(t), WALL).map(|r| r.op) {
+                Some(Operation::Get) => {
+                    e.handle_answer(0, Err(ApiError::Timeout), ms(t));
+                    None
+                }
+                other => other,
+            })
+            .unwrap();
+        assert_eq!(
+            reopen,
+            Operation::Watch {
+                resource_version: Some(rv(9))
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_later_renew_time_is_a_renew() {
+        use super::renews_forward;
+        let t = crate::MicroTime::from_unix_micros;
+        assert!(renews_forward(Some(t(1)), Some(t(2))));
+        assert!(!renews_forward(Some(t(2)), Some(t(2))));
+        assert!(!renews_forward(Some(t(2)), Some(t(1))));
+        assert!(renews_forward(None, Some(t(1))));
+        assert!(!renews_forward(Some(t(1)), None));
+        assert!(!renews_forward(None, None));
+    }
+
+    #[test]
     fn a_failed_watch_falls_back_to_polling_until_reopened() {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));

@@ -406,6 +406,29 @@ mod tests {
     }
 
     #[test]
+    fn every_field_is_named_as_the_user_knows_it() {
+        let names = [
+            (TimingField::LeaseDuration, "lease duration"),
+            (TimingField::RenewDeadline, "renew deadline"),
+            (TimingField::RetryPeriod, "retry period"),
+            (TimingField::RenewInterval, "renew interval"),
+            (TimingField::GracePeriod, "grace period"),
+        ];
+        for (field, name) in names {
+            assert_eq!(text(field).as_str(), name);
+        }
+        let err = TimingError::RenewNotBelowLease {
+            renew_interval: secs(40),
+            lease_duration: secs(40),
+        };
+        assert_eq!(
+            text(err).as_str(),
+            "renew interval 40s must be shorter than lease duration 40s"
+        );
+        assert_eq!(Timing::default(), Timing::DEFAULT);
+    }
+
+    #[test]
     fn lease_duration_must_be_whole_seconds_on_the_wire() {
         let err = Timing::new(Duration::from_millis(15_500), secs(10), secs(2)).unwrap_err();
         assert!(text(err).starts_with("lease duration 15.5s must be a whole number of seconds"));

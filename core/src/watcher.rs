@@ -356,6 +356,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_undone_before_it_was_polled_is_not_reported_at_all() {
+        let mut w = Watcher::new(Duration::from_secs(5), Duration::from_secs(40));
+        listed(&mut w, 0, &[("node-1", 1, Some("node-1"))]);
+        listed(&mut w, 40_000, &[("node-1", 1, Some("node-1"))]);
+        listed(&mut w, 45_000, &[("node-1", 2, Some("node-1"))]);
+        assert!(
+            events(&mut w).is_empty(),
+            "stopped and back: nothing to tell"
+        );
+    }
+
+    #[test]
     fn holderless_and_vanished_leases_are_not_judged() {
         let mut w = Watcher::new(Duration::from_secs(5), Duration::from_secs(40));
         listed(
