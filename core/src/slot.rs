@@ -183,6 +183,9 @@ struct InFlight {
     replaced: Option<(ResourceVersion, Option<MicroTime>)>,
     /// For a claim: the record it replaces names another holder, so a new term is a takeover.
     over_other: bool,
+    /// For a claim: sent as a renew of a running term. Its record keeps that term's epoch, so if
+    /// the term has ended by the time it is answered, it cannot begin another.
+    renew: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -611,6 +614,7 @@ impl LeaseSlot {
             sent_at: now,
             replaced,
             over_other,
+            renew: renewing && matches!(action, Action::Claim),
         });
         Some(self.request(op))
     }
@@ -734,10 +738,13 @@ impl LeaseSlot {
     }
 
     /// A write naming us succeeded: lead until `renew_deadline` after it was sent, unless that
-    /// has already passed (a slow answer, or a pause while it was in flight).
+    /// has already passed (a slow answer, or a pause while it was in flight), or it renewed a
+    /// term that has ended since (its epoch belongs to that term; a new one must take the lease
+    /// anew, with a new epoch, once the record is waited out).
     fn claimed(&mut self, flight: &InFlight, epoch: u32, now: Instant, env: &mut Env<'_>) {
         let deadline = leader_deadline(flight.sent_at, env.timing.renew_deadline());
-        if self.intent != Intent::Campaign || now >= deadline {
+        let term_ended = flight.renew && self.leading.is_none();
+        if self.intent != Intent::Campaign || now >= deadline || term_ended {
             if self.leading.is_none() {
                 self.written = None;
             }
@@ -988,6 +995,34 @@ mod tests {
         };
         assert_eq!(record.lease_transitions, Some(5), "a new term, a new epoch");
         assert_eq!(record.acquire_time, Some(wall_at(ms(15_000))));
+    }
+
+    /// A renew answered after its term's deadline must not start a term on the epoch the ended
+    /// term wrote: the epoch is the fencing token, and that one was already handed out.
+    #[test]
+    fn a_renew_answered_after_the_deadline_begins_no_term_on_the_old_epoch() {
+        let mut e = leader("a", false);
+        let renew = poll(&mut e, ms(2_000)).unwrap();
+        // The term's deadline (10 s after the create) passes with the renew in flight.
+        assert_eq!(poll(&mut e, ms(10_000)), None);
+        let renewed = stored(&renew, 2);
+        e.handle_answer(0, Ok(renewed.clone()), ms(10_500));
+        assert!(!e.is_leader(ms(10_500)));
+        assert!(
+            !events(&mut e)
+                .iter()
+                .any(|ev| matches!(ev, Event::BecameLeader { .. })),
+            "a new term on epoch 0"
+        );
+        let (at, op) = next_write(&mut e, 10_500, &renewed);
+        assert_eq!(
+            at, 25_500,
+            "the record it renewed is waited out like any other"
+        );
+        let Operation::Update { record, .. } = op else {
+            panic!("{op:?}")
+        };
+        assert_eq!(record.lease_transitions, Some(1), "a new term, a new epoch");
     }
 
     #[test]

@@ -137,15 +137,7 @@ impl Judge {
                 };
                 let before = ledger.epochs.range(..write.rv).next_back();
                 let after = ledger.epochs.range(write.rv + 1..).next();
-                // The core's known limit: a renew answered after its sender's deadline (so after
-                // it stepped down) begins a new term on the record that renew stored, keeping
-                // the epoch. Allowed only when nobody else wrote in between.
-                let resumed = |&(&rv, &(e, n, i)): &(&u64, &(u32, usize, u32))| {
-                    e == *epoch
-                        && (n, i) == (node, inc)
-                        && !ledger.changed_by_another_since(node, inc, rv)
-                };
-                if before.is_some_and(|b| b.1.0 >= *epoch && !resumed(&b))
+                if before.is_some_and(|(_, &(e, ..))| e >= *epoch)
                     || after.is_some_and(|(_, &(e, ..))| e <= *epoch)
                 {
                     return Err((
