@@ -135,6 +135,13 @@ enum Known {
         transitions: Option<u32>,
     },
     Present(Lease),
+    /// Existing, or maybe re-created, since it was last seen missing, its record not read yet (a
+    /// create refused with AlreadyExists): a 404 now is a deletion seen now, whose last holder
+    /// may still be acting, not a lease that never existed.
+    Unread {
+        /// The `leaseTransitions` last known, so the next term's epoch is still new.
+        transitions: Option<u32>,
+    },
 }
 
 /// The leadership this slot currently claims.
@@ -296,7 +303,7 @@ impl LeaseSlot {
     pub(crate) fn lease(&self) -> Option<&Lease> {
         match &self.known {
             Known::Present(lease) => Some(lease),
-            Known::Unknown | Known::Absent | Known::Deleted { .. } => None,
+            Known::Unknown | Known::Absent | Known::Deleted { .. } | Known::Unread { .. } => None,
         }
     }
 
@@ -345,7 +352,7 @@ impl LeaseSlot {
     /// may still run. Unlike client-go, which takes such a record at once.
     pub(crate) fn take_at(&self, timing: &Timing) -> Option<Instant> {
         match &self.known {
-            Known::Unknown => None,
+            Known::Unknown | Known::Unread { .. } => None,
             Known::Absent => Some(self.observed_at),
             Known::Deleted { lease_duration, .. } => Some(
                 self.observed_at
@@ -355,6 +362,15 @@ impl LeaseSlot {
                 Holder::None => self.observed_at,
                 _ => lease_expiry(self.observed_at, &lease.record, timing.lease_duration()),
             }),
+        }
+    }
+
+    /// The `leaseTransitions` of the last record known, present or gone.
+    fn known_transitions(&self) -> Option<u32> {
+        match &self.known {
+            Known::Present(lease) => lease.record.lease_transitions,
+            Known::Deleted { transitions, .. } | Known::Unread { transitions } => *transitions,
+            Known::Unknown | Known::Absent => None,
         }
     }
 
@@ -378,7 +394,7 @@ impl LeaseSlot {
                     self.observed_at = now;
                 }
                 Known::Deleted { .. } => self.observed_at = now,
-                Known::Unknown | Known::Present(_) => {}
+                Known::Unknown | Known::Present(_) | Known::Unread { .. } => {}
             }
         }
         if intent == Intent::Release {
@@ -421,6 +437,10 @@ impl LeaseSlot {
                 (None, Known::Present(old)) => Known::Deleted {
                     lease_duration: old.record.lease_duration,
                     transitions: old.record.lease_transitions,
+                },
+                (None, Known::Unread { transitions }) => Known::Deleted {
+                    lease_duration: None,
+                    transitions: *transitions,
                 },
                 (None, Known::Deleted { .. } | Known::Absent | Known::Unknown) => Known::Absent,
             };
@@ -469,7 +489,7 @@ impl LeaseSlot {
                 ReleaseStage::Done => return None,
             },
             Intent::Campaign | Intent::Observe => {
-                if self.must_read || matches!(self.known, Known::Unknown) {
+                if self.must_read || matches!(self.known, Known::Unknown | Known::Unread { .. }) {
                     Next::Send(Action::Read)
                 } else if self.leading.is_some() {
                     return Some((
@@ -572,12 +592,7 @@ impl LeaseSlot {
         let op = match action {
             Action::Read | Action::ReleaseRead => Operation::Get,
             Action::Create => {
-                let transitions = match &self.known {
-                    Known::Deleted { transitions, .. } => {
-                        transitions.map_or(0, |t| t.saturating_add(1))
-                    }
-                    _ => 0,
-                };
+                let transitions = self.known_transitions().map_or(0, |t| t.saturating_add(1));
                 Operation::Create(claim_record(Claim::Create { transitions }, env, wall))
             }
             Action::Claim => {
@@ -716,8 +731,16 @@ impl LeaseSlot {
                     self.back_off(ApiError::Malformed, now, env);
                 }
             }
-            (Action::Create, Err(ApiError::AlreadyExists | ApiError::Conflict))
-            | (Action::Claim, Err(ApiError::Conflict)) => {
+            (Action::Create, Err(ApiError::AlreadyExists | ApiError::Conflict)) => {
+                // Someone else created it: read before deciding anything, and take a 404 from
+                // that read for its deletion.
+                self.known = Known::Unread {
+                    transitions: self.known_transitions(),
+                };
+                self.must_read = true;
+                self.not_before = now;
+            }
+            (Action::Claim, Err(ApiError::Conflict)) => {
                 // Someone else wrote first: read before deciding anything.
                 self.must_read = true;
                 self.not_before = now;
@@ -1835,6 +1858,39 @@ mod tests {
             }
             assert!(now < 60_000, "no create within a minute");
         }
+    }
+
+    /// A refused create proves the lease existed after the first read; a later 404 is then its
+    /// deletion, whose last holder may still be acting, not a lease that never existed.
+    #[test]
+    fn a_lease_missing_after_a_refused_create_is_waited_out_as_deleted() {
+        let mut e = elector("a", false);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(0));
+        assert!(matches!(poll(&mut e, ms(0)), Some(Operation::Create(_))));
+        e.handle_answer(0, Err(ApiError::AlreadyExists), ms(1));
+        assert_eq!(poll(&mut e, ms(1)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::Timeout), ms(5_001));
+        let mut now = 5_001;
+        let mut missing_at = None;
+        let created_at = loop {
+            match poll(&mut e, ms(now)) {
+                Some(Operation::Get) => {
+                    missing_at.get_or_insert(now);
+                    e.handle_answer(0, Err(ApiError::NotFound), ms(now));
+                }
+                Some(Operation::Create(_)) => break now,
+                Some(other) => panic!("{other:?}"),
+                None => now += 1,
+            }
+            assert!(now < 60_000, "no create within a minute");
+        };
+        let missing_at = missing_at.unwrap();
+        assert_eq!(
+            created_at,
+            missing_at + 15_000,
+            "missing at {missing_at} ms"
+        );
     }
 
     #[test]
