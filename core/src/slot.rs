@@ -136,7 +136,8 @@ enum Known {
     },
     Present(Lease),
     /// Existing, or maybe re-created, since it was last seen missing, its record not read yet (a
-    /// create refused with AlreadyExists): a 404 now is a deletion seen now, whose last holder
+    /// create refused with AlreadyExists, or a pause that outlasted the wake-up it asked for): a
+    /// 404 now is a deletion seen now, whose last holder
     /// may still be acting, not a lease that never existed.
     Unread {
         /// The `leaseTransitions` last known, so the next term's epoch is still new.
@@ -244,6 +245,8 @@ pub(crate) struct LeaseSlot {
     /// While not leading: when this candidate first tried to take the lease since it last saw
     /// another holder's term (the start of the contention [`Event::BecameLeader`] reports).
     contending_since: Option<Instant>,
+    /// The instant of the last input (answer, watch event, timer, poll), to tell a pause.
+    last_input: Instant,
 }
 
 impl LeaseSlot {
@@ -273,6 +276,7 @@ impl LeaseSlot {
             release_rv: None,
             release_until: Instant::MIN,
             contending_since: None,
+            last_input: Instant::MIN,
         }
     }
 
@@ -380,6 +384,8 @@ impl LeaseSlot {
         if self.intent == intent {
             return;
         }
+        // Judged on what the slot asked for before the change.
+        self.notice_pause(now, env.timing);
         if self.intent == Intent::Idle {
             // An idle slot neither read nor watched its lease: it may have been created and
             // deleted meanwhile, with its holder's work still stopping. What was missing is
@@ -409,10 +415,40 @@ impl LeaseSlot {
     }
 
     /// Steps down if the renew deadline has passed: called first on every input, so a process
-    /// that was paused past its deadline stops leading before it does anything else.
+    /// that was paused past its deadline stops leading before it does anything else. A pause
+    /// also makes a missing lease's absence stale (see [`LeaseSlot::notice_pause`]).
     pub(crate) fn expire(&mut self, now: Instant, env: &mut Env<'_>) {
+        self.notice_pause(now, env.timing);
         if self.leading.is_some_and(|l| now >= l.deadline) {
             self.step_down(LossReason::RenewDeadlineExceeded, env);
+        }
+    }
+
+    /// An input later than the wake-up this slot asked for (or than its request's timeout) by
+    /// more than a retry period means the process was paused or starved. A create carries no
+    /// resourceVersion, so a lease known missing could have been re-created and deleted again
+    /// meanwhile, unseen, with its holder still acting: it is read again, and a 404 then counts
+    /// as a deletion seen now.
+    fn notice_pause(&mut self, now: Instant, timing: &Timing) {
+        let answer_by = self
+            .in_flight
+            .as_ref()
+            .map(|f| f.sent_at.saturating_add(timing.request_timeout()));
+        // A pool waiting for a slot wakes when an observed one can be taken.
+        let takeable = (self.intent == Intent::Observe)
+            .then(|| self.next_take_at(timing))
+            .flatten();
+        let expected = [self.poll_timeout(timing), answer_by, takeable]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.max(self.last_input));
+        self.last_input = self.last_input.max(now);
+        let paused = expected.is_some_and(|at| now > at.saturating_add(timing.retry_period()));
+        if paused && matches!(self.known, Known::Absent | Known::Deleted { .. }) {
+            self.known = Known::Unread {
+                transitions: self.known_transitions(),
+            };
         }
     }
 
@@ -1891,6 +1927,28 @@ mod tests {
             missing_at + 15_000,
             "missing at {missing_at} ms"
         );
+    }
+
+    /// A process paused past the instant it was to create a deleted lease may have missed its
+    /// re-creation and a second delete, whose holder may still be acting: it reads again and
+    /// waits out a 404 as a deletion seen on waking.
+    #[test]
+    fn a_pause_past_the_create_reads_and_waits_out_the_lease_again() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 3)), ms(0));
+        poll(&mut e, ms(0));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(1_000));
+        assert_eq!(e.poll_timeout(), Some(ms(16_000)));
+        // Paused from before 16 s to 40 s.
+        assert_eq!(poll(&mut e, ms(40_000)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(40_010));
+        assert_eq!(poll(&mut e, ms(40_010)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(55_010)));
+        let Some(Operation::Create(record)) = poll(&mut e, ms(55_010)) else {
+            panic!("no create a lease duration after the 404")
+        };
+        assert_eq!(record.lease_transitions, Some(4), "the epoch stays new");
     }
 
     #[test]
