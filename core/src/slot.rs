@@ -247,6 +247,9 @@ pub(crate) struct LeaseSlot {
     contending_since: Option<Instant>,
     /// The instant of the last input (answer, watch event, timer, poll), to tell a pause.
     last_input: Instant,
+    /// The end of the server's last `Retry-After`: no request before it, whatever the owner
+    /// wants meanwhile (a release, a rejoin).
+    server_quiet_until: Instant,
 }
 
 impl LeaseSlot {
@@ -277,6 +280,7 @@ impl LeaseSlot {
             release_until: Instant::MIN,
             contending_since: None,
             last_input: Instant::MIN,
+            server_quiet_until: Instant::MIN,
         }
     }
 
@@ -284,7 +288,9 @@ impl LeaseSlot {
     /// nothing before `not_before` (a rejoin after a close).
     pub(crate) fn restart(&mut self, intent: Intent, not_before: Instant) {
         let watch = self.watch != Watch::Disabled;
+        let server_quiet_until = self.server_quiet_until;
         *self = Self::new(self.index, self.name.clone(), intent, watch);
+        self.server_quiet_until = server_quiet_until;
         self.not_before = not_before;
         self.next_poll_at = not_before;
         if let Watch::Closed { reopen_at } = &mut self.watch {
@@ -509,8 +515,14 @@ impl LeaseSlot {
         }
     }
 
-    /// The next request and when it is due, from the state alone.
+    /// The next request and when it is due, from the state alone: never inside the server's
+    /// `Retry-After`.
     fn due(&self, timing: &Timing) -> Option<(Instant, Next)> {
+        self.due_unthrottled(timing)
+            .map(|(at, next)| (at.max(self.server_quiet_until), next))
+    }
+
+    fn due_unthrottled(&self, timing: &Timing) -> Option<(Instant, Next)> {
         if self.in_flight.is_some() {
             return None;
         }
@@ -849,6 +861,7 @@ impl LeaseSlot {
                 | ApiError::TooManyRequests { .. }
                 | ApiError::Malformed
         );
+        self.server_quiet_until = now.saturating_add(server_wait(error));
         if transient && now < self.release_until {
             self.release = ReleaseStage::NotStarted;
             let wait = env.timing.retry_period().max(server_wait(error));
@@ -872,6 +885,7 @@ impl LeaseSlot {
         } else {
             env.jitter.retry(retry)
         };
+        self.server_quiet_until = now.saturating_add(server_wait(error));
         self.not_before = now.saturating_add(wait.max(server_wait(error)));
     }
 
@@ -1826,6 +1840,33 @@ mod tests {
             panic!("the take is due first")
         };
         assert!(record.holder.is(&id("a")));
+    }
+
+    /// A release, or a rejoin after it, starts at once only if the server has not asked for
+    /// quiet: its Retry-After binds every request, whatever the owner wants meanwhile.
+    #[test]
+    fn a_release_or_a_rejoin_waits_out_the_retry_after() {
+        let mut e = leader("a", false);
+        poll(&mut e, ms(2_000)).unwrap();
+        let error = ApiError::TooManyRequests {
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        e.handle_answer(0, Err(error), ms(2_000));
+        e.close(ms(2_100));
+        assert_eq!(
+            poll(&mut e, ms(6_999)),
+            None,
+            "a release read inside the wait"
+        );
+        assert_eq!(poll(&mut e, ms(7_000)), Some(Operation::Get));
+        e.handle_answer(0, Err(error), ms(7_000));
+        assert_eq!(poll(&mut e, ms(12_000)), Some(Operation::Get));
+        // Past the term's deadline the release gives up.
+        e.handle_answer(0, Err(error), ms(12_000));
+        assert!(e.is_closed());
+        e.rejoin(ms(12_000));
+        assert_eq!(poll(&mut e, ms(16_999)), None, "a read inside the wait");
+        assert_eq!(poll(&mut e, ms(17_000)), Some(Operation::Get));
     }
 
     #[test]

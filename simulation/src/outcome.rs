@@ -85,7 +85,7 @@ pub enum Failure {
         /// The idle slot's lease.
         lease: LeaseId,
     },
-    /// A heartbeat sent a request before the Retry-After of a 429 had passed on its clock.
+    /// A machine sent a request before the Retry-After of a 429 had passed on its clock.
     IgnoredRetryAfter {
         /// The node.
         node: usize,

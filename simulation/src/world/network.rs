@@ -101,18 +101,13 @@ impl World<'_> {
         }
         self.report.requests += 1;
         let local = self.local(n);
-        // Heartbeats only: electors and pool members re-read on their own schedule after a 429.
-        let waited = self
-            .scenario
-            .is_heartbeat(n)
-            .then(|| self.nodes[n].retry_after.get(usize::from(slot)).copied())
-            .flatten();
+        let waited = self.nodes[n].retry_after.get(usize::from(slot)).copied();
         if let Some(until) = waited.flatten().filter(|until| local < *until) {
             self.broke((
                 Failure::IgnoredRetryAfter { node: n },
                 format!(
-                    "node-{n} sends {:?} on its heartbeat lease {:.3}s before the Retry-After it \
-                     was given",
+                    "node-{n} sends {:?} on its lease {slot} {:.3}s before the Retry-After it was \
+                     given",
                     req.op,
                     (until.as_micros() - local.as_micros()) as f64 / 1e6
                 ),
