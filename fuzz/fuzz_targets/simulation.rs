@@ -11,14 +11,17 @@
 //! within half of what the timing's margin absorbs, so an overlap is a finding, not a broken
 //! premise.
 //!
-//! `kubectl delete` of any lease is among the faults, kept clear of agent starts as in the safety
-//! test: a process whose first read is answered just after a delete cannot tell the lease from
-//! one that never existed and creates it at once, the documented limit with its own test.
+//! `kubectl delete` of a held lease is left out: at these timings the fuzzer finds within
+//! seconds a candidate whose view of the lease is stale create it at once, the documented limit
+//! (do not delete a held lease): a first read answered after the delete, or a polling candidate
+//! that saw the lease missing a poll ago and whose create lands just after the delete of a lease
+//! created since. The safety test's 2 000 runs with deletes, kept clear of agent starts, cover
+//! the rest.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use leasehold_core::{Duration, Timing};
-use leasehold_simulation::{Child, Fault, FaultKind, LeaseId, Network, Scenario, WorkPolicy, run};
+use leasehold_simulation::{Child, Fault, FaultKind, Network, Scenario, WorkPolicy, run};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -79,7 +82,6 @@ fuzz_target!(|plan: Plan| {
     let members = usize::from(plan.members % 4);
     let heartbeats = usize::from(plan.heartbeats % 2);
     let nodes = electors + members;
-    let pool_size = usize::from(plan.slots % 3) + 1;
     let lease = lease_ms * 1_000;
     let faulty = 3 * lease;
     let faults = plan
@@ -88,7 +90,7 @@ fuzz_target!(|plan: Plan| {
         .take(6)
         .map(|&(kind, node, start, length)| {
             let node = usize::from(node) % (nodes + heartbeats);
-            let kind = match kind % 10 {
+            let kind = match kind % 9 {
                 0 => FaultKind::Pause(node),
                 1 => FaultKind::PauseAgent(node),
                 2 => FaultKind::Crash(node),
@@ -97,11 +99,7 @@ fuzz_target!(|plan: Plan| {
                 5 => FaultKind::Partition(node),
                 6 => FaultKind::Outage,
                 7 => FaultKind::Throttle(node),
-                8 => FaultKind::LoseWriteAnswers(node),
-                _ => FaultKind::Delete(match usize::from(node) % (pool_size + 1) {
-                    0 => LeaseId::Leader,
-                    i => LeaseId::Slot(i as u16 - 1),
-                }),
+                _ => FaultKind::LoseWriteAnswers(node),
             };
             let start = u64::from(start) * faulty / 256;
             let end = (start + (u64::from(length) + 1) * 2 * lease / 256).min(faulty);
@@ -119,7 +117,7 @@ fuzz_target!(|plan: Plan| {
         timing,
         electors,
         pool_members: members,
-        pool_size,
+        pool_size: usize::from(plan.slots % 3) + 1,
         heartbeats: 0,
         identities: (0..nodes)
             .map(|i| {
@@ -171,7 +169,6 @@ fuzz_target!(|plan: Plan| {
     for i in 0..heartbeats {
         scenario.add_heartbeat(rate(plan.rates[(nodes + i) % 8]));
     }
-    scenario.keep_deletes_clear_of_starts();
     scenario.quiet_tail = scenario.shortest_judged_tail();
     scenario.duration = faulty + scenario.quiet_tail;
     if let Err(violation) = run(&scenario) {
