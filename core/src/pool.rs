@@ -870,6 +870,30 @@ mod tests {
         assert_eq!(created, (0, 75_000, true));
     }
 
+    /// A waiting member wakes when an observed slot can be taken. Woken more than a retry
+    /// period later, it was paused: the slot seen deleted may have been re-created and deleted
+    /// again meanwhile, so it is read again before it is created. Woken within a retry period
+    /// of that instant, it creates at once.
+    #[test]
+    fn a_member_paused_past_a_deleted_slots_expiry_reads_it_again() {
+        for (woken, first) in [(18_000, "create"), (18_001, "read")] {
+            let mut p = pool(1, true, 1);
+            due(&mut p, ms(0));
+            p.handle_answer(0, Ok(lease(5, Some("b"), 3)), ms(0));
+            assert!(due(&mut p, ms(0)).is_empty(), "watching");
+            p.handle_watch_event(0, WatchEvent::Deleted, ms(1_000));
+            assert!(due(&mut p, ms(1_000)).is_empty());
+            assert_eq!(p.poll_timeout(), Some(ms(16_000)));
+            p.handle_timeout(ms(woken));
+            let sent = match &due(&mut p, ms(woken))[0].op {
+                Operation::Create(_) => "create",
+                Operation::Get => "read",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(sent, first, "woken at {woken} ms");
+        }
+    }
+
     #[test]
     fn closing_twice_or_rejoining_before_the_end_changes_nothing() {
         let mut p = pool(1, false, 1);
