@@ -782,51 +782,54 @@ mod tests {
     #[test]
     fn a_slot_missing_before_it_went_idle_is_waited_out_like_a_deletion() {
         // Slot 1 was missing at the first read; while the member held slot 0 it neither read
-        // nor watched slot 1, which may have been created and deleted meanwhile.
-        let mut p = pool(2, true, 2);
-        due(&mut p, ms(0));
-        p.handle_answer(0, Err(ApiError::NotFound), ms(0));
-        p.handle_answer(1, Err(ApiError::NotFound), ms(0));
-        let w = due(&mut p, ms(0));
-        let (held, missing) = (w[0].slot, 1 - w[0].slot);
-        p.handle_answer(held, Ok(stored(&w[0].op, 5)), ms(0));
-        assert_eq!(p.held(ms(0)), Some(held));
-        p.handle_watch_event(held, WatchEvent::Deleted, ms(60_000));
-        assert_eq!(p.held(ms(60_000)), None);
-        let mut now = 60_000;
-        let created_at = loop {
-            let requests = due(&mut p, ms(now));
-            if let Some(r) = requests
-                .iter()
-                .find(|r| r.slot == missing && matches!(r.op, Operation::Create(_)))
-            {
-                break Some((now, r.clone()));
-            }
-            for r in requests {
-                // The deleted slot is re-created by someone else; the missing one stays missing.
-                match (&r.op, r.slot == held) {
-                    (Operation::Get, false) => {
-                        p.handle_answer(r.slot, Err(ApiError::NotFound), ms(now))
-                    }
-                    (Operation::Get, true) => {
-                        p.handle_answer(r.slot, Ok(lease(9, Some("other"), 1)), ms(now))
-                    }
-                    (Operation::Create(_), true) => {
-                        p.handle_answer(r.slot, Err(ApiError::AlreadyExists), ms(now))
-                    }
-                    _ => {}
+        // nor watched slot 1, which may have been created and deleted meanwhile. Watching or
+        // not, the member then waits it out.
+        for watch in [true, false] {
+            let mut p = pool(2, watch, 2);
+            due(&mut p, ms(0));
+            p.handle_answer(0, Err(ApiError::NotFound), ms(0));
+            p.handle_answer(1, Err(ApiError::NotFound), ms(0));
+            let w = due(&mut p, ms(0));
+            let (held, missing) = (w[0].slot, 1 - w[0].slot);
+            p.handle_answer(held, Ok(stored(&w[0].op, 5)), ms(0));
+            assert_eq!(p.held(ms(0)), Some(held));
+            p.handle_watch_event(held, WatchEvent::Deleted, ms(60_000));
+            assert_eq!(p.held(ms(60_000)), None);
+            let mut now = 60_000;
+            let created_at = loop {
+                let requests = due(&mut p, ms(now));
+                if let Some(r) = requests
+                    .iter()
+                    .find(|r| r.slot == missing && matches!(r.op, Operation::Create(_)))
+                {
+                    break Some((now, r.clone()));
                 }
-            }
-            now += 10;
-            if now > 120_000 {
-                break None;
-            }
-        };
-        let (at, _) = created_at.expect("created in the end");
-        assert!(
-            at >= 75_000,
-            "created {at} ms in, before a lease duration passed"
-        );
+                for r in requests {
+                    // The deleted slot is re-created by someone else; the missing one stays missing.
+                    match (&r.op, r.slot == held) {
+                        (Operation::Get, false) => {
+                            p.handle_answer(r.slot, Err(ApiError::NotFound), ms(now))
+                        }
+                        (Operation::Get, true) => {
+                            p.handle_answer(r.slot, Ok(lease(9, Some("other"), 1)), ms(now))
+                        }
+                        (Operation::Create(_), true) => {
+                            p.handle_answer(r.slot, Err(ApiError::AlreadyExists), ms(now))
+                        }
+                        _ => {}
+                    }
+                }
+                now += 10;
+                if now > 120_000 {
+                    break None;
+                }
+            };
+            let (at, _) = created_at.expect("created in the end");
+            assert!(
+                at >= 75_000,
+                "created {at} ms in, before a lease duration passed"
+            );
+        }
     }
 
     /// A slot seen deleted, then left idle while another was held, may have been re-created
