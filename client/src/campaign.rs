@@ -164,23 +164,12 @@ impl Campaign {
         F: FnMut(Term) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let mut leadership = self.leadership.clone();
-        let mut last = None;
-        while let Some((epoch, valid_until)) = term::next_term(&mut leadership, last).await {
-            last = Some(epoch);
-            if let Some(fence) = term::admit(valid_until, self.grace, self.clock) {
-                let (term, cancel) = term::term(epoch);
-                term::enforce(
-                    &mut leadership,
-                    epoch,
-                    fence,
-                    cancel,
-                    self.clock,
-                    work(term),
-                )
-                .await;
-            }
-        }
+        let (mut leadership, mut last) = (self.leadership.clone(), None);
+        while self
+            .run_next_term(&mut leadership, &mut last, &mut work)
+            .await
+            .is_some()
+        {}
     }
 
     pub(crate) async fn run_in_one_term<T, F, Fut>(&self, work: F) -> Option<T>
@@ -189,23 +178,31 @@ impl Campaign {
         Fut: Future<Output = T>,
     {
         let mut leadership = self.leadership.clone();
-        let mut last = None;
-        while let Some((epoch, valid_until)) = term::next_term(&mut leadership, last).await {
-            last = Some(epoch);
+        self.run_next_term(&mut leadership, &mut None, work)
+            .await
+            .flatten()
+    }
+
+    /// Runs `work` in the next term after `last` whose work may start with its grace whole:
+    /// `Some` with what the work returned (`None` if it was dropped at the deadline), `None`
+    /// once the election is closed.
+    async fn run_next_term<T, Fut: Future<Output = T>>(
+        &self,
+        leadership: &mut watch::Receiver<Leadership>,
+        last: &mut Option<u32>,
+        work: impl FnOnce(Term) -> Fut,
+    ) -> Option<Option<T>> {
+        loop {
+            let (epoch, valid_until) = term::next_term(leadership, *last).await?;
+            *last = Some(epoch);
             if let Some(fence) = term::admit(valid_until, self.grace, self.clock) {
                 let (term, cancel) = term::term(epoch);
-                return term::enforce(
-                    &mut leadership,
-                    epoch,
-                    fence,
-                    cancel,
-                    self.clock,
-                    work(term),
-                )
-                .await;
+                let work = work(term);
+                return Some(
+                    term::enforce(leadership, epoch, fence, cancel, self.clock, work).await,
+                );
             }
         }
-        None
     }
 
     pub(crate) fn healthz(&self) -> Result<(), Unhealthy> {
