@@ -174,17 +174,15 @@ pub async fn run<M: Machine>(
                 let Some(note) = on_event(m, event) else {
                     return;
                 };
-                let now = clock.now();
-                let mut supervisor = supervisor.borrow_mut();
-                match note {
-                    Note::Leading { lease, epoch } => supervisor.handle_leading(lease, epoch, now),
-                    Note::Renewed { deadline } => supervisor.handle_renewed(deadline, now),
-                    Note::NotLeading => supervisor.handle_not_leading(),
-                    Note::Refused { verb, error } => {
-                        let error = refusal::explain(verb, &error, failure, plan);
-                        supervisor.handle_refused(error, status.successes(), now);
-                    }
-                }
+                let successes = status.successes();
+                feed(
+                    &mut supervisor.borrow_mut(),
+                    note,
+                    failure,
+                    plan,
+                    successes,
+                    clock.now(),
+                );
                 decided.notify_one();
             },
         )
@@ -209,6 +207,27 @@ pub async fn run<M: Machine>(
     outcome
 }
 
+/// Hands `note` to the supervisor at `now`; a refusal is explained with the refused request
+/// (`failure`) and the `successes` so far.
+fn feed(
+    supervisor: &mut Supervisor,
+    note: Note,
+    failure: Option<&RequestError>,
+    plan: &Plan,
+    successes: u64,
+    now: Instant,
+) {
+    match note {
+        Note::Leading { lease, epoch } => supervisor.handle_leading(lease, epoch, now),
+        Note::Renewed { deadline } => supervisor.handle_renewed(deadline, now),
+        Note::NotLeading => supervisor.handle_not_leading(),
+        Note::Refused { verb, error } => {
+            let error = refusal::explain(verb, &error, failure, plan);
+            supervisor.handle_refused(error, successes, now);
+        }
+    }
+}
+
 /// A note of the elector's, with the failed request it came from, if any.
 pub type ElectionNote = (Note, Option<RequestError>);
 
@@ -228,16 +247,14 @@ pub async fn run_election(
     let (supervisor, decided) = (&supervisor, &decided);
     let handle = |(note, failure): ElectionNote| {
         let now = clock.now();
-        let mut supervisor = supervisor.borrow_mut();
-        match note {
-            Note::Leading { lease, epoch } => supervisor.handle_leading(lease, epoch, now),
-            Note::Renewed { deadline } => supervisor.handle_renewed(deadline, now),
-            Note::NotLeading => supervisor.handle_not_leading(),
-            Note::Refused { verb, error } => {
-                let error = refusal::explain(verb, &error, failure.as_ref(), plan);
-                supervisor.handle_refused(error, successes(), now);
-            }
-        }
+        feed(
+            &mut supervisor.borrow_mut(),
+            note,
+            failure.as_ref(),
+            plan,
+            successes(),
+            now,
+        );
         decided.notify_one();
     };
     let mut leadership = election.leadership();
