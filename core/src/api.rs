@@ -1,9 +1,10 @@
 //! What crosses the boundary between the core and an adapter: the requests the core asks for and
 //! the answers and watch events the adapter feeds back.
 
-use crate::record::{Lease, LeaseName, LeaseRecord, ResourceVersion};
+use crate::record::{Lease, LeaseName, LeaseRecord, NAME_CAPACITY, ResourceVersion};
 use core::fmt;
 use embassy_time::Duration;
+use heapless::String;
 
 /// One API call the core wants made for the lease `lease`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,8 +42,23 @@ pub enum Operation {
         /// Where to resume; `None` starts from the current state.
         resource_version: Option<ResourceVersion>,
     },
-    /// Close the watch stream of this lease: the core no longer needs it.
+    /// Close the watch stream this request's `slot` opened (one lease's, or a pool's): the core
+    /// no longer needs it.
     Unwatch,
+    /// Watch every lease of a pool with one stream: the namespace's leases, of which only the
+    /// pool's [`SlotNames`] are delivered, each to its own slot (`handle_watch_event(i, …)`),
+    /// and the stream's own events (bookmarks, its end) to the request's `slot`.
+    ///
+    /// With no `resource_version`, the stream starts with the slots' current state (a LIST, or
+    /// the initial events of a streaming list): a [`WatchEvent::Changed`] for each slot that
+    /// exists, then [`WatchEvent::Synced`] to the request's slot; a slot with no event before
+    /// it has no lease. With one, it resumes after that version.
+    WatchSlots {
+        /// The leases the pool is made of.
+        slots: SlotNames,
+        /// Where to resume; `None` lists the current state first.
+        resource_version: Option<ResourceVersion>,
+    },
 }
 
 impl Operation {
@@ -52,8 +68,48 @@ impl Operation {
             Self::Get => Verb::Get,
             Self::Create(_) => Verb::Create,
             Self::Update { .. } => Verb::Update,
-            Self::Watch { .. } | Self::Unwatch => Verb::Watch,
+            Self::Watch { .. } | Self::Unwatch | Self::WatchSlots { .. } => Verb::Watch,
         }
+    }
+}
+
+/// The leases of a pool, `{prefix}-0` … `{prefix}-{count−1}`: how a transport tells which
+/// slot a lease it sees on a pool's stream belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotNames {
+    prefix: String<NAME_CAPACITY>,
+    count: u16,
+}
+
+impl SlotNames {
+    /// The slots `{prefix}-0` … `{prefix}-{count−1}`; `None` when the prefix is too long to
+    /// name a lease.
+    pub fn new(prefix: &str, count: u16) -> Option<Self> {
+        Some(Self {
+            prefix: String::try_from(prefix).ok()?,
+            count,
+        })
+    }
+
+    /// The prefix, without the `-` before the slot number.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// How many slots.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The slot the lease `name` is, if it is one: `None` for any other lease, and for
+    /// spellings such as `prefix-01` or `prefix-+1` that are not how slot 1 is named.
+    pub fn index_of(&self, name: &str) -> Option<u16> {
+        let number = name.strip_prefix(self.prefix.as_str())?.strip_prefix('-')?;
+        let canonical = !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && (number == "0" || !number.starts_with('0'));
+        let index = number.parse::<u16>().ok().filter(|_| canonical)?;
+        (index < self.count).then_some(index)
     }
 }
 
@@ -185,6 +241,13 @@ pub enum WatchEvent {
     Expired,
     /// The stream failed (connect error, cut, non-410 error): poll until it can be reopened.
     Failed,
+    /// A pool's stream ([`Operation::WatchSlots`]) has delivered the current state of every
+    /// slot, as of this resourceVersion: a slot it sent nothing for has no lease.
+    Synced(ResourceVersion),
+    /// The server refused the watch (403: RBAC grants `get`/`watch` on named leases only, not
+    /// `list`/`watch` on the namespace). A pool falls back to one watch per slot; a single
+    /// lease's watch treats it as [`WatchEvent::Failed`].
+    Forbidden,
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ impl Jitter {
         self.stretch(retry_period, JITTER_FACTOR_PERMILLE)
     }
 
+    /// A uniform duration in `[0, max)`; zero when `max` is.
+    pub fn uniform(&mut self, max: Duration) -> Duration {
+        let ticks = (u128::from(max.as_ticks()) * u128::from(self.0.next_u32())) >> 32;
+        Duration::from_ticks(ticks as u64)
+    }
+
     /// A uniform index in `0..n`; `0` when `n` is 0.
     pub fn index(&mut self, n: usize) -> usize {
         ((u64::from(self.0.next_u32()) * n as u64) >> 32) as usize

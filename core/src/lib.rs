@@ -58,13 +58,14 @@ pub mod machine;
 pub mod pool;
 pub mod record;
 mod slot;
+mod takeover;
 pub mod timing;
 pub mod watcher;
 
 #[cfg(test)]
 mod testkit;
 
-pub use api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
+pub use api::{ApiError, Operation, Request, Response, SlotNames, Verb, WatchEvent};
 pub use elector::{Elector, ElectorConfig};
 pub use embassy_time::{Duration, Instant};
 pub use event::{Event, LossReason, SlotEvent};

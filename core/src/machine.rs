@@ -142,6 +142,8 @@ pub struct Stats {
     pub updates: u64,
     /// Watch streams opened.
     pub watches: u64,
+    /// Lists of a pool's slots: a pool stream opened without a version starts with one.
+    pub lists: u64,
     /// Answers `409 Conflict` or `409 AlreadyExists`: another writer got there first.
     pub conflicts: u64,
     /// Terms begun: writes naming this machine that made it leader (or holder of a slot).
@@ -156,7 +158,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Requests asked for with `verb` (`Watch` counts streams opened; a machine never lists or
+    /// Requests asked for with `verb` (`Watch` counts streams opened; a machine never
     /// deletes).
     pub fn requests(&self, verb: Verb) -> u64 {
         match verb {
@@ -164,7 +166,8 @@ impl Stats {
             Verb::Create => self.creates,
             Verb::Update => self.updates,
             Verb::Watch => self.watches,
-            Verb::List | Verb::Delete => 0,
+            Verb::List => self.lists,
+            Verb::Delete => 0,
         }
     }
 
@@ -175,6 +178,14 @@ impl Stats {
             crate::Operation::Create(_) => &mut self.creates,
             crate::Operation::Update { .. } => &mut self.updates,
             crate::Operation::Watch { .. } => &mut self.watches,
+            crate::Operation::WatchSlots {
+                resource_version, ..
+            } => {
+                if resource_version.is_none() {
+                    self.lists = self.lists.saturating_add(1);
+                }
+                &mut self.watches
+            }
             crate::Operation::Unwatch => return,
         };
         *counter = counter.saturating_add(1);
@@ -196,12 +207,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_counted_by_verb_and_the_machines_never_list_or_delete() {
+    fn requests_are_counted_by_verb_and_the_machines_never_delete() {
         let stats = Stats {
             gets: 1,
             creates: 2,
             updates: 3,
             watches: 4,
+            lists: 5,
             ..Stats::default()
         };
         let counts = [
@@ -213,6 +225,6 @@ mod tests {
             Verb::Delete,
         ]
         .map(|verb| stats.requests(verb));
-        assert_eq!(counts, [1, 2, 3, 4, 0, 0]);
+        assert_eq!(counts, [1, 2, 3, 4, 5, 0]);
     }
 }

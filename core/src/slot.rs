@@ -199,8 +199,13 @@ struct InFlight {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Watch {
     Disabled,
-    Closed { reopen_at: Instant },
+    Closed {
+        reopen_at: Instant,
+    },
     Open,
+    /// The owner's stream (a pool's one watch of all its slots) delivers this lease's events
+    /// and its first state: the slot neither reads it first, nor polls, nor watches it.
+    Shared,
 }
 
 /// Where a release stands between requests; while one of its requests is in flight, its answer
@@ -288,8 +293,12 @@ impl LeaseSlot {
     /// nothing before `not_before` (a rejoin after a close).
     pub(crate) fn restart(&mut self, intent: Intent, not_before: Instant) {
         let watch = self.watch != Watch::Disabled;
+        let shared = self.watch == Watch::Shared;
         let server_quiet_until = self.server_quiet_until;
         *self = Self::new(self.index, self.name.clone(), intent, watch);
+        if shared {
+            self.watch = Watch::Shared;
+        }
         self.server_quiet_until = server_quiet_until;
         self.not_before = not_before;
         self.next_poll_at = not_before;
@@ -300,6 +309,30 @@ impl LeaseSlot {
 
     pub(crate) fn name(&self) -> &LeaseName {
         &self.name
+    }
+
+    /// Hands this lease's watching to the owner's stream (`true`), or takes it back (`false`:
+    /// the slot reads and watches the lease itself, as after a refused pool watch).
+    pub(crate) fn share_watch(&mut self, shared: bool) {
+        self.watch = match (shared, self.watch) {
+            (true, Watch::Disabled) | (false, Watch::Disabled) => Watch::Disabled,
+            (true, _) => Watch::Shared,
+            (false, Watch::Shared) => Watch::Closed {
+                reopen_at: Instant::MIN,
+            },
+            (false, open_or_closed) => open_or_closed,
+        };
+    }
+
+    /// The owner's stream listed the slots and this lease was not among them: it has none.
+    pub(crate) fn not_listed(&mut self, now: Instant, env: &mut Env<'_>) {
+        self.expire(now, env);
+        self.observe(None, now, env);
+    }
+
+    /// When the request now in flight was sent.
+    pub(crate) fn in_flight_since(&self) -> Option<Instant> {
+        self.in_flight.as_ref().map(|f| f.sent_at)
     }
 
     pub(crate) fn leadership(&self) -> Option<Leadership> {
@@ -328,6 +361,11 @@ impl LeaseSlot {
     /// Whether the first read of this lease has been sent and not answered yet.
     pub(crate) fn is_reading_first_time(&self) -> bool {
         matches!(self.known, Known::Unknown) && self.in_flight.is_some()
+    }
+
+    /// Whether nothing is known of the lease yet (neither read nor listed).
+    pub(crate) fn is_unknown(&self) -> bool {
+        matches!(self.known, Known::Unknown)
     }
 
     /// Whether a release has finished, its watch closed too: nothing more will be asked.
@@ -410,10 +448,10 @@ impl LeaseSlot {
             }
         }
         if intent == Intent::Release {
-            self.release = ReleaseStage::NotStarted;
             self.not_before = now;
             self.release_until = self.leading.map_or(now, |l| l.deadline);
             self.release_rv = self.written.clone().filter(|_| self.leading.is_some());
+            self.release = self.release_start();
             self.step_down(LossReason::Released, env);
         }
         self.intent = intent;
@@ -455,6 +493,20 @@ impl LeaseSlot {
             self.known = Known::Unread {
                 transitions: self.known_transitions(),
             };
+        }
+    }
+
+    /// Where a release starts: with the write when the last version known is the one our term
+    /// wrote (the write carries that resourceVersion, so the server applies it only if nobody
+    /// wrote since: the same check as a read, made atomically), else with a read.
+    fn release_start(&self) -> ReleaseStage {
+        let ours = self
+            .lease()
+            .is_some_and(|l| self.release_rv.as_ref() == Some(&l.resource_version));
+        if ours {
+            ReleaseStage::WriteDue
+        } else {
+            ReleaseStage::NotStarted
         }
     }
 
@@ -537,7 +589,13 @@ impl LeaseSlot {
                 ReleaseStage::Done => return None,
             },
             Intent::Campaign | Intent::Observe => {
-                if self.must_read || matches!(self.known, Known::Unknown | Known::Unread { .. }) {
+                // A shared slot's first state comes from its owner's stream.
+                let unknown = match self.known {
+                    Known::Unknown => self.watch != Watch::Shared,
+                    Known::Unread { .. } => true,
+                    Known::Absent | Known::Deleted { .. } | Known::Present(_) => false,
+                };
+                if self.must_read || unknown {
                     Next::Send(Action::Read)
                 } else if self.leading.is_some() {
                     return Some((
@@ -554,8 +612,8 @@ impl LeaseSlot {
                         }
                         _ => None,
                     };
-                    let poll =
-                        (self.watch != Watch::Open).then_some((self.next_poll_at, Action::Read));
+                    let watched = matches!(self.watch, Watch::Open | Watch::Shared);
+                    let poll = (!watched).then_some((self.next_poll_at, Action::Read));
                     // Backoff applies to both; a take due no later than the poll goes first.
                     let paced = |(at, action): (Instant, Action)| {
                         (at.max(self.not_before), Next::Send(action))
@@ -763,6 +821,9 @@ impl LeaseSlot {
                     if self.intent == Intent::Release {
                         // Written after the release began (a claim was in flight): free it too.
                         self.release_rv = Some(rv);
+                        if self.release == ReleaseStage::NotStarted {
+                            self.release = self.release_start();
+                        }
                         self.release_until = self
                             .release_until
                             .max(leader_deadline(flight.sent_at, env.timing.renew_deadline()));
@@ -908,11 +969,11 @@ impl LeaseSlot {
                 }
             }
             WatchEvent::Deleted => self.observe(None, now, env),
-            WatchEvent::Bookmark(rv) => self.watch_rv = Some(rv),
+            WatchEvent::Bookmark(rv) | WatchEvent::Synced(rv) => self.watch_rv = Some(rv),
             // Every reopen waits a jittered retry period: a server that ends or expires each
             // watch at once (a quiet lease whose version left its history answers 410 to every
             // resume) must not drive a loop at network speed. Reads cover the gap.
-            WatchEvent::Ended | WatchEvent::Failed => {
+            WatchEvent::Ended | WatchEvent::Failed | WatchEvent::Forbidden => {
                 let wait = env.jitter.retry(env.timing.retry_period());
                 self.close_watch(now.saturating_add(wait));
             }
@@ -926,7 +987,7 @@ impl LeaseSlot {
     }
 
     fn close_watch(&mut self, reopen_at: Instant) {
-        if self.watch != Watch::Disabled {
+        if !matches!(self.watch, Watch::Disabled | Watch::Shared) {
             self.watch = Watch::Closed { reopen_at };
         }
     }
@@ -1429,16 +1490,16 @@ mod tests {
         assert_eq!(e.epoch(), Some(2));
     }
 
+    /// The release writes over the version its term wrote last, with no read first: the write
+    /// carries that resourceVersion, so the server applies it only if nobody wrote since.
     #[test]
-    fn release_rereads_then_writes_empty_holder_and_duration_one() {
+    fn release_writes_empty_holder_and_duration_one_over_the_version_it_wrote() {
         let mut e = leader("a", false);
         e.close(ms(500));
         assert!(
             !e.is_leader(ms(500)),
             "steps down before the release is written"
         );
-        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
-        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(501));
         let Some(Operation::Update {
             record,
             resource_version,
@@ -1459,23 +1520,37 @@ mod tests {
 
     #[test]
     fn release_does_not_blank_a_newer_holder() {
+        // The write over our version meets the newer one: 409, and nothing more is tried.
         let mut e = leader("a", false);
         e.close(ms(500));
-        poll(&mut e, ms(500));
-        e.handle_answer(0, Ok(lease(4, Some("b"), 1)), ms(501));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(501));
         assert_eq!(poll(&mut e, ms(501)), None);
         assert!(e.is_closed());
         assert!(events(&mut e).contains(&Event::Released { written: false }));
+        // A newer holder seen before the release: nothing of ours is left to free.
+        let mut e = leader("a", false);
+        e.handle_watch_event(0, WatchEvent::Changed(lease(4, Some("b"), 1)), ms(400));
+        e.close(ms(500));
+        assert_eq!(poll(&mut e, ms(500)), None);
+        assert!(e.is_closed());
     }
 
     #[test]
     fn a_release_that_meets_a_transient_error_retries_until_the_deadline() {
         let mut e = leader("a", false);
         e.close(ms(500));
-        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
         e.handle_answer(0, Err(ApiError::Timeout), ms(3_000));
         assert!(!e.is_closed());
         assert_eq!(poll(&mut e, ms(4_999)), None);
+        // The write that timed out may have been applied: read before writing again.
         assert_eq!(poll(&mut e, ms(5_000)), Some(Operation::Get));
         e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(5_001));
         assert!(matches!(
@@ -1496,7 +1571,10 @@ mod tests {
     fn a_release_that_finds_the_lease_deleted_ends_and_forgets_it() {
         let mut e = leader("a", false);
         e.close(ms(500));
-        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
         e.handle_answer(0, Err(ApiError::NotFound), ms(501));
         assert_eq!(e.lease(), None);
         assert!(e.is_closed());
@@ -1504,13 +1582,10 @@ mod tests {
 
         let mut e = leader("a", false);
         e.close(ms(500));
-        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
-        e.handle_answer(0, Ok(lease(1, Some("a"), 0)), ms(501));
-        assert!(matches!(
-            poll(&mut e, ms(501)),
-            Some(Operation::Update { .. })
-        ));
-        e.handle_answer(0, Err(ApiError::NotFound), ms(502));
+        poll(&mut e, ms(500)).unwrap();
+        e.handle_answer(0, Err(ApiError::Timeout), ms(501));
+        assert_eq!(poll(&mut e, ms(2_501)), Some(Operation::Get));
+        e.handle_answer(0, Err(ApiError::NotFound), ms(2_502));
         assert_eq!(e.lease(), None);
         assert!(e.is_closed());
     }
@@ -1519,7 +1594,10 @@ mod tests {
     fn a_release_that_fails_for_a_while_keeps_what_it_knew() {
         let mut e = leader("a", false);
         e.close(ms(500));
-        assert_eq!(poll(&mut e, ms(500)), Some(Operation::Get));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
         e.handle_answer(0, Err(ApiError::Timeout), ms(501));
         assert_eq!(e.lease().map(|l| &l.resource_version), Some(&rv(1)));
         assert_eq!(poll(&mut e, ms(2_501)), Some(Operation::Get));
@@ -1546,9 +1624,11 @@ mod tests {
     fn a_release_never_frees_a_version_another_process_with_our_identity_wrote() {
         let mut e = leader("a", false);
         e.close(ms(500));
-        poll(&mut e, ms(500));
-        e.handle_answer(0, Ok(lease(2, Some("a"), 1)), ms(501));
-        assert_eq!(poll(&mut e, ms(501)), None, "no release write");
+        poll(&mut e, ms(500)).unwrap();
+        e.handle_answer(0, Err(ApiError::Timeout), ms(501));
+        assert_eq!(poll(&mut e, ms(2_501)), Some(Operation::Get));
+        e.handle_answer(0, Ok(lease(2, Some("a"), 1)), ms(2_502));
+        assert_eq!(poll(&mut e, ms(2_502)), None, "no release write");
         assert!(e.is_closed());
         // And a follower that never led writes nothing at all.
         let mut f = elector("a", false);
@@ -1568,12 +1648,15 @@ mod tests {
         e.close(ms(1));
         e.handle_answer(0, Ok(stored(&take, 6)), ms(2));
         assert!(!e.is_leader(ms(2)), "a take after shutdown does not lead");
-        assert_eq!(poll(&mut e, ms(2)), Some(Operation::Get));
-        e.handle_answer(0, Ok(stored(&take, 6)), ms(3));
-        let Some(Operation::Update { record, .. }) = poll(&mut e, ms(3)) else {
+        let Some(Operation::Update {
+            record,
+            resource_version,
+        }) = poll(&mut e, ms(2))
+        else {
             panic!("the take it wrote is freed")
         };
         assert_eq!(record.holder, Holder::None);
+        assert_eq!(resource_version, rv(6), "over the version the take wrote");
     }
 
     #[test]
@@ -1856,9 +1939,12 @@ mod tests {
         assert_eq!(
             poll(&mut e, ms(6_999)),
             None,
-            "a release read inside the wait"
+            "a release write inside the wait"
         );
-        assert_eq!(poll(&mut e, ms(7_000)), Some(Operation::Get));
+        assert!(matches!(
+            poll(&mut e, ms(7_000)),
+            Some(Operation::Update { .. })
+        ));
         e.handle_answer(0, Err(error), ms(7_000));
         assert_eq!(poll(&mut e, ms(12_000)), Some(Operation::Get));
         // Past the term's deadline the release gives up.
