@@ -200,9 +200,12 @@ impl<const N: usize> Pool<N> {
         self.slots.len() as u16
     }
 
-    /// Whether the stream is wanted: until the pool has finished or begun its release.
+    /// Whether the stream is wanted: only while waiting for a slot. A holder's renews keep its
+    /// own slot's record current (a 409 tells it of any other writer, as client-go's leader
+    /// learns it), and a stream kept open by each of k holders would be k streams of fan-out
+    /// for nothing; a member that loses its slot resumes the stream.
     fn stream_wanted(&self) -> bool {
-        matches!(self.state, State::Wanting { .. } | State::Holding(_))
+        matches!(self.state, State::Wanting { .. })
     }
 
     /// The stream's open or close, when one is due at `now`.
@@ -578,12 +581,14 @@ impl<const N: usize> Machine for Pool<N> {
         // input for longer than it expected takes the process for paused.
         let waiting =
             self.state == State::Wanting { attempt: None } && !self.awaiting_first_state();
+        let takeover = self.takeover.wake_at().filter(|_| waiting);
+        // A slot free before the drawn instant is taken at it, not before.
         let expiries = self
             .slots
             .iter()
             .filter(|_| waiting)
-            .filter_map(|s| s.next_take_at(&self.timing));
-        let takeover = self.takeover.wake_at().filter(|_| waiting);
+            .filter_map(|s| s.next_take_at(&self.timing))
+            .filter(|at| takeover.is_none_or(|drawn| *at > drawn));
         let stream = match self.stream.as_ref().map(|s| s.state) {
             Some(StreamState::Closed { reopen_at }) if self.stream_wanted() => Some(reopen_at),
             _ => None,

@@ -580,13 +580,17 @@ impl LeaseSlot {
         }
         let next = match self.intent {
             Intent::Idle => return None,
+            // The write is sent only while the version known is still the one our term wrote:
+            // anything seen since (a deletion, another writer) sends the read, which decides.
             Intent::Release => match self.release {
-                ReleaseStage::NotStarted if self.release_rv.is_some() => {
+                ReleaseStage::Done => return None,
+                _ if self.release_rv.is_none() => Next::Finish,
+                ReleaseStage::WriteDue if self.release_start() == ReleaseStage::WriteDue => {
+                    Next::Send(Action::ReleaseWrite)
+                }
+                ReleaseStage::NotStarted | ReleaseStage::WriteDue => {
                     Next::Send(Action::ReleaseRead)
                 }
-                ReleaseStage::NotStarted => Next::Finish,
-                ReleaseStage::WriteDue => Next::Send(Action::ReleaseWrite),
-                ReleaseStage::Done => return None,
             },
             Intent::Campaign | Intent::Observe => {
                 // A shared slot's first state comes from its owner's stream.

@@ -30,7 +30,10 @@ pub struct Discipline {
 impl Discipline {
     /// Records a request the machine asked for; an error says which rule it broke.
     pub fn request(&mut self, r: Request) -> Result<(), String> {
-        if matches!(r.op, Operation::Watch { .. } | Operation::Unwatch) {
+        if matches!(
+            r.op,
+            Operation::Watch { .. } | Operation::WatchSlots { .. } | Operation::Unwatch
+        ) {
             return Ok(());
         }
         if let Operation::Create(rec) | Operation::Update { record: rec, .. } = &r.op {
@@ -166,13 +169,15 @@ impl Bytes<'_> {
     }
 
     fn watch_event(&mut self) -> WatchEvent {
-        let kind = self.byte() % 6;
+        let kind = self.byte() % 8;
         match (kind, self.answer()) {
             (0, Ok(lease)) => WatchEvent::Changed(lease),
             (1, Ok(lease)) => WatchEvent::Bookmark(lease.resource_version),
-            (0..=2, _) => WatchEvent::Deleted,
+            (6, Ok(lease)) => WatchEvent::Synced(lease.resource_version),
+            (0..=2 | 6, _) => WatchEvent::Deleted,
             (3, _) => WatchEvent::Ended,
             (4, _) => WatchEvent::Expired,
+            (7, _) => WatchEvent::Forbidden,
             _ => WatchEvent::Failed,
         }
     }

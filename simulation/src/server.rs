@@ -11,7 +11,7 @@
 //!   within it gets every change since, in order.
 
 use leasehold_core::{
-    ApiError, Lease, LeaseRecord, Operation, ResourceVersion, Response, WatchEvent,
+    ApiError, Lease, LeaseRecord, Operation, ResourceVersion, Response, SlotNames, WatchEvent,
 };
 use std::collections::{HashMap, VecDeque};
 
@@ -95,7 +95,9 @@ impl Server {
                     refused => refused,
                 },
             },
-            Operation::Watch { .. } | Operation::Unwatch => (Err(ApiError::Invalid), Effect::None),
+            Operation::Watch { .. } | Operation::Unwatch | Operation::WatchSlots { .. } => {
+                (Err(ApiError::Invalid), Effect::None)
+            }
         }
     }
 
@@ -165,6 +167,49 @@ impl Server {
                 })
                 .collect(),
             _ => vec![WatchEvent::Expired],
+        }
+    }
+
+    /// What a pool's stream opened now delivers first, each event with the slot it is for
+    /// (`None`: the stream's own): from no resourceVersion, every slot lease as it stands, then
+    /// `Synced` at the current revision (a LIST, then a watch from its version); from `from`,
+    /// every change to a slot since, or 410 Expired alone, as [`Server::watch`].
+    pub fn watch_slots(
+        &self,
+        slots: &SlotNames,
+        from: Option<&ResourceVersion>,
+    ) -> Vec<(Option<u16>, WatchEvent)> {
+        let Some(from) = from else {
+            let mut listed: Vec<(u16, Lease)> = self
+                .leases
+                .keys()
+                .filter_map(|name| Some((slots.index_of(name)?, self.lease(name)?)))
+                .collect();
+            listed.sort_by_key(|(i, _)| *i);
+            let mut events: Vec<(Option<u16>, WatchEvent)> = listed
+                .into_iter()
+                .map(|(i, lease)| (Some(i), WatchEvent::Changed(lease)))
+                .collect();
+            if let Ok(rv) = ResourceVersion::new(&self.rv.to_string()) {
+                events.push((None, WatchEvent::Synced(rv)));
+            }
+            return events;
+        };
+        match from.as_str().parse::<u64>() {
+            Ok(from) if from >= self.compacted && from <= self.rv => self
+                .history
+                .iter()
+                .filter(|c| c.rv > from)
+                .filter_map(|c| {
+                    let slot = slots.index_of(&c.name)?;
+                    let event = match &c.lease {
+                        Some(lease) => WatchEvent::Changed(lease.clone()),
+                        None => WatchEvent::Deleted,
+                    };
+                    Some((Some(slot), event))
+                })
+                .collect(),
+            _ => vec![(None, WatchEvent::Expired)],
         }
     }
 

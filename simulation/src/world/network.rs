@@ -6,7 +6,7 @@ use super::{Ev, World};
 use crate::outcome::Failure;
 use crate::scenario::{Fault, Network};
 use crate::server::Effect;
-use leasehold_core::{ApiError, Duration, Operation, Request, WatchEvent};
+use leasehold_core::{ApiError, Duration, Operation, Request, SlotNames, WatchEvent};
 
 /// One open watch stream.
 pub(super) struct Watcher {
@@ -15,6 +15,8 @@ pub(super) struct Watcher {
     pub(super) inc: u32,
     pub(super) slot: u16,
     pub(super) name: String,
+    /// A pool's stream: the slots it delivers, each to its own slot number.
+    pub(super) slots: Option<SlotNames>,
     /// When its last event arrives: later events never overtake it.
     pub(super) last_delivery: u64,
 }
@@ -48,30 +50,43 @@ impl World<'_> {
         let net = self.network();
         self.log(|| format!("node-{n} sends slot {slot} {:?}", req.op));
         match &req.op {
-            Operation::Watch { resource_version } => {
+            Operation::Watch { .. } | Operation::WatchSlots { .. } => {
                 self.report.watches += 1;
                 let lat = self.rng.range(1, net.max_latency + 1);
                 let name = req.lease.as_str().to_owned();
                 self.watchers.retain(|w| !(w.node == n && w.slot == slot));
-                let events = if self.reachable(n) {
-                    self.server.watch(&name, resource_version.as_ref())
-                } else {
-                    vec![WatchEvent::Failed]
+                let slots = match &req.op {
+                    Operation::WatchSlots { slots, .. } => Some(slots.clone()),
+                    _ => None,
+                };
+                let events: Vec<(Option<u16>, WatchEvent)> = match &req.op {
+                    _ if !self.reachable(n) => vec![(None, WatchEvent::Failed)],
+                    Operation::WatchSlots {
+                        slots,
+                        resource_version,
+                    } => self.server.watch_slots(slots, resource_version.as_ref()),
+                    Operation::Watch { resource_version } => self
+                        .server
+                        .watch(&name, resource_version.as_ref())
+                        .into_iter()
+                        .map(|event| (None, event))
+                        .collect(),
+                    _ => Vec::new(),
                 };
                 let opened = !matches!(
                     events.as_slice(),
-                    [WatchEvent::Failed | WatchEvent::Expired]
+                    [(None, WatchEvent::Failed | WatchEvent::Expired)]
                 );
-                if matches!(events.as_slice(), [WatchEvent::Expired]) {
+                if matches!(events.as_slice(), [(None, WatchEvent::Expired)]) {
                     self.report.expired += 1;
                 }
-                for event in events {
+                for (to, event) in events {
                     self.push(
                         t + lat,
                         Ev::Watch {
                             node: n,
                             inc,
-                            slot,
+                            slot: to.unwrap_or(slot),
                             event,
                         },
                     );
@@ -85,6 +100,7 @@ impl World<'_> {
                         inc,
                         slot,
                         name,
+                        slots,
                         last_delivery: t + lat,
                     });
                     let life = self.scenario.watch_lifetime;
@@ -219,14 +235,18 @@ impl World<'_> {
         let net = self.network();
         let mut cut = Vec::new();
         for i in 0..self.watchers.len() {
-            if self.watchers[i].name != name {
+            let to = match &self.watchers[i].slots {
+                Some(slots) => slots.index_of(name),
+                None => (self.watchers[i].name == name).then_some(self.watchers[i].slot),
+            };
+            let Some(slot) = to else {
                 continue;
-            }
+            };
             let lat = self.rng.range(1, net.max_latency + 1);
             let w = &mut self.watchers[i];
             let at = (self.now + lat).max(w.last_delivery);
             w.last_delivery = at;
-            let (node, inc, slot) = (w.node, w.inc, w.slot);
+            let (node, inc) = (w.node, w.inc);
             let event = if self.rng.chance(net.watch_cut_permille) {
                 cut.push(i);
                 WatchEvent::Failed
