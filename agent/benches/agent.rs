@@ -3,21 +3,25 @@
 //! failover times, cold-start makespan, memory and binary size. Prints markdown tables.
 //!
 //! `scripts/bench` builds the static binaries first and runs this; alone:
-//! `cargo bench -p leasehold --bench agent`.
+//! `cargo bench -p leasehold --features demo --bench agent -- [SECTION …] [--cold-n 100,1000]
+//! [--cold-runs 3]`. Section numbers pick sections; `--cold-n` (a comma-separated list of
+//! member counts) and `--cold-runs` size the cold start, as do `LEASEHOLD_BENCH_COLD_N` and
+//! `LEASEHOLD_BENCH_COLD_RUNS` (the flags win).
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{
     Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig, Request,
-    ResourceVersion, Timing,
+    ResourceVersion, Timing, Verb,
 };
-use leasehold_runtime::{Clock, ListedLease, Transport, WatchSink, drive};
+use leasehold_runtime::{Clock, ListedLease, RequestError, Transport, WatchSink, drive};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 const SECS: fn(u64) -> leasehold_core::Duration = leasehold_core::Duration::from_secs;
 
@@ -86,12 +90,79 @@ impl Drop for SimProcess {
     }
 }
 
-/// One candidate's view of the shared transport: counts its requests and remembers when its
-/// last renew was answered.
+/// The verbs requests are counted by, in the order the breakdown prints them.
+const VERBS: [Verb; 6] = [
+    Verb::Get,
+    Verb::Create,
+    Verb::Update,
+    Verb::Watch,
+    Verb::List,
+    Verb::Delete,
+];
+
+/// Where `verb` is in [`VERBS`].
+fn verb_index(verb: Verb) -> usize {
+    VERBS
+        .iter()
+        .position(|v| *v == verb)
+        .expect("every verb is counted")
+}
+
+/// What one request came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    /// A 2xx answer; for a watch, a stream that opened.
+    Success,
+    /// The API server refused it with this status code.
+    Code(u16),
+    /// No status came back: a timeout, a refused or broken connection, an answer that could
+    /// not be decoded (the transport's own words are in its `Cause`).
+    NoStatus,
+}
+
+impl Outcome {
+    fn of(error: Option<&RequestError>) -> Self {
+        match error {
+            None => Self::Success,
+            Some(e) => e
+                .status
+                .as_ref()
+                .map_or(Self::NoStatus, |s| Self::Code(s.code)),
+        }
+    }
+}
+
+/// The requests one candidate sent, by verb, and what each came to. A request still in flight
+/// when its candidate is stopped has no outcome.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    /// Sent, by verb (in [`VERBS`]' order).
+    sent: [u64; VERBS.len()],
+    /// Outcomes, by verb (in [`VERBS`]' order) and outcome.
+    outcomes: BTreeMap<(usize, Outcome), u64>,
+}
+
+impl Tally {
+    fn total(&self) -> u64 {
+        self.sent.iter().sum()
+    }
+
+    fn add(&mut self, other: &Tally) {
+        for (mine, theirs) in self.sent.iter_mut().zip(other.sent) {
+            *mine += theirs;
+        }
+        for (key, n) in &other.outcomes {
+            *self.outcomes.entry(*key).or_default() += n;
+        }
+    }
+}
+
+/// One candidate's view of the shared transport: counts its requests by verb and outcome, and
+/// remembers when its last renew was answered.
 struct Counting {
     inner: Arc<HttpTransport>,
     me: Identity,
-    requests: AtomicU64,
+    tally: Mutex<Tally>,
     renewed: Mutex<Option<Instant>>,
 }
 
@@ -100,12 +171,55 @@ impl Counting {
         Arc::new(Self {
             inner: inner.clone(),
             me: me.clone(),
-            requests: AtomicU64::new(0),
+            tally: Mutex::new(Tally::default()),
             renewed: Mutex::new(None),
         })
     }
+
+    /// The requests sent so far.
     fn count(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.tally.lock().unwrap().total()
+    }
+
+    fn tally(&self) -> Tally {
+        self.tally.lock().unwrap().clone()
+    }
+
+    fn sent(&self, verb: Verb) {
+        self.tally.lock().unwrap().sent[verb_index(verb)] += 1;
+    }
+
+    fn answered(&self, verb: Verb, outcome: Outcome) {
+        *self
+            .tally
+            .lock()
+            .unwrap()
+            .outcomes
+            .entry((verb_index(verb), outcome))
+            .or_default() += 1;
+    }
+}
+
+/// The outcome of one watch's opening. A refused or failed opening is the stream's first and
+/// last delivery, with its error; a stream that opened may deliver nothing for a long while, so
+/// one that ends or is dropped before any error counts as opened.
+struct WatchOpening<'a> {
+    counting: &'a Counting,
+    counted: bool,
+}
+
+impl WatchOpening<'_> {
+    fn count(&mut self, error: Option<&RequestError>) {
+        if !self.counted {
+            self.counted = true;
+            self.counting.answered(Verb::Watch, Outcome::of(error));
+        }
+    }
+}
+
+impl Drop for WatchOpening<'_> {
+    fn drop(&mut self) {
+        self.count(None);
     }
 }
 
@@ -114,9 +228,11 @@ impl Transport for Counting {
         &self,
         request: Request,
     ) -> Result<leasehold_core::Lease, leasehold_runtime::RequestError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let verb = request.op.verb();
+        self.sent(verb);
         let write = matches!(request.op, Operation::Create(_) | Operation::Update { .. });
         let response = self.inner.call(request).await;
+        self.answered(verb, Outcome::of(response.as_ref().err()));
         if write
             && response
                 .as_ref()
@@ -132,7 +248,10 @@ impl Transport for Counting {
         ns: Option<&str>,
         sel: Option<&str>,
     ) -> Result<Vec<ListedLease>, leasehold_runtime::RequestError> {
-        self.inner.list(ns, sel).await
+        self.sent(Verb::List);
+        let response = self.inner.list(ns, sel).await;
+        self.answered(Verb::List, Outcome::of(response.as_ref().err()));
+        response
     }
 
     async fn delete(
@@ -140,12 +259,43 @@ impl Transport for Counting {
         name: &str,
         rv: &ResourceVersion,
     ) -> Result<(), leasehold_runtime::RequestError> {
-        self.inner.delete(name, rv).await
+        self.sent(Verb::Delete);
+        let response = self.inner.delete(name, rv).await;
+        self.answered(Verb::Delete, Outcome::of(response.as_ref().err()));
+        response
     }
 
     async fn watch(&self, lease: LeaseName, rv: Option<ResourceVersion>, sink: WatchSink) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.watch(lease, rv, sink).await
+        self.sent(Verb::Watch);
+        let mut opening = WatchOpening {
+            counting: self,
+            counted: false,
+        };
+        // The stream runs into a sink of this wrapper's, so that its first delivery can be
+        // read; each delivery goes on to the driver's sink, which keeps its slot and generation.
+        let (deliveries, mut delivered) = mpsc::unbounded_channel();
+        let stream = self
+            .inner
+            .watch(lease, rv, WatchSink::new(0, 0, deliveries));
+        let opening = &mut opening;
+        // Moved in, so that the stream's next delivery fails and ends it once the driver has
+        // stopped listening.
+        let forward = async move {
+            while let Some(delivery) = delivered.recv().await {
+                opening.count(delivery.error.as_ref());
+                let more = match delivery.error {
+                    Some(error) => {
+                        sink.fail(error);
+                        false
+                    }
+                    None => sink.send(delivery.event),
+                };
+                if !more {
+                    break;
+                }
+            }
+        };
+        tokio::join!(stream, forward);
     }
 }
 
@@ -446,17 +596,30 @@ async fn failover(shared: &Arc<HttpTransport>) {
     println!();
 }
 
+/// What one cold start came to.
+struct ColdStart {
+    /// From the start until the last member finished, or until the run was given up.
+    makespan: Duration,
+    /// Members that ran their work and closed their pool (the release sent, whatever it
+    /// wrote): all of them, unless the pool did not drain.
+    finished: u64,
+    /// Releases that wrote nothing (`Released { written: false }`): those slots were left to
+    /// expire, and the members still finished.
+    unwritten: u64,
+    /// Each member's requests.
+    members: Vec<Tally>,
+}
+
 /// One cold start: `n` members through a pool of `SLOTS`, each holding its slot for `hold`.
-/// Returns the makespan, the requests sent and how many members finished (all, unless the
-/// pool stalled).
 async fn cold_start_once(
     shared: &Arc<HttpTransport>,
     prefix: &str,
     n: usize,
     hold: Duration,
     watch: bool,
-) -> (Duration, u64, u64) {
-    let released = Arc::new(AtomicU64::new(0));
+) -> ColdStart {
+    let finished = Arc::new(AtomicU64::new(0));
+    let unwritten = Arc::new(AtomicU64::new(0));
     let mut counts: Vec<Arc<Counting>> = Vec::new();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -464,7 +627,8 @@ async fn cold_start_once(
         let identity = Identity::new(&format!("m{m}")).unwrap();
         let transport = Counting::new(shared, &identity);
         counts.push(transport.clone());
-        let (released, prefix) = (released.clone(), prefix.to_owned());
+        let (finished, unwritten, prefix) =
+            (finished.clone(), unwritten.clone(), prefix.to_owned());
         tasks.push(tokio::spawn(async move {
             let config = PoolConfig {
                 prefix: &prefix,
@@ -476,14 +640,14 @@ async fn cold_start_once(
             let mut pool: Pool<SLOTS> = Pool::new(config, m as u64).unwrap();
             let (done, work_done) = oneshot::channel::<()>();
             let mut done = Some(done);
-            let finished = async move {
+            let work_ended = async move {
                 let _ = work_done.await;
             };
             drive(
                 &mut pool,
                 transport,
                 Clock::default(),
-                finished,
+                work_ended,
                 |_, e| match e.event {
                     Event::BecameLeader { .. } => {
                         if let Some(done) = done.take() {
@@ -493,90 +657,186 @@ async fn cold_start_once(
                             });
                         }
                     }
-                    Event::Released { written: true } => {
-                        released.fetch_add(1, Ordering::Relaxed);
+                    Event::Released { written: false } => {
+                        unwritten.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
                 },
             )
             .await;
+            // The drive returns once the work has ended and the pool is closed: the member is
+            // done, whether its release was written or left to expire.
+            finished.fetch_add(1, Ordering::Relaxed);
         }));
     }
     let limit = hold * n.div_ceil(SLOTS) as u32 * 10 + Duration::from_secs(60);
-    while released.load(Ordering::Relaxed) < n as u64 && start.elapsed() < limit {
+    while finished.load(Ordering::Relaxed) < n as u64 && start.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let makespan = start.elapsed();
     for t in tasks {
         t.abort();
     }
-    let done = released.load(Ordering::Relaxed);
+    let done = finished.load(Ordering::Relaxed);
     if done < n as u64 {
         eprintln!("cold start {prefix}: only {done} of {n} members finished within {limit:?}");
     }
-    (makespan, counts.iter().map(|c| c.count()).sum(), done)
+    ColdStart {
+        makespan,
+        finished: done,
+        unwritten: unwritten.load(Ordering::Relaxed),
+        members: counts.iter().map(|c| c.tally()).collect(),
+    }
 }
 
 /// The pool size of the cold-start benchmark (Sysdig's default).
 const SLOTS: usize = 10;
 
-/// 3. Cold start: N members through a pool of 10, each holding its slot for `hold`; three runs.
-async fn cold_start(shared: &Arc<HttpTransport>) {
+/// How the cold start is run: the member counts, and the runs of each.
+struct ColdStartPlan {
+    members: Vec<usize>,
+    runs: usize,
+}
+
+impl Default for ColdStartPlan {
+    fn default() -> Self {
+        Self {
+            members: vec![100, 1000],
+            runs: 3,
+        }
+    }
+}
+
+fn mode_name(watch: bool) -> &'static str {
+    if watch {
+        "leasehold, watch"
+    } else {
+        "polling (client-go schedule)"
+    }
+}
+
+/// 3. Cold start: N members through a pool of 10, each holding its slot for `hold`.
+///
+/// Makespans are of the runs that drained; requests are of every run (one that did not drain,
+/// until it was given up).
+async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
     let hold = Duration::from_millis(300);
+    let runs = plan.runs;
     println!(
-        "## 3. Cold-start makespan: a pool of 10, each member holds its slot {hold:?}, 3 runs\n"
+        "## 3. Cold-start makespan: a pool of 10, each member holds its slot {hold:?}, {runs} run{}\n",
+        if runs == 1 { "" } else { "s" }
     );
     println!(
-        "| mode | members | makespan, median | min – max | ideal ceil(N/10) × T | over ideal | per round | requests, median |"
+        "| mode | members | makespan, median | min – max | ideal ceil(N/10) × T | over ideal | per round | requests per member, mean (worst member) | requests per run, median | releases not written |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut breakdowns = Vec::new();
     for watch in [true, false] {
-        for n in [100usize, 1000] {
+        for &n in &plan.members {
             let mut makespans = Vec::new();
             let mut requests = Vec::new();
-            let mut stalled = 0;
-            for run in 0..3 {
+            let mut worst = 0;
+            let mut unwritten = 0;
+            let mut not_drained = 0;
+            let mut all = Tally::default();
+            for run in 0..runs {
                 let prefix = format!("cold-{}-{n}-{run}", if watch { "w" } else { "p" });
-                let (makespan, sent, done) = cold_start_once(shared, &prefix, n, hold, watch).await;
-                if done < n as u64 {
-                    stalled += 1;
-                    continue;
+                let result = cold_start_once(shared, &prefix, n, hold, watch).await;
+                unwritten += result.unwritten;
+                requests.push(result.members.iter().map(Tally::total).sum::<u64>() as f64);
+                for member in &result.members {
+                    worst = worst.max(member.total());
+                    all.add(member);
                 }
-                makespans.push(makespan.as_secs_f64());
-                requests.push(sent as f64);
-            }
-            if makespans.is_empty() {
-                println!(
-                    "| {} | {n} | every run stalled | | | | | |",
-                    if watch {
-                        "leasehold, watch"
-                    } else {
-                        "polling (client-go schedule)"
-                    }
-                );
-                continue;
-            }
-            let (lo, hi) = (
-                makespans.iter().copied().fold(f64::MAX, f64::min),
-                makespans.iter().copied().fold(0.0, f64::max),
-            );
-            let makespan = median(&mut makespans);
-            let ideal = (hold * n.div_ceil(SLOTS) as u32).as_secs_f64();
-            println!(
-                "| {}{} | {n} | {makespan:.2} s | {lo:.2} – {hi:.2} s | {ideal:.2} s | {:+.1} % | {:+.1} ms | {:.0} |",
-                if watch {
-                    "leasehold, watch"
+                if result.finished < n as u64 {
+                    not_drained += 1;
                 } else {
-                    "polling (client-go schedule)"
-                },
-                if stalled > 0 {
-                    format!(" ({stalled} of 3 runs stalled)")
+                    makespans.push(result.makespan.as_secs_f64());
+                }
+            }
+            let mode = format!(
+                "{}{}",
+                mode_name(watch),
+                if not_drained > 0 {
+                    format!(" ({not_drained} of {runs} runs did not drain)")
                 } else {
                     String::new()
-                },
-                (makespan / ideal - 1.0) * 100.0,
-                (makespan - ideal) / n.div_ceil(SLOTS) as f64 * 1e3,
-                median(&mut requests),
+                }
+            );
+            let per_member = all.total() as f64 / (n * runs) as f64;
+            let requests = format!(
+                "{per_member:.1} ({worst}) | {:.0} | {unwritten}",
+                median(&mut requests)
+            );
+            if makespans.is_empty() {
+                println!("| {mode} | {n} | no run drained | | | | | {requests} |");
+            } else {
+                let (lo, hi) = (
+                    makespans.iter().copied().fold(f64::MAX, f64::min),
+                    makespans.iter().copied().fold(0.0, f64::max),
+                );
+                let makespan = median(&mut makespans);
+                let ideal = (hold * n.div_ceil(SLOTS) as u32).as_secs_f64();
+                println!(
+                    "| {mode} | {n} | {makespan:.2} s | {lo:.2} – {hi:.2} s | {ideal:.2} s | {:+.1} % | {:+.1} ms | {requests} |",
+                    (makespan / ideal - 1.0) * 100.0,
+                    (makespan - ideal) / n.div_ceil(SLOTS) as f64 * 1e3,
+                );
+            }
+            breakdowns.push((watch, n, all));
+        }
+    }
+    println!();
+    print_breakdown(&breakdowns, runs);
+}
+
+/// The cold start's requests by verb and answer: per run (the mean over the runs), and sent
+/// per member.
+fn print_breakdown(breakdowns: &[(bool, usize, Tally)], runs: usize) {
+    println!("### Cold-start requests by verb and answer, per run (mean of {runs})\n");
+    println!(
+        "| mode | members | verb | sent per member | sent | 2xx | 404 | 409 | 429 | other codes | no status (timeout, connection) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let per_run = |count: u64| format!("{:.0}", count as f64 / runs as f64);
+    for (watch, n, tally) in breakdowns {
+        for (v, verb) in VERBS.iter().enumerate() {
+            if tally.sent[v] == 0 {
+                continue;
+            }
+            let of = |wanted: Outcome| tally.outcomes.get(&(v, wanted)).copied().unwrap_or(0);
+            let others: Vec<(u16, u64)> = tally
+                .outcomes
+                .iter()
+                .filter_map(|(&(verb, outcome), &count)| match outcome {
+                    Outcome::Code(code) if verb == v && ![404, 409, 429].contains(&code) => {
+                        Some((code, count))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let other = match others.iter().map(|(_, c)| c).sum::<u64>() {
+                0 => "0".to_owned(),
+                total => format!(
+                    "{} ({})",
+                    per_run(total),
+                    others
+                        .iter()
+                        .map(|(code, c)| format!("{code}: {}", per_run(*c)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            println!(
+                "| {} | {n} | {verb} | {:.2} | {} | {} | {} | {} | {} | {other} | {} |",
+                mode_name(*watch),
+                tally.sent[v] as f64 / (n * runs) as f64,
+                per_run(tally.sent[v]),
+                per_run(of(Outcome::Success)),
+                per_run(of(Outcome::Code(404))),
+                per_run(of(Outcome::Code(409))),
+                per_run(of(Outcome::Code(429))),
+                per_run(of(Outcome::NoStatus)),
             );
         }
     }
@@ -767,13 +1027,64 @@ fn sizes() {
     println!();
 }
 
+/// What the command line asks for.
+struct Args {
+    /// The sections to run, by number; every section when empty.
+    sections: Vec<String>,
+    cold_start: ColdStartPlan,
+}
+
+impl Args {
+    /// Reads the arguments (`--cold-n LIST`, `--cold-runs N`, also as `--flag=value`, and
+    /// section numbers; cargo's `--bench` and any other flag are ignored) over the
+    /// environment's `LEASEHOLD_BENCH_COLD_N` and `LEASEHOLD_BENCH_COLD_RUNS`.
+    fn parse() -> Self {
+        let mut cold_n = std::env::var("LEASEHOLD_BENCH_COLD_N").ok();
+        let mut cold_runs = std::env::var("LEASEHOLD_BENCH_COLD_RUNS").ok();
+        let mut sections = Vec::new();
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let (flag, value) = match arg.split_once('=') {
+                Some((flag, value)) => (flag, Some(value.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            match flag {
+                "--cold-n" => cold_n = value.or_else(|| args.next()),
+                "--cold-runs" => cold_runs = value.or_else(|| args.next()),
+                f if f.starts_with('-') => {}
+                _ => sections.push(arg),
+            }
+        }
+        let mut cold_start = ColdStartPlan::default();
+        if let Some(list) = cold_n {
+            cold_start.members = list
+                .split(',')
+                .map(|n| match n.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => panic!("--cold-n {list}: give member counts above 0, comma-separated"),
+                })
+                .collect();
+        }
+        if let Some(runs) = cold_runs {
+            cold_start.runs = match runs.trim().parse::<usize>() {
+                Ok(r) if r > 0 => r,
+                _ => panic!("--cold-runs {runs}: give a number of runs above 0"),
+            };
+        }
+        Self {
+            sections,
+            cold_start,
+        }
+    }
+
+    fn wanted(&self, section: &str) -> bool {
+        self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
+}
+
 fn main() {
-    // `cargo bench` passes --bench; a filter picks sections by number.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
+    let args = Args::parse();
+    let wanted = |section: &str| args.wanted(section);
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Ok(mode) = std::env::var("LEASEHOLD_BENCH_ELECTORS") {
         let kubeconfig = PathBuf::from(std::env::var_os("LEASEHOLD_BENCH_KUBECONFIG").unwrap());
@@ -807,7 +1118,7 @@ fn main() {
             failover(&shared).await;
         }
         if wanted("3") {
-            cold_start(&shared).await;
+            cold_start(&shared, &args.cold_start).await;
         }
         if wanted("4") {
             memory(&sim).await;
