@@ -81,6 +81,134 @@ async fn get_shows_holders_expiry_and_transitions() {
     a.exit(Duration::from_secs(10)).await;
 }
 
+/// The cells of `line` under each header of `header`: a column starts where its header does,
+/// so an empty cell reads as empty (splitting on spaces would drop it).
+fn cells(header: &str, line: &str) -> Vec<String> {
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts
+                .get(n + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
+            line.get(start.min(end)..end)
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_shows_a_cold_start_pool_as_kubectl_does_then_expiry_and_transitions() {
+    let w = World::start("get-pool").await;
+    let now = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        ))
+        .unwrap();
+    // Sysdig's cold-start slots, created out of order: even ones held by a node, the others
+    // free, never held (no holder) or released (an empty holder, as a release writes it).
+    let holder = |i: usize| (i % 2 == 0).then(|| format!("node-{i}"));
+    for i in [7, 0, 11, 2, 10, 1, 5, 3, 9, 4, 8, 6] {
+        let spec = match (holder(i), i % 4) {
+            (Some(node), _) => serde_json::json!({"holderIdentity": node,
+                "leaseDurationSeconds": 10, "acquireTime": now, "renewTime": now,
+                "leaseTransitions": i}),
+            (None, 1) => serde_json::json!({}),
+            (None, _) => serde_json::json!({"holderIdentity": "", "leaseDurationSeconds": 1,
+                "renewTime": now, "leaseTransitions": i}),
+        };
+        w.sim
+            .seed_lease(
+                "sysdig-agent",
+                serde_json::json!({"metadata": {"name": format!("cold-start-{i}")}, "spec": spec}),
+            )
+            .unwrap();
+    }
+
+    let out = w.run_as(&w.admin, &["get", "leases", "-n", "sysdig-agent"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        cells(lines[0], lines[0]),
+        ["NAME", "HOLDER", "AGE", "EXPIRES", "TRANSITIONS"],
+        "kubectl's columns first, then leasehold's: {table}"
+    );
+    let rows: Vec<Vec<String>> = lines[1..].iter().map(|l| cells(lines[0], l)).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    let slots: Vec<String> = (0..12).map(|i| format!("cold-start-{i}")).collect();
+    assert_eq!(names, slots, "the slots in natural order: {table}");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row[1],
+            holder(i).unwrap_or_default(),
+            "cold-start-{i}: the holder, empty when free: {table}"
+        );
+        assert!(
+            row[2]
+                .strip_suffix('s')
+                .is_some_and(|n| n.parse::<u32>().is_ok()),
+            "cold-start-{i}: an age in seconds, as kubectl writes it: {table}"
+        );
+        match holder(i) {
+            Some(_) => assert!(row[3].starts_with("in "), "{table}"),
+            None => assert_eq!(row[3], "<none>", "{table}"),
+        }
+        let transitions = if i % 4 == 1 {
+            "<none>".to_owned()
+        } else {
+            i.to_string()
+        };
+        assert_eq!(row[4], transitions, "{table}");
+    }
+
+    // kubectl itself, where it is installed: the same names, holders and column widths.
+    let Ok(kubectl) = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&w.admin)
+        .args(["get", "leases", "-n", "sysdig-agent"])
+        .output()
+    else {
+        eprintln!("kubectl is not installed: leasehold's table was not compared with kubectl's");
+        return;
+    };
+    let theirs = String::from_utf8_lossy(&kubectl.stdout).into_owned();
+    assert!(kubectl.status.success(), "{theirs}");
+    let their_lines: Vec<&str> = theirs.lines().collect();
+    assert_eq!(
+        cells(their_lines[0], their_lines[0]),
+        ["NAME", "HOLDER", "AGE"]
+    );
+    let age_at = |header: &str| header.find("AGE").unwrap();
+    assert_eq!(
+        age_at(lines[0]),
+        age_at(their_lines[0]),
+        "NAME and HOLDER as wide as kubectl's:\n{table}\n{theirs}"
+    );
+    let mut their_rows: Vec<Vec<String>> = their_lines[1..]
+        .iter()
+        .map(|l| cells(their_lines[0], l))
+        .collect();
+    their_rows.sort_by_key(|r| slots.iter().position(|s| *s == r[0]));
+    let name_and_holder = |rows: &[Vec<String>]| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect()
+    };
+    assert_eq!(
+        name_and_holder(&rows),
+        name_and_holder(&their_rows),
+        "\n{table}\n{theirs}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_with_refused_credentials_exits_3() {
     let w = World::start("get-rbac").await;

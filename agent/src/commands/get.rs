@@ -9,6 +9,7 @@ use crate::rbac;
 use leasehold_core::{Holder, MicroTime};
 use leasehold_runtime::{ListedLease, Transport};
 use serde::Serialize;
+use std::cmp::Ordering;
 use std::time::Duration;
 
 pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
@@ -31,7 +32,11 @@ pub async fn run(global: &Global, args: GetArgs) -> Result<i32, AgentError> {
         Ok(leases) => leases,
         Err(error) => return Err(rbac::failed(&error, &rbac::Needs::listing(namespace))),
     };
-    leases.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    leases.sort_by(|a, b| {
+        a.namespace
+            .cmp(&b.namespace)
+            .then_with(|| natural(&a.name, &b.name))
+    });
     let now = wall_now();
     match args.output {
         Some(GetOutput::Json) => {
@@ -103,6 +108,9 @@ impl From<&ListedLease> for Row {
     }
 }
 
+/// The table: kubectl's columns first, as kubectl prints them (NAME, HOLDER, empty when the
+/// lease has none, AGE), so that what Sysdig documents for `kubectl get leases` reads the same
+/// here; then leasehold's own.
 fn table(leases: &[ListedLease], now: MicroTime, with_namespace: bool, wide: bool) -> String {
     let mut header = vec!["NAME", "HOLDER", "AGE", "EXPIRES", "TRANSITIONS"];
     if wide {
@@ -249,24 +257,81 @@ fn relative(now: MicroTime, at: MicroTime) -> String {
     }
 }
 
-/// kubectl's AGE: how long ago the object was created.
+/// kubectl's AGE: how long ago the object was created, `<invalid>` when its creation is more
+/// than a second ahead of the local clock (kubectl's `TranslateTimestampSince`).
 fn age(now: MicroTime, created: MicroTime) -> String {
     let delta = now
         .as_unix_micros()
-        .saturating_sub(created.as_unix_micros())
-        .max(0);
-    short(Duration::from_micros(delta.unsigned_abs()))
+        .saturating_sub(created.as_unix_micros());
+    match delta / 1_000_000 {
+        ..-1 => "<invalid>".to_owned(),
+        _ => short(Duration::from_micros(delta.max(0).unsigned_abs())),
+    }
 }
 
-/// kubectl's short durations: `45s`, `12m`, `5h`, `3d`.
+/// kubectl's short durations (apimachinery's `HumanDuration`): two or three significant
+/// figures, `45s`, `2m10s`, `15m`, `3h`, `3h5m`, `30h`, `5d`, `5d3h`, `40d`, `2y10d`, `9y`.
 fn short(d: Duration) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    const YEAR: u64 = 365 * DAY;
+    /// `whole` units and, unless zero, the `part` after them.
+    fn two(whole: u64, unit: &str, part: u64, part_unit: &str) -> String {
+        match part {
+            0 => format!("{whole}{unit}"),
+            _ => format!("{whole}{unit}{part}{part_unit}"),
+        }
+    }
     let s = d.as_secs();
+    // The bounds: 2 and 10 minutes, 3, 8 and 48 hours, 8 days, 2 and 8 years of 365 days.
     match s {
         0..120 => format!("{s}s"),
-        120..7_200 => format!("{}m", s / 60),
-        7_200..172_800 => format!("{}h", s / 3_600),
-        _ => format!("{}d", s / 86_400),
+        120..600 => two(s / MINUTE, "m", s % MINUTE, "s"),
+        600..10_800 => format!("{}m", s / MINUTE),
+        10_800..28_800 => two(s / HOUR, "h", s % HOUR / MINUTE, "m"),
+        28_800..172_800 => format!("{}h", s / HOUR),
+        172_800..691_200 => two(s / DAY, "d", s % DAY / HOUR, "h"),
+        691_200..63_072_000 => format!("{}d", s / DAY),
+        63_072_000..252_288_000 => two(s / YEAR, "y", s % YEAR / DAY, "d"),
+        _ => format!("{}y", s / YEAR),
     }
+}
+
+/// Names in natural order: runs of digits compare as numbers, so a pool's `cold-start-2` comes
+/// before `cold-start-10`; names that compare equal so (`slot-01`, `slot-1`) keep their plain
+/// order.
+fn natural(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (n, rest_x) = digits(x);
+                let (m, rest_y) = digits(y);
+                let by_value = n.len().cmp(&m.len()).then_with(|| n.cmp(m));
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                (x, y) = (rest_x, rest_y);
+            }
+            (Some(c), Some(d)) if c != d => return c.cmp(d),
+            _ => (x, y) = (&x[1..], &y[1..]),
+        }
+    }
+}
+
+/// The leading run of digits of `s` without its leading zeros, and what follows the run.
+fn digits(s: &[u8]) -> (&[u8], &[u8]) {
+    let end = s
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(s.len());
+    let (run, rest) = s.split_at(end);
+    let zeros = run.iter().take_while(|c| **c == b'0').count();
+    (&run[zeros..], rest)
 }
 
 fn wall_now() -> MicroTime {
@@ -362,6 +427,83 @@ mod tests {
         assert!(
             wide.contains("RENEWED") && wide.contains("5s ago") && wide.contains("15s"),
             "{wide}"
+        );
+    }
+
+    #[test]
+    fn ages_read_as_kubectl_prints_them() {
+        let cases: [(u64, &str); 22] = [
+            (0, "0s"),
+            (45, "45s"),
+            (119, "119s"),
+            (120, "2m"),
+            (130, "2m10s"),
+            (599, "9m59s"),
+            (600, "10m"),
+            (179 * 60 + 59, "179m"),
+            (3 * 3_600, "3h"),
+            (3 * 3_600 + 5 * 60 + 59, "3h5m"),
+            (8 * 3_600, "8h"),
+            (47 * 3_600 + 3_599, "47h"),
+            (2 * 86_400, "2d"),
+            (5 * 86_400 + 3 * 3_600, "5d3h"),
+            (8 * 86_400 - 1, "7d23h"),
+            (8 * 86_400, "8d"),
+            (729 * 86_400, "729d"),
+            (730 * 86_400, "2y"),
+            (740 * 86_400, "2y10d"),
+            (8 * 365 * 86_400 - 1, "7y364d"),
+            (8 * 365 * 86_400, "8y"),
+            (30 * 365 * 86_400, "30y"),
+        ];
+        for (secs, shown) in cases {
+            assert_eq!(short(Duration::from_secs(secs)), shown, "{secs} s");
+        }
+        let now = MicroTime::from_unix_micros(1_000 * 1_000_000);
+        let at = |micros: i64| MicroTime::from_unix_micros(1_000 * 1_000_000 + micros);
+        assert_eq!(age(now, at(-130_000_000)), "2m10s");
+        assert_eq!(
+            age(now, at(1_999_999)),
+            "0s",
+            "created up to 2 s ahead: the clocks disagree a little"
+        );
+        assert_eq!(age(now, at(2_000_000)), "<invalid>");
+        assert_eq!(
+            age(now, MicroTime::from_unix_micros(i64::MIN)),
+            short(Duration::from_micros(i64::MAX.unsigned_abs())),
+            "saturates, no overflow"
+        );
+    }
+
+    #[test]
+    fn names_sort_in_natural_order() {
+        let mut names = [
+            "cold-start-10",
+            "cold-start-2",
+            "cold-start-1",
+            "controller",
+            "cold-start-0",
+            "cold-start-11",
+            "a-01",
+            "a-1",
+            "a-001b",
+            "a-1a",
+        ];
+        names.sort_by(|a, b| natural(a, b));
+        assert_eq!(
+            names,
+            [
+                "a-01",
+                "a-1",
+                "a-1a",
+                "a-001b",
+                "cold-start-0",
+                "cold-start-1",
+                "cold-start-2",
+                "cold-start-10",
+                "cold-start-11",
+                "controller",
+            ]
         );
     }
 
