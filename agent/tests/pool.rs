@@ -81,6 +81,64 @@ async fn a_cold_start_admits_at_most_n_at_once_and_exits_with_the_commands_code(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_cold_start_logs_its_slot_at_info_and_warns_of_nothing() {
+    let w = World::start("cold-start-logs").await;
+    let log = w.path("builds");
+    let script = build(&log, 200, 0);
+    // Two members through one slot: the second takes it over when the first releases it.
+    let mut agents: Vec<_> = (0..2)
+        .map(|i| {
+            w.spawn(
+                &format!("member-{i}"),
+                &[
+                    "--log-format",
+                    "json",
+                    "pool",
+                    "--size",
+                    "1",
+                    "--identity",
+                    &format!("member-{i}"),
+                    "--release-after",
+                    "sh",
+                    "-c",
+                    &script,
+                ],
+            )
+        })
+        .collect();
+    for agent in &mut agents {
+        let status = agent.exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "{}", agent.log_text());
+        let text = agent.log_text();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect(l))
+            .collect();
+        let level_of = |message: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"] == message)
+                .map(|l| l["level"].clone())
+        };
+        assert_eq!(
+            level_of("acquired slot cold-start-0"),
+            Some("INFO".into()),
+            "{text}"
+        );
+        assert_eq!(
+            level_of("released slot cold-start-0"),
+            Some("INFO".into()),
+            "{text}"
+        );
+        assert!(
+            lines.iter().all(|l| l["level"] == "INFO"),
+            "a cold start that went as planned warns of nothing: {text}"
+        );
+    }
+    assert_eq!(w.holder("cold-start-0"), None, "released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegation_holds_n_slots_until_terminated() {
     let w = World::start("delegation").await;
     let mut agents: Vec<_> = (0..3)

@@ -232,12 +232,17 @@ pub fn report_lease_event(
             Some(Note::Renewed { deadline })
         }
         Event::LostLeadership { reason } => {
-            match role {
-                Role::Leader if reason == LossReason::Released => {
+            match (role, reason) {
+                (Role::Leader, LossReason::Released) => {
                     tracing::info!(lease, ?reason, "lost leadership");
                 }
-                Role::Leader => tracing::warn!(lease, ?reason, "lost leadership"),
-                Role::Slot => tracing::warn!(lease, ?reason, "lost slot {lease}"),
+                // A cold-start member gives its slot up at the end of every run: the line that
+                // matters is the release's, next.
+                (Role::Slot, LossReason::Released) => {
+                    tracing::debug!(lease, ?reason, "giving up slot {lease}");
+                }
+                (Role::Leader, _) => tracing::warn!(lease, ?reason, "lost leadership"),
+                (Role::Slot, _) => tracing::warn!(lease, ?reason, "lost slot {lease}"),
             }
             shared.lost_leadership();
             Some(Note::NotLeading)
@@ -255,6 +260,14 @@ pub fn report_lease_event(
                 Role::Leader => tracing::info!(lease, "released the lease"),
                 Role::Slot => tracing::info!(lease, "released slot {lease}"),
             }
+            None
+        }
+        // Nothing written free: the lease was not held when the close came (a follower's, or
+        // a member's that was still waiting), it changed since this term's last write, or the
+        // write kept failing until the term ended (each failure was logged as it came; the
+        // lease then expires on its own). Only the core knows which, so this is no warning.
+        Event::Released { written: false } => {
+            tracing::debug!(lease, "closed without writing {lease} free");
             None
         }
         Event::EventsDropped { count } => {
