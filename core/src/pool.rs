@@ -384,7 +384,7 @@ impl<const N: usize> Pool<N> {
             self.takeover.settle();
             return;
         }
-        if !self.takeover.ready(now, &mut self.jitter) {
+        if !self.takeover.ready(now, free, &mut self.jitter) {
             return;
         }
         self.takeover.settle();
@@ -1263,5 +1263,118 @@ mod tests {
         p.handle_answer(1, Ok(stored(&w[0].op, 5)), ms(2_102));
         assert_eq!(p.held(ms(2_102)), Some(1));
         assert_eq!(p.stats().acquisitions, 2);
+    }
+
+    /// A watching member lists and watches all its slots with one stream, takes a free slot
+    /// only after its drawn delay, and closes the stream once it holds one.
+    #[test]
+    fn one_stream_lists_the_slots_and_a_free_one_is_taken_after_the_drawn_delay() {
+        let mut p: Pool<8> = Pool::new(config(3, true), 4).unwrap();
+        let stream = p.stream_slot();
+        let r = all(&mut p, ms(0));
+        assert_eq!(r.len(), 1, "one stream, no reads: {r:?}");
+        assert_eq!(r[0].slot, stream);
+        let Operation::WatchSlots {
+            slots,
+            resource_version: None,
+        } = &r[0].op
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((slots.prefix(), slots.count()), ("cold-start", 3));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(2));
+        p.handle_watch_event(2, WatchEvent::Changed(lease(6, None, 1)), ms(2));
+        assert!(
+            all(&mut p, ms(2)).is_empty(),
+            "nothing before the list ends"
+        );
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(7)), ms(2));
+        assert_eq!(
+            p.slot_holder(1),
+            None,
+            "slot 1 was not listed: it has no lease"
+        );
+        let drawn = p.poll_timeout().unwrap();
+        assert!(
+            drawn < ms(2 + 250 / 2),
+            "within the window over 2 free: {drawn:?}"
+        );
+        if drawn > ms(2) {
+            assert!(all(&mut p, ms(2)).is_empty(), "not before the drawn delay");
+        }
+        let take = all(&mut p, drawn);
+        assert_eq!(writes(&take), 1, "{take:?}");
+        let stats = p.stats();
+        assert_eq!((stats.lists, stats.watches, stats.gets), (1, 1, 0));
+        p.handle_answer(take[0].slot, Ok(stored(&take[0].op, 8)), drawn);
+        assert_eq!(p.held(drawn), Some(take[0].slot));
+        let r = all(&mut p, drawn);
+        assert_eq!(
+            unwatched(&r).as_slice(),
+            &[stream],
+            "a holder needs no stream"
+        );
+    }
+
+    /// Another member's take seen before the drawn delay ends: nothing is sent.
+    #[test]
+    fn a_slot_taken_by_another_before_the_delay_ends_is_left_alone() {
+        for seed in 0..20 {
+            let mut p: Pool<8> = Pool::new(config(1, true), seed).unwrap();
+            let stream = p.stream_slot();
+            all(&mut p, ms(0));
+            p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
+            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(10));
+            let Some(drawn) = p.poll_timeout().filter(|at| *at > ms(11)) else {
+                continue;
+            };
+            p.handle_watch_event(0, WatchEvent::Changed(lease(7, Some("c"), 2)), ms(11));
+            assert_eq!(writes(&all(&mut p, drawn)), 0, "seed {seed}");
+            return;
+        }
+        panic!("no seed drew a delay");
+    }
+
+    /// The stream resumes from the last version it delivered, lists again after a 410, and a
+    /// 403 sends the member back to reading and watching each slot by name.
+    #[test]
+    fn the_stream_resumes_relists_and_falls_back_when_refused() {
+        let mut p: Pool<8> = Pool::new(config(2, true), 1).unwrap();
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
+        p.handle_watch_event(1, WatchEvent::Changed(lease(6, Some("c"), 1)), ms(1));
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(6)), ms(1));
+        p.handle_watch_event(1, WatchEvent::Changed(lease(9, Some("c"), 1)), ms(500));
+        p.handle_watch_event(stream, WatchEvent::Ended, ms(600));
+        let at = p.poll_timeout().unwrap();
+        assert!(at >= ms(2_600), "a jittered retry period: {at:?}");
+        let r = all(&mut p, at);
+        assert!(
+            matches!(&r[0].op, Operation::WatchSlots { resource_version: Some(v), .. } if *v == rv(9)),
+            "{r:?}"
+        );
+        p.handle_watch_event(stream, WatchEvent::Expired, at);
+        let again = p.poll_timeout().unwrap();
+        let r = all(&mut p, again);
+        assert!(
+            matches!(
+                &r[0].op,
+                Operation::WatchSlots {
+                    resource_version: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        p.handle_watch_event(stream, WatchEvent::Forbidden, again);
+        let r = all(&mut p, again);
+        let watched: Vec<u16, 8> = r
+            .iter()
+            .filter(|r| matches!(r.op, Operation::Watch { .. }))
+            .map(|r| r.slot)
+            .collect();
+        assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
     }
 }

@@ -24,7 +24,7 @@ use heapless::Vec;
 
 /// How many request round trips a freed slot should stay free: about one is the time the
 /// first writer's change needs to reach the others; the rest spaces the next writer after it.
-pub(crate) const TARGET_ROUND_TRIPS: u64 = 4;
+pub(crate) const TARGET_ROUND_TRIPS: u64 = 3;
 
 /// The round trip assumed until one is measured.
 const FIRST_ROUND_TRIP: Duration = Duration::from_millis(5);
@@ -39,10 +39,11 @@ pub(crate) struct Takeover<const N: usize> {
     max_window: Duration,
     /// The instant drawn for the next take, while a slot is free.
     at: Option<Instant>,
-    /// Per slot: when this member, waiting, first saw it free.
-    free_since: Vec<Option<Instant>, N>,
-    /// Smoothed round trip of this member's requests.
-    round_trip: Duration,
+    /// Per slot: when this member, waiting, first saw it free; and whether it saw it held
+    /// before (a slot already free when first seen tells nothing of how fast it is taken).
+    free_since: Vec<(Option<Instant>, bool), N>,
+    /// Smoothed round trip of this member's requests; `None` until one is measured.
+    round_trip: Option<Duration>,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -53,7 +54,7 @@ impl<const N: usize> Takeover<N> {
         let mut free_since = Vec::new();
         for _ in 0..slots.min(N) {
             // Cannot fail: at most N pushed.
-            let _ = free_since.push(None);
+            let _ = free_since.push((None, false));
         }
         let max_window = timing.lease_duration().max(MIN_WINDOW);
         Self {
@@ -61,7 +62,7 @@ impl<const N: usize> Takeover<N> {
             max_window,
             at: None,
             free_since,
-            round_trip: FIRST_ROUND_TRIP,
+            round_trip: None,
         }
     }
 
@@ -82,9 +83,16 @@ impl<const N: usize> Takeover<N> {
     }
 
     /// A request was answered `sample` after it was sent.
+    /// A waiting member sends few requests (its list, a take), so the first sample stands
+    /// alone rather than being smoothed from a guess.
     pub(crate) fn round_trip(&mut self, sample: Duration) {
-        let (old, new) = (self.round_trip.as_ticks(), sample.as_ticks());
-        self.round_trip = Duration::from_ticks(old - old / 8 + new / 8);
+        self.round_trip = Some(match self.round_trip {
+            None => sample,
+            Some(old) => {
+                let (old, new) = (old.as_ticks(), sample.as_ticks());
+                Duration::from_ticks(old - old / 8 + new / 8)
+            }
+        });
     }
 
     /// Our take met a conflict: more members write than the window spaces out.
@@ -94,7 +102,7 @@ impl<const N: usize> Takeover<N> {
 
     /// Slot `slot` is free at `now` (takeable): remember since when, for the measurement.
     pub(crate) fn free(&mut self, slot: usize, now: Instant) {
-        if let Some(since @ None) = self.free_since.get_mut(slot) {
+        if let Some((since @ None, true)) = self.free_since.get_mut(slot) {
             *since = Some(now);
         }
     }
@@ -102,25 +110,28 @@ impl<const N: usize> Takeover<N> {
     /// Slot `slot` is no longer free at `now`. `taken` says whether a holder (ours or another's)
     /// now has it: then how long it stayed free resizes the window.
     pub(crate) fn not_free(&mut self, slot: usize, taken: bool, now: Instant) {
-        let Some(since) = self.free_since.get_mut(slot).and_then(Option::take) else {
+        let Some((since, seen_held)) = self.free_since.get_mut(slot) else {
+            return;
+        };
+        *seen_held = true;
+        let Some(since) = since.take() else {
             return;
         };
         if taken {
             let stayed = now.saturating_duration_since(since).as_ticks().max(1);
             let target = self
                 .round_trip
+                .unwrap_or(FIRST_ROUND_TRIP)
                 .as_ticks()
                 .saturating_mul(TARGET_ROUND_TRIPS);
-            // One step at most halves or doubles: a single odd hand-over (a slow answer, a
-            // member that happened to draw 0) cannot swing the window.
-            let (num, den) = if target >= stayed.saturating_mul(2) {
-                (2, 1)
-            } else if stayed >= target.saturating_mul(2) {
-                (1, 2)
-            } else {
-                (target, stayed)
-            };
-            self.scale(num, den);
+            // The first take of N uniform delays is a noisy sample (it spreads over a factor
+            // of ten and more), so each moves the window by the fourth root of what it asks,
+            // and never more than halves or doubles it.
+            let ratio = (u128::from(target) << 32) / u128::from(stayed);
+            let ratio = u64::try_from(ratio)
+                .unwrap_or(u64::MAX)
+                .clamp(1 << 28, 1 << 36);
+            self.scale(ratio.isqrt().isqrt(), 1 << 8);
         }
     }
 
@@ -132,12 +143,15 @@ impl<const N: usize> Takeover<N> {
             .min(self.max_window);
     }
 
-    /// Whether a free slot may be taken at `now`: the first call after a slot freed draws the
-    /// delay; `false` until it has passed.
-    pub(crate) fn ready(&mut self, now: Instant, jitter: &mut Jitter) -> bool {
+    /// Whether one of the `free` slots may be taken at `now`: the first call after a slot freed
+    /// draws the delay; `false` until it has passed. With several free at once (the end of a
+    /// cold start, when fewer wait than there are slots), the delay shrinks with their number:
+    /// fewer members can be contending for each.
+    pub(crate) fn ready(&mut self, now: Instant, free: usize, jitter: &mut Jitter) -> bool {
+        let window = self.window / u32::try_from(free.max(1)).unwrap_or(u32::MAX);
         let at = *self
             .at
-            .get_or_insert_with(|| now.saturating_add(jitter.uniform(self.window)));
+            .get_or_insert_with(|| now.saturating_add(jitter.uniform(window)));
         now >= at
     }
 
@@ -161,7 +175,16 @@ mod tests {
     }
 
     fn takeover() -> Takeover<4> {
-        Takeover::new(4, &Timing::DEFAULT)
+        let mut t = Takeover::new(4, &Timing::DEFAULT);
+        t.round_trip(Duration::from_millis(5));
+        t
+    }
+
+    /// Slot `slot` is seen held, then free at `from`, then taken `after` ms later.
+    fn hand_over(t: &mut Takeover<4>, slot: usize, from: u64, after: u64) {
+        t.not_free(slot, true, ms(from));
+        t.free(slot, ms(from));
+        t.not_free(slot, true, ms(from + after));
     }
 
     #[test]
@@ -170,52 +193,49 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_taken_sooner_than_the_target_widens_the_window_at_most_twofold() {
+    fn a_slot_taken_sooner_than_the_target_widens_the_window_by_the_fourth_root() {
+        // The target is 3 round trips: 15 ms. Taken after 15 ms: no change.
         let mut t = takeover();
-        t.round_trip(Duration::from_millis(5));
-        t.free(1, ms(100));
-        t.not_free(1, true, ms(101));
-        assert_eq!(t.window(), Duration::from_millis(500));
-        // 20 ms is the target (4 round trips of 5 ms): 15 ms scales by 20/15.
-        t.free(1, ms(200));
-        t.not_free(1, true, ms(215));
-        assert_eq!(t.window().as_millis(), 666);
+        hand_over(&mut t, 1, 100, 15);
+        assert_eq!(t.window().as_millis(), 250);
+        // Taken 16 × sooner: twice the window, the most one step moves it.
+        hand_over(&mut t, 1, 200, 0);
+        assert_eq!(t.window().as_millis(), 500);
     }
 
     #[test]
-    fn a_slot_that_stays_free_long_narrows_the_window_at_most_twofold() {
+    fn a_slot_that_stays_free_long_narrows_the_window_down_to_its_floor() {
         let mut t = takeover();
-        t.free(0, ms(0));
-        t.not_free(0, true, ms(1_000));
-        assert_eq!(t.window(), Duration::from_millis(125));
-        for i in 0..20 {
-            t.free(0, ms(2_000 * i));
-            t.not_free(0, true, ms(2_000 * i + 1_000));
+        hand_over(&mut t, 0, 0, 240);
+        assert_eq!(t.window().as_millis(), 125, "16 × the target: halved");
+        for i in 1..20 {
+            hand_over(&mut t, 0, 2_000 * i, 1_000);
         }
         assert_eq!(t.window(), MIN_WINDOW, "never below the floor");
     }
 
     #[test]
-    fn a_slot_that_frees_and_goes_untaken_measures_nothing() {
+    fn only_a_slot_seen_held_then_free_then_taken_measures() {
         let mut t = takeover();
+        // Free when first seen (a boot): how long it stays free says nothing.
         t.free(2, ms(0));
-        t.not_free(2, false, ms(1));
-        t.not_free(2, true, ms(2));
-        assert_eq!(t.window(), Duration::from_millis(250));
+        t.not_free(2, true, ms(1));
+        assert_eq!(t.window().as_millis(), 250);
+        // Freed, then gone without a holder (deleted): nothing either.
+        t.free(2, ms(10));
+        t.not_free(2, false, ms(11));
+        t.not_free(2, true, ms(12));
+        assert_eq!(t.window().as_millis(), 250);
     }
 
     #[test]
     fn the_free_instant_is_the_first_seen() {
         let mut t = takeover();
-        t.round_trip(Duration::from_millis(5));
+        t.not_free(3, true, ms(0));
         t.free(3, ms(0));
-        t.free(3, ms(50));
-        t.not_free(3, true, ms(60));
-        assert_eq!(
-            t.window(),
-            Duration::from_millis(125),
-            "60 ms is 3 × the target"
-        );
+        t.free(3, ms(200));
+        t.not_free(3, true, ms(240));
+        assert_eq!(t.window().as_millis(), 125, "240 ms, not 40");
     }
 
     #[test]
@@ -230,13 +250,13 @@ mod tests {
     }
 
     #[test]
-    fn the_round_trip_is_smoothed() {
-        let mut t = takeover();
-        for _ in 0..64 {
-            t.round_trip(Duration::from_millis(1));
-        }
-        let rt = t.round_trip.as_micros();
-        assert!((1_000..1_050).contains(&rt), "{rt} µs");
+    fn the_first_round_trip_stands_alone_and_later_ones_are_smoothed() {
+        let mut t = Takeover::<1>::new(1, &Timing::DEFAULT);
+        assert_eq!(t.round_trip, None);
+        t.round_trip(Duration::from_millis(2));
+        assert_eq!(t.round_trip, Some(Duration::from_millis(2)));
+        t.round_trip(Duration::from_millis(10));
+        assert_eq!(t.round_trip, Some(Duration::from_millis(3)));
     }
 
     #[test]
@@ -246,11 +266,12 @@ mod tests {
         for _ in 0..10_000 {
             let mut t = takeover();
             let now = ms(1_000);
-            let ready_now = t.ready(now, &mut jitter);
+            let ready_now = t.ready(now, 1, &mut jitter);
             let at = t.wake_at().unwrap();
             assert_eq!(ready_now, at == now);
+            assert!(!t.ready(now, 1, &mut jitter) || at == now);
             assert_eq!(t.wake_at(), Some(at), "not redrawn");
-            assert!(t.ready(at, &mut jitter));
+            assert!(t.ready(at, 1, &mut jitter));
             let delay = at.duration_since(now).as_micros();
             assert!(delay < 250_000, "{delay}");
             buckets[(delay / 25_000) as usize] += 1;
@@ -261,5 +282,18 @@ mod tests {
         // (p = 0.001: 27.9) fails a constant or a skewed delay.
         let chi_times_1000: i64 = buckets.iter().map(|&b| (i64::from(b) - 1_000).pow(2)).sum();
         assert!(chi_times_1000 < 27_900, "{buckets:?}");
+    }
+
+    #[test]
+    fn with_several_slots_free_the_delay_shrinks_with_their_number() {
+        let mut jitter = Jitter::new(3);
+        for _ in 0..1_000 {
+            let mut t = takeover();
+            t.ready(ms(0), 10, &mut jitter);
+            assert!(
+                t.wake_at().unwrap() < ms(25),
+                "within a tenth of the window"
+            );
+        }
     }
 }

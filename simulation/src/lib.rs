@@ -20,6 +20,7 @@
 
 mod agent;
 mod clock;
+pub mod cold_start;
 pub mod contract;
 mod oracle;
 mod outcome;

@@ -1,0 +1,696 @@
+//! Cold start at cluster scale: hundreds to thousands of pool members against the model server,
+//! with the faults of a boot storm (the server's flow control answering 429, watch streams it
+//! ends because a reader lags, members that crash while holding their slot).
+//!
+//! Lean by design, so that 5 000 members run in CI time: one clock, one latency per message, and
+//! a write reaches every open stream in one step. What it judges is ground truth, never the
+//! core's own flags:
+//! - the **work**: a member builds from its `BecameLeader` until its hold time has passed, and
+//!   a fence kills the work at the last deadline the member was given (`Renewed`), whether the
+//!   member is alive or not. At no instant may more than `slots` works run;
+//! - the **requests** each member sent, by verb and by answer, counted on the wire;
+//! - **liveness**: every member that did not crash finishes within a stated bound.
+
+use crate::rng::Rng;
+use crate::server::Server;
+use leasehold_core::{
+    ApiError, Duration, Event, Identity, Instant, Lease, Machine, MicroTime, Operation, Pool,
+    PoolConfig, Request, Response, SlotEvent, SlotNames, Timing, WatchEvent,
+};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The most slots a scenario may have.
+pub const MAX_SLOTS: usize = 10;
+
+/// One cold start (or delegation) to simulate.
+#[derive(Clone, Debug)]
+pub struct ColdStart {
+    /// Pool members, all booting within the first second.
+    pub members: usize,
+    /// Slots (`cold-start-0..k`).
+    pub slots: usize,
+    /// Mean time a member holds its slot to build its cache; each member draws its own within
+    /// ±50 %. `None`: a delegation pool, held until the member ends.
+    pub hold: Option<Duration>,
+    /// Members that crash while holding: the first ones to get a slot.
+    pub crashes: usize,
+    /// Members whose stream the server ends once because they lag, in ‰.
+    pub lagging_permille: u32,
+    /// Requests a second the server admits before it answers 429 (its flow control).
+    pub server_qps: u32,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+/// Requests one member sent, by verb.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Lists (a pool stream opened without a version).
+    pub lists: u32,
+    /// Watch streams opened.
+    pub watches: u32,
+    /// Reads.
+    pub gets: u32,
+    /// Creates.
+    pub creates: u32,
+    /// Updates (takes, renews, releases).
+    pub updates: u32,
+}
+
+impl Sent {
+    /// Every request.
+    pub fn total(&self) -> u32 {
+        self.lists + self.watches + self.gets + self.creates + self.updates
+    }
+
+    fn add(&mut self, other: &Sent) {
+        self.lists += other.lists;
+        self.watches += other.watches;
+        self.gets += other.gets;
+        self.creates += other.creates;
+        self.updates += other.updates;
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct ColdStartReport {
+    /// When the last surviving member finished (cold start), or the end of the run.
+    pub makespan: Duration,
+    /// `ceil(N / k) × mean hold`.
+    pub ideal: Duration,
+    /// The drawn holds of the members that did not crash, over k: no schedule is shorter.
+    pub work_bound: Duration,
+    /// Members that finished their work and released.
+    pub finished: usize,
+    /// The most works running at one instant.
+    pub most_at_once: usize,
+    /// Requests by verb, all members together.
+    pub sent: Sent,
+    /// The most requests one member sent.
+    pub most_by_one: u32,
+    /// Answers 409 (Conflict or AlreadyExists).
+    pub conflicts: u32,
+    /// Answers 429.
+    pub throttled: u32,
+    /// Streams the server ended because their reader lagged.
+    pub lagged: u32,
+    /// Slots taken after their holder crashed, and by how many distinct members each.
+    pub crash_takeovers: Vec<(Duration, usize)>,
+    /// Requests sent by members that were waiting, over the last minute of a delegation run.
+    pub idle_requests_last_minute: u32,
+    /// Requests sent on a slot inside the Retry-After the server gave for it.
+    pub ignored_retry_after: u32,
+}
+
+impl ColdStartReport {
+    /// Requests per member on average.
+    pub fn mean_per_member(&self, members: usize) -> f64 {
+        f64::from(self.sent.total()) / members.max(1) as f64
+    }
+}
+
+const MS: u64 = 1_000;
+const SECOND: u64 = 1_000_000;
+/// One-way latency of a request or answer, µs.
+const LATENCY: (u64, u64) = (300, 1_500);
+/// From a write to its watch event on every stream, µs.
+const WATCH_DELAY: u64 = 1_000;
+/// The server's watch history (changes kept for resumes).
+const HISTORY: usize = 20_000;
+
+// Requests and leases are stored inline; the event slab reuses its entries, so boxing would
+// only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Ev {
+    /// A request reaches the server.
+    Server {
+        member: usize,
+        req: Request,
+    },
+    /// An answer reaches its member.
+    Answer {
+        member: usize,
+        slot: u16,
+        resp: Response,
+    },
+    /// Events of one stream reach its member (a list, a resume, its end).
+    Stream {
+        member: usize,
+        generation: u64,
+        events: Vec<(u16, WatchEvent)>,
+    },
+    /// A write reaches every stream open on the pool.
+    Broadcast {
+        rv: u64,
+        slot: u16,
+        event: WatchEvent,
+    },
+    Boot {
+        member: usize,
+    },
+    Wake {
+        member: usize,
+    },
+    WorkDone {
+        member: usize,
+    },
+    /// The fence's deadline for a member's work.
+    Fence {
+        member: usize,
+    },
+    /// The server ends a lagging reader's stream.
+    Lag {
+        member: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Work {
+    valid_until: Option<Instant>,
+}
+
+struct Member {
+    pool: Option<Pool<MAX_SLOTS>>,
+    hold: u64,
+    crashed: bool,
+    finished: Option<u64>,
+    work: Option<Work>,
+    /// The open stream: its generation, the server revision it started after, and its slot.
+    stream: Option<(u64, u64)>,
+    wake: Option<u64>,
+    sent: Sent,
+    /// Per slot: when the Retry-After the server gave ends, µs.
+    quiet_until: [u64; MAX_SLOTS + 1],
+}
+
+struct Sim<'a> {
+    s: &'a ColdStart,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: Vec<Option<Ev>>,
+    free_events: Vec<usize>,
+    server: Server,
+    names: SlotNames,
+    members: Vec<Member>,
+    rng: Rng,
+    generation: u64,
+    running: usize,
+    report: ColdStartReport,
+    /// Admission: the start of the current second and requests admitted in it.
+    window: (u64, u32),
+    crashed_slots: Vec<(u16, u64)>,
+    /// Slot takers seen after a crash: per crash, the members that took it.
+    takers: Vec<Vec<usize>>,
+}
+
+fn at(us: u64) -> Instant {
+    Instant::from_micros(us)
+}
+
+/// The time of the first attempt: 2026-01-01, so a wall clock is set.
+const WALL_ZERO: i64 = 1_767_225_600_000_000;
+
+impl<'a> Sim<'a> {
+    fn push(&mut self, when: u64, ev: Ev) {
+        self.seq += 1;
+        let i = match self.free_events.pop() {
+            Some(i) => {
+                self.events[i] = Some(ev);
+                i
+            }
+            None => {
+                self.events.push(Some(ev));
+                self.events.len() - 1
+            }
+        };
+        self.queue.push(Reverse((when, self.seq, i)));
+    }
+
+    fn latency(&mut self) -> u64 {
+        self.rng.range(LATENCY.0, LATENCY.1 + 1)
+    }
+
+    /// Sends what member `m` asks for, drains its events, and schedules its wake-up.
+    fn step(&mut self, m: usize) {
+        if self.members[m].crashed {
+            return;
+        }
+        let now = self.now;
+        loop {
+            let Some(pool) = self.members[m].pool.as_mut() else {
+                return;
+            };
+            let Some(req) =
+                pool.poll_request(at(now), MicroTime::from_unix_micros(WALL_ZERO + now as i64))
+            else {
+                break;
+            };
+            self.send(m, req);
+        }
+        while let Some(event) = self.members[m].pool.as_mut().and_then(Machine::poll_event) {
+            self.on_event(m, event);
+        }
+        let Some(pool) = self.members[m].pool.as_ref() else {
+            return;
+        };
+        if pool.is_closed() {
+            return;
+        }
+        let wake = pool.poll_timeout().map(|t| t.as_micros().max(now));
+        if let Some(wake) = wake {
+            if self.members[m].wake.is_none_or(|w| w > wake || w < now) {
+                self.members[m].wake = Some(wake);
+                self.push(wake, Ev::Wake { member: m });
+            }
+        }
+    }
+
+    fn send(&mut self, m: usize, req: Request) {
+        let member = &mut self.members[m];
+        match &req.op {
+            Operation::Unwatch => {
+                member.stream = None;
+                return;
+            }
+            Operation::WatchSlots {
+                resource_version, ..
+            } => {
+                if resource_version.is_none() {
+                    member.sent.lists += 1;
+                }
+                member.sent.watches += 1;
+                member.stream = None;
+            }
+            Operation::Watch { .. } => member.sent.watches += 1,
+            Operation::Get => member.sent.gets += 1,
+            Operation::Create(_) => member.sent.creates += 1,
+            Operation::Update { .. } => member.sent.updates += 1,
+        }
+        let stream = matches!(
+            req.op,
+            Operation::WatchSlots { .. } | Operation::Watch { .. }
+        );
+        let quiet = member.quiet_until[usize::from(req.slot).min(MAX_SLOTS)];
+        if !stream && self.now < quiet {
+            self.report.ignored_retry_after += 1;
+        }
+        let lat = self.latency();
+        self.push(self.now + lat, Ev::Server { member: m, req });
+    }
+
+    /// Whether the server's flow control admits one more request now.
+    fn admit(&mut self) -> bool {
+        if self.now >= self.window.0 + SECOND {
+            self.window = (self.now - self.now % SECOND, 0);
+        }
+        self.window.1 += 1;
+        self.window.1 <= self.s.server_qps
+    }
+
+    fn serve(&mut self, m: usize, req: Request) {
+        let back = self.latency();
+        if !self.admit() {
+            self.report.throttled += 1;
+            let retry_after = Duration::from_secs(1);
+            self.members[m].quiet_until[usize::from(req.slot).min(MAX_SLOTS)] =
+                self.now + back + SECOND;
+            let error = ApiError::TooManyRequests {
+                retry_after: Some(retry_after),
+            };
+            match req.op {
+                Operation::WatchSlots { .. } | Operation::Watch { .. } => {
+                    self.generation += 1;
+                    let events = vec![(req.slot, WatchEvent::Failed)];
+                    let generation = self.generation;
+                    self.members[m].stream = Some((generation, u64::MAX));
+                    self.push(
+                        self.now + back,
+                        Ev::Stream {
+                            member: m,
+                            generation,
+                            events,
+                        },
+                    );
+                }
+                _ => self.push(
+                    self.now + back,
+                    Ev::Answer {
+                        member: m,
+                        slot: req.slot,
+                        resp: Err(error),
+                    },
+                ),
+            }
+            return;
+        }
+        if let Operation::WatchSlots {
+            slots,
+            resource_version,
+        } = &req.op
+        {
+            self.generation += 1;
+            let generation = self.generation;
+            let events = self
+                .server
+                .watch_slots(slots, resource_version.as_ref())
+                .into_iter()
+                .map(|(to, e)| (to.unwrap_or(req.slot), e))
+                .collect::<Vec<_>>();
+            let opened = !matches!(events.as_slice(), [(_, WatchEvent::Expired)]);
+            self.members[m].stream = opened.then_some((generation, self.server.revision()));
+            self.push(
+                self.now + back,
+                Ev::Stream {
+                    member: m,
+                    generation,
+                    events,
+                },
+            );
+            return;
+        }
+        let name = req.lease.as_str().to_owned();
+        let (resp, _) = self.server.apply(&name, &req.op);
+        if matches!(resp, Err(ApiError::Conflict | ApiError::AlreadyExists)) {
+            self.report.conflicts += 1;
+        }
+        if matches!(req.op, Operation::Create(_) | Operation::Update { .. }) {
+            if let Ok(lease) = &resp {
+                self.written(&name, lease.clone());
+            }
+        }
+        self.push(
+            self.now + back,
+            Ev::Answer {
+                member: m,
+                slot: req.slot,
+                resp,
+            },
+        );
+    }
+
+    /// A write the server stored: every open stream sees it.
+    fn written(&mut self, name: &str, lease: Lease) {
+        let Some(slot) = self.names.index_of(name) else {
+            return;
+        };
+        let rv = self.server.revision();
+        if let Some(holder) = lease.record.holder.as_wire() {
+            self.took(slot, holder);
+        }
+        self.push(
+            self.now + WATCH_DELAY,
+            Ev::Broadcast {
+                rv,
+                slot,
+                event: WatchEvent::Changed(lease),
+            },
+        );
+    }
+
+    /// `holder` wrote slot `slot`: a take of a crashed member's slot is recorded.
+    fn took(&mut self, slot: u16, holder: &str) {
+        for (i, (crashed_slot, _)) in self.crashed_slots.iter().enumerate() {
+            if *crashed_slot == slot {
+                if let Some(taker) = holder.strip_prefix("node-").and_then(|n| n.parse().ok()) {
+                    if !self.takers[i].contains(&taker) && !self.members[taker].crashed {
+                        self.takers[i].push(taker);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, m: usize, event: SlotEvent) {
+        match event.event {
+            Event::BecameLeader { .. } => {
+                self.running += 1;
+                self.report.most_at_once = self.report.most_at_once.max(self.running);
+                assert!(
+                    self.running <= self.s.slots,
+                    "{} works at once at {} µs, over {} slots",
+                    self.running,
+                    self.now,
+                    self.s.slots
+                );
+                self.members[m].work = Some(Work { valid_until: None });
+                if self.crashed_slots.len() < self.s.crashes {
+                    // Crashes as it starts: its work runs on until its fence kills it.
+                    self.members[m].crashed = true;
+                    self.crashed_slots.push((event.slot, self.now));
+                    self.takers.push(Vec::new());
+                    self.members[m].stream = None;
+                } else if self.s.hold.is_some() {
+                    let hold = self.members[m].hold;
+                    self.push(self.now + hold, Ev::WorkDone { member: m });
+                }
+            }
+            Event::Renewed { deadline } => {
+                if let Some(work) = self.members[m].work.as_mut() {
+                    work.valid_until = Some(deadline);
+                    self.push(deadline.as_micros(), Ev::Fence { member: m });
+                }
+            }
+            Event::LostLeadership { .. } => self.stop_work(m),
+            _ => {}
+        }
+    }
+
+    fn stop_work(&mut self, m: usize) {
+        if self.members[m].work.take().is_some() {
+            self.running -= 1;
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Boot { member } => {
+                let config = PoolConfig {
+                    prefix: "cold-start",
+                    size: self.s.slots,
+                    identity: Identity::new(&format!("node-{member}")).expect("a valid identity"),
+                    timing: Timing::DEFAULT,
+                    watch: true,
+                };
+                let seed = self.s.seed ^ (member as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                self.members[member].pool = Some(Pool::new(config, seed).expect("a valid pool"));
+                self.step(member);
+            }
+            Ev::Server { member, req } => self.serve(member, req),
+            Ev::Answer { member, slot, resp } => {
+                if !self.members[member].crashed {
+                    if let Some(pool) = self.members[member].pool.as_mut() {
+                        pool.handle_answer(slot, resp, at(self.now));
+                    }
+                    self.step(member);
+                }
+            }
+            Ev::Stream {
+                member,
+                generation,
+                events,
+            } => {
+                let current = self.members[member].stream.map(|(g, _)| g);
+                if self.members[member].crashed || current != Some(generation) {
+                    return;
+                }
+                for (slot, event) in events {
+                    let last = matches!(event, WatchEvent::Failed | WatchEvent::Expired);
+                    if let Some(pool) = self.members[member].pool.as_mut() {
+                        pool.handle_watch_event(slot, event, at(self.now));
+                    }
+                    if last {
+                        self.members[member].stream = None;
+                    }
+                }
+                self.step(member);
+            }
+            Ev::Broadcast { rv, slot, event } => {
+                for m in 0..self.members.len() {
+                    let open = self.members[m].stream.is_some_and(|(_, from)| rv > from);
+                    if !open || self.members[m].crashed {
+                        continue;
+                    }
+                    if let Some(pool) = self.members[m].pool.as_mut() {
+                        pool.handle_watch_event(slot, event.clone(), at(self.now));
+                    }
+                    self.step(m);
+                }
+            }
+            Ev::Wake { member } => {
+                if self.members[member].wake != Some(self.now) || self.members[member].crashed {
+                    return;
+                }
+                self.members[member].wake = None;
+                if let Some(pool) = self.members[member].pool.as_mut() {
+                    pool.handle_timeout(at(self.now));
+                }
+                self.step(member);
+            }
+            Ev::WorkDone { member } => {
+                if self.members[member].work.is_some() {
+                    self.stop_work(member);
+                    self.members[member].finished = Some(self.now);
+                    self.report.finished += 1;
+                    if let Some(pool) = self.members[member].pool.as_mut() {
+                        pool.close(at(self.now));
+                    }
+                    self.step(member);
+                }
+            }
+            Ev::Fence { member } => {
+                let expired = self.members[member]
+                    .work
+                    .as_ref()
+                    .and_then(|w| w.valid_until)
+                    .is_some_and(|until| until.as_micros() <= self.now);
+                if expired {
+                    self.stop_work(member);
+                }
+            }
+            Ev::Lag { member } => {
+                if let Some((_, _)) = self.members[member].stream.take() {
+                    self.report.lagged += 1;
+                    let slot = self.s.slots as u16;
+                    if let Some(pool) = self.members[member].pool.as_mut() {
+                        pool.handle_watch_event(slot, WatchEvent::Ended, at(self.now));
+                    }
+                    self.step(member);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one scenario to its end: every surviving member finished (cold start), or ten minutes
+/// of simulated time (delegation). An error says which property failed.
+pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
+    assert!(s.slots <= MAX_SLOTS && s.slots > 0);
+    let mut rng = Rng::new(s.seed);
+    let mean_hold = s.hold.map(|h| h.as_micros());
+    let members = (0..s.members)
+        .map(|_| Member {
+            pool: None,
+            hold: mean_hold.map_or(0, |h| rng.range(h / 2, h + h / 2 + 1)),
+            crashed: false,
+            finished: None,
+            work: None,
+            stream: None,
+            wake: None,
+            sent: Sent::default(),
+            quiet_until: [0; MAX_SLOTS + 1],
+        })
+        .collect();
+    let mut sim = Sim {
+        s,
+        now: 0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        events: Vec::new(),
+        free_events: Vec::new(),
+        server: Server::new(HISTORY),
+        names: SlotNames::new("cold-start", s.slots as u16).expect("a valid prefix"),
+        members,
+        rng,
+        generation: 0,
+        running: 0,
+        report: ColdStartReport::default(),
+        window: (0, 0),
+        crashed_slots: Vec::new(),
+        takers: Vec::new(),
+    };
+    for m in 0..s.members {
+        let boot = sim.rng.range(0, SECOND);
+        sim.push(boot, Ev::Boot { member: m });
+        if sim.rng.chance(u64::from(s.lagging_permille)) {
+            let lag = sim.rng.range(2 * SECOND, 20 * SECOND);
+            sim.push(lag, Ev::Lag { member: m });
+        }
+    }
+    let horizon = match s.hold {
+        Some(_) => bound(s).as_micros() * 2,
+        None => 600 * SECOND,
+    };
+    let survivors = s.members - s.crashes;
+    let mut idle_from_sent = None;
+    while let Some(Reverse((when, _, i))) = sim.queue.pop() {
+        if when > horizon {
+            break;
+        }
+        if s.hold.is_none() && idle_from_sent.is_none() && when >= horizon - 60 * SECOND {
+            idle_from_sent = Some(waiting_sent(&sim));
+        }
+        sim.now = when;
+        let ev = sim.events[i].take().expect("an event is handled once");
+        sim.free_events.push(i);
+        sim.handle(ev);
+        if s.hold.is_some() && sim.report.finished == survivors {
+            break;
+        }
+    }
+    sim.now = sim.now.min(horizon);
+    let idle_now = waiting_sent(&sim);
+    let mut report = std::mem::take(&mut sim.report);
+    if let Some(before) = idle_from_sent {
+        report.idle_requests_last_minute = idle_now.saturating_sub(before);
+    }
+    for member in &sim.members {
+        report.sent.add(&member.sent);
+        report.most_by_one = report.most_by_one.max(member.sent.total());
+    }
+    report.makespan = Duration::from_micros(sim.now);
+    report.ideal =
+        Duration::from_micros(mean_hold.unwrap_or(0) * s.members.div_ceil(s.slots) as u64);
+    let holds: u64 = sim
+        .members
+        .iter()
+        .filter(|m| !m.crashed)
+        .map(|m| m.hold)
+        .sum();
+    report.work_bound = Duration::from_micros(holds / s.slots as u64);
+    report.crash_takeovers = sim
+        .crashed_slots
+        .iter()
+        .zip(&sim.takers)
+        .map(|((_, crashed_at), takers)| (Duration::from_micros(*crashed_at), takers.len()))
+        .collect();
+    if report.ignored_retry_after > 0 {
+        return Err(format!(
+            "{} requests inside their Retry-After: {report:?}",
+            report.ignored_retry_after
+        ));
+    }
+    if s.hold.is_some() && report.finished < survivors {
+        return Err(format!(
+            "only {} of {survivors} members finished within {:?}: {report:?}",
+            report.finished,
+            Duration::from_micros(horizon)
+        ));
+    }
+    Ok(report)
+}
+
+/// Requests sent so far by members that hold no slot.
+fn waiting_sent(sim: &Sim<'_>) -> u32 {
+    sim.members
+        .iter()
+        .filter(|m| m.work.is_none() && !m.crashed)
+        .map(|m| m.sent.total())
+        .sum()
+}
+
+/// How long a cold start may take, derived: `ceil(N / k)` rounds of the longest hold (1.5 ×
+/// the mean) plus a hand-over allowance each (a retry period: the worst a member waits for a
+/// freed slot it was throttled from seeing at once), plus a lease duration per crashed holder
+/// (its slot is waited out) and two retry periods of boot.
+pub fn bound(s: &ColdStart) -> Duration {
+    let timing = Timing::DEFAULT;
+    let hold = s.hold.map_or(0, |h| h.as_micros() * 3 / 2);
+    let rounds = s.members.div_ceil(s.slots) as u64;
+    let handover = timing.retry_period().as_micros();
+    let crashes = s.crashes as u64 * timing.lease_duration().as_micros();
+    Duration::from_micros(rounds * (hold + handover) + crashes + 2 * handover + MS)
+}
