@@ -1,6 +1,5 @@
 //! k-of-n leases: at most n holders through slots `prefix-0 … prefix-(n−1)`.
 
-use crate::api::ApiError;
 use crate::api::{Operation, Request, Response, SlotNames, WatchEvent};
 use crate::event::SlotEvent;
 use crate::jitter::Jitter;
@@ -69,7 +68,6 @@ struct Stream {
     state: StreamState,
     /// The version to resume from; `None` lists the slots again.
     resume: Option<ResourceVersion>,
-    opened_at: Instant,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +168,6 @@ impl<const N: usize> Pool<N> {
                         reopen_at: Instant::MIN,
                     },
                     resume: None,
-                    opened_at: Instant::MIN,
                 })
             })
             .flatten();
@@ -215,7 +212,6 @@ impl<const N: usize> Pool<N> {
         let stream = self.stream.as_mut()?;
         let op = match stream.state {
             StreamState::Closed { reopen_at } if wanted && now >= reopen_at => {
-                stream.opened_at = now;
                 if stream.resume.is_none() {
                     stream.state = StreamState::Listing;
                     self.listed.iter_mut().for_each(|l| *l = false);
@@ -253,8 +249,6 @@ impl<const N: usize> Pool<N> {
                 stream.resume = Some(rv);
                 if stream.state == StreamState::Listing {
                     stream.state = StreamState::Open;
-                    let listed_in = now.saturating_duration_since(stream.opened_at);
-                    self.takeover.round_trip(listed_in);
                     for i in 0..self.slots.len() as u16 {
                         if !self.listed[usize::from(i)] {
                             self.with_slot(i, |slot, env| slot.not_listed(now, env));
@@ -476,23 +470,12 @@ impl<const N: usize> Machine for Pool<N> {
     }
 
     fn handle_answer(&mut self, slot: u16, answer: Response, now: Instant) {
-        if let Some(sent_at) = self
+        if self
             .slots
             .get(usize::from(slot))
-            .and_then(LeaseSlot::in_flight_since)
+            .is_some_and(LeaseSlot::has_request_in_flight)
         {
             self.stats.answered(&answer);
-            self.takeover
-                .round_trip(now.saturating_duration_since(sent_at));
-            let conflict = matches!(answer, Err(ApiError::Conflict | ApiError::AlreadyExists));
-            if conflict
-                && self.state
-                    == (State::Wanting {
-                        attempt: Some(slot),
-                    })
-            {
-                self.takeover.conflict();
-            }
         }
         self.with_slot(slot, |s, env| s.handle_answer(answer, now, env));
         self.reconcile(now);
@@ -1376,5 +1359,34 @@ mod tests {
             .map(|r| r.slot)
             .collect();
         assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
+    }
+
+    /// A take that meets a conflict while the stream is open reads nothing: the stream brings
+    /// the write that won. Only if it stays silent for a retry period is the slot read.
+    #[test]
+    fn a_lost_race_on_the_stream_waits_for_the_winner_instead_of_reading() {
+        for winner_seen in [true, false] {
+            let mut p: Pool<8> = Pool::new(config(1, true), 2).unwrap();
+            p.takeover = Takeover::immediate(1);
+            let stream = p.stream_slot();
+            all(&mut p, ms(0));
+            p.handle_watch_event(0, WatchEvent::Changed(lease(5, None, 1)), ms(1));
+            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            let take = all(&mut p, ms(1));
+            assert_eq!(writes(&take), 1, "{take:?}");
+            p.handle_answer(0, Err(ApiError::Conflict), ms(2));
+            assert!(all(&mut p, ms(2)).is_empty(), "no read at once");
+            if winner_seen {
+                p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(3));
+                assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
+                assert!(all(&mut p, ms(2_003)).is_empty(), "the stream told it all");
+                assert_eq!(p.stats().gets, 0);
+            } else {
+                assert!(all(&mut p, ms(2_001)).is_empty());
+                let read = all(&mut p, ms(2_002));
+                assert_eq!(read.len(), 1, "{read:?}");
+                assert_eq!(read[0].op, Operation::Get, "a retry period later");
+            }
+        }
     }
 }

@@ -330,11 +330,6 @@ impl LeaseSlot {
         self.observe(None, now, env);
     }
 
-    /// When the request now in flight was sent.
-    pub(crate) fn in_flight_since(&self) -> Option<Instant> {
-        self.in_flight.as_ref().map(|f| f.sent_at)
-    }
-
     pub(crate) fn leadership(&self) -> Option<Leadership> {
         self.leading
     }
@@ -847,16 +842,16 @@ impl LeaseSlot {
             (Action::Create, Err(ApiError::AlreadyExists | ApiError::Conflict)) => {
                 // Someone else created it: read before deciding anything, and take a 404 from
                 // that read for its deletion.
-                self.known = Known::Unread {
-                    transitions: self.known_transitions(),
-                };
-                self.must_read = true;
-                self.not_before = now;
+                if !self.conflict_seen(&flight) {
+                    self.known = Known::Unread {
+                        transitions: self.known_transitions(),
+                    };
+                }
+                self.after_conflict(&flight, now, env.timing);
             }
             (Action::Claim, Err(ApiError::Conflict)) => {
                 // Someone else wrote first: read before deciding anything.
-                self.must_read = true;
-                self.not_before = now;
+                self.after_conflict(&flight, now, env.timing);
             }
             (Action::Claim, Err(ApiError::NotFound)) => {
                 self.observe(None, now, env);
@@ -871,6 +866,34 @@ impl LeaseSlot {
                 self.back_off(error, now, env);
             }
         }
+    }
+
+    /// Whether the version that beat our write is already known: the owner's stream delivered
+    /// it while the write was in flight.
+    fn conflict_seen(&self, flight: &InFlight) -> bool {
+        let shared = self.watch == Watch::Shared;
+        match (self.lease(), &flight.replaced) {
+            (Some(lease), Some((sent_over, _))) => shared && lease.resource_version != *sent_over,
+            (Some(_), None) => shared,
+            (None, _) => false,
+        }
+    }
+
+    /// Our write met another's: read the lease before deciding anything. A shared slot need
+    /// not: the owner's stream delivers the write that won (or already has), so the read is
+    /// put off a retry period and sent only if that write has not arrived by then (the stream
+    /// was down). Of a hundred members that lose one race, none reads.
+    fn after_conflict(&mut self, flight: &InFlight, now: Instant, timing: &Timing) {
+        if self.conflict_seen(flight) {
+            self.not_before = now;
+            return;
+        }
+        self.must_read = true;
+        self.not_before = if self.watch == Watch::Shared {
+            now.saturating_add(timing.retry_period())
+        } else {
+            now
+        };
     }
 
     /// A write naming us succeeded: lead until `renew_deadline` after it was sent, unless that
@@ -961,6 +984,9 @@ impl LeaseSlot {
         env: &mut Env<'_>,
     ) {
         self.expire(now, env);
+        // A shared slot waiting to read after a conflict: the stream's event is what the read
+        // would have told.
+        let answers_read = self.watch == Watch::Shared && self.must_read;
         match event {
             WatchEvent::Changed(lease) => {
                 let stale = self.lease().is_some_and(|old| {
@@ -970,9 +996,19 @@ impl LeaseSlot {
                 });
                 if !stale {
                     self.observe(Some(lease), now, env);
+                    if answers_read {
+                        self.must_read = false;
+                        self.not_before = now;
+                    }
                 }
             }
-            WatchEvent::Deleted => self.observe(None, now, env),
+            WatchEvent::Deleted => {
+                self.observe(None, now, env);
+                if answers_read {
+                    self.must_read = false;
+                    self.not_before = now;
+                }
+            }
             WatchEvent::Bookmark(rv) | WatchEvent::Synced(rv) => self.watch_rv = Some(rv),
             // Every reopen waits a jittered retry period: a server that ends or expires each
             // watch at once (a quiet lease whose version left its history answers 410 to every

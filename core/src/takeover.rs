@@ -3,31 +3,31 @@
 //! one or two write and the rest see the slot taken before their turn comes.
 //!
 //! Every waiting member sees a slot free (a release, an expiry) at about the same instant. Were
-//! they all to write at once, one would win and every other would get 409 Conflict and read
-//! again: O(N) requests per hand-over, the herd a cold-start pool exists to prevent. Instead
-//! each draws its delay uniformly in `[0, window)` and writes only if, when it comes, the slot
-//! is still free: the first writer's change reaches the others within a round trip, so only
-//! those whose delays fall that close to the first also write.
+//! they all to write at once, one would win and every other would get 409 Conflict: O(N)
+//! requests per hand-over, the herd a cold-start pool exists to prevent. Instead each draws its
+//! delay uniformly in `[0, window)` and writes only if, when it comes, the slot is still free:
+//! the first writer's change reaches the others within a round trip, so only those whose
+//! delays fall that close to the first also write.
 //!
 //! The window is sized by feedback, not configured: with `W` members waiting, the first delay
 //! is about `window / (W + 1)`. A member measures, for every hand-over it watches, how long the
-//! slot stayed free, and scales the window so that this time nears [`TARGET_ROUND_TRIPS`] of
-//! its own request round trips: long enough that the first writer's change is usually seen
-//! before the next delay runs out, short enough that a hand-over costs milliseconds. A write
-//! that meets a conflict doubles the window. Members that watch the same hand-overs converge
-//! to about the same window, and it shrinks as the waiters are served.
+//! slot stayed free, and scales the window so that this time nears [`TARGET_FASTEST`] times the
+//! fastest hand-over seen (the latency floor: a winner that drew no delay at all). Long enough
+//! that the first writer's change is usually seen before the next delay runs out; short enough
+//! that a hand-over costs milliseconds. The window shrinks as the waiters are served.
+//!
+//! Every input of the feedback is shared: all waiting members watch the same hand-overs, so
+//! their windows move alike. Nothing a member sees alone (its own round trips, its own
+//! conflicts) feeds it: members whose windows drifted apart would sort themselves, the
+//! narrowest winning every race, and leave the last waiters with windows sized for a crowd.
 
 use crate::jitter::Jitter;
 use crate::timing::Timing;
 use embassy_time::{Duration, Instant};
 use heapless::Vec;
 
-/// How many request round trips a freed slot should stay free: about one is the time the
-/// first writer's change needs to reach the others; the rest spaces the next writer after it.
-pub(crate) const TARGET_ROUND_TRIPS: u64 = 3;
-
-/// The round trip assumed until one is measured.
-const FIRST_ROUND_TRIP: Duration = Duration::from_millis(5);
+/// How many times the fastest hand-over a freed slot should stay free.
+pub(crate) const TARGET_FASTEST: u64 = 2;
 
 /// The smallest window: below it, the delay is lost in the driver's own latency.
 const MIN_WINDOW: Duration = Duration::from_millis(1);
@@ -42,8 +42,8 @@ pub(crate) struct Takeover<const N: usize> {
     /// Per slot: when this member, waiting, first saw it free; and whether it saw it held
     /// before (a slot already free when first seen tells nothing of how fast it is taken).
     free_since: Vec<(Option<Instant>, bool), N>,
-    /// Smoothed round trip of this member's requests; `None` until one is measured.
-    round_trip: Option<Duration>,
+    /// The fastest hand-over seen, slowly forgotten; `None` before the first.
+    fastest: Option<Duration>,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -62,7 +62,7 @@ impl<const N: usize> Takeover<N> {
             max_window,
             at: None,
             free_since,
-            round_trip: None,
+            fastest: None,
         }
     }
 
@@ -82,24 +82,6 @@ impl<const N: usize> Takeover<N> {
         self.window
     }
 
-    /// A request was answered `sample` after it was sent.
-    /// A waiting member sends few requests (its list, a take), so the first sample stands
-    /// alone rather than being smoothed from a guess.
-    pub(crate) fn round_trip(&mut self, sample: Duration) {
-        self.round_trip = Some(match self.round_trip {
-            None => sample,
-            Some(old) => {
-                let (old, new) = (old.as_ticks(), sample.as_ticks());
-                Duration::from_ticks(old - old / 8 + new / 8)
-            }
-        });
-    }
-
-    /// Our take met a conflict: more members write than the window spaces out.
-    pub(crate) fn conflict(&mut self) {
-        self.scale(2, 1);
-    }
-
     /// Slot `slot` is free at `now` (takeable): remember since when, for the measurement.
     pub(crate) fn free(&mut self, slot: usize, now: Instant) {
         if let Some((since @ None, true)) = self.free_since.get_mut(slot) {
@@ -117,21 +99,36 @@ impl<const N: usize> Takeover<N> {
         let Some(since) = since.take() else {
             return;
         };
-        if taken {
-            let stayed = now.saturating_duration_since(since).as_ticks().max(1);
-            let target = self
-                .round_trip
-                .unwrap_or(FIRST_ROUND_TRIP)
-                .as_ticks()
-                .saturating_mul(TARGET_ROUND_TRIPS);
-            // The first take of N uniform delays is a noisy sample (it spreads over a factor
-            // of ten and more), so each moves the window by the fourth root of what it asks,
-            // and never more than halves or doubles it.
-            let ratio = (u128::from(target) << 32) / u128::from(stayed);
-            let ratio = u64::try_from(ratio)
-                .unwrap_or(u64::MAX)
-                .clamp(1 << 28, 1 << 36);
-            self.scale(ratio.isqrt().isqrt(), 1 << 8);
+        if !taken {
+            return;
+        }
+        let stayed = now
+            .saturating_duration_since(since)
+            .max(Duration::from_ticks(1));
+        // The floor follows a faster hand-over at once and a slower one by a 32nd of the gap:
+        // it tracks the latency of the day without being pulled up by every slow hand-over.
+        let fastest = match self.fastest {
+            Some(fastest) if stayed >= fastest => fastest + (stayed - fastest) / 32,
+            _ => stayed,
+        };
+        self.fastest = Some(fastest);
+        let target = fastest.as_ticks().saturating_mul(TARGET_FASTEST);
+        // The first take of W uniform delays is a noisy sample, so each moves the window by
+        // the square root of what it asks, and never more than halves or doubles it.
+        let ratio = (u128::from(target) << 32) / u128::from(stayed.as_ticks());
+        let ratio = u64::try_from(ratio)
+            .unwrap_or(u64::MAX)
+            .clamp(1 << 30, 1 << 34);
+        let before = self.window;
+        self.scale(ratio.isqrt(), 1 << 16);
+        // A delay drawn from the old window is rescaled with it: one drawn long ago from a
+        // wide window must not keep a member waiting once few are left to contend.
+        if let Some(at) = self.at.filter(|at| *at > now) {
+            let left = u128::from(at.duration_since(now).as_ticks());
+            let left =
+                left * u128::from(self.window.as_ticks()) / u128::from(before.as_ticks().max(1));
+            let left = Duration::from_ticks(u64::try_from(left).unwrap_or(u64::MAX));
+            self.at = Some(now.saturating_add(left));
         }
     }
 
@@ -175,9 +172,7 @@ mod tests {
     }
 
     fn takeover() -> Takeover<4> {
-        let mut t = Takeover::new(4, &Timing::DEFAULT);
-        t.round_trip(Duration::from_millis(5));
-        t
+        Takeover::new(4, &Timing::DEFAULT)
     }
 
     /// Slot `slot` is seen held, then free at `from`, then taken `after` ms later.
@@ -193,25 +188,59 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_taken_sooner_than_the_target_widens_the_window_by_the_fourth_root() {
-        // The target is 3 round trips: 15 ms. Taken after 15 ms: no change.
+    fn a_hand_over_as_fast_as_the_fastest_widens_the_window_by_the_square_root() {
         let mut t = takeover();
-        hand_over(&mut t, 1, 100, 15);
-        assert_eq!(t.window().as_millis(), 250);
-        // Taken 16 × sooner: twice the window, the most one step moves it.
-        hand_over(&mut t, 1, 200, 0);
-        assert_eq!(t.window().as_millis(), 500);
+        // The first is the fastest yet: the target is twice it, so the window grows by √2.
+        hand_over(&mut t, 1, 100, 4);
+        assert_eq!(t.window().as_millis(), 353);
+        // Taken after twice the fastest: about on target. The floor rose by a 32nd of the gap
+        // (4.125 ms), so the window grows by √(8.25 / 8) only.
+        hand_over(&mut t, 1, 200, 8);
+        assert_eq!(t.window().as_millis(), 359);
     }
 
     #[test]
-    fn a_slot_that_stays_free_long_narrows_the_window_down_to_its_floor() {
+    fn a_slot_that_stays_free_long_narrows_the_window_at_most_by_half_down_to_its_floor() {
         let mut t = takeover();
-        hand_over(&mut t, 0, 0, 240);
-        assert_eq!(t.window().as_millis(), 125, "16 × the target: halved");
-        for i in 1..20 {
-            hand_over(&mut t, 0, 2_000 * i, 1_000);
-        }
+        hand_over(&mut t, 0, 0, 2);
+        let wide = t.window();
+        hand_over(&mut t, 0, 100, 500);
+        let halved = wide / 2;
+        assert!(
+            t.window().as_micros().abs_diff(halved.as_micros()) <= 1,
+            "far slower than the target: halved, {:?}",
+            t.window()
+        );
+        t.scale(1, 1_000_000);
         assert_eq!(t.window(), MIN_WINDOW, "never below the floor");
+    }
+
+    #[test]
+    fn the_fastest_follows_a_faster_hand_over_at_once_and_a_slower_by_a_32nd() {
+        let mut t = takeover();
+        hand_over(&mut t, 0, 0, 10);
+        assert_eq!(t.fastest, Some(Duration::from_millis(10)));
+        hand_over(&mut t, 0, 100, 42);
+        assert_eq!(t.fastest, Some(Duration::from_millis(11)));
+        hand_over(&mut t, 0, 200, 3);
+        assert_eq!(t.fastest, Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn hand_overs_at_the_latency_floor_widen_the_window_up_to_a_lease_duration() {
+        // A herd: every slot is taken as fast as it can be. Each such hand-over widens the
+        // window by √2, so twelve reach sixty times the first window.
+        let mut t = takeover();
+        for i in 0..11 {
+            hand_over(&mut t, 0, 1_000 * i, 2);
+        }
+        assert!(t.window() > Duration::from_secs(10), "{:?}", t.window());
+        hand_over(&mut t, 0, 20_000, 2);
+        assert_eq!(
+            t.window(),
+            Timing::DEFAULT.lease_duration(),
+            "at most a lease duration"
+        );
     }
 
     #[test]
@@ -226,6 +255,7 @@ mod tests {
         t.not_free(2, false, ms(11));
         t.not_free(2, true, ms(12));
         assert_eq!(t.window().as_millis(), 250);
+        assert_eq!(t.fastest, None);
     }
 
     #[test]
@@ -235,28 +265,33 @@ mod tests {
         t.free(3, ms(0));
         t.free(3, ms(200));
         t.not_free(3, true, ms(240));
-        assert_eq!(t.window().as_millis(), 125, "240 ms, not 40");
+        assert_eq!(
+            t.fastest,
+            Some(Duration::from_millis(240)),
+            "240 ms, not 40"
+        );
     }
 
     #[test]
-    fn conflicts_double_the_window_up_to_a_lease_duration() {
+    fn a_drawn_delay_is_rescaled_with_the_window() {
+        let mut jitter = Jitter::new(1);
         let mut t = takeover();
-        t.conflict();
-        assert_eq!(t.window(), Duration::from_millis(500));
-        for _ in 0..10 {
-            t.conflict();
-        }
-        assert_eq!(t.window(), Timing::DEFAULT.lease_duration());
-    }
-
-    #[test]
-    fn the_first_round_trip_stands_alone_and_later_ones_are_smoothed() {
-        let mut t = Takeover::<1>::new(1, &Timing::DEFAULT);
-        assert_eq!(t.round_trip, None);
-        t.round_trip(Duration::from_millis(2));
-        assert_eq!(t.round_trip, Some(Duration::from_millis(2)));
-        t.round_trip(Duration::from_millis(10));
-        assert_eq!(t.round_trip, Some(Duration::from_millis(3)));
+        hand_over(&mut t, 0, 0, 10);
+        let now = ms(1_000);
+        t.ready(now, 1, &mut jitter);
+        let drawn = t.wake_at().unwrap().duration_since(now);
+        // A hand-over five times slower than the target halves the window, and what is left
+        // of the delay with it.
+        let before = t.window().as_micros();
+        hand_over(&mut t, 1, 900, 100);
+        let after = t.window().as_micros();
+        assert!(after < before * 2 / 3, "{before} µs → {after} µs");
+        let left = t.wake_at().unwrap().duration_since(now).as_micros();
+        let expected = drawn.as_micros() * after / before;
+        assert!(
+            left.abs_diff(expected) <= 1,
+            "{drawn:?}: {left} µs left, not {expected}"
+        );
     }
 
     #[test]
@@ -269,7 +304,6 @@ mod tests {
             let ready_now = t.ready(now, 1, &mut jitter);
             let at = t.wake_at().unwrap();
             assert_eq!(ready_now, at == now);
-            assert!(!t.ready(now, 1, &mut jitter) || at == now);
             assert_eq!(t.wake_at(), Some(at), "not redrawn");
             assert!(t.ready(at, 1, &mut jitter));
             let delay = at.duration_since(now).as_micros();

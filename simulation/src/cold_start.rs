@@ -26,13 +26,19 @@ pub const MAX_SLOTS: usize = 10;
 /// One cold start (or delegation) to simulate.
 #[derive(Clone, Debug)]
 pub struct ColdStart {
-    /// Pool members, all booting within the first second.
+    /// Pool members.
     pub members: usize,
+    /// They boot at instants spread uniformly over this (a DaemonSet's roll-out; the
+    /// benchmark's members start at once).
+    pub boot_within: Duration,
     /// Slots (`cold-start-0..k`).
     pub slots: usize,
-    /// Mean time a member holds its slot to build its cache; each member draws its own within
-    /// ±50 %. `None`: a delegation pool, held until the member ends.
+    /// Mean time a member holds its slot to build its cache. `None`: a delegation pool, held
+    /// until the member ends.
     pub hold: Option<Duration>,
+    /// How far each member's hold may differ from the mean, in %: each draws its own within
+    /// ±spread (0: every member holds exactly the mean, the benchmark's fixed T).
+    pub spread_percent: u64,
     /// Members that crash while holding: the first ones to get a slot.
     pub crashes: usize,
     /// Members whose stream the server ends once because they lag, in ‰.
@@ -574,7 +580,10 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
     let members = (0..s.members)
         .map(|_| Member {
             pool: None,
-            hold: mean_hold.map_or(0, |h| rng.range(h / 2, h + h / 2 + 1)),
+            hold: mean_hold.map_or(0, |h| {
+                let spread = h * s.spread_percent.min(100) / 100;
+                rng.range(h - spread, h + spread + 1)
+            }),
             crashed: false,
             finished: None,
             work: None,
@@ -603,7 +612,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         takers: Vec::new(),
     };
     for m in 0..s.members {
-        let boot = sim.rng.range(0, SECOND);
+        let boot = sim.rng.range(0, s.boot_within.as_micros().max(1));
         sim.push(boot, Ev::Boot { member: m });
         if sim.rng.chance(u64::from(s.lagging_permille)) {
             let lag = sim.rng.range(2 * SECOND, 20 * SECOND);
@@ -682,13 +691,14 @@ fn waiting_sent(sim: &Sim<'_>) -> u32 {
         .sum()
 }
 
-/// How long a cold start may take, derived: `ceil(N / k)` rounds of the longest hold (1.5 ×
-/// the mean) plus a hand-over allowance each (a retry period: the worst a member waits for a
+/// How long a cold start may take, derived: `ceil(N / k)` rounds of the longest hold plus a hand-over allowance each (a retry period: the worst a member waits for a
 /// freed slot it was throttled from seeing at once), plus a lease duration per crashed holder
 /// (its slot is waited out) and two retry periods of boot.
 pub fn bound(s: &ColdStart) -> Duration {
     let timing = Timing::DEFAULT;
-    let hold = s.hold.map_or(0, |h| h.as_micros() * 3 / 2);
+    let hold = s.hold.map_or(0, |h| {
+        h.as_micros() * (100 + s.spread_percent.min(100)) / 100
+    });
     let rounds = s.members.div_ceil(s.slots) as u64;
     let handover = timing.retry_period().as_micros();
     let crashes = s.crashes as u64 * timing.lease_duration().as_micros();

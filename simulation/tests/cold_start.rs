@@ -8,11 +8,14 @@ use leasehold_core::Duration;
 use leasehold_simulation::cold_start::{ColdStart, ColdStartReport, bound, run};
 use std::time::Instant;
 
+/// Members booting over a second, holding 300 ms ± 50 %.
 fn cold(members: usize, slots: usize, seed: u64) -> ColdStart {
     ColdStart {
         members,
+        boot_within: Duration::from_secs(1),
         slots,
         hold: Some(Duration::from_millis(300)),
+        spread_percent: 50,
         crashes: 0,
         lagging_permille: 50,
         server_qps: 2_000,
@@ -51,8 +54,7 @@ fn cold_start_meets_its_goals(s: &ColdStart) -> ColdStartReport {
     r
 }
 
-/// The request goals, for runs the server's flow control did not throttle (a 429 costs the
-/// throttled member a retry): at most 6 a member on average, 20 for the worst.
+/// The request goals: at most 6 a member on average, 20 for the worst.
 fn within_six_requests_a_member(s: &ColdStart, r: &ColdStartReport) {
     assert!(r.mean_per_member(s.members) <= 6.0, "{r:?}");
     assert!(r.most_by_one <= 20, "{r:?}");
@@ -110,10 +112,7 @@ fn five_thousand_members_boot_through_the_servers_flow_control() {
         r.throttled > 0,
         "the boot storm met the server's 429s: {r:?}"
     );
-    // Each 429 on a list costs its member a second list a retry period later; the goals of 6
-    // on average and 20 at most are not met under this throttling (measured: 6.6 and 22).
-    assert!(r.mean_per_member(s.members) <= 7.0, "{r:?}");
-    assert!(r.most_by_one <= 25, "{r:?}");
+    within_six_requests_a_member(&s, &r);
 }
 
 /// Delegation: a thousand members, two slots held until the member ends. A delegate that
@@ -122,9 +121,11 @@ fn five_thousand_members_boot_through_the_servers_flow_control() {
 fn a_delegation_pool_of_a_thousand_is_quiet_and_replaces_a_crashed_delegate_once() {
     let s = ColdStart {
         members: 1_000,
+        boot_within: Duration::from_secs(1),
         slots: 2,
         hold: None,
         crashes: 1,
+        spread_percent: 0,
         lagging_permille: 0,
         server_qps: 2_000,
         seed: 3,
@@ -139,4 +140,33 @@ fn a_delegation_pool_of_a_thousand_is_quiet_and_replaces_a_crashed_delegate_once
         r.sent.total(),
         r.sent
     );
+}
+
+/// The benchmark's schedule, every member starting at once and holding exactly T: the makespan
+/// over the ideal `ceil(N / k) × T` is what the hand-overs cost. At most 5 % at T = 300 ms and
+/// 2 % at T = 5 s. A hold of 5 s is renewed twice (every retry period), on top of the goal.
+#[test]
+fn with_a_fixed_hold_the_hand_overs_cost_a_few_percent() {
+    for (members, hold_ms, most_over_permille, renews) in
+        [(100, 300, 50, 0), (1_000, 300, 50, 0), (100, 5_000, 20, 2)]
+    {
+        for seed in [13, 14, 15] {
+            let s = ColdStart {
+                hold: Some(Duration::from_millis(hold_ms)),
+                spread_percent: 0,
+                boot_within: Duration::from_millis(10),
+                ..cold(members, 10, seed)
+            };
+            let r = cold_start_meets_its_goals(&s);
+            let over = r.makespan.as_micros() * 1_000 / r.ideal.as_micros();
+            println!("N = {members}, T = {hold_ms} ms, seed {seed}: {over} ‰ of the ideal");
+            assert!(over <= 1_000 + most_over_permille, "{over} ‰: {r:?}");
+            let mean = r.mean_per_member(s.members) - f64::from(renews);
+            assert!(
+                mean <= 6.0,
+                "{mean} requests a member besides renews: {r:?}"
+            );
+            assert!(r.most_by_one <= 20 + renews, "{r:?}");
+        }
+    }
 }
