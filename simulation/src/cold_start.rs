@@ -79,6 +79,17 @@ impl Sent {
     }
 }
 
+/// A slot whose holder crashed while holding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrashTakeover {
+    /// When its holder crashed (just after it began its term).
+    pub crashed_at: Duration,
+    /// How long after the crash another member wrote itself the holder; `None`: never.
+    pub taken_after: Option<Duration>,
+    /// How many distinct members wrote themselves its holder after the crash.
+    pub takers: usize,
+}
+
 /// What a run measured.
 #[derive(Clone, Debug, Default)]
 pub struct ColdStartReport {
@@ -102,8 +113,8 @@ pub struct ColdStartReport {
     pub throttled: u32,
     /// Streams the server ended because their reader lagged.
     pub lagged: u32,
-    /// Slots taken after their holder crashed, and by how many distinct members each.
-    pub crash_takeovers: Vec<(Duration, usize)>,
+    /// The slots whose holder crashed, and what became of them.
+    pub crash_takeovers: Vec<CrashTakeover>,
     /// Requests sent by members that were waiting, over the last minute of a delegation run.
     pub idle_requests_last_minute: u32,
     /// Requests sent on a slot inside the Retry-After the server gave for it.
@@ -209,8 +220,8 @@ struct Sim<'a> {
     /// Admission: the start of the current second and requests admitted in it.
     window: (u64, u32),
     crashed_slots: Vec<(u16, u64)>,
-    /// Slot takers seen after a crash: per crash, the members that took it.
-    takers: Vec<Vec<usize>>,
+    /// Slot takers seen after a crash: per crash, the members that took it and when.
+    takers: Vec<Vec<(usize, u64)>>,
 }
 
 fn at(us: u64) -> Instant {
@@ -422,8 +433,9 @@ impl<'a> Sim<'a> {
         for (i, (crashed_slot, _)) in self.crashed_slots.iter().enumerate() {
             if *crashed_slot == slot {
                 if let Some(taker) = holder.strip_prefix("node-").and_then(|n| n.parse().ok()) {
-                    if !self.takers[i].contains(&taker) && !self.members[taker].crashed {
-                        self.takers[i].push(taker);
+                    let known = self.takers[i].iter().any(|(m, _)| *m == taker);
+                    if !known && !self.members[taker].crashed {
+                        self.takers[i].push((taker, self.now));
                     }
                 }
             }
@@ -664,7 +676,13 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         .crashed_slots
         .iter()
         .zip(&sim.takers)
-        .map(|((_, crashed_at), takers)| (Duration::from_micros(*crashed_at), takers.len()))
+        .map(|((_, crashed_at), takers)| CrashTakeover {
+            crashed_at: Duration::from_micros(*crashed_at),
+            taken_after: takers
+                .first()
+                .map(|(_, at)| Duration::from_micros(at - crashed_at)),
+            takers: takers.len(),
+        })
         .collect();
     if report.ignored_retry_after > 0 {
         return Err(format!(
