@@ -258,6 +258,34 @@ mod tests {
     use heapless::String;
 
     #[test]
+    fn a_pool_stream_knows_its_slots_by_their_exact_names() {
+        let slots = SlotNames::new("cold-start", 12).unwrap();
+        assert_eq!((slots.prefix(), slots.count()), ("cold-start", 12));
+        assert_eq!(slots.index_of("cold-start-0"), Some(0));
+        assert_eq!(slots.index_of("cold-start-1"), Some(1));
+        assert_eq!(slots.index_of("cold-start-11"), Some(11));
+        for other in [
+            "cold-start-12",
+            "cold-start-01",
+            "cold-start-+1",
+            "cold-start-1a",
+            "cold-start-",
+            "cold-start",
+            "cold-start1",
+            "cold-startx-1",
+            "delegation-0",
+            "cold-start-99999",
+        ] {
+            assert_eq!(slots.index_of(other), None, "{other}");
+        }
+        let long = [b'p'; NAME_CAPACITY + 1];
+        assert_eq!(
+            SlotNames::new(core::str::from_utf8(&long).unwrap(), 1),
+            None
+        );
+    }
+
+    #[test]
     fn verbs_are_spelled_as_rbac_spells_them() {
         let verbs = [
             (Verb::Get, "get"),

@@ -565,13 +565,13 @@ impl<const N: usize> Machine for Pool<N> {
         let waiting =
             self.state == State::Wanting { attempt: None } && !self.awaiting_first_state();
         let takeover = self.takeover.wake_at().filter(|_| waiting);
-        // A slot free before the drawn instant is taken at it, not before.
+        // Once a delay is drawn (a slot is free), the drawn instant is the next take, whatever
+        // else frees meanwhile.
         let expiries = self
             .slots
             .iter()
-            .filter(|_| waiting)
-            .filter_map(|s| s.next_take_at(&self.timing))
-            .filter(|at| takeover.is_none_or(|drawn| *at > drawn));
+            .filter(|_| waiting && takeover.is_none())
+            .filter_map(|s| s.next_take_at(&self.timing));
         let stream = match self.stream.as_ref().map(|s| s.state) {
             Some(StreamState::Closed { reopen_at }) if self.stream_wanted() => Some(reopen_at),
             _ => None,
@@ -1388,5 +1388,108 @@ mod tests {
                 assert_eq!(read[0].op, Operation::Get, "a retry period later");
             }
         }
+    }
+
+    /// No slot is chosen before the stream has listed them all, however free one looks.
+    #[test]
+    fn nothing_is_taken_before_the_stream_has_listed_every_slot() {
+        let mut p: Pool<8> = Pool::new(config(2, true), 1).unwrap();
+        p.takeover = Takeover::immediate(2);
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(5, None, 1)), ms(1));
+        assert!(all(&mut p, ms(1)).is_empty(), "slot 1 is not known yet");
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(2));
+        assert_eq!(writes(&all(&mut p, ms(2))), 1);
+    }
+
+    /// Every waiting member watches the same hand-overs, and each resizes its window: one
+    /// taken at once widens it, a release taking long (or a deletion) tells nothing more.
+    #[test]
+    fn the_window_follows_the_hand_overs_the_stream_shows() {
+        let mut p: Pool<8> = Pool::new(config(2, true), 1).unwrap();
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
+        p.handle_watch_event(1, WatchEvent::Changed(lease(6, Some("c"), 1)), ms(1));
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(6)), ms(1));
+        let first = p.contention_window();
+        assert_eq!(first, Duration::from_millis(250));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(7, None, 1)), ms(100));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("d"), 2)), ms(102));
+        assert!(p.contention_window() > first, "{:?}", p.contention_window());
+        let wider = p.contention_window();
+        p.handle_watch_event(1, WatchEvent::Changed(lease(9, None, 1)), ms(200));
+        p.handle_watch_event(1, WatchEvent::Deleted, ms(300));
+        assert_eq!(p.contention_window(), wider, "a deletion is no hand-over");
+    }
+
+    /// A holder's stream is closed: its next wake-up is its renew, not the stream's reopening.
+    #[test]
+    fn a_holder_on_a_stream_wakes_for_its_renew() {
+        let mut p: Pool<8> = Pool::new(config(1, true), 1).unwrap();
+        p.takeover = Takeover::immediate(1);
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(1)), ms(1));
+        let take = all(&mut p, ms(1));
+        p.handle_answer(0, Ok(stored(&take[0].op, 2)), ms(2));
+        assert_eq!(unwatched(&all(&mut p, ms(2))).as_slice(), &[stream]);
+        assert_eq!(p.poll_timeout(), Some(ms(2_002)), "the renew");
+    }
+
+    /// A drawn delay longer than half a retry period is woken within it: a slot that sees no
+    /// input for longer than it expected takes the process for paused.
+    #[test]
+    fn a_long_takeover_delay_is_woken_every_half_retry_period() {
+        for seed in 0..20 {
+            let mut p: Pool<8> = Pool::new(config(1, true), seed).unwrap();
+            p.takeover = Takeover::with_window(1, Duration::from_secs(15));
+            let stream = p.stream_slot();
+            all(&mut p, ms(0));
+            p.handle_watch_event(stream, WatchEvent::Synced(rv(1)), ms(10));
+            let drawn = p.takeover.wake_at().unwrap();
+            if drawn <= ms(1_010) {
+                continue;
+            }
+            assert_eq!(p.poll_timeout(), Some(ms(1_010)), "seed {seed}");
+            p.handle_timeout(ms(1_010));
+            assert_eq!(p.poll_timeout(), Some(ms(2_010).min(drawn)));
+            return;
+        }
+        panic!("no seed drew a long delay");
+    }
+
+    /// The write that won arrived on the stream before the 409 did: nothing is left to learn,
+    /// neither at once nor a retry period later.
+    #[test]
+    fn a_lost_race_whose_winner_was_already_seen_reads_nothing() {
+        let mut p: Pool<8> = Pool::new(config(1, true), 2).unwrap();
+        p.takeover = Takeover::immediate(1);
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(5, None, 1)), ms(1));
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+        assert_eq!(writes(&all(&mut p, ms(1))), 1);
+        p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(2));
+        p.handle_answer(0, Err(ApiError::Conflict), ms(3));
+        for t in [3, 2_003, 2_010, 10_000] {
+            assert!(all(&mut p, ms(t)).is_empty(), "at {t} ms");
+        }
+        assert_eq!(p.stats().gets, 0);
+    }
+
+    /// Watching each slot on its own, a lost race still reads at once, whatever the watch shows
+    /// meanwhile: only a pool's stream answers for the read.
+    #[test]
+    fn a_lost_race_on_a_slots_own_watch_reads_at_once() {
+        let mut p = pool(1, true, 1);
+        due(&mut p, ms(0));
+        p.handle_answer(0, Ok(lease(5, None, 1)), ms(1));
+        let take = due(&mut p, ms(1));
+        assert_eq!(writes(&take), 1, "{take:?}");
+        p.handle_answer(0, Err(ApiError::Conflict), ms(2));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(2));
+        assert_eq!(due(&mut p, ms(2))[0].op, Operation::Get);
     }
 }

@@ -1995,6 +1995,21 @@ mod tests {
         assert_eq!(poll(&mut e, ms(17_000)), Some(Operation::Get));
     }
 
+    /// A release waiting out a Retry-After, its write due, that sees the lease change meanwhile
+    /// reads before writing: the version it would write over is no longer the one it knows.
+    #[test]
+    fn a_release_that_sees_the_lease_change_while_it_waits_reads_first() {
+        let mut e = leader("a", false);
+        poll(&mut e, ms(2_000)).unwrap();
+        let error = ApiError::TooManyRequests {
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        e.handle_answer(0, Err(error), ms(2_000));
+        e.close(ms(2_100));
+        e.handle_watch_event(0, WatchEvent::Changed(lease(9, None, 0)), ms(3_000));
+        assert_eq!(poll(&mut e, ms(7_000)), Some(Operation::Get));
+    }
+
     #[test]
     fn too_many_requests_waits_for_retry_after() {
         let mut e = elector("a", false);

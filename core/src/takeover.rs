@@ -77,6 +77,16 @@ impl<const N: usize> Takeover<N> {
         }
     }
 
+    /// A member whose window is `window`, as if it had watched hand-overs: for tests of the
+    /// rules that depend on it.
+    #[cfg(test)]
+    pub(crate) fn with_window(slots: usize, window: Duration) -> Self {
+        Self {
+            window,
+            ..Self::new(slots, &Timing::DEFAULT)
+        }
+    }
+
     /// The current contention window.
     pub(crate) fn window(&self) -> Duration {
         self.window
