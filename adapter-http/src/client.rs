@@ -205,6 +205,7 @@ pub struct HttpWire {
     client: reqwest::Client,
     server: String,
     address: String,
+    namespace: String,
     leases: String,
     token: Token,
 }
@@ -242,6 +243,7 @@ impl HttpWire {
                 "{server}/apis/coordination.k8s.io/v1/namespaces/{}/leases",
                 config.namespace
             ),
+            namespace: config.namespace.clone(),
             server,
             token,
         })
@@ -332,6 +334,10 @@ impl Wire for HttpWire {
 
     const NAME: &'static str = "http";
 
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     fn blank(&self, metadata: &CreateMetadata) -> LeaseObject {
         LeaseObject::with_metadata(metadata)
     }
@@ -348,6 +354,10 @@ impl Wire for HttpWire {
 
     fn uid(object: &LeaseObject) -> Option<&str> {
         object.metadata.other.get("uid").and_then(|u| u.as_str())
+    }
+
+    fn name(object: &LeaseObject) -> Option<&str> {
+        object.metadata.name.as_deref()
     }
 
     fn decode(object: &LeaseObject) -> Result<Lease, String> {
@@ -422,6 +432,7 @@ impl Wire for HttpWire {
                         .get("continue")
                         .and_then(|c| c.as_str())
                         .map(str::to_owned),
+                    resource_version: list.metadata.resource_version,
                 })
             }
         }
@@ -429,14 +440,16 @@ impl Wire for HttpWire {
 
     async fn watch(
         &self,
-        name: &str,
+        name: Option<&str>,
         resource_version: Option<&ResourceVersion>,
     ) -> Result<HttpWatch, Failure> {
         let mut url = format!(
-            "{}?watch=1&fieldSelector=metadata.name%3D{}&allowWatchBookmarks=true&timeoutSeconds=290",
-            self.leases,
-            encode(name)
+            "{}?watch=1&allowWatchBookmarks=true&timeoutSeconds=290",
+            self.leases
         );
+        if let Some(name) = name {
+            url.push_str(&format!("&fieldSelector=metadata.name%3D{}", encode(name)));
+        }
         if let Some(rv) = resource_version {
             url.push_str(&format!("&resourceVersion={}", encode(rv.as_str())));
         }

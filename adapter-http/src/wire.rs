@@ -353,10 +353,7 @@ pub fn decode_watch_line(line: &[u8]) -> Result<WireEvent<LeaseObject>, DecodeEr
             object.to_core()?;
             Ok(WireEvent::Changed(object))
         }
-        "DELETED" => {
-            object()?;
-            Ok(WireEvent::Deleted)
-        }
+        "DELETED" => Ok(WireEvent::Deleted(object()?)),
         "BOOKMARK" => {
             let object = object()?;
             let rv = object

@@ -77,7 +77,10 @@ fn every_watch_line_decodes() {
                     object.to_core().unwrap_or_else(|e| panic!("{name}: {e}"));
                     "changed"
                 }
-                WireEvent::Deleted => "deleted",
+                WireEvent::Deleted(object) => {
+                    assert!(object.metadata.name.is_some(), "{name}: names the lease");
+                    "deleted"
+                }
                 WireEvent::Bookmark(_) => "bookmark",
                 WireEvent::Gone => {
                     assert_eq!(line["object"]["reason"], "Expired", "{name}");

@@ -118,6 +118,7 @@ pub fn transport(
 pub struct KubeWire {
     client: kube::Client,
     api: Api<KubeLease>,
+    namespace: String,
     address: String,
 }
 
@@ -127,6 +128,7 @@ impl KubeWire {
         Self {
             api: Api::namespaced(connected.client.clone(), namespace),
             client: connected.client.clone(),
+            namespace: namespace.to_owned(),
             address: connected.address.clone(),
         }
     }
@@ -219,6 +221,10 @@ impl Wire for KubeWire {
 
     const NAME: &'static str = "kube";
 
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     fn blank(&self, metadata: &CreateMetadata) -> KubeLease {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
         let mut lease = KubeLease::default();
@@ -254,6 +260,10 @@ impl Wire for KubeWire {
 
     fn uid(object: &KubeLease) -> Option<&str> {
         object.metadata.uid.as_deref()
+    }
+
+    fn name(object: &KubeLease) -> Option<&str> {
+        object.metadata.name.as_deref()
     }
 
     fn decode(object: &KubeLease) -> Result<Lease, String> {
@@ -315,6 +325,7 @@ impl Wire for KubeWire {
                 api.list(&params).await.map(|page| Answer::Page {
                     items: page.items,
                     continue_token: page.metadata.continue_,
+                    resource_version: page.metadata.resource_version,
                 })
             }
         };
@@ -323,12 +334,14 @@ impl Wire for KubeWire {
 
     async fn watch(
         &self,
-        name: &str,
+        name: Option<&str>,
         resource_version: Option<&ResourceVersion>,
     ) -> Result<KubeWatch, Failure> {
-        let params = WatchParams::default()
-            .fields(&format!("metadata.name={name}"))
-            .timeout(290);
+        // kube-rs asks for bookmarks by default.
+        let mut params = WatchParams::default().timeout(290);
+        if let Some(name) = name {
+            params = params.fields(&format!("metadata.name={name}"));
+        }
         let from = resource_version.map_or("0", ResourceVersion::as_str);
         let stream = self
             .api
@@ -346,7 +359,7 @@ impl WireStream<KubeLease> for KubeWatch {
     async fn next(&mut self) -> Option<WireEvent<KubeLease>> {
         let event = match self.0.next().await? {
             Ok(KubeWatchEvent::Added(l) | KubeWatchEvent::Modified(l)) => WireEvent::Changed(l),
-            Ok(KubeWatchEvent::Deleted(_)) => WireEvent::Deleted,
+            Ok(KubeWatchEvent::Deleted(l)) => WireEvent::Deleted(l),
             Ok(KubeWatchEvent::Bookmark(b)) => {
                 match ResourceVersion::new(&b.metadata.resource_version) {
                     Ok(rv) => WireEvent::Bookmark(rv),

@@ -237,9 +237,13 @@ impl Shared {
         self.lock().successes
     }
 
-    /// A request that has no answer of its own (a watch opened, a list).
+    /// A request whose answer carries no lease of its own (a list, a delete); one the server
+    /// answered with success makes the agent ready.
     pub fn count(&self, verb: Verb, answer: Result<(), &RequestError>) {
         self.count_code(verb, code(verb, answer));
+        if answer.is_ok() {
+            self.lock().ready = true;
+        }
     }
 
     /// A watch stream opened (its events are not requests).

@@ -2,10 +2,13 @@
 //! request to the shared status (metrics, `/healthz`, `/readyz`).
 
 use crate::status::Shared;
-use leasehold_core::{ApiError, Lease, LeaseName, Request, ResourceVersion, Verb};
+use leasehold_core::{
+    ApiError, Lease, LeaseName, Request, ResourceVersion, SlotNames, Verb, WatchEvent,
+};
 use leasehold_runtime::{ListedLease, RequestError, Transport, WatchSink};
 use std::future::Future;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// One of the transports compiled into this binary.
 pub enum AnyTransport {
@@ -57,6 +60,15 @@ impl Transport for AnyTransport {
         sink: WatchSink,
     ) {
         each!(self, t => t.watch(lease, resource_version, sink).await)
+    }
+
+    async fn watch_slots(
+        &self,
+        slots: SlotNames,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        each!(self, t => t.watch_slots(slots, resource_version, sink).await)
     }
 }
 
@@ -117,5 +129,42 @@ impl Transport for Metered {
     ) -> impl Future<Output = ()> + Send {
         self.shared.watch_opened();
         self.inner.watch(lease, resource_version, sink)
+    }
+
+    /// The stream's list is a request the API server answers: it is counted, and its success
+    /// makes the agent ready, as a read does (a pool that waits for a slot may send nothing
+    /// else for as long as it waits).
+    async fn watch_slots(
+        &self,
+        slots: SlotNames,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        self.shared.watch_opened();
+        let mut listing = resource_version.is_none();
+        let (deliveries, mut delivered) = mpsc::unbounded_channel();
+        let stream =
+            self.inner
+                .watch_slots(slots, resource_version, WatchSink::new(0, 0, deliveries));
+        // Moved in, so that the stream's next delivery fails and ends it once the driver has
+        // stopped listening.
+        let forward = async move {
+            while let Some(delivery) = delivered.recv().await {
+                if listing {
+                    match (&delivery.event, &delivery.error) {
+                        (WatchEvent::Synced(_), _) => self.shared.count(Verb::List, Ok(())),
+                        (_, Some(error)) if error.verb == Verb::List => {
+                            self.shared.count(Verb::List, Err(error));
+                        }
+                        _ => {}
+                    }
+                    listing = delivery.lease_slot.is_some();
+                }
+                if !sink.relay(delivery) {
+                    break;
+                }
+            }
+        };
+        tokio::join!(stream, forward);
     }
 }

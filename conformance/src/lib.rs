@@ -1,11 +1,13 @@
 //! The conformance suite every transport runs against the simulated API server over HTTPS:
 //! written once, called from each adapter's tests with a function that connects that adapter
-//! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only).
+//! to the sim as a given user (`admin`, all rights; `reader`, get/list/watch only; `named`,
+//! create and get/watch/update on the slots `slots-0` and `slots-1` only, as a least-privilege
+//! Role that names its leases grants).
 
 use leasehold_core::{
     ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, Lease, LeaseName,
-    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, Timing,
-    WatchEvent,
+    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, SlotNames,
+    Timing, WatchEvent,
 };
 use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User};
 use leasehold_runtime::{
@@ -34,6 +36,19 @@ pub fn users() -> Vec<User> {
             )],
         ),
         User::with_rules("nobody", "nobody-token", Vec::new()),
+        User::with_rules(
+            "named",
+            "named-token",
+            vec![
+                Rule::new(&["create"], &["leases"], &["*"], &[]),
+                Rule::new(
+                    &["get", "watch", "update"],
+                    &["leases"],
+                    &["*"],
+                    &["slots-0", "slots-1"],
+                ),
+            ],
+        ),
     ]
 }
 
@@ -524,6 +539,242 @@ pub async fn watch<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     sim.stop().await;
 }
 
+/// The slots `slots-0`, `slots-1` and `slots-2` of the pool streams' tests.
+fn slot_names() -> SlotNames {
+    SlotNames::new("slots", 3).expect("a valid prefix")
+}
+
+/// The slot a pool stream's tests give the stream itself: one past the last, as a pool does.
+const STREAM_SLOT: u16 = 3;
+
+/// Opens a pool stream of [`slot_names`] on `t` from `resource_version`; its deliveries come
+/// out of the receiver.
+fn open_slots<T: Transport>(
+    t: &Arc<T>,
+    resource_version: Option<ResourceVersion>,
+) -> (
+    mpsc::UnboundedReceiver<Delivery>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (deliveries, delivered) = mpsc::unbounded_channel();
+    let sink = WatchSink::new(STREAM_SLOT, 1, deliveries);
+    let t = t.clone();
+    let task =
+        tokio::spawn(async move { t.watch_slots(slot_names(), resource_version, sink).await });
+    (delivered, task)
+}
+
+/// The next delivery of a pool stream that is not a bookmark (the sim sends them on a timer).
+async fn next_slot_delivery(delivered: &mut mpsc::UnboundedReceiver<Delivery>) -> Delivery {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), delivered.recv()).await {
+            Ok(Some(Delivery {
+                event: WatchEvent::Bookmark(_),
+                lease_slot: None,
+                ..
+            })) => continue,
+            Ok(Some(delivery)) => return delivery,
+            Ok(None) | Err(_) => panic!("no delivery within 5 s"),
+        }
+    }
+}
+
+/// A pool's one stream of its slots: it lists the namespace and delivers each slot that exists
+/// to its own slot (not the absent one, not other leases, not `slots-01` or `slots-3`), then
+/// `Synced` to the stream's slot; then a later write and a deletion, each to its slot. Resumed
+/// from a version, it delivers only what came after, without listing; resumed from one past
+/// the server's history, it ends `Expired`.
+pub async fn pool_stream<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
+    let sim = start_sim(SimConfig {
+        watch_history: 8,
+        ..SimConfig::default()
+    })
+    .await;
+    let t = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(5)).await);
+    let create = async |name: &str, holder: &str| {
+        t.call(request(name, Operation::Create(record(holder))))
+            .await
+            .expect("create")
+    };
+    let first = create("slots-0", "a").await;
+    let third = create("slots-2", "c").await;
+    let mut strangers = Vec::new();
+    for stranger in ["slots-01", "slots-3", "slotsx-1", "other"] {
+        strangers.push(create(stranger, "x").await);
+    }
+    let (mut delivered, _stream) = open_slots(&t, None);
+    let mut listed = HashMap::new();
+    let synced = loop {
+        let delivery = next_slot_delivery(&mut delivered).await;
+        assert_eq!(
+            (delivery.slot, delivery.generation),
+            (STREAM_SLOT, 1),
+            "every delivery is the stream's"
+        );
+        match (delivery.lease_slot, delivery.event) {
+            (Some(slot), WatchEvent::Changed(lease)) => {
+                assert!(listed.insert(slot, lease).is_none(), "slot {slot} twice");
+            }
+            (None, WatchEvent::Synced(rv)) => break rv,
+            other => panic!("expected the slots' state, then Synced: {other:?}"),
+        }
+    };
+    assert_eq!(
+        listed,
+        HashMap::from([(0, first), (2, third.clone())]),
+        "each slot that exists, to its own slot, and nothing else"
+    );
+    let version = |rv: &ResourceVersion| rv.as_str().parse::<u64>().expect("numeric");
+    assert!(
+        strangers
+            .iter()
+            .all(|l| version(&l.resource_version) <= version(&synced)),
+        "the list's version, as of every lease created: {synced:?}"
+    );
+
+    let other = strangers.pop().expect("other");
+    t.call(request(
+        "other",
+        Operation::Update {
+            resource_version: other.resource_version,
+            record: record("y"),
+        },
+    ))
+    .await
+    .expect("update another lease");
+    let second = create("slots-1", "b").await;
+    let delivery = next_slot_delivery(&mut delivered).await;
+    assert_eq!(
+        (delivery.lease_slot, delivery.event),
+        (Some(1), WatchEvent::Changed(second.clone())),
+        "the next slot's write, to its slot; the other lease's write is not delivered"
+    );
+    t.delete("slots-2", &third.resource_version)
+        .await
+        .expect("delete");
+    let delivery = next_slot_delivery(&mut delivered).await;
+    assert_eq!(
+        (delivery.lease_slot, delivery.event),
+        (Some(2), WatchEvent::Deleted)
+    );
+
+    let (mut resumed, _stream) = open_slots(&t, Some(second.resource_version.clone()));
+    let delivery = next_slot_delivery(&mut resumed).await;
+    assert_eq!(
+        (delivery.lease_slot, delivery.event),
+        (Some(2), WatchEvent::Deleted),
+        "resumed after slots-1's creation: only the deletion that came after, and no list"
+    );
+
+    for i in 0..10 {
+        create(&format!("churn-{i}"), "c").await;
+    }
+    let (mut expired, _stream) = open_slots(&t, Some(synced));
+    let delivery = next_slot_delivery(&mut expired).await;
+    assert_eq!(
+        (delivery.lease_slot, delivery.event),
+        (None, WatchEvent::Expired)
+    );
+    sim.stop().await;
+}
+
+/// A Role that names its leases grants no list or watch of the namespace: a pool stream ends
+/// `Forbidden`, with the API server's words, whether it lists first or resumes a watch. (The
+/// pool then watches each slot by name, which the Role grants.)
+pub async fn pool_stream_refused<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
+    let sim = start_sim(SimConfig::default()).await;
+    let t = Arc::new(open(&connect, &sim, "named", Duration::from_secs(5)).await);
+    let (mut delivered, _stream) = open_slots(&t, None);
+    let delivery = next_slot_delivery(&mut delivered).await;
+    assert_eq!(
+        (delivery.slot, delivery.lease_slot, delivery.event),
+        (STREAM_SLOT, None, WatchEvent::Forbidden)
+    );
+    let error = delivery.error.expect("the refusal's own words");
+    assert_eq!(error.kind, ApiError::Forbidden);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "list leases: 403 Forbidden: {}",
+            forbidden("named", "list", None)
+        )
+    );
+    let (mut delivered, _stream) = open_slots(&t, Some(ResourceVersion::new("1").expect("rv")));
+    let delivery = next_slot_delivery(&mut delivered).await;
+    assert_eq!(delivery.event, WatchEvent::Forbidden);
+    assert_eq!(
+        delivery.error.map(|e| e.to_string()),
+        Some(format!(
+            "watch leases: 403 Forbidden: {}",
+            forbidden("named", "watch", None)
+        ))
+    );
+    let admin = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    admin
+        .call(request("slots-0", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    let (deliveries, mut by_name) = mpsc::unbounded_channel();
+    let watcher = t.clone();
+    let _watch = tokio::spawn(async move {
+        let name = LeaseName::new("slots-0").expect("name");
+        let sink = WatchSink::new(0, 1, deliveries);
+        watcher.watch(name, None, sink).await
+    });
+    assert!(
+        matches!(next_watch_event(&mut by_name).await, WatchEvent::Changed(_)),
+        "the Role grants the watch of a slot by name"
+    );
+    sim.stop().await;
+}
+
+/// A lease a pool stream delivered is known to the transport as a read one is: an update of
+/// it, listed or watched, is sent (not refused as never read) and keeps the lease's uid.
+pub async fn pool_stream_fills_the_lease_cache<T: Transport>(
+    connect: impl AsyncFn(&Path, Duration) -> T,
+) {
+    let sim = start_sim(SimConfig::default()).await;
+    let writer = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    writer
+        .call(request("slots-0", Operation::Create(record("a"))))
+        .await
+        .expect("create");
+    let t = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(5)).await);
+    let (mut delivered, _stream) = open_slots(&t, None);
+    let WatchEvent::Changed(listed) = next_slot_delivery(&mut delivered).await.event else {
+        panic!("slots-0 listed first")
+    };
+    assert!(matches!(
+        next_slot_delivery(&mut delivered).await.event,
+        WatchEvent::Synced(_)
+    ));
+    writer
+        .call(request("slots-1", Operation::Create(record("b"))))
+        .await
+        .expect("create");
+    let WatchEvent::Changed(watched) = next_slot_delivery(&mut delivered).await.event else {
+        panic!("slots-1's creation")
+    };
+    for (name, lease) in [("slots-0", listed), ("slots-1", watched)] {
+        let uid = sim.lease("default", name).expect("stored")["metadata"]["uid"].clone();
+        let renewed = t
+            .call(request(
+                name,
+                Operation::Update {
+                    resource_version: lease.resource_version.clone(),
+                    record: record("me"),
+                },
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the update is sent: {e}"));
+        assert_ne!(renewed.resource_version, lease.resource_version);
+        let stored = sim.lease("default", name).expect("stored");
+        assert_eq!(stored["metadata"]["uid"], uid, "{name}: the same lease");
+        assert_eq!(stored["spec"]["holderIdentity"], "me");
+    }
+    sim.stop().await;
+}
+
 /// Who leads, as the electors' events tell it.
 #[derive(Default)]
 struct Leaders {
@@ -813,6 +1064,69 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     sim.stop().await;
 }
 
+/// Two members of a pool of two under a Role that names the slots (no list or watch of the
+/// namespace): each is refused its pool stream once, watches each slot by name instead, and
+/// the two hold a slot each.
+pub async fn pool_under_a_role_that_names_its_slots<T: Transport>(
+    connect: impl AsyncFn(&Path, Duration) -> T,
+) {
+    let sim = start_sim(SimConfig::default()).await;
+    let holders = Arc::new(Mutex::new(HashMap::<u16, usize>::new()));
+    let mut members = Vec::new();
+    for index in 0..2usize {
+        let transport = Arc::new(open(&connect, &sim, "named", Duration::from_secs(1)).await);
+        let holders = holders.clone();
+        members.push(tokio::spawn(async move {
+            let config = PoolConfig {
+                prefix: "slots",
+                size: 2,
+                identity: Identity::new(&format!("member-{index}")).expect("identity"),
+                timing: timing(),
+                watch: true,
+            };
+            let mut pool: Pool<2> = Pool::new(config, index as u64).expect("pool");
+            drive(
+                &mut pool,
+                transport,
+                Clock::default(),
+                std::future::pending(),
+                |_, e| {
+                    if let Event::BecameLeader { .. } = e.event {
+                        holders.lock().expect("lock").insert(e.slot, index);
+                    }
+                },
+            )
+            .await;
+        }));
+    }
+    let start = Instant::now();
+    while holders.lock().expect("lock").len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the pool did not fill: {:?}",
+            holders.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let counters = sim.counters();
+    for m in &members {
+        m.abort();
+    }
+    assert_eq!(
+        counters.count_status("list", "leases", 403),
+        2,
+        "each member is refused its stream once, and does not ask again: {counters:?}"
+    );
+    assert_eq!(counters.count_status("list", "leases", 200), 0);
+    assert!(
+        counters.count_status("watch", "leases", 200) >= 2,
+        "the slots are watched by name: {counters:?}"
+    );
+    let held: Vec<usize> = holders.lock().expect("lock").values().copied().collect();
+    assert_ne!(held[0], held[1], "one slot each");
+    sim.stop().await;
+}
+
 /// Lease updates per second a transport sustains against the sim: the sim on its own
 /// single-threaded runtime and thread, the transport on another, 32 concurrent renewers each
 /// updating its own lease with the resourceVersion of its last answer. Returns each run's rate,
@@ -982,7 +1296,7 @@ pub async fn errors<W: Wire>(connect: impl AsyncFn(&Path, Duration) -> Backbone<
         )
     );
     let watch = first_delivery(&nobody, "e").await;
-    assert_eq!(watch.event, WatchEvent::Failed);
+    assert_eq!(watch.event, WatchEvent::Forbidden);
     assert_eq!(
         watch.error.map(|e| e.to_string()),
         Some(format!(
@@ -1193,6 +1507,26 @@ macro_rules! suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn watch_resume_cut_and_gone() {
             $crate::watch($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_pool_stream_lists_then_routes_each_slots_changes() {
+            $crate::pool_stream($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_pool_stream_refused_by_rbac_ends_forbidden_in_the_servers_words() {
+            $crate::pool_stream_refused($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_pool_stream_fills_the_lease_cache() {
+            $crate::pool_stream_fills_the_lease_cache($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_pool_under_a_role_that_names_its_slots_watches_each_by_name() {
+            $crate::pool_under_a_role_that_names_its_slots($connect).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,8 @@
 use crate::error::{Cause, RequestError, ServerStatus, user_agent};
 use crate::transport::{CreateMetadata, ListedLease, Transport, WatchSink};
 use leasehold_core::{
-    ApiError, Lease, LeaseName, LeaseRecord, Operation, Request, ResourceVersion, Verb, WatchEvent,
+    ApiError, Lease, LeaseName, LeaseRecord, Operation, Request, ResourceVersion, SlotNames, Verb,
+    WatchEvent,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +26,9 @@ pub trait Wire: Send + Sync + 'static {
     /// The transport's name in the `User-Agent` (`http`, `kube`).
     const NAME: &'static str;
 
+    /// The namespace of the leases this wire reads and writes.
+    fn namespace(&self) -> &str;
+
     /// A new object carrying `metadata` (labels, owner), for a create.
     fn blank(&self, metadata: &CreateMetadata) -> Self::Object;
     /// `base` with its spec replaced by `record`, named `name`, carrying `resource_version`
@@ -38,6 +42,8 @@ pub trait Wire: Send + Sync + 'static {
     ) -> Self::Object;
     /// The object's `metadata.uid`.
     fn uid(object: &Self::Object) -> Option<&str>;
+    /// The object's `metadata.name`: which lease a namespace's watch event is about.
+    fn name(object: &Self::Object) -> Option<&str>;
     /// The lease as the core sees it, or what is wrong with the object.
     fn decode(object: &Self::Object) -> Result<Lease, String>;
     /// The lease as a list shows it, or what is wrong with the object.
@@ -48,11 +54,12 @@ pub trait Wire: Send + Sync + 'static {
         &self,
         call: Call<'_, Self::Object>,
     ) -> impl Future<Output = Result<Answer<Self::Object>, Failure>> + Send;
-    /// Opens the watch of the lease `name` from `resource_version` (the current state when
-    /// `None`), with bookmarks and a server-side timeout.
+    /// Opens the watch of the lease `name`, or of every lease in the namespace when `None`,
+    /// from `resource_version` (the current state when `None`), with bookmarks and a
+    /// server-side timeout.
     fn watch(
         &self,
-        name: &str,
+        name: Option<&str>,
         resource_version: Option<&ResourceVersion>,
     ) -> impl Future<Output = Result<Self::Stream, Failure>> + Send;
 }
@@ -114,6 +121,9 @@ pub enum Answer<O> {
         items: Vec<O>,
         /// `metadata.continue`, when more pages follow.
         continue_token: Option<String>,
+        /// `metadata.resourceVersion`: the version the list is a snapshot of (every page of
+        /// one list is of the same), where a watch of what changed since resumes.
+        resource_version: Option<String>,
     },
 }
 
@@ -131,8 +141,8 @@ pub enum Failure {
 pub enum WireEvent<O> {
     /// `ADDED` or `MODIFIED`.
     Changed(O),
-    /// `DELETED`.
-    Deleted,
+    /// `DELETED`, with the lease's last state.
+    Deleted(O),
     /// `BOOKMARK` at this resourceVersion.
     Bookmark(ResourceVersion),
     /// `ERROR` 410 Gone: the resourceVersion is too old.
@@ -257,17 +267,159 @@ impl<W: Wire> Backbone<W> {
             limiter.until_ready().await;
         }
         match tokio::time::timeout(self.timeout, self.wire.send(call)).await {
-            Err(_) => Err(RequestError::failed(
-                verb,
-                target,
-                Cause::Timeout {
-                    after: self.timeout,
-                },
-            )),
+            Err(_) => Err(self.timed_out(verb, target)),
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(Failure::Refused(status))) => Err(RequestError::refused(verb, target, status)),
-            Ok(Err(Failure::Cause(cause))) => Err(RequestError::failed(verb, target, cause)),
+            Ok(Err(failure)) => Err(refusal(verb, target, failure)),
         }
+    }
+
+    fn timed_out(&self, verb: Verb, target: &str) -> RequestError {
+        let after = self.timeout;
+        RequestError::failed(verb, target, Cause::Timeout { after })
+    }
+
+    /// Every item of a LIST, following `continue` to the last page, and the list's
+    /// resourceVersion.
+    async fn list_all(
+        &self,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<(Vec<W::Object>, Option<String>), RequestError> {
+        let mut all = Vec::new();
+        let mut version = None;
+        let mut next: Option<String> = None;
+        loop {
+            let call = Call::List(ListPage {
+                namespace,
+                label_selector,
+                continue_token: next.as_deref(),
+                limit: PAGE,
+            });
+            let Answer::Page {
+                items,
+                continue_token,
+                resource_version,
+            } = self.send(Verb::List, "leases", call).await?
+            else {
+                return Err(malformed(Verb::List, "leases", "not a LeaseList"));
+            };
+            all.extend(items);
+            version = version.or(resource_version);
+            next = continue_token.filter(|c| !c.is_empty());
+            if next.is_none() {
+                return Ok((all, version));
+            }
+        }
+    }
+
+    /// Opens the watch of the lease `name` (of the namespace's leases when `None`) after the
+    /// rate limiter, within the timeout.
+    async fn open_watch(
+        &self,
+        name: Option<&str>,
+        resource_version: Option<&ResourceVersion>,
+        target: &str,
+    ) -> Result<W::Stream, RequestError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        match tokio::time::timeout(self.timeout, self.wire.watch(name, resource_version)).await {
+            Err(_) => Err(self.timed_out(Verb::Watch, target)),
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(failure)) => Err(refusal(Verb::Watch, target, failure)),
+        }
+    }
+
+    /// Delivers `stream`'s events into `sink` until it ends, keeping the last-read copy of
+    /// each lease it shows, as a read does. `route` names the lease an object is and the slot
+    /// its events go to (`None`: the stream's own); the events of a lease it does not route are
+    /// dropped.
+    async fn follow(
+        &self,
+        mut stream: W::Stream,
+        sink: &WatchSink,
+        target: &str,
+        route: impl Fn(&W::Object) -> Option<(String, Option<u16>)>,
+    ) {
+        while let Some(event) = stream.next().await {
+            let (to, event) = match event {
+                WireEvent::Changed(object) => {
+                    let Some((name, to)) = route(&object) else {
+                        continue;
+                    };
+                    match W::decode(&object) {
+                        Ok(lease) => {
+                            self.remember(&name, Some(object));
+                            (to, WatchEvent::Changed(lease))
+                        }
+                        Err(e) => return sink.fail(malformed(Verb::Watch, target, e)),
+                    }
+                }
+                WireEvent::Deleted(object) => {
+                    let Some((name, to)) = route(&object) else {
+                        continue;
+                    };
+                    self.remember(&name, None);
+                    (to, WatchEvent::Deleted)
+                }
+                WireEvent::Bookmark(rv) => (None, WatchEvent::Bookmark(rv)),
+                WireEvent::Gone => (None, WatchEvent::Expired),
+                WireEvent::Broken => (None, WatchEvent::Failed),
+            };
+            let more = match to {
+                Some(slot) => sink.send_to(slot, event),
+                None => sink.forward(event),
+            };
+            if !more {
+                return;
+            }
+        }
+        sink.send(WatchEvent::Ended);
+    }
+
+    /// Lists the namespace's leases and delivers the state of the pool's `slots`: a `Changed`
+    /// for each slot that exists, to its slot, then `Synced` at the list's version, which it
+    /// returns. `None` when the stream ended instead (its end delivered).
+    async fn list_slots(&self, slots: &SlotNames, sink: &WatchSink) -> Option<ResourceVersion> {
+        let (items, version) = match self.list_all(Some(self.wire.namespace()), None).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                sink.fail(error);
+                return None;
+            }
+        };
+        let Some(version) = version.and_then(|v| ResourceVersion::new(&v).ok()) else {
+            let what = "a LeaseList without a usable metadata.resourceVersion";
+            sink.fail(malformed(Verb::List, "leases", what));
+            return None;
+        };
+        let mut found: Vec<Option<(Lease, W::Object)>> = vec![None; usize::from(slots.count())];
+        for object in items {
+            let Some(slot) = W::name(&object).and_then(|n| slots.index_of(n)) else {
+                continue;
+            };
+            match W::decode(&object) {
+                Ok(lease) => found[usize::from(slot)] = Some((lease, object)),
+                Err(e) => {
+                    sink.fail(malformed(Verb::List, "leases", e));
+                    return None;
+                }
+            }
+        }
+        for (slot, state) in (0..slots.count()).zip(found) {
+            // A slot missing from the list is forgotten, as a read answered 404 is.
+            let name = format!("{}-{slot}", slots.prefix());
+            let Some((lease, object)) = state else {
+                self.remember(&name, None);
+                continue;
+            };
+            self.remember(&name, Some(object));
+            if !sink.send_to(slot, WatchEvent::Changed(lease)) {
+                return None;
+            }
+        }
+        sink.send(WatchEvent::Synced(version.clone()))
+            .then_some(version)
     }
 
     fn object(
@@ -284,6 +436,14 @@ impl<W: Wire> Backbone<W> {
 
 fn malformed(verb: Verb, target: &str, what: impl Into<String>) -> RequestError {
     RequestError::failed(verb, target, Cause::Malformed(what.into()))
+}
+
+/// A call that brought no 2xx answer, as the user is told of it.
+fn refusal(verb: Verb, target: &str, failure: Failure) -> RequestError {
+    match failure {
+        Failure::Refused(status) => RequestError::refused(verb, target, status),
+        Failure::Cause(cause) => RequestError::failed(verb, target, cause),
+    }
 }
 
 impl<W: Wire> Transport for Backbone<W> {
@@ -319,7 +479,7 @@ impl<W: Wire> Transport for Backbone<W> {
                 );
                 (Call::Replace { name, object }, Some(uid))
             }
-            Operation::Watch { .. } | Operation::Unwatch => {
+            Operation::Watch { .. } | Operation::WatchSlots { .. } | Operation::Unwatch => {
                 return Err(RequestError::failed(verb, target, Cause::NotACall));
             }
         };
@@ -352,30 +512,11 @@ impl<W: Wire> Transport for Backbone<W> {
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<ListedLease>, RequestError> {
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let call = Call::List(ListPage {
-                namespace,
-                label_selector,
-                continue_token: next.as_deref(),
-                limit: PAGE,
-            });
-            let Answer::Page {
-                items,
-                continue_token,
-            } = self.send(Verb::List, "leases", call).await?
-            else {
-                return Err(malformed(Verb::List, "leases", "not a LeaseList"));
-            };
-            for item in &items {
-                out.push(W::decode_listed(item).map_err(|e| malformed(Verb::List, "leases", e))?);
-            }
-            next = continue_token.filter(|c| !c.is_empty());
-            if next.is_none() {
-                return Ok(out);
-            }
-        }
+        let (items, _) = self.list_all(namespace, label_selector).await?;
+        items
+            .iter()
+            .map(|item| W::decode_listed(item).map_err(|e| malformed(Verb::List, "leases", e)))
+            .collect()
     }
 
     async fn delete(
@@ -401,49 +542,42 @@ impl<W: Wire> Transport for Backbone<W> {
     ) {
         let name = lease.as_str();
         let target = format!("leases/{name}");
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+        match self
+            .open_watch(Some(name), resource_version.as_ref(), &target)
+            .await
+        {
+            Ok(stream) => {
+                // The server sends this lease alone (a field selector names it).
+                let route = |_: &W::Object| Some((name.to_owned(), None));
+                self.follow(stream, &sink, &target, route).await;
+            }
+            Err(error) => sink.fail(error),
         }
-        let opened = tokio::time::timeout(
-            self.timeout,
-            self.wire.watch(name, resource_version.as_ref()),
-        )
-        .await;
-        let mut stream = match opened {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(Failure::Refused(status))) => {
-                return sink.fail(RequestError::refused(Verb::Watch, target, status));
-            }
-            Ok(Err(Failure::Cause(cause))) => {
-                return sink.fail(RequestError::failed(Verb::Watch, target, cause));
-            }
-            Err(_) => {
-                let after = self.timeout;
-                let cause = Cause::Timeout { after };
-                return sink.fail(RequestError::failed(Verb::Watch, target, cause));
-            }
+    }
+
+    async fn watch_slots(
+        &self,
+        slots: SlotNames,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        let from = match resource_version {
+            Some(rv) => rv,
+            None => match self.list_slots(&slots, &sink).await {
+                Some(rv) => rv,
+                None => return,
+            },
         };
-        while let Some(event) = stream.next().await {
-            let event = match event {
-                WireEvent::Changed(object) => match W::decode(&object) {
-                    Ok(lease) => {
-                        self.remember(name, Some(object));
-                        WatchEvent::Changed(lease)
-                    }
-                    Err(_) => WatchEvent::Failed,
-                },
-                WireEvent::Deleted => {
-                    self.remember(name, None);
-                    WatchEvent::Deleted
-                }
-                WireEvent::Bookmark(rv) => WatchEvent::Bookmark(rv),
-                WireEvent::Gone => WatchEvent::Expired,
-                WireEvent::Broken => WatchEvent::Failed,
-            };
-            if !sink.forward(event) {
-                return;
+        let target = "leases";
+        match self.open_watch(None, Some(&from), target).await {
+            Ok(stream) => {
+                let route = |object: &W::Object| {
+                    let name = W::name(object)?;
+                    Some((name.to_owned(), Some(slots.index_of(name)?)))
+                };
+                self.follow(stream, &sink, target, route).await;
             }
+            Err(error) => sink.fail(error),
         }
-        sink.send(WatchEvent::Ended);
     }
 }

@@ -1,7 +1,9 @@
 //! What a transport does for the driver: the core's requests, lists, deletes and watch streams.
 
 use crate::error::RequestError;
-use leasehold_core::{Lease, LeaseName, MicroTime, Request, ResourceVersion, WatchEvent};
+use leasehold_core::{
+    Lease, LeaseName, MicroTime, Request, ResourceVersion, SlotNames, WatchEvent,
+};
 use std::future::Future;
 use tokio::sync::mpsc;
 
@@ -29,11 +31,29 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RequestError>> + Send;
 
     /// Streams the watch of `lease` from `resource_version` into `sink` until the stream ends;
-    /// its last event says how (`Ended`, `Expired` or `Failed`). The driver aborts it when the
-    /// core no longer wants it.
+    /// its last event says how (`Ended`, `Expired`, `Failed`, or `Forbidden` when RBAC refuses
+    /// it). The driver aborts it when the core no longer wants it.
     fn watch(
         &self,
         lease: LeaseName,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Streams a pool's leases with one watch of the namespace
+    /// ([`leasehold_core::Operation::WatchSlots`]) into `sink` until the stream ends.
+    ///
+    /// Without `resource_version` it first lists the namespace's leases (to the last page) and
+    /// delivers a `Changed` for each lease that is one of `slots`, to that lease's slot
+    /// ([`WatchSink::send_to`]), then `Synced` at the list's resourceVersion; it then watches the
+    /// namespace from there. With one, it resumes the watch after it. Changes of the slots go to
+    /// their own slot, those of other leases nowhere; bookmarks and the stream's last event go
+    /// to the stream's slot: `Ended`, `Expired`, `Failed`, or `Forbidden` when RBAC refuses the
+    /// list or the watch (a Role that names the leases grants neither), which the pool answers
+    /// by watching each slot by name. The driver aborts it when the core no longer wants it.
+    fn watch_slots(
+        &self,
+        slots: SlotNames,
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send;
@@ -68,6 +88,15 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send {
         T::watch(self, lease, resource_version, sink)
+    }
+
+    fn watch_slots(
+        &self,
+        slots: SlotNames,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) -> impl Future<Output = ()> + Send {
+        T::watch_slots(self, slots, resource_version, sink)
     }
 }
 
@@ -112,14 +141,18 @@ pub struct ListedLease {
 /// One event of one watch stream, as a [`WatchSink`] delivers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// The slot whose watch it is.
+    /// The slot whose watch stream it came from (a pool's stream has a slot of its own): the
+    /// driver knows the stream by it.
     pub slot: u16,
     /// Which opening of that slot's watch: events of a stream since replaced are stale.
     pub generation: u64,
+    /// The slot of the lease the event is about, when a pool's stream delivers it to a slot
+    /// other than its own; `None` for the stream's own events, which go to `slot`.
+    pub lease_slot: Option<u16>,
     /// The event.
     pub event: WatchEvent,
-    /// Why the stream failed or could not open, for a `Failed` or `Expired` that has a cause
-    /// worth telling (a 403 on watch, say).
+    /// Why the stream failed or could not open, for an `Expired`, `Failed` or `Forbidden` that
+    /// has a cause worth telling (a 403 on watch, say).
     pub error: Option<RequestError>,
 }
 
@@ -141,36 +174,67 @@ impl WatchSink {
         }
     }
 
-    /// Delivers an event; false once the driver has stopped listening.
+    /// Delivers an event of the stream's own slot; false once the driver has stopped
+    /// listening.
     pub fn send(&self, event: WatchEvent) -> bool {
-        self.deliver(event, None)
+        self.deliver(None, event, None)
     }
 
-    /// Delivers the end of a stream that failed for `error`: `Expired` for a 410 Gone, else
-    /// `Failed`.
+    /// Delivers an event about the lease of `slot`, from a pool's stream; false once the driver
+    /// has stopped listening.
+    pub fn send_to(&self, slot: u16, event: WatchEvent) -> bool {
+        self.deliver(Some(slot), event, None)
+    }
+
+    /// Delivers the end of a stream that failed for `error`: `Expired` for a 410 Gone,
+    /// `Forbidden` for a 403 (RBAC refused it), else `Failed`.
     pub fn fail(&self, error: RequestError) {
-        let event = match &error.status {
-            Some(status) if status.code == 410 => WatchEvent::Expired,
+        let event = match error.status.as_ref().map(|s| s.code) {
+            Some(410) => WatchEvent::Expired,
+            Some(403) => WatchEvent::Forbidden,
             _ => WatchEvent::Failed,
         };
-        self.deliver(event, Some(error));
+        self.deliver(None, event, Some(error));
     }
 
-    fn deliver(&self, event: WatchEvent, error: Option<RequestError>) -> bool {
+    fn deliver(
+        &self,
+        lease_slot: Option<u16>,
+        event: WatchEvent,
+        error: Option<RequestError>,
+    ) -> bool {
         self.deliveries
             .send(Delivery {
                 slot: self.slot,
                 generation: self.generation,
+                lease_slot,
                 event,
                 error,
             })
             .is_ok()
     }
 
-    /// Delivers an event from an open stream; false when the stream should end (the event
-    /// was `Expired` or `Failed`, or the driver stopped listening).
+    /// Passes on a delivery of a stream that this one wraps (a transport over another) as this
+    /// stream's own: its event, the slot it is for and its error are kept. False when the
+    /// stream should end, as [`WatchSink::forward`].
+    pub fn relay(&self, delivery: Delivery) -> bool {
+        let last = delivery.lease_slot.is_none() && is_last(&delivery.event);
+        self.deliver(delivery.lease_slot, delivery.event, delivery.error) && !last
+    }
+
+    /// Delivers an event of the stream's own slot from an open stream; false when the stream
+    /// should end (the event was its last: `Expired`, `Failed` or `Forbidden`; or the driver
+    /// stopped listening).
     pub fn forward(&self, event: WatchEvent) -> bool {
-        let last = matches!(event, WatchEvent::Expired | WatchEvent::Failed);
+        let last = is_last(&event);
         self.send(event) && !last
     }
+}
+
+/// Whether `event` ends the stream that delivers it.
+pub(crate) fn is_last(event: &WatchEvent) -> bool {
+    matches!(
+        event,
+        WatchEvent::Ended | WatchEvent::Expired | WatchEvent::Failed | WatchEvent::Forbidden
+    )
 }

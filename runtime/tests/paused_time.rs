@@ -3,7 +3,7 @@
 
 use leasehold_core::{
     ApiError, Elector, ElectorConfig, Event, Identity, Instant, Lease, LeaseName, LeaseRecord,
-    LossReason, Operation, Request, ResourceVersion, Timing, Verb,
+    LossReason, Operation, Request, ResourceVersion, SlotNames, Timing, Verb,
 };
 use leasehold_runtime::{
     Cause, Clock, ListedLease, RequestError, ServerStatus, Transport, WatchSink, drive,
@@ -61,11 +61,9 @@ impl Memory {
                 Some(_) => Err(Self::refused(Verb::Update, 409, "Conflict")),
                 None => Err(Self::refused(Verb::Update, 404, "NotFound")),
             },
-            Operation::Watch { .. } | Operation::Unwatch => Err(RequestError::failed(
-                Verb::Watch,
-                "leases/demo",
-                Cause::NotACall,
-            )),
+            Operation::Watch { .. } | Operation::WatchSlots { .. } | Operation::Unwatch => Err(
+                RequestError::failed(Verb::Watch, "leases/demo", Cause::NotACall),
+            ),
         }
     }
 }
@@ -118,6 +116,14 @@ impl Transport for Link {
     async fn watch(
         &self,
         _lease: LeaseName,
+        _resource_version: Option<ResourceVersion>,
+        _sink: WatchSink,
+    ) {
+    }
+
+    async fn watch_slots(
+        &self,
+        _slots: SlotNames,
         _resource_version: Option<ResourceVersion>,
         _sink: WatchSink,
     ) {

@@ -190,6 +190,14 @@ mod tests {
         ) {
             self.0.watch(l, rv, s).await
         }
+        async fn watch_slots(
+            &self,
+            slots: leasehold_core::SlotNames,
+            rv: Option<leasehold_core::ResourceVersion>,
+            s: leasehold_runtime::WatchSink,
+        ) {
+            self.0.watch_slots(slots, rv, s).await
+        }
     }
 
     #[cfg(feature = "http")]

@@ -1,8 +1,11 @@
 //! An in-memory API server for Leases, so the handles can be tested on tokio's paused time: a
 //! resourceVersion every write increments, 404/409 as the real server answers, and watches that
-//! deliver every change. Each candidate reaches it through a [`Link`] the test can cut.
+//! deliver every change (of one lease, or of a pool's slots after their listed state). Each
+//! candidate reaches it through a [`Link`] the test can cut.
 
-use leasehold_core::{Lease, LeaseName, LeaseRecord, Operation, Request, ResourceVersion, Verb};
+use leasehold_core::{
+    Lease, LeaseName, LeaseRecord, Operation, Request, ResourceVersion, SlotNames, Verb, WatchEvent,
+};
 use leasehold_runtime::{Cause, ListedLease, RequestError, ServerStatus, Transport, WatchSink};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +15,14 @@ use tokio::sync::broadcast;
 
 /// Each lease's record and the version it was stored at, by name; and the last version issued.
 type Store = (HashMap<String, (u64, LeaseRecord)>, u64);
+
+/// The leases of a pool's slots that exist, by slot, the version of the list, and the changes
+/// after it.
+type Listed = (
+    Vec<(u16, Lease)>,
+    ResourceVersion,
+    broadcast::Receiver<(String, Lease)>,
+);
 
 /// The leases, by name.
 pub struct Memory {
@@ -71,7 +82,7 @@ impl Memory {
             (Operation::Update { .. }, None) => {
                 return Err(Self::refused(verb, &name, 404, "NotFound"));
             }
-            (Operation::Watch { .. } | Operation::Unwatch, _) => {
+            (Operation::Watch { .. } | Operation::WatchSlots { .. } | Operation::Unwatch, _) => {
                 return Err(RequestError::failed(verb, name, Cause::NotACall));
             }
         };
@@ -80,6 +91,21 @@ impl Memory {
         let lease = stored(*last, record);
         let _ = self.changes.send((name, lease.clone()));
         Ok(lease)
+    }
+
+    /// The slots of `slots` that exist, by slot, and the version they are all at; with the
+    /// changes after it, subscribed to at the same instant so that none falls between.
+    fn list_slots(&self, slots: &SlotNames) -> Listed {
+        let guard = self.leases.lock().unwrap();
+        let (leases, last) = &*guard;
+        let listed = leases
+            .iter()
+            .filter_map(|(name, (version, record))| {
+                Some((slots.index_of(name)?, stored(*version, record.clone())))
+            })
+            .collect();
+        let version = ResourceVersion::new(&last.to_string()).unwrap();
+        (listed, version, self.changes.subscribe())
     }
 }
 
@@ -151,23 +177,74 @@ impl Transport for Link {
         _resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) {
-        let mut changes = self.server.changes.subscribe();
-        loop {
-            if self.is_cut() {
-                sink.send(leasehold_core::WatchEvent::Failed);
-                return;
-            }
-            match tokio::time::timeout(Duration::from_millis(100), changes.recv()).await {
-                Ok(Ok((name, changed))) if name == lease.as_str() => {
-                    if !sink.forward(leasehold_core::WatchEvent::Changed(changed)) {
+        let changes = self.server.changes.subscribe();
+        self.follow(changes, &sink, |name| {
+            (name == lease.as_str()).then_some(None)
+        })
+        .await;
+    }
+
+    async fn watch_slots(
+        &self,
+        slots: SlotNames,
+        resource_version: Option<ResourceVersion>,
+        sink: WatchSink,
+    ) {
+        let changes = match resource_version {
+            Some(_) => self.server.changes.subscribe(),
+            None => {
+                if self.is_cut() {
+                    sink.send(WatchEvent::Failed);
+                    return;
+                }
+                let (listed, version, changes) = self.server.list_slots(&slots);
+                for (slot, lease) in listed {
+                    if !sink.send_to(slot, WatchEvent::Changed(lease)) {
                         return;
                     }
                 }
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(_)) => {
-                    sink.send(leasehold_core::WatchEvent::Failed);
+                if !sink.send(WatchEvent::Synced(version)) {
                     return;
                 }
+                changes
+            }
+        };
+        self.follow(changes, &sink, |name| slots.index_of(name).map(Some))
+            .await;
+    }
+}
+
+impl Link {
+    /// Delivers `changes` into `sink` until the link is cut or the driver stops listening:
+    /// `route` says which slot a lease's change goes to (`Some(None)`: the stream's own), and
+    /// the changes of leases it does not route are dropped.
+    async fn follow(
+        &self,
+        mut changes: broadcast::Receiver<(String, Lease)>,
+        sink: &WatchSink,
+        route: impl Fn(&str) -> Option<Option<u16>>,
+    ) {
+        loop {
+            if self.is_cut() {
+                sink.send(WatchEvent::Failed);
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(100), changes.recv()).await {
+                Ok(Ok((name, changed))) => {
+                    let more = match route(&name) {
+                        Some(Some(slot)) => sink.send_to(slot, WatchEvent::Changed(changed)),
+                        Some(None) => sink.forward(WatchEvent::Changed(changed)),
+                        None => true,
+                    };
+                    if !more {
+                        return;
+                    }
+                }
+                Ok(Err(_)) => {
+                    sink.send(WatchEvent::Failed);
+                    return;
+                }
+                Err(_) => {}
             }
         }
     }
