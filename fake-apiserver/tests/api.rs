@@ -138,6 +138,155 @@ async fn a_watch_sees_every_change_in_order() {
 }
 
 #[tokio::test]
+async fn a_watch_of_the_namespace_resumes_from_a_lists_version() {
+    let sim = support::start(SimConfig::default()).await;
+    let client = support::client(&sim);
+    let a = create(&client, &sim, "a", "x").await;
+    let b = create(&client, &sim, "b", "x").await;
+    let list: Value = client
+        .get(leases(&sim, "default"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        listed,
+        b["metadata"]["resourceVersion"].as_str().unwrap(),
+        "the collection's version is the latest write's"
+    );
+    let watcher = client
+        .get(format!(
+            "{}?watch=1&resourceVersion={listed}&allowWatchBookmarks=true&timeoutSeconds=2",
+            leases(&sim, "default")
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let mut modified = lease("a", "y", json!({}));
+    modified["metadata"]["resourceVersion"] = a["metadata"]["resourceVersion"].clone();
+    let r = client
+        .put(format!("{}/a", leases(&sim, "default")))
+        .bearer_auth(ADMIN)
+        .json(&modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .delete(format!("{}/b", leases(&sim, "default")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(leases(&sim, "fixtures"))
+        .bearer_auth(ADMIN)
+        .json(&lease("elsewhere", "z", json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    create(&client, &sim, "c", "x").await;
+    let text = watcher.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let changes: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["type"] != "BOOKMARK")
+        .map(|l| {
+            (
+                l["type"].as_str().unwrap(),
+                l["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("MODIFIED", "a"), ("DELETED", "b"), ("ADDED", "c")],
+        "what came after the list, in this namespace only: {text}"
+    );
+    let bookmark = lines
+        .iter()
+        .find(|l| l["type"] == "BOOKMARK")
+        .unwrap_or_else(|| panic!("a bookmark at the timeout: {text}"));
+    assert_eq!(bookmark["object"]["metadata"].as_object().unwrap().len(), 1);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn a_role_that_names_its_leases_may_not_list_or_watch_the_namespace() {
+    let mut users = support::users();
+    users.push(leasehold_fake_apiserver::User::with_rules(
+        "named",
+        "named-token",
+        vec![
+            leasehold_fake_apiserver::Rule::new(&["create"], &["leases"], &["default"], &[]),
+            leasehold_fake_apiserver::Rule::new(
+                &["get", "watch", "update"],
+                &["leases"],
+                &["default"],
+                &["a"],
+            ),
+        ],
+    ));
+    let sim = leasehold_fake_apiserver::Sim::start(SimConfig {
+        users,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = support::client(&sim);
+    for (query, verb) in [("", "list"), ("?watch=1", "watch")] {
+        let r = client
+            .get(format!("{}{query}", leases(&sim, "default")))
+            .bearer_auth("named-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{verb}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["message"],
+            format!(
+                "leases.coordination.k8s.io is forbidden: User \"named\" cannot {verb} resource \"leases\" in API group \"coordination.k8s.io\" in the namespace \"default\""
+            )
+        );
+        assert_eq!(body["reason"], "Forbidden");
+        assert_eq!(
+            body["details"],
+            json!({"group": "coordination.k8s.io", "kind": "leases"}),
+            "no name: the request named none"
+        );
+    }
+    let by_name = client
+        .get(format!(
+            "{}?watch=1&fieldSelector=metadata.name%3Da&timeoutSeconds=1",
+            leases(&sim, "default")
+        ))
+        .bearer_auth("named-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_name.status(),
+        200,
+        "a watch of the named lease is allowed"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
 async fn an_unchanged_update_does_not_bump_the_resource_version() {
     let sim = support::start(SimConfig::default()).await;
     let client = support::client(&sim);
