@@ -1,6 +1,12 @@
 //! Turns a 401 or 403 into what to do about it: every rule the command needs (not just the verb
 //! that failed, so following the advice does not meet the next 403), and a Role and binding for
 //! the subject the API server named.
+//!
+//! A watching pool needs more than an election: it watches all its slots with one stream, a
+//! list and then a watch of the namespace's leases, which name no lease, so `resourceNames`
+//! cannot grant them: its Role grants `list` and `watch` on leases in the namespace (Sysdig's
+//! own Role for its agent already does). Under a Role that only names the slots, the pool still
+//! works: refused the stream, it reads and watches each slot by name.
 
 use crate::error::AgentError;
 use leasehold_core::{ApiError, Verb};
@@ -30,6 +36,14 @@ impl Needs {
             names,
             verbs,
         }
+    }
+
+    /// Holding one of the slots `names` of a watching pool: as [`Needs::holding`], plus `list`
+    /// and `watch` of every lease in the namespace for the pool's one stream of its slots.
+    pub fn pooling(namespace: &str, names: Vec<String>) -> Self {
+        let mut needs = Self::holding(namespace, names, true);
+        needs.verbs.push(Verb::List);
+        needs
     }
 
     /// Listing leases (`get`, `heartbeat --watch`), in one namespace or all.
@@ -177,9 +191,14 @@ pub fn manifest(needs: &Needs, subject: Option<&str>) -> String {
 }
 
 /// The rules granting `verbs` on the leases `names` (all leases when empty). `create` and
-/// `list` cannot be limited by `resourceNames` in Kubernetes, so they get a rule of their own.
+/// `list` cannot be limited by `resourceNames` in Kubernetes, so they get a rule of their own;
+/// so does a `watch` beside a `list`, which is of the namespace (a pool's stream), not of a
+/// lease by name.
 pub fn rules(verbs: &[Verb], names: &[String]) -> String {
-    let unnamed = |v: &Verb| names.is_empty() || matches!(v, Verb::Create | Verb::List);
+    let lists = verbs.contains(&Verb::List);
+    let unnamed = |v: &Verb| {
+        names.is_empty() || matches!(v, Verb::Create | Verb::List) || (lists && *v == Verb::Watch)
+    };
     let rule = |verbs: Vec<&Verb>, names: Option<&[String]>| {
         let mut rule =
             String::from("- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n");
@@ -266,6 +285,31 @@ mod tests {
         assert!(
             m.contains("the service account \"agent\" in namespace \"apps\""),
             "{m}"
+        );
+    }
+
+    #[test]
+    fn a_pool_is_granted_list_and_watch_of_the_namespace_and_the_rest_on_its_slots() {
+        let e = denied(
+            &forbidden(Verb::Create, SA),
+            &Needs::pooling("apps", vec!["cold-start-0".into(), "cold-start-1".into()]),
+        );
+        let m = &e.message;
+        assert!(
+            m.contains("needs get, create, update, watch, list on leases"),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "  resourceNames: [\"cold-start-0\", \"cold-start-1\"]\n  verbs: [\"get\", \"update\"]\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"create\", \"list\", \"watch\"]\n"
+            ),
+            "one stream of the namespace needs list and watch without resourceNames: {m}"
         );
     }
 

@@ -91,11 +91,13 @@ fn objects(overlay: &str) -> Objects {
     objects
 }
 
-/// The leases (or, for heartbeats, the namespace) each agent command line uses; checks that each
-/// parses with the real CLI.
-fn leases_used(overlay: &str, containers: &[Container]) -> (BTreeSet<String>, usize) {
+/// The leases (or, for heartbeats, the namespace) each agent command line uses, how many
+/// commands there are, and whether one is a pool that watches (a stream of the namespace's
+/// leases); checks that each parses with the real CLI.
+fn leases_used(overlay: &str, containers: &[Container]) -> (BTreeSet<String>, usize, bool) {
     let mut used = BTreeSet::new();
     let mut commands = 0;
+    let mut streams = false;
     for container in containers {
         let argv = container.command.clone().unwrap_or_default();
         if argv.first().map(String::as_str) != Some("/leasehold") {
@@ -109,6 +111,7 @@ fn leases_used(overlay: &str, containers: &[Container]) -> (BTreeSet<String>, us
                 used.insert(args.lease.expect("--lease"));
             }
             Command::Pool(args) => {
+                streams |= !args.timing.poll;
                 let prefix = args.prefix.expect("--prefix");
                 for i in 0..args.size.expect("--size") {
                     used.insert(format!("{prefix}-{i}"));
@@ -123,7 +126,7 @@ fn leases_used(overlay: &str, containers: &[Container]) -> (BTreeSet<String>, us
             ),
         }
     }
-    (used, commands)
+    (used, commands, streams)
 }
 
 #[test]
@@ -133,7 +136,7 @@ fn every_overlay_renders_valid_objects_whose_commands_parse_and_whose_roles_fit(
     for overlay in OVERLAYS {
         let objects = objects(overlay);
         assert!(objects.namespaces.contains("leasehold"), "{overlay}");
-        let (used, commands) = leases_used(overlay, &objects.containers);
+        let (used, commands, streams) = leases_used(overlay, &objects.containers);
         commands_seen.push((overlay, commands));
         for container in &objects.containers {
             let image = container.image.as_deref().unwrap_or_default();
@@ -167,11 +170,17 @@ fn every_overlay_renders_valid_objects_whose_commands_parse_and_whose_roles_fit(
                 named, used,
                 "{overlay}: the Role names exactly the leases the commands use"
             );
+            // A pool's one stream lists and watches the namespace: no name can limit it.
+            let (unnamed, named) = if streams {
+                (vec!["create", "list", "watch"], vec!["get", "update"])
+            } else {
+                (vec!["create"], vec!["get", "update", "watch"])
+            };
             for rule in rules {
                 let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
                 match &rule.resource_names {
-                    None => assert_eq!(verbs, BTreeSet::from(["create"]), "only create is unnamed"),
-                    Some(_) => assert_eq!(verbs, BTreeSet::from(["get", "update", "watch"])),
+                    None => assert_eq!(verbs, BTreeSet::from_iter(unnamed.clone()), "{overlay}"),
+                    Some(_) => assert_eq!(verbs, BTreeSet::from_iter(named.clone()), "{overlay}"),
                 }
             }
         }

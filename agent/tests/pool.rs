@@ -242,8 +242,8 @@ async fn without_permission_a_cold_start_proceeds_unthrottled_and_warns() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("verbs: [\"create\"]"),
-        "the warning carries the fix: {stderr}"
+        stderr.contains("verbs: [\"create\", \"list\", \"watch\"]"),
+        "the warning carries the fix, the pool stream's list and watch included: {stderr}"
     );
 }
 
@@ -272,7 +272,9 @@ async fn delegation_without_permission_keeps_trying_and_never_runs_its_command()
         ],
     );
     eventually(Duration::from_secs(10), "the RBAC rule is logged", || {
-        agent.log_text().contains("verbs: [\"create\"]")
+        agent
+            .log_text()
+            .contains("verbs: [\"create\", \"list\", \"watch\"]")
     })
     .await;
     let denied = || w.sim.counters().count_status("create", "leases", 403);

@@ -82,6 +82,7 @@ pub async fn run(
         retry_period: timing.retry_period(),
         namespace: session.namespace.clone(),
         leases: vec![name],
+        streams_namespace: false,
     };
     let mut election = ElectionBuilder::new(lease.as_str())
         .identity(identity.as_str())

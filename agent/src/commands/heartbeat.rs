@@ -87,6 +87,7 @@ pub(super) async fn renew(
         retry_period: machine.renew_interval(),
         namespace: session.namespace.clone(),
         leases: vec![name],
+        streams_namespace: false,
     };
     session.run(&mut machine, &plan, signals).await
 }

@@ -122,6 +122,7 @@ pub async fn run(
         retry_period: timing.retry_period(),
         namespace: session.namespace.clone(),
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
+        streams_namespace: !args.timing.poll,
     };
     session.run(&mut *pool, &plan, signals).await
 }

@@ -71,6 +71,9 @@ pub struct Plan {
     pub namespace: String,
     /// The lease names used, for RBAC advice.
     pub leases: Vec<String>,
+    /// Whether the machine watches its leases with one stream of the namespace (a watching
+    /// pool), which RBAC must grant as `list` and `watch` of every lease, for RBAC advice.
+    pub streams_namespace: bool,
 }
 
 impl Plan {

@@ -26,10 +26,15 @@ pub(super) fn explain(
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default()
         )),
-        Some(failure) => rbac::denied(
-            failure,
-            &rbac::Needs::holding(&plan.namespace, plan.leases.clone(), true),
-        ),
+        Some(failure) => {
+            let (namespace, leases) = (&plan.namespace, plan.leases.clone());
+            let needs = if plan.streams_namespace {
+                rbac::Needs::pooling(namespace, leases)
+            } else {
+                rbac::Needs::holding(namespace, leases, true)
+            };
+            rbac::denied(failure, &needs)
+        }
         None => AgentError::permission(format!(
             "permission denied: {verb} leases in namespace \"{}\" ({error:?})",
             plan.namespace
