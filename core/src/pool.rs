@@ -550,6 +550,9 @@ impl<const N: usize> Machine for Pool<N> {
                 return Some(request);
             }
         }
+        // A slot's poll may have ended a release with nothing to write: taken in now, the pool
+        // is closed (or waits for a time) when it asks for nothing.
+        self.reconcile(now);
         None
     }
 
@@ -1491,5 +1494,35 @@ mod tests {
         p.handle_answer(0, Err(ApiError::Conflict), ms(2));
         p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(2));
         assert_eq!(due(&mut p, ms(2))[0].op, Operation::Get);
+    }
+
+    /// A close whose release has nothing to write finishes within the poll that finds so: a
+    /// driver that polls until nothing is asked and then waits for the timeout must not be
+    /// left waiting for nothing (the take before the close was refused: nothing of ours to
+    /// free).
+    #[test]
+    fn a_close_with_nothing_to_free_is_closed_after_one_poll() {
+        for watch in [false, true] {
+            let mut p: Pool<8> = Pool::new(config(1, watch), 1).unwrap();
+            p.takeover = Takeover::immediate(1);
+            let stream = p.stream_slot();
+            if watch {
+                all(&mut p, ms(0));
+                p.handle_watch_event(stream, WatchEvent::Synced(rv(1)), ms(1));
+            } else {
+                all(&mut p, ms(0));
+                p.handle_answer(0, Err(ApiError::NotFound), ms(1));
+            }
+            let take = all(&mut p, ms(1));
+            assert_eq!(writes(&take), 1, "{take:?}");
+            p.handle_answer(0, Err(ApiError::NotFound), ms(2));
+            p.close(ms(3));
+            while p.poll_request(ms(3), WALL).is_some() {}
+            assert!(
+                p.is_closed() || p.poll_timeout().is_some(),
+                "watch {watch}: neither closed nor waiting for a time"
+            );
+            assert!(p.is_closed(), "watch {watch}");
+        }
     }
 }

@@ -324,6 +324,7 @@ impl Subject for Heartbeat {
 /// would, and checks the contract after every input; an error says which rule broke and when.
 pub fn exercise<M: Subject>(machine: &mut M, inputs: &[Input]) -> Result<(), String> {
     let mut d = Discipline::default();
+    let mut closing = false;
     let mut now = 0u64;
     let wall = MicroTime::from_unix_micros(0);
     for (i, input) in inputs.iter().enumerate() {
@@ -349,11 +350,15 @@ pub fn exercise<M: Subject>(machine: &mut M, inputs: &[Input]) -> Result<(), Str
             Input::Watch { slot, event } => {
                 machine.handle_watch_event(*slot, event.clone(), at(now))
             }
-            Input::Close => machine.close(at(now)),
+            Input::Close => {
+                closing = true;
+                machine.close(at(now));
+            }
             Input::Rejoin => {
                 if machine.is_closed() {
                     // Answers to requests sent before the close are owed no more.
                     d.outstanding.clear();
+                    closing = false;
                 }
                 machine.rejoin(at(now));
             }
@@ -383,6 +388,17 @@ pub fn exercise<M: Subject>(machine: &mut M, inputs: &[Input]) -> Result<(), Str
             )));
         }
         machine.check(t).map_err(fail)?;
+        // Closing, with no answer owed: only a time can move it on, so it must ask for one
+        // (or be closed already). A driver would otherwise wait forever.
+        if closing
+            && d.outstanding.is_empty()
+            && !machine.is_closed()
+            && machine.poll_timeout().is_none()
+        {
+            return Err(fail(
+                "closing with no answer owed, yet neither closed nor asking to be woken".into(),
+            ));
+        }
         if let Some(wake) = machine.poll_timeout().filter(|w| *w <= t) {
             match machine.poll_request(t, wall) {
                 Some(r) => d.request(r).map_err(fail)?,
