@@ -12,7 +12,7 @@ use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{
     Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig, Request,
-    ResourceVersion, Timing, Verb,
+    ResourceVersion, SlotNames, Timing, Verb, WatchEvent,
 };
 use leasehold_runtime::{Clock, ListedLease, RequestError, Transport, WatchSink, drive};
 use std::collections::BTreeMap;
@@ -291,6 +291,50 @@ impl Transport for Counting {
                     None => sink.send(delivery.event),
                 };
                 if !more {
+                    break;
+                }
+            }
+        };
+        tokio::join!(stream, forward);
+    }
+
+    /// A pool's stream: its list (when it starts without a version) counts as a list, answered
+    /// when the slots are synced or the list fails; the watch counts as a watch opened.
+    async fn watch_slots(&self, slots: SlotNames, rv: Option<ResourceVersion>, sink: WatchSink) {
+        let mut listing = rv.is_none();
+        if listing {
+            self.sent(Verb::List);
+        }
+        self.sent(Verb::Watch);
+        let mut opening = WatchOpening {
+            counting: self,
+            counted: false,
+        };
+        let (deliveries, mut delivered) = mpsc::unbounded_channel();
+        let stream = self
+            .inner
+            .watch_slots(slots, rv, WatchSink::new(0, 0, deliveries));
+        let opening = &mut opening;
+        let forward = async move {
+            while let Some(delivery) = delivered.recv().await {
+                if listing {
+                    match (&delivery.event, &delivery.error) {
+                        (WatchEvent::Synced(_), _) => {
+                            listing = false;
+                            self.answered(Verb::List, Outcome::of(None));
+                        }
+                        (_, Some(error)) => {
+                            listing = false;
+                            self.answered(Verb::List, Outcome::of(Some(error)));
+                        }
+                        _ => {}
+                    }
+                }
+                if delivery.lease_slot.is_none() && !matches!(delivery.event, WatchEvent::Synced(_))
+                {
+                    opening.count(delivery.error.as_ref());
+                }
+                if !sink.relay(delivery) {
                     break;
                 }
             }
