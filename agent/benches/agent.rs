@@ -4,9 +4,10 @@
 //!
 //! `scripts/bench` builds the static binaries first and runs this; alone:
 //! `cargo bench -p leasehold --features demo --bench agent -- [SECTION …] [--cold-n 100,1000]
-//! [--cold-runs 3]`. Section numbers pick sections; `--cold-n` (a comma-separated list of
-//! member counts) and `--cold-runs` size the cold start, as do `LEASEHOLD_BENCH_COLD_N` and
-//! `LEASEHOLD_BENCH_COLD_RUNS` (the flags win).
+//! [--cold-runs 3] [--cold-hold 300] [--cold-mode both]`. Section numbers pick sections;
+//! `--cold-n` (a comma-separated list of member counts) and `--cold-runs` size the cold start,
+//! as do `LEASEHOLD_BENCH_COLD_N` and `LEASEHOLD_BENCH_COLD_RUNS` (the flags win);
+//! `--cold-hold` is each member's hold in milliseconds, `--cold-mode` the modes run.
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
@@ -740,6 +741,10 @@ const SLOTS: usize = 10;
 struct ColdStartPlan {
     members: Vec<usize>,
     runs: usize,
+    /// How long each member holds its slot.
+    hold: Duration,
+    /// The modes run: watching, polling, or both.
+    modes: Vec<bool>,
 }
 
 impl Default for ColdStartPlan {
@@ -747,6 +752,8 @@ impl Default for ColdStartPlan {
         Self {
             members: vec![100, 1000],
             runs: 3,
+            hold: Duration::from_millis(300),
+            modes: vec![true, false],
         }
     }
 }
@@ -764,7 +771,7 @@ fn mode_name(watch: bool) -> &'static str {
 /// Makespans are of the runs that drained; requests are of every run (one that did not drain,
 /// until it was given up).
 async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
-    let hold = Duration::from_millis(300);
+    let hold = plan.hold;
     let runs = plan.runs;
     println!(
         "## 3. Cold-start makespan: a pool of 10, each member holds its slot {hold:?}, {runs} run{}\n",
@@ -775,7 +782,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut breakdowns = Vec::new();
-    for watch in [true, false] {
+    for &watch in &plan.modes {
         for &n in &plan.members {
             let mut makespans = Vec::new();
             let mut requests = Vec::new();
@@ -1079,12 +1086,14 @@ struct Args {
 }
 
 impl Args {
-    /// Reads the arguments (`--cold-n LIST`, `--cold-runs N`, also as `--flag=value`, and
+    /// Reads the arguments (`--cold-n LIST`, `--cold-runs N`, `--cold-hold MS`, `--cold-mode
+    /// watch|poll|both`, also as `--flag=value`, and
     /// section numbers; cargo's `--bench` and any other flag are ignored) over the
     /// environment's `LEASEHOLD_BENCH_COLD_N` and `LEASEHOLD_BENCH_COLD_RUNS`.
     fn parse() -> Self {
         let mut cold_n = std::env::var("LEASEHOLD_BENCH_COLD_N").ok();
         let mut cold_runs = std::env::var("LEASEHOLD_BENCH_COLD_RUNS").ok();
+        let (mut cold_hold, mut cold_mode) = (None, None);
         let mut sections = Vec::new();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -1095,6 +1104,8 @@ impl Args {
             match flag {
                 "--cold-n" => cold_n = value.or_else(|| args.next()),
                 "--cold-runs" => cold_runs = value.or_else(|| args.next()),
+                "--cold-hold" => cold_hold = value.or_else(|| args.next()),
+                "--cold-mode" => cold_mode = value.or_else(|| args.next()),
                 f if f.starts_with('-') => {}
                 _ => sections.push(arg),
             }
@@ -1113,6 +1124,20 @@ impl Args {
             cold_start.runs = match runs.trim().parse::<usize>() {
                 Ok(r) if r > 0 => r,
                 _ => panic!("--cold-runs {runs}: give a number of runs above 0"),
+            };
+        }
+        if let Some(ms) = cold_hold {
+            cold_start.hold = match ms.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => panic!("--cold-hold {ms}: give the hold in milliseconds, above 0"),
+            };
+        }
+        if let Some(mode) = cold_mode {
+            cold_start.modes = match mode.trim() {
+                "watch" => vec![true],
+                "poll" => vec![false],
+                "both" => vec![true, false],
+                _ => panic!("--cold-mode {mode}: give watch, poll or both"),
             };
         }
         Self {
