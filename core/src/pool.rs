@@ -1,6 +1,6 @@
 //! k-of-n leases: at most n holders through slots `prefix-0 … prefix-(n−1)`.
 
-use crate::api::{Operation, Request, Response, SlotNames, WatchEvent};
+use crate::api::{ApiError, Operation, Request, Response, SlotNames, WatchEvent};
 use crate::event::SlotEvent;
 use crate::jitter::Jitter;
 use crate::machine::{Machine, Stats};
@@ -477,7 +477,20 @@ impl<const N: usize> Machine for Pool<N> {
         {
             self.stats.answered(&answer);
         }
+        let lost = matches!(answer, Err(ApiError::Conflict | ApiError::AlreadyExists))
+            && self.state
+                == (State::Wanting {
+                    attempt: Some(slot),
+                });
         self.with_slot(slot, |s, env| s.handle_answer(answer, now, env));
+        if lost {
+            // Another member wrote first. The slot may still look free (the stream has not
+            // shown the winner yet, only an older release): taking it again at once would race
+            // the same crowd at network speed. The next take goes through a new delay, like
+            // any other.
+            self.with_slot(slot, |s, env| s.set_intent(Intent::Observe, now, env));
+            self.state = State::Wanting { attempt: None };
+        }
         self.reconcile(now);
     }
 
@@ -1524,5 +1537,35 @@ mod tests {
             );
             assert!(p.is_closed(), "watch {watch}");
         }
+    }
+
+    /// A lost race sends the member back through the takeover delay, even when the slot still
+    /// looks free (the stream has shown an older release, not the winner yet).
+    #[test]
+    fn a_lost_race_is_retried_only_after_a_new_delay() {
+        for seed in 0..20 {
+            let mut p: Pool<8> = Pool::new(config(1, true), seed).unwrap();
+            p.takeover = Takeover::with_window(1, Duration::from_secs(1));
+            let stream = p.stream_slot();
+            all(&mut p, ms(0));
+            p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
+            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(2));
+            let first = p.poll_timeout().unwrap();
+            let take = all(&mut p, first);
+            assert_eq!(writes(&take), 1, "{take:?}");
+            // The server had moved on: released again, say, then taken. The stream shows the
+            // release at once, the take not yet.
+            p.handle_watch_event(0, WatchEvent::Changed(lease(7, None, 1)), first);
+            p.handle_answer(0, Err(ApiError::Conflict), first);
+            let r = all(&mut p, first);
+            assert_eq!(writes(&r), 0, "no second take at once: {r:?}");
+            let Some(next) = p.poll_timeout().filter(|at| *at > first) else {
+                continue;
+            };
+            assert_eq!(writes(&all(&mut p, next)), 1, "a new delay, then a take");
+            return;
+        }
+        panic!("no seed drew a later take");
     }
 }
