@@ -160,6 +160,45 @@ impl Tally {
 
 /// One candidate's view of the shared transport: counts its requests by verb and outcome, and
 /// remembers when its last renew was answered.
+/// How late the watch streams deliver the writes: when each write's answer came (by the
+/// lease's resourceVersion, unique across leases), and for every delivery of it on a stream,
+/// how long after. A stream that lags makes every waiting member see a hand-over late.
+static WRITTEN_AT: Mutex<Option<std::collections::HashMap<String, Instant>>> = Mutex::new(None);
+static STREAM_LAGS_US: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn answered_write(rv: &ResourceVersion) {
+    let mut written = WRITTEN_AT.lock().unwrap();
+    written
+        .get_or_insert_with(Default::default)
+        .insert(rv.as_str().to_owned(), Instant::now());
+}
+
+fn stream_delivered(event: &WatchEvent) {
+    if let WatchEvent::Changed(lease) = event {
+        let at = WRITTEN_AT
+            .lock()
+            .unwrap()
+            .as_ref()
+            .and_then(|w| w.get(lease.resource_version.as_str()).copied());
+        if let Some(at) = at {
+            let lag = at.elapsed().as_micros() as u64;
+            STREAM_LAGS_US.lock().unwrap().push(lag);
+        }
+    }
+}
+
+/// The stream lags measured since the last call, as p50, p90 and p99, and forgets them.
+fn stream_lags() -> Option<(Duration, Duration, Duration)> {
+    let mut lags = std::mem::take(&mut *STREAM_LAGS_US.lock().unwrap());
+    *WRITTEN_AT.lock().unwrap() = None;
+    if lags.is_empty() {
+        return None;
+    }
+    lags.sort_unstable();
+    let at = |q: usize| Duration::from_micros(lags[(lags.len() - 1) * q / 100]);
+    Some((at(50), at(90), at(99)))
+}
+
 struct Counting {
     inner: Arc<HttpTransport>,
     me: Identity,
@@ -234,6 +273,9 @@ impl Transport for Counting {
         let write = matches!(request.op, Operation::Create(_) | Operation::Update { .. });
         let response = self.inner.call(request).await;
         self.answered(verb, Outcome::of(response.as_ref().err()));
+        if let (true, Ok(lease)) = (write, response.as_ref()) {
+            answered_write(&lease.resource_version);
+        }
         if write
             && response
                 .as_ref()
@@ -330,6 +372,9 @@ impl Transport for Counting {
                         }
                         _ => {}
                     }
+                }
+                if !listing {
+                    stream_delivered(&delivery.event);
                 }
                 if delivery.lease_slot.is_none() && !matches!(delivery.event, WatchEvent::Synced(_))
                 {
@@ -782,6 +827,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut breakdowns = Vec::new();
+    let mut lags = Vec::new();
     for &watch in &plan.modes {
         for &n in &plan.members {
             let mut makespans = Vec::new();
@@ -793,6 +839,12 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             for run in 0..runs {
                 let prefix = format!("cold-{}-{n}-{run}", if watch { "w" } else { "p" });
                 let result = cold_start_once(shared, &prefix, n, hold, watch).await;
+                if let Some((p50, p90, p99)) = stream_lags() {
+                    lags.push(format!(
+                        "| {} | {n} | {run} | {p50:.1?} | {p90:.1?} | {p99:.1?} |",
+                        mode_name(watch)
+                    ));
+                }
                 unwritten += result.unwritten;
                 requests.push(result.members.iter().map(Tally::total).sum::<u64>() as f64);
                 for member in &result.members {
@@ -839,6 +891,18 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
     }
     println!();
     print_breakdown(&breakdowns, runs);
+    if !lags.is_empty() {
+        println!(
+            "### How late the streams delivered the writes (from the write's answer to each \
+             delivery)\n"
+        );
+        println!("| mode | members | run | p50 | p90 | p99 |");
+        println!("|---|---|---|---|---|---|");
+        for line in &lags {
+            println!("{line}");
+        }
+        println!();
+    }
 }
 
 /// The cold start's requests by verb and answer: per run (the mean over the runs), and sent

@@ -486,10 +486,11 @@ impl<const N: usize> Machine for Pool<N> {
         if lost {
             // Another member wrote first. The slot may still look free (the stream has not
             // shown the winner yet, only an older release): taking it again at once would race
-            // the same crowd at network speed. The next take goes through a new delay, like
-            // any other.
+            // the same crowd at network speed. The next take waits for the winner, then goes
+            // through a new delay like any other.
             self.with_slot(slot, |s, env| s.set_intent(Intent::Observe, now, env));
             self.state = State::Wanting { attempt: None };
+            self.takeover.lost(usize::from(slot), now);
         }
         self.reconcile(now);
     }
@@ -941,15 +942,19 @@ mod tests {
         let w = due(&mut p, ms(1));
         let lost = w[0].slot;
         p.handle_answer(lost, Err(ApiError::AlreadyExists), ms(2));
-        let next = due(&mut p, ms(2));
-        assert!(
-            next.iter()
-                .any(|r| r.slot == lost && r.op == Operation::Get),
-            "{next:?}"
+        let read = due(&mut p, ms(2));
+        assert_eq!(
+            read.len(),
+            1,
+            "the lost slot is read, nothing taken yet: {read:?}"
         );
-        let write = next.iter().find(|r| r.op != Operation::Get).unwrap();
-        assert_ne!(write.slot, lost);
-        assert!(matches!(write.op, Operation::Create(_)), "{write:?}");
+        assert_eq!((read[0].slot, &read[0].op), (lost, &Operation::Get));
+        // The read shows the winner: the member moves on to the other slot.
+        p.handle_answer(lost, Ok(lease(3, Some("winner"), 0)), ms(3));
+        let write = due(&mut p, ms(3));
+        assert_eq!(write.len(), 1, "{write:?}");
+        assert_ne!(write[0].slot, lost);
+        assert!(matches!(write[0].op, Operation::Create(_)), "{write:?}");
     }
 
     #[test]
@@ -1539,8 +1544,9 @@ mod tests {
         }
     }
 
-    /// A lost race sends the member back through the takeover delay, even when the slot still
-    /// looks free (the stream has shown an older release, not the winner yet).
+    /// A lost race waits for its winner (a retry period at most), then goes back through the
+    /// takeover delay, even when the slot still looks free (the stream has shown an older
+    /// release, not the winner yet).
     #[test]
     fn a_lost_race_is_retried_only_after_a_new_delay() {
         for seed in 0..20 {
@@ -1560,10 +1566,22 @@ mod tests {
             p.handle_answer(0, Err(ApiError::Conflict), first);
             let r = all(&mut p, first);
             assert_eq!(writes(&r), 0, "no second take at once: {r:?}");
-            let Some(next) = p.poll_timeout().filter(|at| *at > first) else {
+            // The winner never shows: after a retry period, a new delay, then a take.
+            let check = first + Duration::from_secs(1);
+            assert_eq!(
+                p.poll_timeout(),
+                Some(check),
+                "woken every half retry period"
+            );
+            p.handle_timeout(check);
+            assert!(all(&mut p, check).is_empty());
+            let waited = first + Duration::from_secs(2);
+            assert_eq!(p.poll_timeout(), Some(waited));
+            assert!(all(&mut p, waited).is_empty(), "a new delay first");
+            let Some(next) = p.poll_timeout().filter(|at| *at > waited) else {
                 continue;
             };
-            assert_eq!(writes(&all(&mut p, next)), 1, "a new delay, then a take");
+            assert_eq!(writes(&all(&mut p, next)), 1, "then a take");
             return;
         }
         panic!("no seed drew a later take");

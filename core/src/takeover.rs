@@ -16,10 +16,13 @@
 //! that the first writer's change is usually seen before the next delay runs out; short enough
 //! that a hand-over costs milliseconds. The window shrinks as the waiters are served.
 //!
-//! Every input of the feedback is shared: all waiting members watch the same hand-overs, so
-//! their windows move alike. Nothing a member sees alone (its own round trips, its own
-//! conflicts) feeds it: members whose windows drifted apart would sort themselves, the
-//! narrowest winning every race, and leave the last waiters with windows sized for a crowd.
+//! The feedback is what all waiting members see alike: they watch the same hand-overs, so their
+//! windows move together (nothing per member such as its own round trips: members whose
+//! windows drifted apart would sort themselves, the narrowest winning every race). The one
+//! exception is a lost race, which doubles the loser's window: a stream that lags the server
+//! makes every hand-over look fast (both its free and its take arrive late alike) while the
+//! members, seeing the winner late, keep writing; only the 409s tell. A loser also takes
+//! nothing more until it has seen the winner.
 
 use crate::jitter::Jitter;
 use crate::timing::Timing;
@@ -28,6 +31,9 @@ use heapless::Vec;
 
 /// How many times the fastest hand-over a freed slot should stay free.
 pub(crate) const TARGET_FASTEST: u64 = 2;
+
+/// How many targets a freed slot may stay free before the window is taken for too wide.
+const OVERDUE_TARGETS: u32 = 16;
 
 /// The smallest window: below it, the delay is lost in the driver's own latency.
 const MIN_WINDOW: Duration = Duration::from_millis(1);
@@ -44,6 +50,14 @@ pub(crate) struct Takeover<const N: usize> {
     free_since: Vec<(Option<Instant>, bool), N>,
     /// The fastest hand-over seen, slowly forgotten; `None` before the first.
     fastest: Option<Duration>,
+    /// After a lost race: the slot lost, when, and until when at most this member waits to see
+    /// its winner before it may take again.
+    lost: Option<(usize, Instant, Instant)>,
+    /// How far this member's stream runs behind the server: from a lost race's 409 to the
+    /// winner's write on the stream, the largest lately seen, slowly forgotten.
+    lag: Option<Duration>,
+    /// How long at most to wait for a lost race's winner: a retry period.
+    wait_for_winner: Duration,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -63,6 +77,9 @@ impl<const N: usize> Takeover<N> {
             at: None,
             free_since,
             fastest: None,
+            lost: None,
+            lag: None,
+            wait_for_winner: timing.retry_period(),
         }
     }
 
@@ -102,6 +119,14 @@ impl<const N: usize> Takeover<N> {
     /// Slot `slot` is no longer free at `now`. `taken` says whether a holder (ours or another's)
     /// now has it: then how long it stayed free resizes the window.
     pub(crate) fn not_free(&mut self, slot: usize, taken: bool, now: Instant) {
+        if let Some((_, at, _)) = self.lost.filter(|(lost, ..)| taken && *lost == slot) {
+            let sample = now.saturating_duration_since(at);
+            self.lag = Some(match self.lag {
+                Some(lag) if lag > sample => lag - (lag - sample) / 8,
+                _ => sample,
+            });
+            self.lost = None;
+        }
         let Some((since, seen_held)) = self.free_since.get_mut(slot) else {
             return;
         };
@@ -122,7 +147,7 @@ impl<const N: usize> Takeover<N> {
             _ => stayed,
         };
         self.fastest = Some(fastest);
-        let target = fastest.as_ticks().saturating_mul(TARGET_FASTEST);
+        let target = self.target().as_ticks();
         // The first take of W uniform delays is a noisy sample, so each moves the window by
         // the square root of what it asks, and never more than halves or doubles it.
         let ratio = (u128::from(target) << 32) / u128::from(stayed.as_ticks());
@@ -131,8 +156,12 @@ impl<const N: usize> Takeover<N> {
             .clamp(1 << 30, 1 << 34);
         let before = self.window;
         self.scale(ratio.isqrt(), 1 << 16);
-        // A delay drawn from the old window is rescaled with it: one drawn long ago from a
-        // wide window must not keep a member waiting once few are left to contend.
+        self.rescale_draw(before, now);
+    }
+
+    /// A delay drawn from the window before it changed is rescaled with it: one drawn long ago
+    /// from a wide window must not keep a member waiting once few are left to contend.
+    fn rescale_draw(&mut self, before: Duration, now: Instant) {
         if let Some(at) = self.at.filter(|at| *at > now) {
             let left = u128::from(at.duration_since(now).as_ticks());
             let left =
@@ -140,6 +169,42 @@ impl<const N: usize> Takeover<N> {
             let left = Duration::from_ticks(u64::try_from(left).unwrap_or(u64::MAX));
             self.at = Some(now.saturating_add(left));
         }
+    }
+
+    /// How long a freed slot should stay free: [`TARGET_FASTEST`] times the fastest hand-over
+    /// seen, or the stream's lag if that is longer: a stream that lags the server hides each
+    /// take from the others for that long, so a hand-over faster than the lag is a race,
+    /// however fast it looks.
+    fn target(&self) -> Duration {
+        let fastest = self.fastest.unwrap_or(Duration::from_ticks(0));
+        let floor = fastest.max(self.lag.unwrap_or(Duration::from_ticks(0)));
+        floor * TARGET_FASTEST as u32
+    }
+
+    /// The instant by which a freed slot should have been taken: [`OVERDUE_TARGETS`] targets
+    /// after the slot seen free longest. A slot still free then says that far fewer members
+    /// wait than the window is sized for (the end of a cold start): the window halves. A crowd
+    /// the window fits leaves a slot free that long about once in nine million hand-overs
+    /// (the first of its uniform delays falls that late: about `e^-16`).
+    fn overdue_at(&self) -> Option<Instant> {
+        let oldest = self
+            .free_since
+            .iter()
+            .filter_map(|(since, _)| *since)
+            .min()?;
+        let target = self.target();
+        (target.as_ticks() > 0).then(|| oldest.saturating_add(target * OVERDUE_TARGETS))
+    }
+
+    /// Our take of `slot` met a conflict: another member wrote first, and this member's view
+    /// (its stream) is behind the server's by at least that write. It takes nothing until it
+    /// has seen the winner, or a retry period has passed: firing again on a view that old would
+    /// race the same crowd again at network speed, one 409 after another. And more members
+    /// write in one hand-over than the window spaces out: it doubles.
+    pub(crate) fn lost(&mut self, slot: usize, now: Instant) {
+        self.lost = Some((slot, now, now.saturating_add(self.wait_for_winner)));
+        self.at = None;
+        self.scale(2, 1);
     }
 
     fn scale(&mut self, num: u64, den: u64) {
@@ -155,6 +220,21 @@ impl<const N: usize> Takeover<N> {
     /// cold start, when fewer wait than there are slots), the delay shrinks with their number:
     /// fewer members can be contending for each.
     pub(crate) fn ready(&mut self, now: Instant, free: usize, jitter: &mut Jitter) -> bool {
+        match self.lost {
+            Some((_, _, until)) if now < until => return false,
+            Some(_) => self.lost = None,
+            None => {}
+        }
+        if self.overdue_at().is_some_and(|overdue| now >= overdue) {
+            let before = self.window;
+            self.scale(1, 2);
+            self.rescale_draw(before, now);
+            for (since, _) in self.free_since.iter_mut() {
+                if since.is_some() {
+                    *since = Some(now);
+                }
+            }
+        }
         let window = self.window / u32::try_from(free.max(1)).unwrap_or(u32::MAX);
         let at = *self
             .at
@@ -162,14 +242,20 @@ impl<const N: usize> Takeover<N> {
         now >= at
     }
 
-    /// Nothing is free, or a take was just chosen: the next free slot draws a new delay.
+    /// Nothing is free, or a take was just chosen: the next free slot draws a new delay (and
+    /// a lost race's wait has nothing left to guard).
     pub(crate) fn settle(&mut self) {
         self.at = None;
+        self.lost = None;
     }
 
-    /// The drawn instant, to be woken at.
+    /// The drawn instant, or the end of the wait for a lost race's winner, to be woken at.
     pub(crate) fn wake_at(&self) -> Option<Instant> {
-        self.at
+        if let Some((_, _, until)) = self.lost {
+            return Some(until);
+        }
+        let at = self.at?;
+        Some(self.overdue_at().map_or(at, |overdue| overdue.min(at)))
     }
 }
 

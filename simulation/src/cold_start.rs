@@ -45,6 +45,10 @@ pub struct ColdStart {
     pub lagging_permille: u32,
     /// Requests a second the server admits before it answers 429 (its flow control).
     pub server_qps: u32,
+    /// How late, on average, the server's streams deliver a write beyond the least delay (its
+    /// fan-out queue under load): each write's delay is drawn from an exponential with this
+    /// mean, and the streams deliver in order.
+    pub watch_lag: Duration,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -132,7 +136,7 @@ const MS: u64 = 1_000;
 const SECOND: u64 = 1_000_000;
 /// One-way latency of a request or answer, µs.
 const LATENCY: (u64, u64) = (300, 1_500);
-/// From a write to its watch event on every stream, µs.
+/// From a write to its watch event on every stream, at the least, µs.
 const WATCH_DELAY: u64 = 1_000;
 /// The server's watch history (changes kept for resumes).
 const HISTORY: usize = 20_000;
@@ -220,6 +224,8 @@ struct Sim<'a> {
     /// Admission: the start of the current second and requests admitted in it.
     window: (u64, u32),
     crashed_slots: Vec<(u16, u64)>,
+    /// When the last write reached the streams.
+    last_delivery: u64,
     /// Slot takers seen after a crash: per crash, the members that took it and when.
     takers: Vec<Vec<(usize, u64)>>,
 }
@@ -418,14 +424,25 @@ impl<'a> Sim<'a> {
         if let Some(holder) = lease.record.holder.as_wire() {
             self.took(slot, holder);
         }
+        let at = self.delivery_time();
         self.push(
-            self.now + WATCH_DELAY,
+            at,
             Ev::Broadcast {
                 rv,
                 slot,
                 event: WatchEvent::Changed(lease),
             },
         );
+    }
+
+    /// When a write made now reaches the streams: the least delay, plus an exponential lag,
+    /// never before the write before it.
+    fn delivery_time(&mut self) -> u64 {
+        let mean = self.s.watch_lag.as_micros() as f64;
+        let u = (self.rng.range(1, 1 << 30) as f64) / f64::from(1u32 << 30);
+        let lag = (-u.ln() * mean) as u64;
+        self.last_delivery = (self.now + WATCH_DELAY + lag).max(self.last_delivery);
+        self.last_delivery
     }
 
     /// `holder` wrote slot `slot`: a take of a crashed member's slot is recorded.
@@ -621,6 +638,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         report: ColdStartReport::default(),
         window: (0, 0),
         crashed_slots: Vec::new(),
+        last_delivery: 0,
         takers: Vec::new(),
     };
     for m in 0..s.members {
