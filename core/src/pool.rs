@@ -178,7 +178,7 @@ impl<const N: usize> Pool<N> {
         }
         Ok(Self {
             identity: config.identity,
-            takeover: Takeover::new(config.size, &config.timing),
+            takeover: Takeover::new(config.size, &config.timing, config.watch),
             timing: config.timing,
             jitter: Jitter::new(seed),
             events: EventQueue::new(),

@@ -64,15 +64,22 @@ impl<const N: usize> Takeover<N> {
     /// Starts at an eighth of the retry period: a boot storm of a thousand members spreads its
     /// first takes over 250 ms at client-go's timing, and a pool of a few members takes its
     /// slots within a fraction of a retry period. The window never exceeds a lease duration.
-    pub(crate) fn new(slots: usize, timing: &Timing) -> Self {
+    ///
+    /// Only a watching member delays: a polling one learns of a freed slot at its own jittered
+    /// poll, which already spreads the members as client-go's do, so it takes at once.
+    pub(crate) fn new(slots: usize, timing: &Timing, watching: bool) -> Self {
         let mut free_since = Vec::new();
         for _ in 0..slots.min(N) {
             // Cannot fail: at most N pushed.
             let _ = free_since.push((None, false));
         }
-        let max_window = timing.lease_duration().max(MIN_WINDOW);
+        let max_window = if watching {
+            timing.lease_duration().max(MIN_WINDOW)
+        } else {
+            Duration::from_ticks(0)
+        };
         Self {
-            window: (timing.retry_period() / 8).clamp(MIN_WINDOW, max_window),
+            window: (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window),
             max_window,
             at: None,
             free_since,
@@ -90,7 +97,7 @@ impl<const N: usize> Takeover<N> {
         Self {
             window: Duration::from_ticks(0),
             max_window: Duration::from_ticks(0),
-            ..Self::new(slots, &Timing::DEFAULT)
+            ..Self::new(slots, &Timing::DEFAULT, true)
         }
     }
 
@@ -100,7 +107,7 @@ impl<const N: usize> Takeover<N> {
     pub(crate) fn with_window(slots: usize, window: Duration) -> Self {
         Self {
             window,
-            ..Self::new(slots, &Timing::DEFAULT)
+            ..Self::new(slots, &Timing::DEFAULT, true)
         }
     }
 
@@ -268,7 +275,7 @@ mod tests {
     }
 
     fn takeover() -> Takeover<4> {
-        Takeover::new(4, &Timing::DEFAULT)
+        Takeover::new(4, &Timing::DEFAULT, true)
     }
 
     /// Slot `slot` is seen held, then free at `from`, then taken `after` ms later.
@@ -276,6 +283,18 @@ mod tests {
         t.not_free(slot, true, ms(from));
         t.free(slot, ms(from));
         t.not_free(slot, true, ms(from + after));
+    }
+
+    #[test]
+    fn a_polling_member_takes_a_free_slot_at_once() {
+        let mut t = Takeover::<1>::new(1, &Timing::DEFAULT, false);
+        assert!(t.ready(ms(5), 1, &mut Jitter::new(1)));
+        t.lost(0, ms(6));
+        assert_eq!(
+            t.window(),
+            Duration::from_ticks(0),
+            "a conflict widens nothing"
+        );
     }
 
     #[test]
