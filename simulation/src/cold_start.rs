@@ -49,6 +49,9 @@ pub struct ColdStart {
     /// fan-out queue under load): each write's delay is drawn from an exponential with this
     /// mean, and the streams deliver in order.
     pub watch_lag: Duration,
+    /// Changes the server keeps for resumes: a stream resumed from before them gets 410 and
+    /// lists again.
+    pub history: usize,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -138,8 +141,6 @@ const SECOND: u64 = 1_000_000;
 const LATENCY: (u64, u64) = (300, 1_500);
 /// From a write to its watch event on every stream, at the least, µs.
 const WATCH_DELAY: u64 = 1_000;
-/// The server's watch history (changes kept for resumes).
-const HISTORY: usize = 20_000;
 
 // Requests and leases are stored inline; the event slab reuses its entries, so boxing would
 // only add an allocation per event.
@@ -346,18 +347,8 @@ impl<'a> Sim<'a> {
             };
             match req.op {
                 Operation::WatchSlots { .. } | Operation::Watch { .. } => {
-                    self.generation += 1;
                     let events = vec![(req.slot, WatchEvent::Failed)];
-                    let generation = self.generation;
-                    self.members[m].stream = Some((generation, u64::MAX));
-                    self.push(
-                        self.now + back,
-                        Ev::Stream {
-                            member: m,
-                            generation,
-                            events,
-                        },
-                    );
+                    self.open_stream(m, back, u64::MAX, events);
                 }
                 _ => self.push(
                     self.now + back,
@@ -375,24 +366,19 @@ impl<'a> Sim<'a> {
             resource_version,
         } = &req.op
         {
-            self.generation += 1;
-            let generation = self.generation;
             let events = self
                 .server
                 .watch_slots(slots, resource_version.as_ref())
                 .into_iter()
                 .map(|(to, e)| (to.unwrap_or(req.slot), e))
                 .collect::<Vec<_>>();
-            let opened = !matches!(events.as_slice(), [(_, WatchEvent::Expired)]);
-            self.members[m].stream = opened.then_some((generation, self.server.revision()));
-            self.push(
-                self.now + back,
-                Ev::Stream {
-                    member: m,
-                    generation,
-                    events,
-                },
-            );
+            let expired = matches!(events.as_slice(), [(_, WatchEvent::Expired)]);
+            let from = if expired {
+                u64::MAX
+            } else {
+                self.server.revision()
+            };
+            self.open_stream(m, back, from, events);
             return;
         }
         let name = req.lease.as_str().to_owned();
@@ -411,6 +397,23 @@ impl<'a> Sim<'a> {
                 member: m,
                 slot: req.slot,
                 resp,
+            },
+        );
+    }
+
+    /// Opens member `m`'s stream as a new generation: `events` (its list, its resume, or the
+    /// refusal that ends it at once) reach it `after` µs, then every write after revision
+    /// `from` (none for a stream that ends at once: `u64::MAX`) until it ends.
+    fn open_stream(&mut self, m: usize, after: u64, from: u64, events: Vec<(u16, WatchEvent)>) {
+        self.generation += 1;
+        let generation = self.generation;
+        self.members[m].stream = Some((generation, from));
+        self.push(
+            self.now + after,
+            Ev::Stream {
+                member: m,
+                generation,
+                events,
             },
         );
     }
@@ -629,7 +632,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         queue: BinaryHeap::new(),
         events: Vec::new(),
         free_events: Vec::new(),
-        server: Server::new(HISTORY),
+        server: Server::new(s.history),
         names: SlotNames::new("cold-start", s.slots as u16).expect("a valid prefix"),
         members,
         rng,

@@ -20,6 +20,7 @@ fn cold(members: usize, slots: usize, seed: u64) -> ColdStart {
         lagging_permille: 50,
         server_qps: 2_000,
         watch_lag: Duration::from_millis(0),
+        history: 20_000,
         seed,
     }
 }
@@ -131,6 +132,7 @@ fn a_delegation_pool_of_a_thousand_is_quiet_and_replaces_a_crashed_delegate_once
         lagging_permille: 0,
         server_qps: 2_000,
         watch_lag: Duration::from_millis(0),
+        history: 20_000,
         seed: 3,
     };
     let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
@@ -205,4 +207,18 @@ fn a_stream_lagging_the_server_costs_a_few_requests_not_a_storm() {
     let r = cold_start_meets_its_goals(&s);
     assert!(r.mean_per_member(s.members) <= 12.0, "{r:?}");
     assert!(r.most_by_one <= 60, "{r:?}");
+}
+
+/// The server keeps so few changes that a lagging reader's resume is too old: it gets 410
+/// and lists again, and still finishes.
+#[test]
+fn a_resume_from_before_the_servers_history_lists_again() {
+    let s = ColdStart {
+        history: 20,
+        lagging_permille: 200,
+        ..cold(200, 10, 9)
+    };
+    let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.finished, 200, "{r:?}");
+    assert!(r.sent.lists > 200, "some resumes listed again: {r:?}");
 }
