@@ -637,6 +637,28 @@ mod tests {
         p
     }
 
+    /// A watching member whose stream listed `leases` (slot and lease) and synced at version
+    /// `synced`, at 1 ms; with `takeover` as its takeover rule when given.
+    fn streaming(
+        size: usize,
+        seed: u64,
+        takeover: Option<Takeover<8>>,
+        leases: &[(u16, crate::Lease)],
+        synced: u64,
+    ) -> Pool<8> {
+        let mut p: Pool<8> = Pool::new(config(size, true), seed).unwrap();
+        if let Some(takeover) = takeover {
+            p.takeover = takeover;
+        }
+        let stream = p.stream_slot();
+        all(&mut p, ms(0));
+        for (slot, lease) in leases {
+            p.handle_watch_event(*slot, WatchEvent::Changed(lease.clone()), ms(1));
+        }
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(synced)), ms(1));
+        p
+    }
+
     /// Every request due at `now`, watch operations left out.
     fn due(p: &mut Pool<8>, now: Instant) -> Vec<Request, 16> {
         let mut out = Vec::new();
@@ -1324,11 +1346,7 @@ mod tests {
     #[test]
     fn a_slot_taken_by_another_before_the_delay_ends_is_left_alone() {
         for seed in 0..20 {
-            let mut p: Pool<8> = Pool::new(config(1, true), seed).unwrap();
-            let stream = p.stream_slot();
-            all(&mut p, ms(0));
-            p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
-            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            let mut p = streaming(1, seed, None, &[(0, lease(5, Some("b"), 1))], 5);
             p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(10));
             let Some(drawn) = p.poll_timeout().filter(|at| *at > ms(11)) else {
                 continue;
@@ -1344,12 +1362,14 @@ mod tests {
     /// 403 sends the member back to reading and watching each slot by name.
     #[test]
     fn the_stream_resumes_relists_and_falls_back_when_refused() {
-        let mut p: Pool<8> = Pool::new(config(2, true), 1).unwrap();
+        let mut p = streaming(
+            2,
+            1,
+            None,
+            &[(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))],
+            6,
+        );
         let stream = p.stream_slot();
-        all(&mut p, ms(0));
-        p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
-        p.handle_watch_event(1, WatchEvent::Changed(lease(6, Some("c"), 1)), ms(1));
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(6)), ms(1));
         p.handle_watch_event(1, WatchEvent::Changed(lease(9, Some("c"), 1)), ms(500));
         p.handle_watch_event(stream, WatchEvent::Ended, ms(600));
         let at = p.poll_timeout().unwrap();
@@ -1387,12 +1407,13 @@ mod tests {
     #[test]
     fn a_lost_race_on_the_stream_waits_for_the_winner_instead_of_reading() {
         for winner_seen in [true, false] {
-            let mut p: Pool<8> = Pool::new(config(1, true), 2).unwrap();
-            p.takeover = Takeover::immediate(1);
-            let stream = p.stream_slot();
-            all(&mut p, ms(0));
-            p.handle_watch_event(0, WatchEvent::Changed(lease(5, None, 1)), ms(1));
-            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            let mut p = streaming(
+                1,
+                2,
+                Some(Takeover::immediate(1)),
+                &[(0, lease(5, None, 1))],
+                5,
+            );
             let take = all(&mut p, ms(1));
             assert_eq!(writes(&take), 1, "{take:?}");
             p.handle_answer(0, Err(ApiError::Conflict), ms(2));
@@ -1428,12 +1449,13 @@ mod tests {
     /// taken at once widens it, a release taking long (or a deletion) tells nothing more.
     #[test]
     fn the_window_follows_the_hand_overs_the_stream_shows() {
-        let mut p: Pool<8> = Pool::new(config(2, true), 1).unwrap();
-        let stream = p.stream_slot();
-        all(&mut p, ms(0));
-        p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
-        p.handle_watch_event(1, WatchEvent::Changed(lease(6, Some("c"), 1)), ms(1));
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(6)), ms(1));
+        let mut p = streaming(
+            2,
+            1,
+            None,
+            &[(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))],
+            6,
+        );
         let first = p.contention_window();
         assert_eq!(first, Duration::from_millis(250));
         p.handle_watch_event(0, WatchEvent::Changed(lease(7, None, 1)), ms(100));
@@ -1448,11 +1470,8 @@ mod tests {
     /// A holder's stream is closed: its next wake-up is its renew, not the stream's reopening.
     #[test]
     fn a_holder_on_a_stream_wakes_for_its_renew() {
-        let mut p: Pool<8> = Pool::new(config(1, true), 1).unwrap();
-        p.takeover = Takeover::immediate(1);
+        let mut p = streaming(1, 1, Some(Takeover::immediate(1)), &[], 1);
         let stream = p.stream_slot();
-        all(&mut p, ms(0));
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(1)), ms(1));
         let take = all(&mut p, ms(1));
         p.handle_answer(0, Ok(stored(&take[0].op, 2)), ms(2));
         assert_eq!(unwatched(&all(&mut p, ms(2))).as_slice(), &[stream]);
@@ -1485,12 +1504,13 @@ mod tests {
     /// neither at once nor a retry period later.
     #[test]
     fn a_lost_race_whose_winner_was_already_seen_reads_nothing() {
-        let mut p: Pool<8> = Pool::new(config(1, true), 2).unwrap();
-        p.takeover = Takeover::immediate(1);
-        let stream = p.stream_slot();
-        all(&mut p, ms(0));
-        p.handle_watch_event(0, WatchEvent::Changed(lease(5, None, 1)), ms(1));
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+        let mut p = streaming(
+            1,
+            2,
+            Some(Takeover::immediate(1)),
+            &[(0, lease(5, None, 1))],
+            5,
+        );
         assert_eq!(writes(&all(&mut p, ms(1))), 1);
         p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(2));
         p.handle_answer(0, Err(ApiError::Conflict), ms(3));
@@ -1550,12 +1570,13 @@ mod tests {
     #[test]
     fn a_lost_race_is_retried_only_after_a_new_delay() {
         for seed in 0..20 {
-            let mut p: Pool<8> = Pool::new(config(1, true), seed).unwrap();
-            p.takeover = Takeover::with_window(1, Duration::from_secs(1));
-            let stream = p.stream_slot();
-            all(&mut p, ms(0));
-            p.handle_watch_event(0, WatchEvent::Changed(lease(5, Some("b"), 1)), ms(1));
-            p.handle_watch_event(stream, WatchEvent::Synced(rv(5)), ms(1));
+            let mut p = streaming(
+                1,
+                seed,
+                Some(Takeover::with_window(1, Duration::from_secs(1))),
+                &[(0, lease(5, Some("b"), 1))],
+                5,
+            );
             p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(2));
             let first = p.poll_timeout().unwrap();
             let take = all(&mut p, first);
