@@ -310,82 +310,69 @@ impl Transport for Counting {
 
     async fn watch(&self, lease: LeaseName, rv: Option<ResourceVersion>, sink: WatchSink) {
         self.sent(Verb::Watch);
-        let mut opening = WatchOpening {
-            counting: self,
-            counted: false,
-        };
-        // The stream runs into a sink of this wrapper's, so that its first delivery can be
-        // read; each delivery goes on to the driver's sink, which keeps its slot and generation.
-        let (deliveries, mut delivered) = mpsc::unbounded_channel();
+        // The stream runs into a sink of this wrapper's, so that its deliveries can be read;
+        // each goes on to the driver's sink, which keeps its slot and generation.
+        let (deliveries, delivered) = mpsc::unbounded_channel();
         let stream = self
             .inner
             .watch(lease, rv, WatchSink::new(0, 0, deliveries));
-        let opening = &mut opening;
-        // Moved in, so that the stream's next delivery fails and ends it once the driver has
-        // stopped listening.
-        let forward = async move {
-            while let Some(delivery) = delivered.recv().await {
-                opening.count(delivery.error.as_ref());
-                let more = match delivery.error {
-                    Some(error) => {
-                        sink.fail(error);
-                        false
-                    }
-                    None => sink.send(delivery.event),
-                };
-                if !more {
-                    break;
-                }
-            }
-        };
-        tokio::join!(stream, forward);
+        tokio::join!(stream, self.relay(delivered, sink, false));
     }
 
     /// A pool's stream: its list (when it starts without a version) counts as a list, answered
     /// when the slots are synced or the list fails; the watch counts as a watch opened.
     async fn watch_slots(&self, slots: SlotNames, rv: Option<ResourceVersion>, sink: WatchSink) {
-        let mut listing = rv.is_none();
+        let listing = rv.is_none();
         if listing {
             self.sent(Verb::List);
         }
         self.sent(Verb::Watch);
+        let (deliveries, delivered) = mpsc::unbounded_channel();
+        let stream = self
+            .inner
+            .watch_slots(slots, rv, WatchSink::new(0, 0, deliveries));
+        tokio::join!(stream, self.relay(delivered, sink, listing));
+    }
+}
+
+impl Counting {
+    /// Passes a stream's deliveries on to the driver's `sink`, counting the watch's opening
+    /// (its first delivery of its own), the list's answer while `listing`, and how late each
+    /// write arrives. Owns the receiver, so that the stream's next delivery fails and ends it
+    /// once the driver has stopped listening.
+    async fn relay(
+        &self,
+        mut delivered: mpsc::UnboundedReceiver<leasehold_runtime::Delivery>,
+        sink: WatchSink,
+        mut listing: bool,
+    ) {
         let mut opening = WatchOpening {
             counting: self,
             counted: false,
         };
-        let (deliveries, mut delivered) = mpsc::unbounded_channel();
-        let stream = self
-            .inner
-            .watch_slots(slots, rv, WatchSink::new(0, 0, deliveries));
-        let opening = &mut opening;
-        let forward = async move {
-            while let Some(delivery) = delivered.recv().await {
-                if listing {
-                    match (&delivery.event, &delivery.error) {
-                        (WatchEvent::Synced(_), _) => {
-                            listing = false;
-                            self.answered(Verb::List, Outcome::of(None));
-                        }
-                        (_, Some(error)) => {
-                            listing = false;
-                            self.answered(Verb::List, Outcome::of(Some(error)));
-                        }
-                        _ => {}
+        while let Some(delivery) = delivered.recv().await {
+            if listing {
+                match (&delivery.event, &delivery.error) {
+                    (WatchEvent::Synced(_), _) => {
+                        listing = false;
+                        self.answered(Verb::List, Outcome::of(None));
                     }
+                    (_, Some(error)) => {
+                        listing = false;
+                        self.answered(Verb::List, Outcome::of(Some(error)));
+                    }
+                    _ => {}
                 }
-                if !listing {
-                    stream_delivered(&delivery.event);
-                }
-                if delivery.lease_slot.is_none() && !matches!(delivery.event, WatchEvent::Synced(_))
-                {
-                    opening.count(delivery.error.as_ref());
-                }
-                if !sink.relay(delivery) {
-                    break;
-                }
+            } else {
+                stream_delivered(&delivery.event);
             }
-        };
-        tokio::join!(stream, forward);
+            if delivery.lease_slot.is_none() && !matches!(delivery.event, WatchEvent::Synced(_)) {
+                opening.count(delivery.error.as_ref());
+            }
+            if !sink.relay(delivery) {
+                break;
+            }
+        }
     }
 }
 
@@ -828,6 +815,8 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut breakdowns = Vec::new();
     let mut lags = Vec::new();
+    // Forget what the earlier sections' writes and streams left.
+    let _ = stream_lags();
     for &watch in &plan.modes {
         for &n in &plan.members {
             let mut makespans = Vec::new();
