@@ -12,7 +12,8 @@
 //! The window is sized by feedback, not configured: with `W` members waiting, the first delay
 //! is about `window / (W + 1)`. A member measures, for every hand-over it watches, how long the
 //! slot stayed free, and scales the window so that this time nears [`TARGET_FASTEST`] times the
-//! fastest hand-over seen (the latency floor: a winner that drew no delay at all). Long enough
+//! fastest hand-over seen (the latency floor: a winner that drew no delay at all), or times the
+//! lag of its stream behind the server when that is longer. Long enough
 //! that the first writer's change is usually seen before the next delay runs out; short enough
 //! that a hand-over costs milliseconds. The window shrinks as the waiters are served.
 //!
