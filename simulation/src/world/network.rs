@@ -247,11 +247,13 @@ impl World<'_> {
             let at = (self.now + lat).max(w.last_delivery);
             w.last_delivery = at;
             let (node, inc) = (w.node, w.inc);
-            let event = if self.rng.chance(net.watch_cut_permille) {
+            // A cut ends the stream, so it reaches the slot that opened the stream: a pool's
+            // stream slot, not the slot of the lease whose change was cut.
+            let (slot, event) = if self.rng.chance(net.watch_cut_permille) {
                 cut.push(i);
-                WatchEvent::Failed
+                (w.slot, WatchEvent::Failed)
             } else {
-                event.clone()
+                (slot, event.clone())
             };
             self.push(
                 at,

@@ -1,0 +1,117 @@
+//! Faults of a pool member's one stream of the pool's leases.
+
+use leasehold_core::{Duration, Timing};
+use leasehold_simulation::{Child, Fault, FaultKind, Network, SECOND, Scenario, WorkPolicy, run};
+
+/// Every change the server sends on a stream cuts it instead. A waiting member learns that a
+/// holder died only by opening its stream again, which the cut, reaching the stream's own slot,
+/// tells it to do. Node 2 is down for the first 5 s, so nodes 0 and 1 hold the two slots; node
+/// 0 crashes at 20 s and stays down until 100 s, long after its lease expired, so node 2's work
+/// must start within the liveness bound of node 0's ending.
+///
+/// Here the member recovers either way; the next test is the case where it did not.
+#[test]
+fn a_member_whose_stream_is_cut_opens_it_again_and_takes_a_slot_freed_later() {
+    for seed in 0..10 {
+        let mut s = Scenario::calm(seed, 0, 3, 2, 200 * SECOND);
+        s.policy = WorkPolicy::Fenced;
+        s.children = vec![Child::ExitsAfter(0); 3];
+        s.grace = Duration::from_secs(3);
+        s.quiet_tail = 100 * SECOND;
+        s.network.watch_cut_permille = 1_000;
+        s.faults = vec![
+            Fault {
+                kind: FaultKind::Crash(2),
+                start: 0,
+                end: 5 * SECOND,
+            },
+            Fault {
+                kind: FaultKind::Crash(0),
+                start: 20 * SECOND,
+                end: 100 * SECOND,
+            },
+        ];
+        let report = run(&s).unwrap_or_else(|v| panic!("seed {seed}: {v}"));
+        let gap = report.min_gap.unwrap_or_else(|| {
+            panic!("seed {seed}: node 2 never worked on the slot node 0 left: {report:?}")
+        });
+        assert!(
+            gap <= s.liveness_bound(),
+            "seed {seed}: node 2 started {:.3}s after node 0's work ended (bound {:.3}s)",
+            gap as f64 / 1e6,
+            s.liveness_bound() as f64 / 1e6
+        );
+    }
+}
+
+/// A run the simulation fuzz target found: a pool of 3 members and 3 slots beside 3 electors and
+/// a heartbeat, under a lossy network whose streams are sometimes cut. Node 3's stream was cut
+/// 0.24 s in, on a change of slot 1. The cut reached slot 1 instead of the stream's own slot, so
+/// node 3 never opened the stream again: it learned of slots only from its own failed takes, and
+/// took a slot that had expired at 16.5 s only at 21.65 s, past the liveness bound (the pool was
+/// due full by 20.6 s).
+#[test]
+fn a_cut_stream_reaches_its_own_slot_so_the_member_watches_again() {
+    let Ok(timing) = Timing::new(
+        Duration::from_millis(3_000),
+        Duration::from_millis(2_361),
+        Duration::from_millis(1_422),
+    ) else {
+        panic!("the fuzz target's timing is valid");
+    };
+    let mut s = Scenario::calm(443_341_143_835_924_371, 3, 3, 3, 9 * SECOND);
+    s.timing = timing;
+    s.watch = vec![true, false, true, true, true, true];
+    s.rates_ppm = vec![1_059_597, 940_403, 952_088, 970_785, 1_053_987, 982_471];
+    s.max_drift_ppm = 59_597;
+    s.wall_resolution = 1_422_000;
+    s.grace = Duration::from_millis(446);
+    s.children = [0, 1, 1, 0, 0, 1]
+        .map(|exits| {
+            if exits == 1 {
+                Child::ExitsAfter(764_705)
+            } else {
+                Child::IgnoresTerm
+            }
+        })
+        .to_vec();
+    s.history = 91;
+    s.watch_lifetime = 12 * SECOND;
+    s.network = Network {
+        max_latency: 66_000,
+        slow_permille: 25,
+        slow_latency: 1_770_750,
+        request_loss_permille: 25,
+        response_loss_permille: 8,
+        error_permille: 110,
+        throttle_permille: 29,
+        watch_cut_permille: 21,
+    };
+    s.faults = vec![
+        Fault {
+            kind: FaultKind::Shutdown(4),
+            start: 3_867_187,
+            end: 6_914_062,
+        },
+        Fault {
+            kind: FaultKind::Pause(6),
+            start: 3_867_187,
+            end: 7_335_937,
+        },
+        Fault {
+            kind: FaultKind::Partition(0),
+            start: 3_761_718,
+            end: 4_160_155,
+        },
+        Fault {
+            kind: FaultKind::Outage,
+            start: 6_433_593,
+            end: 9 * SECOND,
+        },
+    ];
+    s.add_heartbeat(1_016_593);
+    s.quiet_tail = s.shortest_judged_tail();
+    s.duration = 9 * SECOND + s.quiet_tail;
+    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
+    assert!(report.slot_acquisitions >= 3, "{report:?}");
+}
