@@ -303,6 +303,33 @@ async fn rbac_denial_exits_3_with_the_rule_to_add() {
     );
 }
 
+/// An election that polls never watches: its advice asks for get, create and update only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_election_is_not_told_to_ask_for_watch() {
+    let w = World::start("rbac-poll").await;
+    let out = w.run_as(
+        &w.reader,
+        &[
+            "elect",
+            "--lease",
+            "controller",
+            "--identity",
+            "a",
+            "--poll",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("needs get, create, update on leases"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  resourceNames: [\"controller\"]\n  verbs: [\"get\", \"update\"]\n"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_timing_exits_2_before_any_api_call() {
     let w = World::start("timing").await;

@@ -79,6 +79,12 @@ async fn a_heartbeat_without_permission_exits_3() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("verbs: [\"create\"]"), "{stderr}");
+    // A heartbeat reads and writes its lease and never watches it: the advice asks for no more.
+    assert!(
+        stderr.contains("  resourceNames: [\"node-1\"]\n  verbs: [\"get\", \"update\"]\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("watch"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

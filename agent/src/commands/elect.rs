@@ -1,7 +1,7 @@
 //! `leasehold elect`: leader election on one Lease.
 
 use super::runner::{Reported, Role, Session, Setup, report_lease_event};
-use super::supervisor::{ChildPlan, Note, OnRefused, Plan};
+use super::supervisor::{ChildPlan, Note, OnRefused, Plan, Watches};
 use crate::child::{self, Launcher};
 use crate::cli::{ElectArgs, Global};
 use crate::cluster;
@@ -82,7 +82,11 @@ pub async fn run(
         retry_period: timing.retry_period(),
         namespace: session.namespace.clone(),
         leases: vec![name],
-        streams_namespace: false,
+        watches: if args.timing.poll {
+            Watches::Nothing
+        } else {
+            Watches::ByName
+        },
     };
     let mut election = ElectionBuilder::new(lease.as_str())
         .identity(identity.as_str())

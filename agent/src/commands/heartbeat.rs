@@ -2,7 +2,7 @@
 //! or (`--watch`, [`super::watch`]) report leases that stopped being renewed.
 
 use super::runner::{Reported, Session, Setup, seed};
-use super::supervisor::{self, Note, OnRefused, Plan};
+use super::supervisor::{self, Note, OnRefused, Plan, Watches};
 use super::watch;
 use crate::cli::{Global, HeartbeatArgs};
 use crate::cluster;
@@ -87,7 +87,7 @@ pub(super) async fn renew(
         retry_period: machine.renew_interval(),
         namespace: session.namespace.clone(),
         leases: vec![name],
-        streams_namespace: false,
+        watches: Watches::Nothing,
     };
     session.run(&mut machine, &plan, signals).await
 }

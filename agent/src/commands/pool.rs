@@ -6,7 +6,7 @@
 //! (a cold-start member then runs its command again from the start).
 
 use super::runner::{Reported, Role, Session, Setup, report_lease_event, seed};
-use super::supervisor::{self, ChildPlan, Note, OnRefused, Plan};
+use super::supervisor::{self, ChildPlan, Note, OnRefused, Plan, Watches};
 use crate::child::{self, Launcher};
 use crate::cli::{Global, OnChildExit, PoolArgs};
 use crate::cluster;
@@ -122,7 +122,11 @@ pub async fn run(
         retry_period: timing.retry_period(),
         namespace: session.namespace.clone(),
         leases: (0..size).map(|i| format!("{prefix}-{i}")).collect(),
-        streams_namespace: !args.timing.poll,
+        watches: if args.timing.poll {
+            Watches::Nothing
+        } else {
+            Watches::Namespace
+        },
     };
     session.run(&mut *pool, &plan, signals).await
 }

@@ -71,9 +71,21 @@ pub struct Plan {
     pub namespace: String,
     /// The lease names used, for RBAC advice.
     pub leases: Vec<String>,
-    /// Whether the machine watches its leases with one stream of the namespace (a watching
-    /// pool), which RBAC must grant as `list` and `watch` of every lease, for RBAC advice.
-    pub streams_namespace: bool,
+    /// How the machine watches its leases, for RBAC advice.
+    pub watches: Watches,
+}
+
+/// How a command watches its leases: what its RBAC advice asks for beside get, create and
+/// update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watches {
+    /// Not at all: a heartbeat, or a command run with `--poll`.
+    Nothing,
+    /// Each lease by name: an election.
+    ByName,
+    /// All its leases with one stream of the namespace: a watching pool, which RBAC must grant
+    /// as `list` and `watch` of every lease in the namespace.
+    Namespace,
 }
 
 impl Plan {

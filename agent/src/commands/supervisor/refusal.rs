@@ -1,6 +1,6 @@
 //! When a failed request means leases cannot be used here, and what to tell the user.
 
-use super::Plan;
+use super::{Plan, Watches};
 use crate::error::AgentError;
 use crate::rbac;
 use leasehold_core::{ApiError, Verb};
@@ -28,10 +28,10 @@ pub(super) fn explain(
         )),
         Some(failure) => {
             let (namespace, leases) = (&plan.namespace, plan.leases.clone());
-            let needs = if plan.streams_namespace {
-                rbac::Needs::pooling(namespace, leases)
-            } else {
-                rbac::Needs::holding(namespace, leases, true)
+            let needs = match plan.watches {
+                Watches::Namespace => rbac::Needs::pooling(namespace, leases),
+                Watches::ByName => rbac::Needs::holding(namespace, leases, true),
+                Watches::Nothing => rbac::Needs::holding(namespace, leases, false),
             };
             rbac::denied(failure, &needs)
         }
