@@ -469,26 +469,29 @@ impl LeaseSlot {
     /// meanwhile, unseen, with its holder still acting: it is read again, and a 404 then counts
     /// as a deletion seen now.
     fn notice_pause(&mut self, now: Instant, timing: &Timing) {
-        let answer_by = self
-            .in_flight
-            .as_ref()
-            .map(|f| f.sent_at.saturating_add(timing.request_timeout()));
-        // A pool waiting for a slot wakes when an observed one can be taken.
-        let takeable = (self.intent == Intent::Observe)
-            .then(|| self.next_take_at(timing))
-            .flatten();
-        let expected = [self.poll_timeout(timing), answer_by, takeable]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.max(self.last_input));
-        self.last_input = self.last_input.max(now);
-        let paused = expected.is_some_and(|at| now > at.saturating_add(timing.retry_period()));
-        if paused && matches!(self.known, Known::Absent | Known::Deleted { .. }) {
-            self.known = Known::Unread {
-                transitions: self.known_transitions(),
-            };
+        // Only a lease known missing is at stake; the wake-up is worked out for nothing else
+        // (this runs on every input of every slot).
+        if matches!(self.known, Known::Absent | Known::Deleted { .. }) {
+            let answer_by = self
+                .in_flight
+                .as_ref()
+                .map(|f| f.sent_at.saturating_add(timing.request_timeout()));
+            // A pool waiting for a slot wakes when an observed one can be taken.
+            let takeable = (self.intent == Intent::Observe)
+                .then(|| self.next_take_at(timing))
+                .flatten();
+            let expected = [self.poll_timeout(timing), answer_by, takeable]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| at.max(self.last_input));
+            if expected.is_some_and(|at| now > at.saturating_add(timing.retry_period())) {
+                self.known = Known::Unread {
+                    transitions: self.known_transitions(),
+                };
+            }
         }
+        self.last_input = self.last_input.max(now);
     }
 
     /// Where a release starts: with the write when the last version known is the one our term
