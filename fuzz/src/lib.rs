@@ -25,7 +25,7 @@ pub fn header(data: &[u8]) -> (u64, u8, &[u8]) {
 /// Drives `machine` through the inputs `data` decodes to, panicking with the broken rule so
 /// libFuzzer records the input.
 pub fn exercise<M: Subject>(machine: &mut M, data: &[u8]) {
-    if let Err(rule) = contract::exercise(machine, &contract::decode(data, INPUTS)) {
+    if let Err(rule) = contract::exercise(machine, contract::decode(data, INPUTS)) {
         panic!("{rule}");
     }
 }

@@ -16,15 +16,15 @@ use leasehold_core::{
     Lease, LeaseRecord, Machine, MicroTime, Operation, Pool, Request, ResourceVersion, SlotEvent,
     WatchEvent,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What a well-behaved driver tracks of one machine.
 #[derive(Debug, Default)]
 pub struct Discipline {
     /// The outstanding `Get`/`Create`/`Update` of each slot.
-    pub outstanding: HashMap<u16, Operation>,
+    pub outstanding: BTreeMap<u16, Operation>,
     /// The slots the events say are led.
-    pub leading: HashSet<u16>,
+    pub leading: BTreeSet<u16>,
 }
 
 impl Discipline {
@@ -185,12 +185,16 @@ impl Bytes<'_> {
 
 /// The one input generator of the property tests and the fuzz targets: any byte string, read
 /// as a sequence of at most `limit` inputs. Answers and watch events come often, time in steps
-/// up to 20 s and now and then a pause of minutes; closes and rejoins are rare.
-pub fn decode(bytes: &[u8], limit: usize) -> Vec<Input> {
+/// up to 20 s and now and then a pause of minutes; closes and rejoins are rare. The inputs are
+/// read one at a time as the machine takes them (a fuzz target runs tens of thousands a
+/// second; collecting them first would copy every answer twice).
+pub fn decode(bytes: &[u8], limit: usize) -> impl Iterator<Item = Input> + '_ {
     let mut b = Bytes(bytes);
-    let mut inputs = Vec::new();
-    while !b.0.is_empty() && inputs.len() < limit {
-        let input = match b.byte() % 16 {
+    core::iter::from_fn(move || {
+        if b.0.is_empty() {
+            return None;
+        }
+        Some(match b.byte() % 16 {
             0..=3 => Input::Advance(u64::from(b.u16()) % 20_000),
             4 => Input::Advance(u64::from(b.byte()) * 1_000),
             5..=9 => Input::Answer {
@@ -204,10 +208,9 @@ pub fn decode(bytes: &[u8], limit: usize) -> Vec<Input> {
             13 => Input::Close,
             14 => Input::Rejoin,
             _ => Input::Advance(u64::from(b.byte())),
-        };
-        inputs.push(input);
-    }
-    inputs
+        })
+    })
+    .take(limit)
 }
 
 /// What the contract needs of a machine beyond [`Machine`]: what it claims to lead, and its
@@ -322,26 +325,27 @@ impl Subject for Heartbeat {
 
 /// Drives `machine` through `inputs` by the [`Machine`] contract alone, as a well-behaved driver
 /// would, and checks the contract after every input; an error says which rule broke and when.
-pub fn exercise<M: Subject>(machine: &mut M, inputs: &[Input]) -> Result<(), String> {
+pub fn exercise<M: Subject>(
+    machine: &mut M,
+    inputs: impl IntoIterator<Item = Input>,
+) -> Result<(), String> {
     let mut d = Discipline::default();
     let mut closing = false;
     let mut now = 0u64;
     let wall = MicroTime::from_unix_micros(0);
-    for (i, input) in inputs.iter().enumerate() {
+    for (i, input) in inputs.into_iter().enumerate() {
         let at = |ms| Instant::from_millis(ms);
-        match input {
+        match &input {
             Input::Advance(ms) => {
                 now += ms;
                 machine.handle_timeout(at(now));
             }
             Input::Answer { pick, answer } => {
-                let outstanding: Vec<u16> = {
-                    let mut slots: Vec<u16> = d.outstanding.keys().copied().collect();
-                    slots.sort_unstable();
-                    slots
-                };
-                let slot = outstanding
-                    .get(usize::from(*pick) % outstanding.len().max(1))
+                let owed = d.outstanding.len().max(1);
+                let slot = d
+                    .outstanding
+                    .keys()
+                    .nth(usize::from(*pick) % owed)
                     .copied()
                     .unwrap_or(u16::from(*pick % 4));
                 d.answered(slot);

@@ -27,20 +27,20 @@ proptest! {
     fn an_elector_keeps_the_contract_under_any_inputs(watch in any::<bool>(), seed in any::<u64>(), bytes in bytes()) {
         let config = ElectorConfig { lease: LeaseName::new("l").unwrap(), identity: identity(), timing: Timing::DEFAULT, watch };
         let mut e = Elector::new(config, seed);
-        exercise(&mut e, &decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
+        exercise(&mut e, decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn a_pool_member_keeps_the_contract_and_holds_at_most_one_slot(watch in any::<bool>(), seed in any::<u64>(), size in 1usize..4, bytes in bytes()) {
         let config = PoolConfig { prefix: "cold-start", size, identity: identity(), timing: Timing::DEFAULT, watch };
         let mut p: Pool<4> = Pool::new(config, seed).unwrap();
-        exercise(&mut p, &decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
+        exercise(&mut p, decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
     }
 
     #[test]
     fn a_heartbeat_keeps_the_contract_under_any_inputs(seed in any::<u64>(), bytes in bytes()) {
         let config = HeartbeatConfig { lease: LeaseName::new("node").unwrap(), identity: identity(), lease_duration: Duration::from_secs(40), renew_interval: None };
         let mut h = Heartbeat::new(config, seed).unwrap();
-        exercise(&mut h, &decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
+        exercise(&mut h, decode(&bytes, INPUTS)).map_err(TestCaseError::fail)?;
     }
 }
