@@ -132,10 +132,13 @@ fuzz_target!(|plan: Plan| {
         rates_ppm: (0..nodes).map(|i| rate(plan.rates[i % 8])).collect(),
         max_drift_ppm,
         // A wall clock as coarse as the retry period writes some renews' `renewTime` again
-        // (an unchanged spec, not a write); a coarser one would leave a leader nothing to renew
-        // with before its deadline.
+        // (an unchanged spec, not a write): a write retried after its answer was lost. The
+        // retry period is measured on the fastest clock, since the wall clock is exact: a
+        // coarser tick than a fast clock's renews would leave some renew unchanged every few
+        // ticks, calm API or not, and cost the term when the renew deadline is below two retry
+        // periods (a pool then never has all its slots worked at once).
         wall_resolution: if plan.coarse_wall {
-            retry_ms * 1_000
+            retry_ms * 1_000 * 1_000_000 / (1_000_000 + max_drift_ppm)
         } else {
             1
         },
