@@ -19,7 +19,7 @@ use leasehold_core::{
 };
 use network::Watcher;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use terms::{Broken, Judge, Term};
 
 /// Consecutive wake-ups without any request, event or state change before the run is declared
@@ -94,6 +94,9 @@ enum Ev {
         node: usize,
         inc: u32,
         slot: u16,
+        /// The stream it belongs to: nothing of a stream is delivered after its last event,
+        /// nor after the agent replaced or closed it (the driver drops such events).
+        stream: u64,
         event: WatchEvent,
     },
     /// The server ends a watch stream at its timeout.
@@ -166,6 +169,8 @@ pub struct World<'s> {
     server: Server,
     watchers: Vec<Watcher>,
     next_stream: u64,
+    /// Streams whose last event was delivered, or that their agent replaced or closed.
+    ended_streams: HashSet<u64>,
     outage_until: u64,
     nodes: Vec<Node>,
     oracle: Oracle,
@@ -269,6 +274,7 @@ impl<'s> World<'s> {
             server: Server::new(scenario.history),
             watchers: Vec::new(),
             next_stream: 0,
+            ended_streams: HashSet::new(),
             outage_until: 0,
             nodes: built,
             oracle: Oracle::new(scenario.pool_size),
@@ -387,7 +393,7 @@ impl<'s> World<'s> {
         node.wake_at = None;
         // A SIGSTOP held the process that ended, not the next one.
         node.agent_paused_until = 0;
-        self.watchers.retain(|w| w.node != n);
+        self.close_streams(|w| w.node == n);
         self.log(|| format!("node-{n} agent #{} ends", agent.inc));
         self.close_pipes(n);
     }
@@ -809,8 +815,24 @@ impl<'s> World<'s> {
                 }
             }
             Ev::Watch {
-                node, slot, event, ..
+                node,
+                slot,
+                stream,
+                event,
+                ..
             } => {
+                if self.ended_streams.contains(&stream) {
+                    return;
+                }
+                if matches!(
+                    event,
+                    WatchEvent::Ended
+                        | WatchEvent::Failed
+                        | WatchEvent::Expired
+                        | WatchEvent::Forbidden
+                ) {
+                    self.ended_streams.insert(stream);
+                }
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
                 let local = self.local(node);
                 if let Some(agent) = &mut self.nodes[node].agent {

@@ -118,3 +118,55 @@ fn a_cut_stream_reaches_its_own_slot_so_the_member_watches_again() {
     let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
     assert!(report.slot_acquisitions >= 3, "{report:?}");
 }
+
+/// Another run the fuzz target found. Node 1 opened its stream at 0 s and was cut off 59 ms
+/// later, while the stream's list was still on its way: the cut's failure arrived first and the
+/// list's end after it. Taken as the end of a list, it left slot 1 (never created, so in no
+/// list) unknown, and node 1 resumed the stream from that version for ever after instead of
+/// listing again: it never took slot 1. A driver drops whatever of a stream arrives after its
+/// last event; the network now does too.
+#[test]
+fn nothing_of_a_stream_arrives_after_its_end() {
+    let Ok(timing) = Timing::new(
+        Duration::from_millis(5_000),
+        Duration::from_millis(4_045),
+        Duration::from_millis(2_425),
+    ) else {
+        panic!("the fuzz target's timing is valid");
+    };
+    let mut s = Scenario::calm(3_964_963_902_233_552_787, 1, 3, 3, 15 * SECOND);
+    s.timing = timing;
+    s.watch = vec![true, true, false, true];
+    s.rates_ppm = vec![987_371, 949_693, 969_981, 1_022_979];
+    s.max_drift_ppm = 52_791;
+    s.wall_resolution = 2_303_401;
+    s.grace = Duration::from_millis(444);
+    s.children = vec![
+        Child::IgnoresTerm,
+        Child::ExitsAfter(3_725_490),
+        Child::ExitsAfter(3_725_490),
+        Child::IgnoresTerm,
+    ];
+    s.history = 69;
+    s.watch_lifetime = 20 * SECOND;
+    s.network = Network {
+        max_latency: 231_000,
+        slow_permille: 27,
+        slow_latency: 3_033_750,
+        request_loss_permille: 94,
+        response_loss_permille: 64,
+        error_permille: 194,
+        throttle_permille: 88,
+        watch_cut_permille: 75,
+    };
+    s.faults = vec![Fault {
+        kind: FaultKind::Partition(1),
+        start: 58_593,
+        end: 97_655,
+    }];
+    s.add_heartbeat(1_028_776);
+    s.quiet_tail = s.shortest_judged_tail();
+    s.duration = 15 * SECOND + s.quiet_tail;
+    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
+    assert!(report.slot_acquisitions >= 3, "{report:?}");
+}

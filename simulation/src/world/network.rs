@@ -54,7 +54,9 @@ impl World<'_> {
                 self.report.watches += 1;
                 let lat = self.rng.range(1, net.max_latency + 1);
                 let name = req.lease.as_str().to_owned();
-                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
+                self.close_streams(|w| w.node == n && w.slot == slot);
+                self.next_stream += 1;
+                let id = self.next_stream;
                 let slots = match &req.op {
                     Operation::WatchSlots { slots, .. } => Some(slots.clone()),
                     _ => None,
@@ -87,13 +89,12 @@ impl World<'_> {
                             node: n,
                             inc,
                             slot: to.unwrap_or(slot),
+                            stream: id,
                             event,
                         },
                     );
                 }
                 if opened {
-                    self.next_stream += 1;
-                    let id = self.next_stream;
                     self.watchers.push(Watcher {
                         id,
                         node: n,
@@ -110,7 +111,7 @@ impl World<'_> {
                 return;
             }
             Operation::Unwatch => {
-                self.watchers.retain(|w| !(w.node == n && w.slot == slot));
+                self.close_streams(|w| w.node == n && w.slot == slot);
                 return;
             }
             Operation::Get | Operation::Create(_) | Operation::Update { .. } => {}
@@ -246,7 +247,7 @@ impl World<'_> {
             let w = &mut self.watchers[i];
             let at = (self.now + lat).max(w.last_delivery);
             w.last_delivery = at;
-            let (node, inc) = (w.node, w.inc);
+            let (node, inc, stream) = (w.node, w.inc, w.id);
             // A cut ends the stream, so it reaches the slot that opened the stream: a pool's
             // stream slot, not the slot of the lease whose change was cut.
             let (slot, event) = if self.rng.chance(net.watch_cut_permille) {
@@ -261,6 +262,7 @@ impl World<'_> {
                     node,
                     inc,
                     slot,
+                    stream,
                     event,
                 },
             );
@@ -282,6 +284,7 @@ impl World<'_> {
                 node: w.node,
                 inc: w.inc,
                 slot: w.slot,
+                stream: w.id,
                 event: WatchEvent::Ended,
             },
         );
@@ -289,23 +292,33 @@ impl World<'_> {
 
     /// Node `n` is cut off: its streams fail.
     pub(super) fn cut_streams(&mut self, n: usize) {
-        let cut: Vec<(u32, u16)> = self
+        let cut: Vec<(u32, u16, u64)> = self
             .watchers
             .iter()
             .filter(|w| w.node == n)
-            .map(|w| (w.inc, w.slot))
+            .map(|w| (w.inc, w.slot, w.id))
             .collect();
         self.watchers.retain(|w| w.node != n);
-        for (inc, slot) in cut {
+        for (inc, slot, stream) in cut {
             self.push(
                 self.now + 1_000,
                 Ev::Watch {
                     node: n,
                     inc,
                     slot,
+                    stream,
                     event: WatchEvent::Failed,
                 },
             );
         }
+    }
+
+    /// The agent replaced or closed the streams `which` picks: whatever of them is still on
+    /// its way is dropped, as the driver drops the events of a stream it no longer holds.
+    pub(super) fn close_streams(&mut self, which: impl Fn(&Watcher) -> bool) {
+        for w in self.watchers.iter().filter(|w| which(w)) {
+            self.ended_streams.insert(w.id);
+        }
+        self.watchers.retain(|w| !which(w));
     }
 }
