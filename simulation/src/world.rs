@@ -19,7 +19,7 @@ use leasehold_core::{
 };
 use network::Watcher;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use terms::{Broken, Judge, Term};
 
 /// Consecutive wake-ups without any request, event or state change before the run is declared
@@ -133,15 +133,24 @@ enum Ev {
     FaultEnd(usize),
 }
 
+/// An event due at `at`. One deferred while its agent was paused keeps when it was first due
+/// and its place among those due then, so a stream's events still arrive in order.
 struct Queued {
     at: u64,
+    due: u64,
     seq: u64,
     ev: Ev,
 }
 
+impl Queued {
+    fn key(&self) -> (u64, u64, u64) {
+        (self.at, self.due, self.seq)
+    }
+}
+
 impl PartialEq for Queued {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.key() == other.key()
     }
 }
 impl Eq for Queued {}
@@ -152,7 +161,7 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.key().cmp(&other.key())
     }
 }
 
@@ -171,6 +180,9 @@ pub struct World<'s> {
     next_stream: u64,
     /// Streams whose last event was delivered, or that their agent replaced or closed.
     ended_streams: HashSet<u64>,
+    /// Each agent's stream on each slot it watches from, last opened: the one its driver
+    /// delivers.
+    streams: HashMap<(usize, u16), u64>,
     outage_until: u64,
     nodes: Vec<Node>,
     oracle: Oracle,
@@ -275,6 +287,7 @@ impl<'s> World<'s> {
             watchers: Vec::new(),
             next_stream: 0,
             ended_streams: HashSet::new(),
+            streams: HashMap::new(),
             outage_until: 0,
             nodes: built,
             oracle: Oracle::new(scenario.pool_size),
@@ -318,8 +331,16 @@ impl<'s> World<'s> {
 
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
+        // A fault starts or ends before anything else due at its instant: a pause's end
+        // before the events it held back.
+        let due = if matches!(ev, Ev::FaultStart(_) | Ev::FaultEnd(_)) {
+            0
+        } else {
+            at
+        };
         self.queue.push(Reverse(Queued {
             at,
+            due,
             seq: self.seq,
             ev,
         }));
@@ -393,7 +414,7 @@ impl<'s> World<'s> {
         node.wake_at = None;
         // A SIGSTOP held the process that ended, not the next one.
         node.agent_paused_until = 0;
-        self.close_streams(|w| w.node == n);
+        self.close_streams(|node, _| node == n);
         self.log(|| format!("node-{n} agent #{} ends", agent.inc));
         self.close_pipes(n);
     }
@@ -753,8 +774,8 @@ impl<'s> World<'s> {
 
     // --- events ---
 
-    fn handle(&mut self, ev: Ev) {
-        let Some(ev) = self.admit(ev) else { return };
+    fn handle(&mut self, q: Queued) {
+        let Some(ev) = self.admit(q) else { return };
         match ev {
             Ev::FaultStart(i) => self.fault_start(i),
             Ev::FaultEnd(i) => self.fault_end(i),
@@ -884,8 +905,8 @@ impl<'s> World<'s> {
     /// For an event addressed to an agent: drops it if that incarnation is gone (or, for a
     /// wake-up, if a newer one replaced it) and defers it while the agent (or its node) is
     /// paused. Returns the event when it is to be handled now.
-    fn admit(&mut self, ev: Ev) -> Option<Ev> {
-        let (node, inc) = match &ev {
+    fn admit(&mut self, q: Queued) -> Option<Ev> {
+        let (node, inc) = match &q.ev {
             Ev::Client { node, inc, .. }
             | Ev::Watch { node, inc, .. }
             | Ev::Wake { node, inc }
@@ -896,12 +917,12 @@ impl<'s> World<'s> {
             | Ev::FenceWake { .. }
             | Ev::WorkExit { .. }
             | Ev::FaultStart(_)
-            | Ev::FaultEnd(_) => return Some(ev),
+            | Ev::FaultEnd(_) => return Some(q.ev),
         };
         if !self.nodes[node].runs(inc) {
             return None;
         }
-        let is_wake = matches!(ev, Ev::Wake { .. });
+        let is_wake = matches!(q.ev, Ev::Wake { .. });
         if is_wake && self.nodes[node].wake_at != Some(self.now) {
             return None;
         }
@@ -911,10 +932,10 @@ impl<'s> World<'s> {
             if is_wake {
                 self.nodes[node].wake_at = Some(until);
             }
-            self.push(until, ev);
+            self.queue.push(Reverse(Queued { at: until, ..q }));
             return None;
         }
-        Some(ev)
+        Some(q.ev)
     }
 
     // --- faults ---
@@ -1096,7 +1117,7 @@ impl<'s> World<'s> {
             }
             self.now = q.at;
             self.report.steps += 1;
-            self.handle(q.ev);
+            self.handle(q);
         }
         self.check().map_err(|(f, what)| self.violation(f, what))?;
         self.now = self.scenario.duration;

@@ -170,3 +170,71 @@ fn nothing_of_a_stream_arrives_after_its_end() {
     let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
     assert!(report.slot_acquisitions >= 3, "{report:?}");
 }
+
+/// A third run the fuzz target found. Node 3's stream was cut while node 3 was frozen; when it
+/// thawed it opened a new stream at once, and only then read the old one's failure, which it
+/// took for the new stream's. Believing itself without a stream, it never closed the new one
+/// when it took a slot: a holder still watching. Whatever of a replaced stream is still on the
+/// way is dropped, cut or not, as the driver drops it; and the events a pause held back keep
+/// their order.
+#[test]
+fn a_replaced_streams_failure_is_not_the_new_ones() {
+    let Ok(timing) = Timing::new(
+        Duration::from_millis(3_000),
+        Duration::from_millis(1_650),
+        Duration::from_millis(660),
+    ) else {
+        panic!("the fuzz target's timing is valid");
+    };
+    let mut s = Scenario::calm(5_567_981_459, 3, 3, 3, 9 * SECOND);
+    s.timing = timing;
+    s.identities = vec![0, 0, 2, 3, 4, 5];
+    s.rates_ppm = vec![
+        1_030_980, 1_034_117, 1_034_117, 1_034_117, 1_034_117, 1_034_117,
+    ];
+    s.max_drift_ppm = 100_000;
+    s.wall_resolution = 600_000;
+    s.grace = Duration::from_millis(97);
+    s.children = vec![
+        Child::IgnoresTerm,
+        Child::IgnoresTerm,
+        Child::ExitsAfter(2_776_470),
+        Child::ExitsAfter(2_776_470),
+        Child::IgnoresTerm,
+        Child::IgnoresTerm,
+    ];
+    s.history = 189;
+    s.watch_lifetime = 12 * SECOND;
+    s.network = Network {
+        max_latency: 165_000,
+        slow_permille: 5,
+        slow_latency: 1_500_000,
+        request_loss_permille: 55,
+        response_loss_permille: 85,
+        error_permille: 55,
+        throttle_permille: 0,
+        watch_cut_permille: 91,
+    };
+    s.faults = vec![
+        Fault {
+            kind: FaultKind::Shutdown(5),
+            start: 6_011_718,
+            end: 9 * SECOND,
+        },
+        Fault {
+            kind: FaultKind::Pause(3),
+            start: 6_011_718,
+            end: 9 * SECOND,
+        },
+        Fault {
+            kind: FaultKind::Pause(3),
+            start: 3_445_312,
+            end: 5_765_624,
+        },
+    ];
+    s.add_heartbeat(1_034_117);
+    s.quiet_tail = s.shortest_judged_tail();
+    s.duration = 9 * SECOND + s.quiet_tail;
+    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
+    assert!(report.slot_acquisitions >= 3, "{report:?}");
+}

@@ -54,9 +54,10 @@ impl World<'_> {
                 self.report.watches += 1;
                 let lat = self.rng.range(1, net.max_latency + 1);
                 let name = req.lease.as_str().to_owned();
-                self.close_streams(|w| w.node == n && w.slot == slot);
+                self.close_streams(|node, on| node == n && on == slot);
                 self.next_stream += 1;
                 let id = self.next_stream;
+                self.streams.insert((n, slot), id);
                 let slots = match &req.op {
                     Operation::WatchSlots { slots, .. } => Some(slots.clone()),
                     _ => None,
@@ -111,7 +112,7 @@ impl World<'_> {
                 return;
             }
             Operation::Unwatch => {
-                self.close_streams(|w| w.node == n && w.slot == slot);
+                self.close_streams(|node, on| node == n && on == slot);
                 return;
             }
             Operation::Get | Operation::Create(_) | Operation::Update { .. } => {}
@@ -313,12 +314,19 @@ impl World<'_> {
         }
     }
 
-    /// The agent replaced or closed the streams `which` picks: whatever of them is still on
-    /// its way is dropped, as the driver drops the events of a stream it no longer holds.
-    pub(super) fn close_streams(&mut self, which: impl Fn(&Watcher) -> bool) {
-        for w in self.watchers.iter().filter(|w| which(w)) {
-            self.ended_streams.insert(w.id);
-        }
-        self.watchers.retain(|w| !which(w));
+    /// The agent replaced or closed its streams on the (node, slot)s `which` picks: whatever
+    /// of them is still on its way is dropped, as the driver drops the events of a stream it no
+    /// longer holds, whether or not the server still sends it (one cut, ended or never opened
+    /// may still have its last event on the way).
+    pub(super) fn close_streams(&mut self, which: impl Fn(usize, u16) -> bool) {
+        let ended = &mut self.ended_streams;
+        self.streams.retain(|&(node, slot), id| {
+            let closed = which(node, slot);
+            if closed {
+                ended.insert(*id);
+            }
+            !closed
+        });
+        self.watchers.retain(|w| !which(w.node, w.slot));
     }
 }
