@@ -747,6 +747,42 @@ mod tests {
         assert_eq!(writes(&due(&mut p, ms(3))), 0);
     }
 
+    /// A take that failed for a passing reason (a 500) is tried again on the same slot: it is
+    /// still free, and choosing anew would only add a takeover delay. Over eight seeds, so a
+    /// fresh uniform pick among the four free slots cannot pass by chance.
+    #[test]
+    fn a_take_that_failed_in_passing_is_retried_on_the_same_slot() {
+        for seed in 0..8 {
+            let mut p = pool(4, false, seed);
+            due(&mut p, ms(0));
+            for slot in 0..4 {
+                p.handle_answer(slot, Err(ApiError::NotFound), ms(1));
+            }
+            let w = due(&mut p, ms(1));
+            assert_eq!(writes(&w), 1, "seed {seed}: {w:?}");
+            let mine = w[0].slot;
+            p.handle_answer(mine, Err(ApiError::Server { status: 500 }), ms(2));
+            let mut next = None;
+            for t in (3..10_000).step_by(50) {
+                for r in due(&mut p, ms(t)) {
+                    if matches!(r.op, Operation::Get) {
+                        p.handle_answer(r.slot, Err(ApiError::NotFound), ms(t));
+                    } else {
+                        next = next.or(Some(r.slot));
+                    }
+                }
+                if next.is_some() {
+                    break;
+                }
+            }
+            assert_eq!(
+                next,
+                Some(mine),
+                "seed {seed}: the take is tried again where it was"
+            );
+        }
+    }
+
     /// A holder has no use for the other slots: it stops watching them (one stream per slot
     /// left open is load on the API server for nothing), and a finished release closes its own.
     #[test]

@@ -286,6 +286,28 @@ mod tests {
         t.not_free(slot, true, ms(from + after));
     }
 
+    /// The stream's lag is sampled from a lost race's 409 to its winner on the stream: a
+    /// longer sample is taken at once, a shorter one moves it down by an eighth of the gap.
+    #[test]
+    fn the_lag_follows_a_longer_sample_at_once_and_a_shorter_by_an_eighth() {
+        let mut t = takeover();
+        assert_eq!(t.lag, None);
+        t.lost(0, ms(100));
+        t.not_free(0, true, ms(180));
+        assert_eq!(t.lag, Some(Duration::from_millis(80)));
+        t.lost(1, ms(1_000));
+        t.not_free(1, true, ms(1_016));
+        assert_eq!(t.lag, Some(Duration::from_millis(72)), "80 − (80 − 16) ⁄ 8");
+        t.lost(1, ms(2_000));
+        t.not_free(1, true, ms(2_100));
+        assert_eq!(t.lag, Some(Duration::from_millis(100)));
+        // Only the slot lost, once taken, samples.
+        t.lost(2, ms(3_000));
+        t.not_free(3, true, ms(3_500));
+        t.not_free(2, false, ms(3_600));
+        assert_eq!(t.lag, Some(Duration::from_millis(100)));
+    }
+
     #[test]
     fn a_polling_member_takes_a_free_slot_at_once() {
         let mut t = Takeover::<1>::new(1, &Timing::DEFAULT, false);
@@ -329,6 +351,37 @@ mod tests {
         );
         t.scale(1, 1_000_000);
         assert_eq!(t.window(), MIN_WINDOW, "never below the floor");
+    }
+
+    /// A slot seen free for sixteen targets (twice the fastest hand-over, sixteen times) says
+    /// far fewer wait than the window is sized for: the window halves then, not before, and
+    /// the wait starts over for the next halving.
+    #[test]
+    fn a_slot_free_for_sixteen_targets_halves_the_window() {
+        let mut t = takeover();
+        let mut jitter = Jitter::new(3);
+        hand_over(&mut t, 0, 0, 5);
+        // The target is now 2 × 5 ms, so a slot is overdue 160 ms after it freed.
+        let window = t.window();
+        t.not_free(1, true, ms(100));
+        t.free(1, ms(1_000));
+        assert_eq!(t.wake_at(), None, "nothing drawn yet");
+        let _ = t.ready(ms(1_159), 1, &mut jitter);
+        assert_eq!(t.window(), window, "not yet overdue");
+        assert!(
+            t.wake_at().is_some_and(|at| at <= ms(1_160)),
+            "woken when overdue"
+        );
+        let _ = t.ready(ms(1_160), 1, &mut jitter);
+        assert_eq!(t.window(), window / 2, "overdue: halved");
+        let _ = t.ready(ms(1_319), 1, &mut jitter);
+        assert_eq!(
+            t.window(),
+            window / 2,
+            "the next halving waits another 160 ms"
+        );
+        let _ = t.ready(ms(1_320), 1, &mut jitter);
+        assert_eq!(t.window(), window / 4);
     }
 
     #[test]
