@@ -6,8 +6,8 @@
 
 use leasehold_core::{
     ApiError, Duration as D, Elector, ElectorConfig, Event, Holder, Identity, Lease, LeaseName,
-    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, SlotNames,
-    Timing, WatchEvent,
+    LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, SlotEvent,
+    SlotNames, Timing, WatchEvent,
 };
 use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User};
 use leasehold_runtime::{
@@ -956,6 +956,34 @@ pub async fn mixed_fleet<A: Transport, B: Transport>(
     sim.stop().await;
 }
 
+/// Member `index` of a pool of two named `prefix`, driven over `transport` until aborted;
+/// `on_event` sees each of its events.
+fn spawn_pool_member<T: Transport>(
+    transport: Arc<T>,
+    prefix: &'static str,
+    index: usize,
+    mut on_event: impl FnMut(SlotEvent) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let config = PoolConfig {
+            prefix,
+            size: 2,
+            identity: Identity::new(&format!("member-{index}")).expect("identity"),
+            timing: timing(),
+            watch: true,
+        };
+        let mut pool: Pool<2> = Pool::new(config, index as u64).expect("pool");
+        drive(
+            &mut pool,
+            transport,
+            Clock::default(),
+            std::future::pending(),
+            |_, e| on_event(e),
+        )
+        .await;
+    })
+}
+
 /// A delegation pool of 2 with 4 members fills, survives a restart that cuts every connection
 /// and a pause longer than the renew deadline, and no slot ever has two holders.
 pub async fn pool<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
@@ -988,44 +1016,32 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     for index in 0..4usize {
         let transport = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(1)).await);
         let slots = slots.clone();
-        members.push(tokio::spawn(async move {
-            let config = PoolConfig {
-                prefix: "delegation",
-                size: 2,
-                identity: Identity::new(&format!("member-{index}")).expect("identity"),
-                timing: timing(),
-                watch: true,
-            };
-            let mut pool: Pool<2> = Pool::new(config, index as u64).expect("pool");
-            drive(
-                &mut pool,
-                transport,
-                Clock::default(),
-                std::future::pending(),
-                |_, e| {
-                    let mut s = slots.lock().expect("lock");
-                    match e.event {
-                        Event::BecameLeader { .. } => {
-                            let holders = s.holders.entry(e.slot).or_default();
-                            holders.push(index);
-                            if holders.len() > 1 {
-                                let what = format!("slot {} held by {holders:?}", e.slot);
-                                s.violations.push(what);
-                            }
+        members.push(spawn_pool_member(
+            transport,
+            "delegation",
+            index,
+            move |e| {
+                let mut s = slots.lock().expect("lock");
+                match e.event {
+                    Event::BecameLeader { .. } => {
+                        let holders = s.holders.entry(e.slot).or_default();
+                        holders.push(index);
+                        if holders.len() > 1 {
+                            let what = format!("slot {} held by {holders:?}", e.slot);
+                            s.violations.push(what);
                         }
-                        Event::LostLeadership { .. } => {
-                            s.holders.entry(e.slot).or_default().retain(|&i| i != index)
-                        }
-                        _ => {}
                     }
-                    let total: usize = s.holders.values().map(Vec::len).sum();
-                    if total > 2 {
-                        s.violations.push(format!("{total} holders"));
+                    Event::LostLeadership { .. } => {
+                        s.holders.entry(e.slot).or_default().retain(|&i| i != index)
                     }
-                },
-            )
-            .await;
-        }));
+                    _ => {}
+                }
+                let total: usize = s.holders.values().map(Vec::len).sum();
+                if total > 2 {
+                    s.violations.push(format!("{total} holders"));
+                }
+            },
+        ));
     }
     until_full(&slots, Duration::from_secs(5)).await;
     sim.restart(true);
@@ -1076,27 +1092,10 @@ pub async fn pool_under_a_role_that_names_its_slots<T: Transport>(
     for index in 0..2usize {
         let transport = Arc::new(open(&connect, &sim, "named", Duration::from_secs(1)).await);
         let holders = holders.clone();
-        members.push(tokio::spawn(async move {
-            let config = PoolConfig {
-                prefix: "slots",
-                size: 2,
-                identity: Identity::new(&format!("member-{index}")).expect("identity"),
-                timing: timing(),
-                watch: true,
-            };
-            let mut pool: Pool<2> = Pool::new(config, index as u64).expect("pool");
-            drive(
-                &mut pool,
-                transport,
-                Clock::default(),
-                std::future::pending(),
-                |_, e| {
-                    if let Event::BecameLeader { .. } = e.event {
-                        holders.lock().expect("lock").insert(e.slot, index);
-                    }
-                },
-            )
-            .await;
+        members.push(spawn_pool_member(transport, "slots", index, move |e| {
+            if let Event::BecameLeader { .. } = e.event {
+                holders.lock().expect("lock").insert(e.slot, index);
+            }
         }));
     }
     let start = Instant::now();

@@ -44,6 +44,32 @@ fn a_member_whose_stream_is_cut_opens_it_again_and_takes_a_slot_freed_later() {
     }
 }
 
+/// A run the simulation fuzz target found, before its network and faults: `electors`
+/// electors beside a pool of 3 members and 3 slots, at the timing `ms` (lease, renew, retry).
+fn found(seed: u64, ms: [u64; 3], electors: usize) -> Scenario {
+    let Ok(timing) = Timing::new(
+        Duration::from_millis(ms[0]),
+        Duration::from_millis(ms[1]),
+        Duration::from_millis(ms[2]),
+    ) else {
+        panic!("the fuzz target's timing is valid");
+    };
+    let mut s = Scenario::calm(seed, electors, 3, 3, 0);
+    s.timing = timing;
+    s
+}
+
+/// Runs `s` as the fuzz target does (its faults within `faulty` µs, a heartbeat whose clock
+/// runs at `heartbeat_ppm`, then the shortest quiet tail that judges liveness): the
+/// simulation's checks pass and every slot was taken.
+fn fills_all_its_slots(mut s: Scenario, faulty: u64, heartbeat_ppm: u64) {
+    s.add_heartbeat(heartbeat_ppm);
+    s.quiet_tail = s.shortest_judged_tail();
+    s.duration = faulty + s.quiet_tail;
+    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
+    assert!(report.slot_acquisitions >= 3, "{report:?}");
+}
+
 /// A run the simulation fuzz target found: a pool of 3 members and 3 slots beside 3 electors and
 /// a heartbeat, under a lossy network whose streams are sometimes cut. Node 3's stream was cut
 /// 0.24 s in, on a change of slot 1. The cut reached slot 1 instead of the stream's own slot, so
@@ -55,15 +81,7 @@ fn a_member_whose_stream_is_cut_opens_it_again_and_takes_a_slot_freed_later() {
 /// fails when a cut reaches the wrong slot.
 #[test]
 fn a_cut_stream_reaches_its_own_slot_so_the_member_watches_again() {
-    let Ok(timing) = Timing::new(
-        Duration::from_millis(3_000),
-        Duration::from_millis(2_361),
-        Duration::from_millis(1_422),
-    ) else {
-        panic!("the fuzz target's timing is valid");
-    };
-    let mut s = Scenario::calm(443_341_143_835_924_371, 3, 3, 3, 9 * SECOND);
-    s.timing = timing;
+    let mut s = found(443_341_143_835_924_371, [3_000, 2_361, 1_422], 3);
     s.watch = vec![true, false, true, true, true, true];
     s.rates_ppm = vec![1_059_597, 940_403, 952_088, 970_785, 1_053_987, 982_471];
     s.max_drift_ppm = 59_597;
@@ -112,11 +130,7 @@ fn a_cut_stream_reaches_its_own_slot_so_the_member_watches_again() {
             end: 9 * SECOND,
         },
     ];
-    s.add_heartbeat(1_016_593);
-    s.quiet_tail = s.shortest_judged_tail();
-    s.duration = 9 * SECOND + s.quiet_tail;
-    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
-    assert!(report.slot_acquisitions >= 3, "{report:?}");
+    fills_all_its_slots(s, 9 * SECOND, 1_016_593);
 }
 
 /// Another run the fuzz target found. Node 1 opened its stream at 0 s and was cut off 59 ms
@@ -127,15 +141,7 @@ fn a_cut_stream_reaches_its_own_slot_so_the_member_watches_again() {
 /// last event; the network now does too.
 #[test]
 fn nothing_of_a_stream_arrives_after_its_end() {
-    let Ok(timing) = Timing::new(
-        Duration::from_millis(5_000),
-        Duration::from_millis(4_045),
-        Duration::from_millis(2_425),
-    ) else {
-        panic!("the fuzz target's timing is valid");
-    };
-    let mut s = Scenario::calm(3_964_963_902_233_552_787, 1, 3, 3, 15 * SECOND);
-    s.timing = timing;
+    let mut s = found(3_964_963_902_233_552_787, [5_000, 4_045, 2_425], 1);
     s.watch = vec![true, true, false, true];
     s.rates_ppm = vec![987_371, 949_693, 969_981, 1_022_979];
     s.max_drift_ppm = 52_791;
@@ -164,11 +170,7 @@ fn nothing_of_a_stream_arrives_after_its_end() {
         start: 58_593,
         end: 97_655,
     }];
-    s.add_heartbeat(1_028_776);
-    s.quiet_tail = s.shortest_judged_tail();
-    s.duration = 15 * SECOND + s.quiet_tail;
-    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
-    assert!(report.slot_acquisitions >= 3, "{report:?}");
+    fills_all_its_slots(s, 15 * SECOND, 1_028_776);
 }
 
 /// A third run the fuzz target found. Node 3's stream was cut while node 3 was frozen; when it
@@ -179,15 +181,7 @@ fn nothing_of_a_stream_arrives_after_its_end() {
 /// their order.
 #[test]
 fn a_replaced_streams_failure_is_not_the_new_ones() {
-    let Ok(timing) = Timing::new(
-        Duration::from_millis(3_000),
-        Duration::from_millis(1_650),
-        Duration::from_millis(660),
-    ) else {
-        panic!("the fuzz target's timing is valid");
-    };
-    let mut s = Scenario::calm(5_567_981_459, 3, 3, 3, 9 * SECOND);
-    s.timing = timing;
+    let mut s = found(5_567_981_459, [3_000, 1_650, 660], 3);
     s.identities = vec![0, 0, 2, 3, 4, 5];
     s.rates_ppm = vec![
         1_030_980, 1_034_117, 1_034_117, 1_034_117, 1_034_117, 1_034_117,
@@ -232,9 +226,5 @@ fn a_replaced_streams_failure_is_not_the_new_ones() {
             end: 5_765_624,
         },
     ];
-    s.add_heartbeat(1_034_117);
-    s.quiet_tail = s.shortest_judged_tail();
-    s.duration = 9 * SECOND + s.quiet_tail;
-    let report = run(&s).unwrap_or_else(|v| panic!("{v}"));
-    assert!(report.slot_acquisitions >= 3, "{report:?}");
+    fills_all_its_slots(s, 9 * SECOND, 1_034_117);
 }
