@@ -2,6 +2,7 @@
 
 use crate::api::{ApiError, Operation, Request, Response, SlotNames, WatchEvent};
 use crate::event::SlotEvent;
+use crate::expiry::earliest;
 use crate::jitter::Jitter;
 use crate::machine::{Machine, Stats};
 use crate::record::{
@@ -555,12 +556,18 @@ impl<const N: usize> Machine for Pool<N> {
             self.stats.sent(&request);
             return Some(request);
         }
-        for i in 0..self.slots.len() as u16 {
-            if let Some(request) = self
-                .with_slot(i, |s, env| s.poll_request(now, wall, env))
-                .flatten()
-            {
-                self.stats.sent(&request);
+        // The fields lent one by one rather than through `with_slot`: a request is large, and
+        // each layer of `Option` around it is another copy on every poll.
+        let mut env = Env {
+            identity: &self.identity,
+            timing: &self.timing,
+            jitter: &mut self.jitter,
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        for slot in self.slots.iter_mut() {
+            if let Some(request) = slot.poll_request(now, wall, &mut env) {
+                env.stats.sent(&request);
                 return Some(request);
             }
         }
@@ -599,7 +606,7 @@ impl<const N: usize> Machine for Pool<N> {
                 let check = self
                     .last_input
                     .saturating_add(self.timing.retry_period() / 2);
-                [soonest, Some(at.min(check))].into_iter().flatten().min()
+                earliest([soonest, Some(at.min(check))])
             }
             None => soonest,
         }

@@ -8,7 +8,7 @@
 
 use crate::api::{ApiError, Operation, Request, Response, Verb, WatchEvent};
 use crate::event::{Event, LossReason, SlotEvent};
-use crate::expiry::{leader_deadline, lease_expiry};
+use crate::expiry::{earliest, leader_deadline, lease_expiry};
 use crate::jitter::Jitter;
 use crate::machine::Stats;
 use crate::record::{Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion};
@@ -480,10 +480,7 @@ impl LeaseSlot {
             let takeable = (self.intent == Intent::Observe)
                 .then(|| self.next_take_at(timing))
                 .flatten();
-            let expected = [self.poll_timeout(timing), answer_by, takeable]
-                .into_iter()
-                .flatten()
-                .min()
+            let expected = earliest([self.poll_timeout(timing), answer_by, takeable])
                 .map(|at| at.max(self.last_input));
             if expected.is_some_and(|at| now > at.saturating_add(timing.retry_period())) {
                 self.known = Known::Unread {
@@ -653,7 +650,7 @@ impl LeaseSlot {
         let deadline = self.leading.map(|l| l.deadline);
         let watch = self.watch_due().map(|(at, _)| at);
         let due = self.due(timing).map(|(at, _)| at);
-        [deadline, watch, due].into_iter().flatten().min()
+        earliest([deadline, watch, due])
     }
 
     pub(crate) fn poll_request(

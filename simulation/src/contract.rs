@@ -14,15 +14,16 @@
 use leasehold_core::{
     ApiError, Duration, Elector, Event, Heartbeat, HeartbeatEvent, Holder, Identity, Instant,
     Lease, LeaseRecord, Machine, MicroTime, Operation, Pool, Request, ResourceVersion, SlotEvent,
-    WatchEvent,
+    Verb, WatchEvent,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a well-behaved driver tracks of one machine.
 #[derive(Debug, Default)]
 pub struct Discipline {
-    /// The outstanding `Get`/`Create`/`Update` of each slot.
-    pub outstanding: BTreeMap<u16, Operation>,
+    /// The verb of the outstanding `Get`/`Create`/`Update` of each slot (the verb, not the
+    /// operation: an operation carries a whole lease, and this map changes on every request).
+    pub outstanding: BTreeMap<u16, Verb>,
     /// The slots the events say are led.
     pub leading: BTreeSet<u16>,
 }
@@ -47,9 +48,9 @@ impl Discipline {
                 return Err(format!("writes no lease duration: {rec:?}"));
             }
         }
-        match self.outstanding.insert(r.slot, r.op) {
+        match self.outstanding.insert(r.slot, r.op.verb()) {
             Some(previous) => Err(format!(
-                "a second request on slot {} while {previous:?} is in flight",
+                "a second request on slot {} while its {previous:?} is in flight",
                 r.slot
             )),
             None => Ok(()),
