@@ -48,6 +48,8 @@ struct Inner {
     ready: bool,
     /// Lease requests answered with success, so a refusal can be told from a passing one.
     successes: u64,
+    /// Whether the current wait for a pool slot has been told to be behind every slot held.
+    full_wait_told: bool,
 }
 
 /// The state shared by all outputs.
@@ -141,6 +143,7 @@ impl Shared {
     pub fn became_leader(&self, lease: &str, epoch: u32, contended: Option<Duration>) {
         let mut inner = self.lock();
         inner.renewed_at = Some(Instant::now());
+        inner.full_wait_told = false;
         if let Some(contended) = contended {
             self.metrics
                 .takeover
@@ -154,6 +157,18 @@ impl Shared {
             v.epoch = Some(epoch);
             v.lease = lease.into();
         });
+    }
+
+    /// Whether a pool member that found every slot held should say so at INFO: once per wait
+    /// (until it next holds a slot). In a cold start the slots fill again after every
+    /// hand-over, so the later times are only DEBUG.
+    pub fn first_full_wait(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.view.leader || inner.full_wait_told {
+            return false;
+        }
+        inner.full_wait_told = true;
+        true
     }
 
     /// A renew succeeded: this agent leads for `remaining` more (the core's deadline less now).

@@ -106,10 +106,14 @@ async fn a_normal_cold_start_logs_its_slot_at_info_and_warns_of_nothing() {
             )
         })
         .collect();
+    let mut told_waiting = 0;
     for agent in &mut agents {
         let status = agent.exit(Duration::from_secs(30)).await;
         assert_eq!(status.code(), Some(0), "{}", agent.log_text());
         let text = agent.log_text();
+        told_waiting += text
+            .matches("waiting for a cold-start slot: all 1 held")
+            .count();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect(l))
@@ -135,6 +139,10 @@ async fn a_normal_cold_start_logs_its_slot_at_info_and_warns_of_nothing() {
             "a cold start that went as planned warns of nothing: {text}"
         );
     }
+    assert_eq!(
+        told_waiting, 1,
+        "the member that waited says once, at INFO, that every slot is held"
+    );
     assert_eq!(w.holder("cold-start-0"), None, "released");
 }
 

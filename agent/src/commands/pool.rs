@@ -14,7 +14,7 @@ use crate::duration::to_std;
 use crate::error::AgentError;
 use crate::shutdown::Signals;
 use crate::status::Shared;
-use leasehold_core::{Event, Pool, PoolConfig, SlotEvent};
+use leasehold_core::{Event, Holder, Machine, Pool, PoolConfig, SlotEvent};
 use leasehold_runtime::{Clock, CreateMetadata};
 
 /// The largest pool this binary runs (the core's pools are sized at compile time).
@@ -154,11 +154,39 @@ impl<const N: usize> Reported for Pool<N> {
         match e.event {
             Event::LeaderChanged { holder } => {
                 tracing::debug!(lease = %slot, %holder, "slot holder changed");
+                let size = self.size();
+                let all_held = every_slot_held_by_others(self);
+                if all_held && !self.is_closed() {
+                    let prefix = slot.rsplit_once('-').map_or(slot.as_str(), |(p, _)| p);
+                    if shared.first_full_wait() {
+                        tracing::info!(
+                            pool = prefix,
+                            "waiting for a {prefix} slot: all {size} held"
+                        );
+                    } else {
+                        tracing::debug!(
+                            pool = prefix,
+                            "waiting for a {prefix} slot: all {size} held"
+                        );
+                    }
+                }
                 None
             }
             event => report_lease_event(Role::Slot, &slot, event, shared, clock),
         }
     }
+}
+
+/// Whether every slot of `pool` names a holder other than this member, as last seen. Its own
+/// name does not count: the event of its own take may come before the one that says it holds.
+fn every_slot_held_by_others<const N: usize>(pool: &Pool<N>) -> bool {
+    let me = Holder::Named(pool.identity().clone());
+    (0..pool.size()).all(|i| {
+        u16::try_from(i)
+            .ok()
+            .and_then(|i| pool.slot_holder(i))
+            .is_some_and(|h| *h != Holder::None && *h != me)
+    })
 }
 
 #[cfg(test)]
