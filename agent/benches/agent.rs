@@ -19,7 +19,7 @@ use leasehold_runtime::{Clock, ListedLease, RequestError, Transport, WatchSink, 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -685,6 +685,9 @@ struct ColdStart {
     unwritten: u64,
     /// Each member's requests.
     members: Vec<Tally>,
+    /// The most members building at once: each builds from its `BecameLeader` until its hold
+    /// has passed, counted as it starts. The pool's cap says at most ten.
+    most_building: usize,
 }
 
 /// One cold start: `n` members through a pool of `SLOTS`, each holding its slot for `hold`.
@@ -697,6 +700,8 @@ async fn cold_start_once(
 ) -> ColdStart {
     let finished = Arc::new(AtomicU64::new(0));
     let unwritten = Arc::new(AtomicU64::new(0));
+    let building = Arc::new(AtomicUsize::new(0));
+    let most_building = Arc::new(AtomicUsize::new(0));
     let mut counts: Vec<Arc<Counting>> = Vec::new();
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -706,6 +711,7 @@ async fn cold_start_once(
         counts.push(transport.clone());
         let (finished, unwritten, prefix) =
             (finished.clone(), unwritten.clone(), prefix.to_owned());
+        let (building, most_building) = (building.clone(), most_building.clone());
         tasks.push(tokio::spawn(async move {
             let config = PoolConfig {
                 prefix: &prefix,
@@ -728,8 +734,14 @@ async fn cold_start_once(
                 |_, e| match e.event {
                     Event::BecameLeader { .. } => {
                         if let Some(done) = done.take() {
+                            let now = building.fetch_add(1, Ordering::SeqCst) + 1;
+                            most_building.fetch_max(now, Ordering::SeqCst);
+                            let building = building.clone();
                             tokio::spawn(async move {
                                 tokio::time::sleep(hold).await;
+                                // Counted out before the pool hears of it: the release, and
+                                // so the next member's start, come after.
+                                building.fetch_sub(1, Ordering::SeqCst);
                                 let _ = done.send(());
                             });
                         }
@@ -763,6 +775,7 @@ async fn cold_start_once(
         finished: done,
         unwritten: unwritten.load(Ordering::Relaxed),
         members: counts.iter().map(|c| c.tally()).collect(),
+        most_building: most_building.load(Ordering::SeqCst),
     }
 }
 
@@ -810,9 +823,9 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
         if runs == 1 { "" } else { "s" }
     );
     println!(
-        "| mode | members | makespan, median | min – max | ideal ceil(N/10) × T | over ideal | per round | requests per member, mean (worst member) | requests per run, median | releases not written |"
+        "| mode | members | makespan, median | min – max | ideal ceil(N/10) × T | over ideal | per round | requests per member, mean (worst member) | requests per run, median | releases not written | most building at once |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut breakdowns = Vec::new();
     let mut lags = Vec::new();
     // Forget what the earlier sections' writes and streams left.
@@ -824,6 +837,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             let mut worst = 0;
             let mut unwritten = 0;
             let mut not_drained = 0;
+            let mut most_building = 0;
             let mut all = Tally::default();
             for run in 0..runs {
                 let prefix = format!("cold-{}-{n}-{run}", if watch { "w" } else { "p" });
@@ -835,6 +849,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
                     ));
                 }
                 unwritten += result.unwritten;
+                most_building = most_building.max(result.most_building);
                 requests.push(result.members.iter().map(Tally::total).sum::<u64>() as f64);
                 for member in &result.members {
                     worst = worst.max(member.total());
@@ -857,7 +872,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             );
             let per_member = all.total() as f64 / (n * runs) as f64;
             let requests = format!(
-                "{per_member:.1} ({worst}) | {:.0} | {unwritten}",
+                "{per_member:.1} ({worst}) | {:.0} | {unwritten} | {most_building}",
                 median(&mut requests)
             );
             if makespans.is_empty() {
