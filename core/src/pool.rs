@@ -299,15 +299,20 @@ impl<const N: usize> Pool<N> {
         i: u16,
         f: impl FnOnce(&mut LeaseSlot, &mut Env<'_>) -> T,
     ) -> Option<T> {
-        let slot = self.slots.get_mut(usize::from(i))?;
-        let mut env = Env {
+        let (slots, mut env) = self.slots_and_env();
+        Some(f(slots.get_mut(usize::from(i))?, &mut env))
+    }
+
+    /// The slots, and apart from them what their rules take from the pool.
+    fn slots_and_env(&mut self) -> (&mut Vec<LeaseSlot, N>, Env<'_>) {
+        let env = Env {
             identity: &self.identity,
             timing: &self.timing,
             jitter: &mut self.jitter,
             events: &mut self.events,
             stats: &mut self.stats,
         };
-        Some(f(slot, &mut env))
+        (&mut self.slots, env)
     }
 
     /// Moves between wanting, holding and releasing from what the slots now know.
@@ -556,16 +561,10 @@ impl<const N: usize> Machine for Pool<N> {
             self.stats.sent(&request);
             return Some(request);
         }
-        // The fields lent one by one rather than through `with_slot`: a request is large, and
-        // each layer of `Option` around it is another copy on every poll.
-        let mut env = Env {
-            identity: &self.identity,
-            timing: &self.timing,
-            jitter: &mut self.jitter,
-            events: &mut self.events,
-            stats: &mut self.stats,
-        };
-        for slot in self.slots.iter_mut() {
+        // Not through `with_slot`: a request is large, and each layer of `Option` around it is
+        // another copy on every poll.
+        let (slots, mut env) = self.slots_and_env();
+        for slot in slots.iter_mut() {
             if let Some(request) = slot.poll_request(now, wall, &mut env) {
                 env.stats.sent(&request);
                 return Some(request);
