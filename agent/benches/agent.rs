@@ -7,7 +7,8 @@
 //! [--cold-runs 3] [--cold-hold 300] [--cold-mode both]`. Section numbers pick sections;
 //! `--cold-n` (a comma-separated list of member counts) and `--cold-runs` size the cold start,
 //! as do `LEASEHOLD_BENCH_COLD_N` and `LEASEHOLD_BENCH_COLD_RUNS` (the flags win);
-//! `--cold-hold` is each member's hold in milliseconds, `--cold-mode` the modes run.
+//! `--cold-hold` is each member's hold in milliseconds, `--cold-mode` the modes run. Section
+//! `3b` is the delegation pool.
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
@@ -782,6 +783,131 @@ async fn cold_start_once(
 /// The pool size of the cold-start benchmark (Sysdig's default).
 const SLOTS: usize = 10;
 
+/// Members of the delegation benchmark, and its slots (Sysdig's `k8s_delegated_nodes`).
+const DELEGATION_MEMBERS: usize = 1000;
+const DELEGATES: usize = 2;
+
+/// 3b. Delegation: `n` watching members through `delegation-0..1`, held until the member ends.
+///
+/// Measures the followers' requests over a quiet minute, then crashes one delegate (its task
+/// aborted: no release) and measures when and by how many members its slot is taken, and what
+/// that cost in requests.
+async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
+    println!(
+        "## 3b. Delegation: {n} watching members through {DELEGATES} slots held until the member ends\n"
+    );
+    // Every term begun: (member, slot, when).
+    let terms: Arc<Mutex<Vec<(usize, u16, Instant)>>> = Arc::default();
+    let mut counts = Vec::new();
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for m in 0..n {
+        let identity = Identity::new(&format!("d{m}")).unwrap();
+        let transport = Counting::new(shared, &identity);
+        counts.push(transport.clone());
+        let terms = terms.clone();
+        tasks.push(tokio::spawn(async move {
+            let config = PoolConfig {
+                prefix: "delegation",
+                size: DELEGATES,
+                identity,
+                timing: default_timing(),
+                watch: true,
+            };
+            let mut pool: Pool<DELEGATES> = Pool::new(config, m as u64).unwrap();
+            drive(
+                &mut pool,
+                transport,
+                Clock::default(),
+                std::future::pending::<()>(),
+                |_, e| {
+                    if let Event::BecameLeader { .. } = e.event {
+                        terms.lock().unwrap().push((m, e.slot, Instant::now()));
+                    }
+                },
+            )
+            .await;
+        }));
+    }
+    until(Duration::from_secs(60), "two delegates", || {
+        terms.lock().unwrap().len() >= DELEGATES
+    })
+    .await;
+    let elected = started.elapsed();
+    let total = |counts: &[Arc<Counting>], who: &dyn Fn(usize) -> bool| -> u64 {
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| who(*m))
+            .map(|(_, c)| c.tally().total())
+            .sum()
+    };
+    // The boot's lists and watches settle first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let delegates: Vec<usize> = terms.lock().unwrap().iter().map(|t| t.0).collect();
+    let is_delegate = |m: usize| delegates.contains(&m);
+    let quiet_start = (
+        total(&counts, &|m| !is_delegate(m)),
+        total(&counts, &|m| is_delegate(m)),
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let followers_minute = total(&counts, &|m| !is_delegate(m)) - quiet_start.0;
+    let delegates_minute = total(&counts, &|m| is_delegate(m)) - quiet_start.1;
+    // The crash: the first delegate's task ends without a release.
+    let (victim, slot, _) = terms.lock().unwrap()[0];
+    // The others: neither the crashed delegate nor the one that keeps renewing.
+    let other = |m: usize| !is_delegate(m);
+    let before_crash = total(&counts, &other);
+    let terms_before = terms.lock().unwrap().len();
+    tasks[victim].abort();
+    let crashed = Instant::now();
+    until(
+        Duration::from_secs(30),
+        "the crashed delegate's slot taken",
+        || {
+            terms.lock().unwrap()[terms_before..]
+                .iter()
+                .any(|t| t.1 == slot)
+        },
+    )
+    .await;
+    let taken_after = terms.lock().unwrap()[terms_before..]
+        .iter()
+        .find(|t| t.1 == slot)
+        .map(|t| t.2.duration_since(crashed))
+        .unwrap();
+    // Every loser of the take has heard by then.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut takers: Vec<usize> = terms.lock().unwrap()[terms_before..]
+        .iter()
+        .filter(|t| t.1 == slot)
+        .map(|t| t.0)
+        .collect();
+    takers.dedup();
+    let takeover_requests = total(&counts, &other) - before_crash;
+    for t in tasks {
+        t.abort();
+    }
+    println!("| figure | measured |\n|---|---|");
+    println!("| both delegates elected after the start | {elected:.1?} |");
+    println!(
+        "| requests by the {} followers over a quiet minute | {followers_minute} |",
+        n - DELEGATES
+    );
+    println!(
+        "| requests by the {DELEGATES} delegates over that minute (renews) | {delegates_minute} |"
+    );
+    println!(
+        "| a crashed delegate's slot taken after the crash | {taken_after:.2?} (lease duration {} s) |",
+        default_timing().lease_duration().as_secs()
+    );
+    println!("| members that took it | {} |", takers.len());
+    println!(
+        "| requests by the other members from the crash until 3 s after the take | {takeover_requests} |"
+    );
+    println!();
+}
+
 /// How the cold start is run: the member counts, and the runs of each.
 struct ColdStartPlan {
     members: Vec<usize>,
@@ -1256,6 +1382,9 @@ fn main() {
         }
         if wanted("3") {
             cold_start(&shared, &args.cold_start).await;
+        }
+        if wanted("3b") {
+            delegation(&shared, DELEGATION_MEMBERS).await;
         }
         if wanted("4") {
             memory(&sim).await;
