@@ -883,6 +883,7 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         .filter(|t| t.1 == slot)
         .map(|t| t.0)
         .collect();
+    takers.sort_unstable();
     takers.dedup();
     let takeover_requests = total(&counts, &other) - before_crash;
     for t in tasks {
