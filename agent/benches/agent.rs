@@ -149,6 +149,14 @@ impl Tally {
         self.sent.iter().sum()
     }
 
+    /// Creates and updates the server accepted: what the server says this member wrote.
+    fn accepted_writes(&self) -> u64 {
+        [Verb::Create, Verb::Update]
+            .iter()
+            .filter_map(|v| self.outcomes.get(&(verb_index(*v), Outcome::Success)))
+            .sum()
+    }
+
     fn add(&mut self, other: &Tally) {
         for (mine, theirs) in self.sent.iter_mut().zip(other.sent) {
             *mine += theirs;
@@ -834,30 +842,26 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
     })
     .await;
     let elected = started.elapsed();
-    let total = |counts: &[Arc<Counting>], who: &dyn Fn(usize) -> bool| -> u64 {
-        counts
-            .iter()
-            .enumerate()
-            .filter(|(m, _)| who(*m))
-            .map(|(_, c)| c.tally().total())
-            .sum()
-    };
     // The boot's lists and watches settle first.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let delegates: Vec<usize> = terms.lock().unwrap().iter().map(|t| t.0).collect();
-    let is_delegate = |m: usize| delegates.contains(&m);
-    let quiet_start = (
-        total(&counts, &|m| !is_delegate(m)),
-        total(&counts, &|m| is_delegate(m)),
-    );
+    // Requests sent so far by the followers (`true`) or by the delegates.
+    let sent_by = |followers: bool| -> u64 {
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(m, _)| delegates.contains(m) != followers)
+            .map(|(_, c)| c.tally().total())
+            .sum()
+    };
+    let quiet_start = (sent_by(true), sent_by(false));
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let followers_minute = total(&counts, &|m| !is_delegate(m)) - quiet_start.0;
-    let delegates_minute = total(&counts, &|m| is_delegate(m)) - quiet_start.1;
+    let followers_minute = sent_by(true) - quiet_start.0;
+    let delegates_minute = sent_by(false) - quiet_start.1;
     // The crash: the first delegate's task ends without a release.
     let (victim, slot, _) = terms.lock().unwrap()[0];
-    // The others: neither the crashed delegate nor the one that keeps renewing.
-    let other = |m: usize| !is_delegate(m);
-    let before_crash = total(&counts, &other);
+    let before_crash = sent_by(true);
+    let accepted_before: Vec<u64> = counts.iter().map(|c| c.tally().accepted_writes()).collect();
     let terms_before = terms.lock().unwrap().len();
     tasks[victim].abort();
     let crashed = Instant::now();
@@ -885,7 +889,14 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         .collect();
     takers.sort_unstable();
     takers.dedup();
-    let takeover_requests = total(&counts, &other) - before_crash;
+    // The server's side: followers whose write it accepted (a follower writes only to take).
+    let writers = counts
+        .iter()
+        .zip(&accepted_before)
+        .enumerate()
+        .filter(|(m, (c, before))| !delegates.contains(m) && c.tally().accepted_writes() > **before)
+        .count();
+    let takeover_requests = sent_by(true) - before_crash;
     for t in tasks {
         t.abort();
     }
@@ -902,9 +913,13 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         "| a crashed delegate's slot taken after the crash | {taken_after:.2?} (lease duration {} s) |",
         default_timing().lease_duration().as_secs()
     );
-    println!("| members that took it | {} |", takers.len());
     println!(
-        "| requests by the other members from the crash until 3 s after the take | {takeover_requests} |"
+        "| members that took it (their `BecameLeader`) | {} |",
+        takers.len()
+    );
+    println!("| followers whose write the server accepted | {writers} |");
+    println!(
+        "| requests by the followers from the crash until 3 s after the take | {takeover_requests} |"
     );
     println!();
 }

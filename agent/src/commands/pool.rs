@@ -154,9 +154,8 @@ impl<const N: usize> Reported for Pool<N> {
         match e.event {
             Event::LeaderChanged { holder } => {
                 tracing::debug!(lease = %slot, %holder, "slot holder changed");
-                let size = self.size();
-                let all_held = every_slot_held_by_others(self);
-                if all_held && !self.is_closed() {
+                if !self.is_closed() && every_slot_held_by_others(self) {
+                    let size = self.size();
                     let prefix = slot.rsplit_once('-').map_or(slot.as_str(), |(p, _)| p);
                     if shared.first_full_wait() {
                         tracing::info!(
