@@ -20,6 +20,7 @@ fn lease(rv: u64, holder: &str) -> Lease {
             acquire_time: Some(WALL),
             renew_time: Some(WALL),
             lease_transitions: Some(3),
+            next_holder: Holder::None,
         },
     }
 }

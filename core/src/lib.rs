@@ -74,7 +74,8 @@ pub use heartbeat::{Heartbeat, HeartbeatConfig, HeartbeatEvent};
 pub use machine::{Machine, Stats};
 pub use pool::{Pool, PoolConfig, PoolError};
 pub use record::{
-    Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, ResourceVersion, TextError,
+    Holder, Identity, Lease, LeaseName, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION,
+    ResourceVersion, TextError,
 };
 pub use slot::EVENT_CAPACITY;
 pub use timing::{Secs, Timing, TimingError, TimingField};

@@ -125,6 +125,11 @@ pub struct Pool<const N: usize> {
     /// While the stream lists the slots: which of them it has sent.
     listed: Vec<bool, N>,
     takeover: Takeover<N>,
+    /// When to reserve a held slot's next term: a watching member, with every slot held,
+    /// names itself on one (`next_holder`), and takes it the moment it is released.
+    reservation: Takeover<N>,
+    /// Every hand-over watched, reserved or not: measures the latency floor only.
+    handovers: Takeover<N>,
     /// The latest instant of an input or poll.
     last_input: Instant,
 }
@@ -180,6 +185,8 @@ impl<const N: usize> Pool<N> {
         Ok(Self {
             identity: config.identity,
             takeover: Takeover::new(config.size, &config.timing, config.watch),
+            reservation: Takeover::reserving(config.size, &config.timing),
+            handovers: Takeover::new(config.size, &config.timing, config.watch),
             timing: config.timing,
             jitter: Jitter::new(seed),
             events: EventQueue::new(),
@@ -198,12 +205,11 @@ impl<const N: usize> Pool<N> {
         self.slots.len() as u16
     }
 
-    /// Whether the stream is wanted: only while waiting for a slot. A holder's renews keep its
-    /// own slot's record current (a 409 tells it of any other writer, as client-go's leader
-    /// learns it), and a stream kept open by each of k holders would be k streams of fan-out
-    /// for nothing; a member that loses its slot resumes the stream.
+    /// Whether the stream is wanted: until the member has finished. A holder keeps it to see
+    /// its slot reserved, so that its renew and its release write over the reservation
+    /// rather than meet it as a 409.
     fn stream_wanted(&self) -> bool {
-        matches!(self.state, State::Wanting { .. })
+        self.state != State::Finished
     }
 
     /// The stream's open or close, when one is due at `now`.
@@ -322,12 +328,35 @@ impl<const N: usize> Pool<N> {
             self.with_slot(i, |slot, env| slot.expire(now, env));
         }
         if matches!(self.state, State::Wanting { .. }) {
+            self.reservation.set_floor(
+                self.handovers.fastest(),
+                self.handovers.shortest_hold().map(|hold| hold / 4),
+            );
             for (i, slot) in self.slots.iter().enumerate() {
+                let taken = slot.holder().is_some_and(|h| !matches!(h, Holder::None));
+                // How fast a freed slot is taken, by its reserved member or not: the latency
+                // floor the reservations are sized against.
                 if slot.is_takeable(now, &self.timing) {
+                    self.handovers.free(i, now);
+                } else {
+                    self.handovers.not_free(i, taken, now);
+                }
+                if self.takeable(slot, now) {
                     self.takeover.free(i, now);
                 } else {
                     let taken = slot.holder().is_some_and(|h| !matches!(h, Holder::None));
                     self.takeover.not_free(i, taken, now);
+                }
+                if self.reservable(slot, now) {
+                    self.reservation.free(i, now);
+                } else {
+                    let reserved = slot
+                        .lease()
+                        .is_some_and(|l| !matches!(l.record.next_holder, Holder::None));
+                    if !reserved && slot.is_takeable(now, &self.timing) {
+                        self.reservation.missed(i, now);
+                    }
+                    self.reservation.not_free(i, reserved, now);
                 }
             }
         }
@@ -368,39 +397,129 @@ impl<const N: usize> Pool<N> {
                 .is_some_and(|_| self.slots.iter().any(LeaseSlot::is_unknown))
     }
 
+    /// When `slot` may be taken by this member: when it is takeable, unless another member
+    /// reserved its next term; then a retry period later, in case that member is gone.
+    fn take_at(&self, slot: &LeaseSlot) -> Option<Instant> {
+        let at = slot.next_take_at(&self.timing)?;
+        let reserved_by_other = slot.lease().is_some_and(|l| {
+            !matches!(l.record.next_holder, Holder::None)
+                && !l.record.next_holder.is(&self.identity)
+        });
+        Some(if reserved_by_other {
+            at.saturating_add(self.timing.retry_period())
+        } else {
+            at
+        })
+    }
+
+    fn takeable(&self, slot: &LeaseSlot, now: Instant) -> bool {
+        slot.is_takeable(now, &self.timing) && self.take_at(slot).is_some_and(|at| at <= now)
+    }
+
+    /// Whether this member could reserve `slot`: watching, and the slot is another member's
+    /// term with no next holder named.
+    fn reservable(&self, slot: &LeaseSlot, now: Instant) -> bool {
+        self.stream.is_some()
+            && !slot.is_takeable(now, &self.timing)
+            && !slot.has_request_in_flight()
+            && slot.lease().is_some_and(|l| {
+                matches!(l.record.next_holder, Holder::None)
+                    && !matches!(l.record.holder, Holder::None)
+                    && !l.record.holder.is(&self.identity)
+            })
+    }
+
+    /// The slot whose next term this member reserved, while another holds it or it is free.
+    fn reserved(&self) -> Option<u16> {
+        self.slots
+            .iter()
+            .position(|s| {
+                s.lease().is_some_and(|l| {
+                    l.record.next_holder.is(&self.identity) && !l.record.holder.is(&self.identity)
+                })
+            })
+            .map(|i| i as u16)
+    }
+
+    fn campaign(&mut self, i: u16, now: Instant) {
+        self.takeover.settle();
+        self.reservation.settle();
+        self.with_slot(i, |slot, env| slot.set_intent(Intent::Campaign, now, env));
+        self.state = State::Wanting { attempt: Some(i) };
+    }
+
     /// Picks a takeable slot uniformly at random, once every slot's first state is known and
-    /// the takeover delay has passed.
+    /// the takeover delay has passed. A slot whose next term this member reserved is taken the
+    /// moment it is free; with every slot held and none reserved by it, a watching member
+    /// reserves one, uniformly at random, after the reservation delay.
     fn choose(&mut self, now: Instant) {
         if self.awaiting_first_state() {
             return;
         }
-        let timing = &self.timing;
-        let free = self
-            .slots
-            .iter()
-            .filter(|s| s.is_takeable(now, timing))
-            .count();
-        if free == 0 {
-            self.takeover.settle();
+        let reserved = self.reserved();
+        if let Some(i) = reserved.filter(|i| self.takeable(&self.slots[usize::from(*i)], now)) {
+            self.campaign(i, now);
             return;
         }
+        let free = self.slots.iter().filter(|s| self.takeable(s, now)).count();
+        if free == 0 {
+            self.takeover.settle();
+            if reserved.is_none() {
+                self.reserve(now);
+            } else {
+                self.reservation.settle();
+            }
+            return;
+        }
+        // A free slot is taken before any is reserved.
+        self.reservation.settle();
         if !self.takeover.ready(now, free, &mut self.jitter) {
             return;
         }
-        self.takeover.settle();
         let pick = self.jitter.index(free);
         let Some(i) = self
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.is_takeable(now, timing))
+            .filter(|(_, s)| self.takeable(s, now))
             .nth(pick)
             .map(|(i, _)| i as u16)
         else {
             return;
         };
-        self.with_slot(i, |slot, env| slot.set_intent(Intent::Campaign, now, env));
-        self.state = State::Wanting { attempt: Some(i) };
+        self.campaign(i, now);
+    }
+
+    /// With every slot held: reserves one held slot's next term after the reservation delay,
+    /// one reservation in flight at a time.
+    fn reserve(&mut self, now: Instant) {
+        if self.slots.iter().any(LeaseSlot::is_reserving) {
+            return;
+        }
+        let open = self
+            .slots
+            .iter()
+            .filter(|s| self.reservable(s, now))
+            .count();
+        if open == 0 {
+            self.reservation.settle();
+            return;
+        }
+        if !self.reservation.ready(now, open, &mut self.jitter) {
+            return;
+        }
+        self.reservation.settle();
+        let pick = self.jitter.index(open);
+        if let Some(i) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| self.reservable(s, now))
+            .nth(pick)
+            .map(|(i, _)| i)
+        {
+            self.slots[i].reserve();
+        }
     }
 
     /// The slot this member holds at `now`, if any.
@@ -483,7 +602,16 @@ impl<const N: usize> Machine for Pool<N> {
         {
             self.stats.answered(&answer);
         }
-        let lost = matches!(answer, Err(ApiError::Conflict | ApiError::AlreadyExists))
+        let conflict = matches!(answer, Err(ApiError::Conflict | ApiError::AlreadyExists));
+        if conflict
+            && self
+                .slots
+                .get(usize::from(slot))
+                .is_some_and(LeaseSlot::is_reserving)
+        {
+            self.reservation.lost(usize::from(slot), now);
+        }
+        let lost = conflict
             && self.state
                 == (State::Wanting {
                     attempt: Some(slot),
@@ -551,6 +679,7 @@ impl<const N: usize> Machine for Pool<N> {
                 stream.resume = None;
             }
             self.takeover.settle();
+            self.reservation.settle();
             self.state = State::Wanting { attempt: None };
         }
     }
@@ -587,14 +716,15 @@ impl<const N: usize> Machine for Pool<N> {
         // input for longer than it expected takes the process for paused.
         let waiting =
             self.state == State::Wanting { attempt: None } && !self.awaiting_first_state();
-        let takeover = self.takeover.wake_at().filter(|_| waiting);
+        let takeover =
+            earliest([self.takeover.wake_at(), self.reservation.wake_at()]).filter(|_| waiting);
         // Once a delay is drawn (a slot is free), the drawn instant is the next take, whatever
         // else frees meanwhile.
         let expiries = self
             .slots
             .iter()
-            .filter(|_| waiting && takeover.is_none())
-            .filter_map(|s| s.next_take_at(&self.timing));
+            .filter(|_| waiting && self.takeover.wake_at().is_none())
+            .filter_map(|s| self.take_at(s));
         let stream = match self.stream.as_ref().map(|s| s.state) {
             Some(StreamState::Closed { reopen_at }) if self.stream_wanted() => Some(reopen_at),
             _ => None,

@@ -253,7 +253,15 @@ pub struct LeaseRecord {
     pub renew_time: Option<MicroTime>,
     /// `leaseTransitions`: how many times the holder changed. A fencing epoch.
     pub lease_transitions: Option<u32>,
+    /// The pool member that reserved the lease's next term, from the annotation
+    /// [`NEXT_HOLDER_ANNOTATION`]: it takes the lease the moment it is released, and the other
+    /// waiting members give it a retry period to. Not part of the spec: client-go ignores it,
+    /// and a write that changes only it is nobody's renew.
+    pub next_holder: Holder,
 }
+
+/// The annotation that names a pool slot's reserved next holder ([`LeaseRecord::next_holder`]).
+pub const NEXT_HOLDER_ANNOTATION: &str = "leasehold.io/next-holder";
 
 impl LeaseRecord {
     /// A record with no holder and no fields set, as `kubectl create` of an empty spec leaves it.
@@ -263,6 +271,7 @@ impl LeaseRecord {
         acquire_time: None,
         renew_time: None,
         lease_transitions: None,
+        next_holder: Holder::None,
     };
 
     /// When the record says its lease expires, by the wall clock of whoever wrote it:
@@ -277,6 +286,16 @@ impl LeaseRecord {
         let renewed = self.renew_time.or(self.acquire_time)?;
         let duration = i64::try_from(self.lease_duration?.as_micros()).unwrap_or(i64::MAX);
         Some(MicroTime(renewed.0.saturating_add(duration)))
+    }
+
+    /// Whether `other` is this record with at most its reservation changed: a write that only
+    /// reserved the next term is nobody's renew or take.
+    pub fn same_spec(&self, other: &Self) -> bool {
+        self.holder == other.holder
+            && self.lease_duration == other.lease_duration
+            && self.acquire_time == other.acquire_time
+            && self.renew_time == other.renew_time
+            && self.lease_transitions == other.lease_transitions
     }
 
     /// How long ago [`expires_at`](Self::expires_at) passed at wall time `now`: zero when it has
@@ -346,6 +365,7 @@ mod tests {
             acquire_time: acquire_s.map(at),
             renew_time: renew_s.map(at),
             lease_transitions: None,
+            next_holder: Holder::None,
         }
     }
 

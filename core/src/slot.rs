@@ -161,6 +161,8 @@ enum Action {
     Claim,
     ReleaseRead,
     ReleaseWrite,
+    /// Name us as the next holder of a lease another member holds (a pool's reservation).
+    Reserve,
 }
 
 impl Action {
@@ -169,7 +171,7 @@ impl Action {
         match self {
             Self::Read | Self::ReleaseRead => Verb::Get,
             Self::Create => Verb::Create,
-            Self::Claim | Self::ReleaseWrite => Verb::Update,
+            Self::Claim | Self::ReleaseWrite | Self::Reserve => Verb::Update,
         }
     }
 }
@@ -255,6 +257,8 @@ pub(crate) struct LeaseSlot {
     /// The end of the server's last `Retry-After`: no request before it, whatever the owner
     /// wants meanwhile (a release, a rejoin).
     server_quiet_until: Instant,
+    /// The owner asked to reserve this lease's next term; cleared when the write is sent.
+    reserve: bool,
 }
 
 impl LeaseSlot {
@@ -286,6 +290,7 @@ impl LeaseSlot {
             contending_since: None,
             last_input: Instant::MIN,
             server_quiet_until: Instant::MIN,
+            reserve: false,
         }
     }
 
@@ -366,6 +371,22 @@ impl LeaseSlot {
     /// Whether a release has finished, its watch closed too: nothing more will be asked.
     pub(crate) fn is_released(&self) -> bool {
         self.release == ReleaseStage::Done && self.watch != Watch::Open
+    }
+
+    /// Asks for one write naming us as the next holder of the lease as now known (another
+    /// member's term, unreserved): sent with the next poll, unless a request is in flight or
+    /// the lease must be read first.
+    pub(crate) fn reserve(&mut self) {
+        self.reserve = true;
+    }
+
+    /// Whether a reservation is asked for or in flight.
+    pub(crate) fn is_reserving(&self) -> bool {
+        self.reserve
+            || self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.action == Action::Reserve)
     }
 
     /// Whether this slot's watch stream is open.
@@ -520,6 +541,26 @@ impl LeaseSlot {
             (Known::Absent | Known::Deleted { .. }, None) => false,
             _ => true,
         };
+        // A write that only reserved the next term: another member's, over the version we
+        // knew. It renews nothing (the expiry still counts from the last change of the spec),
+        // and a version of ours it replaced stays ours to renew and to release.
+        let reserved_over = match (&self.known, &seen) {
+            (Known::Present(old), Some(new))
+                if old.record.same_spec(&new.record)
+                    && old.record.next_holder != new.record.next_holder =>
+            {
+                Some((old.resource_version.clone(), new.resource_version.clone()))
+            }
+            _ => None,
+        };
+        if let Some((old, new)) = &reserved_over {
+            if self.written.as_ref() == Some(old) {
+                self.written = Some(new.clone());
+            }
+            if self.release_rv.as_ref() == Some(old) {
+                self.release_rv = Some(new.clone());
+            }
+        }
         if changed {
             self.known = match (seen, &self.known) {
                 (Some(lease), _) => Known::Present(lease),
@@ -533,7 +574,9 @@ impl LeaseSlot {
                 },
                 (None, Known::Deleted { .. } | Known::Absent | Known::Unknown) => Known::Absent,
             };
-            self.observed_at = now;
+            if reserved_over.is_none() {
+                self.observed_at = now;
+            }
         }
         if let Some(lease) = self.lease() {
             self.watch_rv = Some(lease.resource_version.clone());
@@ -596,6 +639,11 @@ impl LeaseSlot {
                 };
                 if self.must_read || unknown {
                     Next::Send(Action::Read)
+                } else if self.reserve
+                    && self.intent == Intent::Observe
+                    && matches!(self.known, Known::Present(_))
+                {
+                    Next::Send(Action::Reserve)
                 } else if self.leading.is_some() {
                     return Some((
                         self.renew_at.max(self.not_before),
@@ -724,6 +772,15 @@ impl LeaseSlot {
                     record: release_record(&lease.record, wall),
                 }
             }
+            Action::Reserve => {
+                self.reserve = false;
+                let lease = self.lease()?;
+                replaced = Some((lease.resource_version.clone(), lease.record.renew_time));
+                Operation::Update {
+                    resource_version: lease.resource_version.clone(),
+                    record: reserve_record(&lease.record, env),
+                }
+            }
         };
         if action == Action::Read && renewing {
             // client-go's slow path: the cached copy cannot be renewed over, read it first.
@@ -769,12 +826,13 @@ impl LeaseSlot {
                 self.next_poll_at = now.saturating_add(env.jitter.retry(env.timing.retry_period()));
             }
             (Action::ReleaseRead, Ok(lease)) => {
-                // Only over the version our term wrote last: a record naming our identity at any
-                // other version is someone else's (a duplicate identity), not ours to free.
-                let ours = lease.record.holder.is(env.identity)
-                    && self.release_rv.as_ref() == Some(&lease.resource_version);
+                // Only over the version our term wrote last (or a reservation made over it,
+                // which `observe` adopts): a record naming our identity at any other version
+                // is someone else's (a duplicate identity), not ours to free.
+                let mine = lease.record.holder.is(env.identity);
+                let version = lease.resource_version.clone();
                 self.observe(Some(lease), now, env);
-                if ours {
+                if mine && self.release_rv.as_ref() == Some(&version) {
                     self.release = ReleaseStage::WriteDue;
                 } else {
                     self.finish_release(false, env);
@@ -790,6 +848,12 @@ impl LeaseSlot {
             (Action::ReleaseWrite, Ok(lease)) => {
                 self.observe(Some(lease), now, env);
                 self.finish_release(true, env);
+            }
+            (Action::ReleaseWrite, Err(ApiError::Conflict)) if now < self.release_until => {
+                // Written over since it was read: by a reservation (still ours to free) or by
+                // another's take (not ours). The read decides.
+                self.release = ReleaseStage::NotStarted;
+                self.not_before = now;
             }
             (Action::ReleaseWrite, Err(error)) => {
                 if error == ApiError::NotFound {
@@ -862,6 +926,19 @@ impl LeaseSlot {
                 self.back_off(error, now, env);
             }
             (Action::Read, Err(error)) => {
+                self.report(flight.action, error, env);
+                self.back_off(error, now, env);
+            }
+            (Action::Reserve, Ok(lease)) => self.observe(Some(lease), now, env),
+            (Action::Reserve, Err(ApiError::Conflict)) => {
+                // The lease changed first (a take, a release, another's reservation).
+                self.after_conflict(&flight, now, env.timing);
+            }
+            (Action::Reserve, Err(ApiError::NotFound)) => {
+                self.observe(None, now, env);
+                self.not_before = now;
+            }
+            (Action::Reserve, Err(error)) => {
                 self.report(flight.action, error, env);
                 self.back_off(error, now, env);
             }
@@ -1057,12 +1134,18 @@ enum Claim<'a> {
 /// The record a claim writes: us as holder with our duration and a fresh `renewTime`; a new
 /// term sets `acquireTime` and `leaseTransitions + 1`, a renew keeps both, as client-go does.
 fn claim_record(claim: Claim<'_>, env: &Env<'_>, wall: MicroTime) -> LeaseRecord {
-    let (acquire_time, transitions) = match claim {
-        Claim::Create { transitions } => (wall, transitions),
-        Claim::Take(r) => (wall, r.lease_transitions.unwrap_or(0).saturating_add(1)),
+    let (acquire_time, transitions, next_holder) = match claim {
+        Claim::Create { transitions } => (wall, transitions, Holder::None),
+        // A take consumes the reservation (ours, or one waited out).
+        Claim::Take(r) => (
+            wall,
+            r.lease_transitions.unwrap_or(0).saturating_add(1),
+            Holder::None,
+        ),
         Claim::Renew(r) => (
             r.acquire_time.unwrap_or(wall),
             r.lease_transitions.unwrap_or(0),
+            r.next_holder.clone(),
         ),
     };
     LeaseRecord {
@@ -1071,10 +1154,12 @@ fn claim_record(claim: Claim<'_>, env: &Env<'_>, wall: MicroTime) -> LeaseRecord
         acquire_time: Some(acquire_time),
         renew_time: Some(wall),
         lease_transitions: Some(transitions),
+        next_holder,
     }
 }
 
-/// client-go's release: empty holder, `leaseDurationSeconds: 1`, transitions kept.
+/// client-go's release: empty holder, `leaseDurationSeconds: 1`, transitions kept; and the
+/// reservation kept, so that the member that reserved the next term takes it and no other.
 fn release_record(current: &LeaseRecord, wall: MicroTime) -> LeaseRecord {
     LeaseRecord {
         holder: Holder::None,
@@ -1082,6 +1167,15 @@ fn release_record(current: &LeaseRecord, wall: MicroTime) -> LeaseRecord {
         acquire_time: Some(wall),
         renew_time: Some(wall),
         lease_transitions: current.lease_transitions,
+        next_holder: current.next_holder.clone(),
+    }
+}
+
+/// The record a reservation writes: the current one, naming us as its next holder.
+fn reserve_record(current: &LeaseRecord, env: &Env<'_>) -> LeaseRecord {
+    LeaseRecord {
+        next_holder: Holder::Named(env.identity.clone()),
+        ..current.clone()
     }
 }
 

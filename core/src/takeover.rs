@@ -33,6 +33,9 @@ use heapless::Vec;
 /// How many times the fastest hand-over a freed slot should stay free.
 pub(crate) const TARGET_FASTEST: u64 = 2;
 
+/// How many times the fastest reservation (or the lag) a held slot should stay unreserved.
+const RESERVE_FLOORS: u32 = 16;
+
 /// How many targets a freed slot may stay free before the window is taken for too wide.
 const OVERDUE_TARGETS: u32 = 16;
 
@@ -59,6 +62,20 @@ pub(crate) struct Takeover<const N: usize> {
     lag: Option<Duration>,
     /// How long at most to wait for a lost race's winner: a retry period.
     wait_for_winner: Duration,
+    /// How many floors (the fastest hand-over, or the lag) a free slot should stay free.
+    factor: u32,
+    /// Whether the delay is divided among the slots free at once.
+    divide: bool,
+    /// The latency floor measured elsewhere (the hand-overs), used instead of `fastest`:
+    /// a reservation's own quickest is a draw from this window, not the network's latency.
+    floor_hint: Option<Duration>,
+    /// At most this target, whatever the floor: a reservation must land while the holder
+    /// still works.
+    target_cap: Option<Duration>,
+    /// Per slot: since when it is held, as far as this member saw.
+    held_since: Vec<Option<Instant>, N>,
+    /// The shortest term seen, from its take to its release, slowly forgotten.
+    shortest_hold: Option<Duration>,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -74,6 +91,7 @@ impl<const N: usize> Takeover<N> {
             // Cannot fail: at most N pushed.
             let _ = free_since.push((None, false));
         }
+        let held_since = free_since.iter().map(|_| None).collect();
         let max_window = if watching {
             timing.lease_duration().max(MIN_WINDOW)
         } else {
@@ -88,7 +106,26 @@ impl<const N: usize> Takeover<N> {
             lost: None,
             lag: None,
             wait_for_winner: timing.retry_period(),
+            factor: TARGET_FASTEST as u32,
+            divide: true,
+            floor_hint: None,
+            target_cap: None,
+            held_since,
+            shortest_hold: None,
         }
+    }
+
+    /// The window for reserving held slots' next terms (see `pool.rs`). A reservation is off
+    /// the hand-over's path (made while the holder still works), so it can afford a window
+    /// wide enough that about one member in a boot storm or a hand-over writes: it starts at a
+    /// retry period, whatever the number of slots to reserve, and aims at [`RESERVE_FLOORS`]
+    /// floors rather than [`TARGET_FASTEST`].
+    pub(crate) fn reserving(slots: usize, timing: &Timing) -> Self {
+        let mut t = Self::new(slots, timing, true);
+        t.window = timing.retry_period().max(MIN_WINDOW).min(t.max_window);
+        t.factor = RESERVE_FLOORS;
+        t.divide = false;
+        t
     }
 
     /// A member that takes a free slot at once, whatever it observes: for tests of the other
@@ -112,6 +149,23 @@ impl<const N: usize> Takeover<N> {
         }
     }
 
+    /// The fastest hand-over seen, the network's latency floor; `None` before the first.
+    pub(crate) fn fastest(&self) -> Option<Duration> {
+        self.fastest
+    }
+
+    /// Sizes against `floor` (another window's [`Takeover::fastest`]) rather than the
+    /// fastest this one measured.
+    pub(crate) fn set_floor(&mut self, floor: Option<Duration>, cap: Option<Duration>) {
+        self.floor_hint = floor;
+        self.target_cap = cap;
+    }
+
+    /// The shortest term seen held, from its take to its release; `None` before the first.
+    pub(crate) fn shortest_hold(&self) -> Option<Duration> {
+        self.shortest_hold
+    }
+
     /// The current contention window.
     pub(crate) fn window(&self) -> Duration {
         self.window
@@ -121,6 +175,13 @@ impl<const N: usize> Takeover<N> {
     pub(crate) fn free(&mut self, slot: usize, now: Instant) {
         if let Some((since @ None, true)) = self.free_since.get_mut(slot) {
             *since = Some(now);
+        }
+        if let Some(held) = self.held_since.get_mut(slot).and_then(Option::take) {
+            let hold = now.saturating_duration_since(held);
+            self.shortest_hold = Some(match self.shortest_hold {
+                Some(shortest) if hold >= shortest => shortest + (hold - shortest) / 32,
+                _ => hold,
+            });
         }
     }
 
@@ -145,6 +206,10 @@ impl<const N: usize> Takeover<N> {
         if !taken {
             return;
         }
+        // A term seen to begin: its length is measured at its release.
+        if let Some(held) = self.held_since.get_mut(slot) {
+            *held = Some(now);
+        }
         let stayed = now
             .saturating_duration_since(since)
             .max(Duration::from_ticks(1));
@@ -167,6 +232,20 @@ impl<const N: usize> Takeover<N> {
         self.rescale_draw(before, now);
     }
 
+    /// Slot `slot`, watched since it could be taken (here: reserved), was freed before it
+    /// was: the window was too wide for the members left, and halves.
+    pub(crate) fn missed(&mut self, slot: usize, now: Instant) {
+        if self
+            .free_since
+            .get(slot)
+            .is_some_and(|(since, _)| since.is_some())
+        {
+            let before = self.window;
+            self.scale(1, 2);
+            self.rescale_draw(before, now);
+        }
+    }
+
     /// A delay drawn from the window before it changed is rescaled with it: one drawn long ago
     /// from a wide window must not keep a member waiting once few are left to contend.
     fn rescale_draw(&mut self, before: Duration, now: Instant) {
@@ -184,9 +263,13 @@ impl<const N: usize> Takeover<N> {
     /// take from the others for that long, so a hand-over faster than the lag is a race,
     /// however fast it looks.
     fn target(&self) -> Duration {
-        let fastest = self.fastest.unwrap_or(Duration::from_ticks(0));
+        let fastest = self
+            .floor_hint
+            .or(self.fastest)
+            .unwrap_or(Duration::from_ticks(0));
         let floor = fastest.max(self.lag.unwrap_or(Duration::from_ticks(0)));
-        floor * TARGET_FASTEST as u32
+        let target = floor * self.factor;
+        self.target_cap.map_or(target, |cap| target.min(cap))
     }
 
     /// The instant by which a freed slot should have been taken: [`OVERDUE_TARGETS`] targets
@@ -243,7 +326,14 @@ impl<const N: usize> Takeover<N> {
                 }
             }
         }
-        let window = self.window / u32::try_from(free.max(1)).unwrap_or(u32::MAX);
+        // Before any hand-over was seen (a boot), the free slots say nothing of how few
+        // contend: everyone may be starting at once.
+        let share = if self.divide && self.fastest.is_some() {
+            free.max(1)
+        } else {
+            1
+        };
+        let window = self.window / u32::try_from(share).unwrap_or(u32::MAX);
         let at = *self
             .at
             .get_or_insert_with(|| now.saturating_add(jitter.uniform(window)));

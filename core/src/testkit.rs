@@ -32,6 +32,7 @@ pub fn lease(version: u64, holder: Option<&str>, transitions: u32) -> Lease {
             acquire_time: Some(WALL),
             renew_time: Some(WALL),
             lease_transitions: Some(transitions),
+            next_holder: Holder::None,
         },
     }
 }

@@ -87,6 +87,7 @@ pub fn lease(rv: u16, holder: Holder, duration_s: u8, transitions: u16) -> Lease
             acquire_time: None,
             renew_time: Some(MicroTime::from_unix_micros(0)),
             lease_transitions: Some(u32::from(transitions)),
+            next_holder: Holder::None,
         },
     }
 }

@@ -485,7 +485,8 @@ impl<'s> World<'s> {
     }
 
     /// After an input: node `n`'s getters agree with its events, and a pool member keeps no
-    /// watch open on a slot other than the one it holds.
+    /// watch open on a slot other than the one it holds (its one stream of the pool, which a
+    /// holder keeps to see its slot reserved, aside).
     fn judge_state(&mut self, n: usize) {
         let node = &self.nodes[n];
         let Some(agent) = node.agent.as_ref() else {
@@ -502,7 +503,7 @@ impl<'s> World<'s> {
             let idle = self
                 .watchers
                 .iter()
-                .find(|w| w.node == n && usize::from(w.slot) != held)
+                .find(|w| w.node == n && w.slots.is_none() && usize::from(w.slot) != held)
                 .map(|w| w.slot);
             if let Some(slot) = idle {
                 let lease = self.lease_of(n, slot);
