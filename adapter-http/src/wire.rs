@@ -1,7 +1,9 @@
 //! The Lease API's JSON, as far as leasehold reads and writes it, and its translation to and from
 //! the core's types. Decoding never panics: a bad answer is a [`DecodeError`] naming the field.
 
-use leasehold_core::{Holder, Lease, LeaseRecord, MicroTime, ResourceVersion};
+use leasehold_core::{
+    Holder, Lease, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION, ResourceVersion,
+};
 use leasehold_runtime::{CreateMetadata, ListedLease, ServerStatus, WireEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -203,8 +205,51 @@ impl LeaseObject {
                 acquire_time: time("spec.acquireTime", &spec.acquire_time)?,
                 renew_time: time("spec.renewTime", &spec.renew_time)?,
                 lease_transitions,
+                next_holder: Holder::from_wire(self.annotation(NEXT_HOLDER_ANNOTATION)),
             },
         })
+    }
+
+    /// The annotation `key`, when it is a string.
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .other
+            .get("annotations")?
+            .as_object()?
+            .get(key)?
+            .as_str()
+    }
+
+    /// Sets the reservation annotation as `next` says: removed for none, written for a name,
+    /// and left as read for a name too long to have been kept.
+    fn set_next_holder(&mut self, next: &Holder) {
+        let value = match next {
+            Holder::None => None,
+            Holder::Named(id) => Some(Value::String(id.as_str().to_owned())),
+            _ => return,
+        };
+        let annotations = self.metadata.other.entry("annotations");
+        match value {
+            Some(value) => {
+                let map = annotations.or_insert_with(|| Value::Object(Map::new()));
+                if !map.is_object() {
+                    *map = Value::Object(Map::new());
+                }
+                if let Some(map) = map.as_object_mut() {
+                    map.insert(NEXT_HOLDER_ANNOTATION.to_owned(), value);
+                }
+            }
+            None => {
+                if let serde_json::map::Entry::Occupied(mut e) = annotations {
+                    if let Some(map) = e.get_mut().as_object_mut() {
+                        map.remove(NEXT_HOLDER_ANNOTATION);
+                        if map.is_empty() {
+                            e.remove();
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// A new object with `metadata`'s labels and owner, for a create.
@@ -287,6 +332,7 @@ impl LeaseObject {
             lease_transitions: record.lease_transitions.map(i64::from),
             other: std::mem::take(&mut object.spec.other),
         };
+        object.set_next_holder(&record.next_holder);
         object
     }
 }
@@ -454,6 +500,7 @@ mod tests {
             acquire_time: Some(MicroTime::from_unix_micros(0)),
             renew_time: Some(MicroTime::from_unix_micros(1)),
             lease_transitions: Some(4),
+            next_holder: Holder::None,
         };
         let out = serde_json::to_value(read.for_write("l", Some("9"), &record)).unwrap();
         assert_eq!(out["metadata"]["labels"]["a"], "b");

@@ -11,7 +11,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime as KubeMicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams, WatchEvent as KubeWatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use leasehold_core::{Holder, Lease, LeaseRecord, MicroTime, ResourceVersion};
+use leasehold_core::{
+    Holder, Lease, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION, ResourceVersion,
+};
 use leasehold_runtime::{
     Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, ServerStatus, Wire,
     WireEvent, WireStream, connection_cause, user_agent,
@@ -190,8 +192,39 @@ fn to_core(lease: &KubeLease) -> Option<Lease> {
                 Some(t) => Some(u32::try_from(t).ok()?),
                 None => None,
             },
+            next_holder: Holder::from_wire(
+                lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(NEXT_HOLDER_ANNOTATION))
+                    .map(String::as_str),
+            ),
         },
     })
+}
+
+/// Sets the reservation annotation as `next` says: removed for none, written for a name, and
+/// left as read for a name too long to have been kept.
+fn set_next_holder(lease: &mut KubeLease, next: &Holder) {
+    match next {
+        Holder::None => {
+            if let Some(annotations) = lease.metadata.annotations.as_mut() {
+                annotations.remove(NEXT_HOLDER_ANNOTATION);
+                if annotations.is_empty() {
+                    lease.metadata.annotations = None;
+                }
+            }
+        }
+        Holder::Named(id) => {
+            lease
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(NEXT_HOLDER_ANNOTATION.to_owned(), id.as_str().to_owned());
+        }
+        _ => {}
+    }
 }
 
 fn for_write(
@@ -212,6 +245,7 @@ fn for_write(
         lease_transitions: record.lease_transitions.map(|t| t as i32),
         ..previous
     });
+    set_next_holder(&mut lease, &record.next_holder);
     lease
 }
 

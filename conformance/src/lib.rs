@@ -110,6 +110,7 @@ pub fn record(holder: &str) -> LeaseRecord {
         acquire_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
         renew_time: Some(MicroTime::from_unix_micros(1_795_305_600_123_456)),
         lease_transitions: Some(0),
+        next_holder: Holder::None,
     }
 }
 
@@ -364,6 +365,98 @@ pub async fn operations<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> 
         Err(ApiError::Timeout)
     );
     sim.stop().await;
+}
+
+/// A pool's reservation on the wire: a write that names the next holder carries it as the
+/// annotation `leasehold.io/next-holder`, leaves the spec and every other annotation as they
+/// were, reads back as `next_holder`, is carried by the holder's renew and removed by a take.
+pub async fn reservation<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
+    let sim = start_sim(SimConfig::default()).await;
+    let holder = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    let waiter = open(&connect, &sim, "admin", Duration::from_secs(5)).await;
+    sim.seed_lease(
+        "default",
+        serde_json::json!({
+            "metadata": {"name": "slot-0", "annotations": {"team": "infra"}},
+            "spec": {
+                "holderIdentity": "a",
+                "leaseDurationSeconds": 15,
+                "acquireTime": "2026-11-22T00:00:00.123456Z",
+                "renewTime": "2026-11-22T00:00:00.123456Z",
+                "leaseTransitions": 0
+            }
+        }),
+    )
+    .expect("seeded");
+    let annotated = sim.lease("default", "slot-0").expect("stored");
+    let held = holder
+        .call(request("slot-0", Operation::Get))
+        .await
+        .expect("get");
+    let seen = waiter
+        .call(request("slot-0", Operation::Get))
+        .await
+        .expect("get");
+    assert_eq!(seen, held);
+    assert_eq!(held.record.next_holder, Holder::None);
+    let mut reservation = seen.record.clone();
+    reservation.next_holder = Holder::from_wire(Some("c"));
+    let reserved = waiter
+        .call(request(
+            "slot-0",
+            Operation::Update {
+                resource_version: seen.resource_version.clone(),
+                record: reservation,
+            },
+        ))
+        .await
+        .expect("reserve");
+    assert_eq!(reserved.record.next_holder, Holder::from_wire(Some("c")));
+    assert!(reserved.record.same_spec(&held.record), "{reserved:?}");
+    let stored = sim.lease("default", "slot-0").expect("stored");
+    assert_eq!(
+        stored["metadata"]["annotations"]["leasehold.io/next-holder"],
+        "c"
+    );
+    assert_eq!(stored["metadata"]["annotations"]["team"], "infra");
+    assert_eq!(
+        stored["spec"], annotated["spec"],
+        "the spec is left as it was"
+    );
+    // The holder renews over the reservation's version (its cache is older): carried on.
+    let mut renew = reserved.record.clone();
+    renew.renew_time = Some(MicroTime::from_unix_micros(1_795_305_601_000_000));
+    let renewed = holder
+        .call(request(
+            "slot-0",
+            Operation::Update {
+                resource_version: reserved.resource_version.clone(),
+                record: renew,
+            },
+        ))
+        .await
+        .expect("renew");
+    assert_eq!(renewed.record.next_holder, Holder::from_wire(Some("c")));
+    // The reserved member's take ends the reservation, and keeps the other annotation.
+    let taken = waiter
+        .call(request(
+            "slot-0",
+            Operation::Update {
+                resource_version: renewed.resource_version.clone(),
+                record: record("c"),
+            },
+        ))
+        .await
+        .expect("take");
+    assert_eq!(taken.record.next_holder, Holder::None);
+    let stored = sim.lease("default", "slot-0").expect("stored");
+    assert!(
+        stored["metadata"]["annotations"]
+            .get("leasehold.io/next-holder")
+            .is_none(),
+        "{stored}"
+    );
+    assert_eq!(stored["metadata"]["annotations"]["team"], "infra");
 }
 
 /// A follower of a quiet lease whose version has left the server's watch history: every
@@ -1552,6 +1645,11 @@ macro_rules! suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_pool_under_a_role_that_names_its_slots_watches_each_by_name() {
             $crate::pool_under_a_role_that_names_its_slots($connect).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_reservation_is_an_annotation_a_renew_keeps_and_a_take_ends() {
+            $crate::reservation($connect).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

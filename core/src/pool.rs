@@ -328,9 +328,14 @@ impl<const N: usize> Pool<N> {
             self.with_slot(i, |slot, env| slot.expire(now, env));
         }
         if matches!(self.state, State::Wanting { .. }) {
+            // Until a term is seen from take to release, aim as a take does.
             self.reservation.set_floor(
                 self.handovers.fastest(),
-                self.handovers.shortest_hold().map(|hold| hold / 4),
+                Some(
+                    self.handovers
+                        .shortest_hold()
+                        .map_or(Duration::from_ticks(0), |hold| hold / 2),
+                ),
             );
             for (i, slot) in self.slots.iter().enumerate() {
                 let taken = slot.holder().is_some_and(|h| !matches!(h, Holder::None));
@@ -424,8 +429,8 @@ impl<const N: usize> Pool<N> {
             && !slot.has_request_in_flight()
             && slot.lease().is_some_and(|l| {
                 matches!(l.record.next_holder, Holder::None)
-                    && !matches!(l.record.holder, Holder::None)
-                    && !l.record.holder.is(&self.identity)
+                    && matches!(&l.record.holder, Holder::Named(h) if *h != self.identity)
+                    && l.record.lease_duration.is_some()
             })
     }
 
@@ -494,6 +499,8 @@ impl<const N: usize> Pool<N> {
     /// one reservation in flight at a time.
     fn reserve(&mut self, now: Instant) {
         if self.slots.iter().any(LeaseSlot::is_reserving) {
+            // Its answer decides what comes next; nothing to wake for meanwhile.
+            self.reservation.settle();
             return;
         }
         let open = self
@@ -607,7 +614,7 @@ impl<const N: usize> Machine for Pool<N> {
             && self
                 .slots
                 .get(usize::from(slot))
-                .is_some_and(LeaseSlot::is_reserving)
+                .is_some_and(LeaseSlot::is_reservation_in_flight)
         {
             self.reservation.lost(usize::from(slot), now);
         }
@@ -700,9 +707,13 @@ impl<const N: usize> Machine for Pool<N> {
             }
         }
         // A slot's poll may have ended a release with nothing to write: taken in now, the pool
-        // is closed (or waits for a time) when it asks for nothing.
+        // is closed (or waits for a time) when it asks for nothing, its stream closed first.
         self.reconcile(now);
-        None
+        let request = self.poll_stream(now);
+        if let Some(request) = &request {
+            self.stats.sent(request);
+        }
+        request
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -259,6 +259,8 @@ pub(crate) struct LeaseSlot {
     server_quiet_until: Instant,
     /// The owner asked to reserve this lease's next term; cleared when the write is sent.
     reserve: bool,
+    /// The version a release write was refused over (409), until the read that follows.
+    release_refused: Option<ResourceVersion>,
 }
 
 impl LeaseSlot {
@@ -291,6 +293,7 @@ impl LeaseSlot {
             last_input: Instant::MIN,
             server_quiet_until: Instant::MIN,
             reserve: false,
+            release_refused: None,
         }
     }
 
@@ -380,6 +383,13 @@ impl LeaseSlot {
         self.reserve = true;
     }
 
+    /// Whether the request in flight is a reservation.
+    pub(crate) fn is_reservation_in_flight(&self) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.action == Action::Reserve)
+    }
+
     /// Whether a reservation is asked for or in flight.
     pub(crate) fn is_reserving(&self) -> bool {
         self.reserve
@@ -444,6 +454,7 @@ impl LeaseSlot {
         if self.intent == intent {
             return;
         }
+        self.reserve = false;
         // Judged on what the slot asked for before the change.
         self.notice_pause(now, env.timing);
         if self.intent == Intent::Idle {
@@ -535,6 +546,24 @@ impl LeaseSlot {
 
     /// Takes in a read, a write's answer or a watch event showing the lease as `seen`.
     fn observe(&mut self, seen: Option<Lease>, now: Instant, env: &mut Env<'_>) {
+        // An answer older than what the stream already showed, which is the same record but
+        // reserved since (our write's answer overtaken by a reservation over it): the newer
+        // is kept, and a version of ours it replaced stays ours.
+        if let (Some(new), Known::Present(old)) = (&seen, &self.known) {
+            let older = new.resource_version != old.resource_version
+                && new
+                    .resource_version
+                    .is_not_newer_than(&old.resource_version);
+            if older && new.record.same_spec(&old.record) {
+                if self.written.as_ref() == Some(&new.resource_version) {
+                    self.written = Some(old.resource_version.clone());
+                }
+                if self.release_rv.as_ref() == Some(&new.resource_version) {
+                    self.release_rv = Some(old.resource_version.clone());
+                }
+                return;
+            }
+        }
         let holder_before = self.holder().cloned();
         let changed = match (&self.known, &seen) {
             (Known::Present(old), Some(new)) => old != new,
@@ -562,6 +591,8 @@ impl LeaseSlot {
             }
         }
         if changed {
+            // A reservation was asked for what was known before: decided again on this.
+            self.reserve = false;
             self.known = match (seen, &self.known) {
                 (Some(lease), _) => Known::Present(lease),
                 (None, Known::Present(old)) => Known::Deleted {
@@ -775,6 +806,15 @@ impl LeaseSlot {
             Action::Reserve => {
                 self.reserve = false;
                 let lease = self.lease()?;
+                // Only over a record this process can write back as it is: a holder too long
+                // to have been kept would be blanked by the write.
+                let open = matches!(lease.record.next_holder, Holder::None)
+                    && matches!(&lease.record.holder, Holder::Named(h) if h != env.identity)
+                    && lease.record.lease_duration.is_some()
+                    && self.intent == Intent::Observe;
+                if !open {
+                    return None;
+                }
                 replaced = Some((lease.resource_version.clone(), lease.record.renew_time));
                 Operation::Update {
                     resource_version: lease.resource_version.clone(),
@@ -831,8 +871,11 @@ impl LeaseSlot {
                 // is someone else's (a duplicate identity), not ours to free.
                 let mine = lease.record.holder.is(env.identity);
                 let version = lease.resource_version.clone();
+                // A server that refused a write over the very version it still shows is not
+                // written to again: that would loop at network speed until the deadline.
+                let refused = self.release_refused.take().as_ref() == Some(&version);
                 self.observe(Some(lease), now, env);
-                if mine && self.release_rv.as_ref() == Some(&version) {
+                if mine && !refused && self.release_rv.as_ref() == Some(&version) {
                     self.release = ReleaseStage::WriteDue;
                 } else {
                     self.finish_release(false, env);
@@ -854,6 +897,7 @@ impl LeaseSlot {
                 // another's take (not ours). The read decides.
                 self.release = ReleaseStage::NotStarted;
                 self.not_before = now;
+                self.release_refused = self.release_rv.clone();
             }
             (Action::ReleaseWrite, Err(error)) => {
                 if error == ApiError::NotFound {
@@ -1185,7 +1229,8 @@ fn reserve_record(current: &LeaseRecord, env: &Env<'_>) -> LeaseRecord {
 mod tests {
     use crate::testkit::*;
     use crate::{
-        ApiError, Duration, Event, Holder, LossReason, Machine, Operation, SlotEvent, WatchEvent,
+        ApiError, Duration, Event, Holder, Lease, LossReason, Machine, Operation, SlotEvent,
+        WatchEvent,
     };
 
     fn holder_of(op: &Operation) -> &Holder {
@@ -1438,6 +1483,131 @@ mod tests {
         assert_eq!(e.poll_timeout(), Some(ms(25_000)));
     }
 
+    /// `lease` as a pool member's reservation leaves it: the spec unchanged, `who` named as
+    /// the next holder, at `version`.
+    fn reserved(lease: &crate::Lease, version: u64, who: &str) -> crate::Lease {
+        let mut l = lease.clone();
+        l.resource_version = rv(version);
+        l.record.next_holder = Holder::Named(id(who));
+        l
+    }
+
+    /// A reservation is nobody's renew: the expiry still counts from the last change of the
+    /// spec, as client-go's (which compares the spec alone).
+    #[test]
+    fn a_write_that_only_reserves_the_next_term_restarts_no_expiry_clock() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        let held = lease(5, Some("b"), 2);
+        e.handle_answer(0, Ok(held.clone()), ms(0));
+        assert_eq!(poll(&mut e, ms(0)), None);
+        assert_eq!(e.poll_timeout(), Some(ms(15_000)));
+        e.handle_watch_event(0, WatchEvent::Changed(reserved(&held, 6, "c")), ms(10_000));
+        assert_eq!(e.poll_timeout(), Some(ms(15_000)));
+        let (at, op) = next_write(&mut e, 10_000, &reserved(&held, 6, "c"));
+        assert_eq!(at, 15_000);
+        let Operation::Update {
+            resource_version,
+            record,
+        } = &op
+        else {
+            panic!("{op:?}")
+        };
+        assert_eq!(resource_version, &rv(6));
+        assert_eq!(
+            record.next_holder,
+            Holder::None,
+            "a take ends the reservation"
+        );
+    }
+
+    /// A reservation made over the version the leader wrote keeps it leading: its renew and
+    /// its release write over the reservation's version and carry it on.
+    #[test]
+    fn a_leader_renews_and_releases_over_a_reservation_of_its_term() {
+        let mut e = leader("a", true);
+        let current = reserved(e.lease().unwrap(), 2, "c");
+        e.handle_watch_event(0, WatchEvent::Changed(current.clone()), ms(500));
+        assert!(e.is_leader(ms(500)), "{:?}", events(&mut e));
+        let Some(Operation::Update {
+            resource_version,
+            record,
+        }) = poll(&mut e, ms(2_000))
+        else {
+            panic!()
+        };
+        assert_eq!(resource_version, rv(2));
+        assert_eq!(record.next_holder, Holder::Named(id("c")));
+        let renewed = Lease {
+            resource_version: rv(3),
+            record,
+        };
+        e.handle_answer(0, Ok(renewed.clone()), ms(2_001));
+        assert!(e.is_leader(ms(2_001)));
+        e.close(ms(2_500));
+        let Some(Operation::Update {
+            resource_version,
+            record,
+        }) = poll(&mut e, ms(2_500))
+        else {
+            panic!()
+        };
+        assert_eq!(resource_version, rv(3));
+        assert_eq!(record.holder, Holder::None);
+        assert_eq!(
+            record.next_holder,
+            Holder::Named(id("c")),
+            "the reserved member takes next"
+        );
+    }
+
+    /// A release that meets a reservation written while it was in flight reads the lease and
+    /// writes over the reservation's version; one that meets another's take frees nothing.
+    #[test]
+    fn a_release_that_meets_a_conflict_reads_and_frees_only_its_own_term() {
+        for (theirs, freed) in [(true, false), (false, true)] {
+            let mut e = leader("a", false);
+            e.close(ms(500));
+            assert!(matches!(
+                poll(&mut e, ms(500)),
+                Some(Operation::Update { .. })
+            ));
+            e.handle_answer(0, Err(ApiError::Conflict), ms(501));
+            assert_eq!(poll(&mut e, ms(501)), Some(Operation::Get));
+            let mine = e.lease().cloned().unwrap();
+            let now = if theirs {
+                lease(2, Some("b"), 1)
+            } else {
+                reserved(&mine, 2, "c")
+            };
+            e.handle_answer(0, Ok(now), ms(502));
+            let write = poll(&mut e, ms(502));
+            if freed {
+                let Some(Operation::Update {
+                    resource_version, ..
+                }) = write
+                else {
+                    panic!("{write:?}")
+                };
+                assert_eq!(resource_version, rv(2));
+            } else {
+                assert_eq!(write, None);
+                assert!(events(&mut e).contains(&Event::Released { written: false }));
+            }
+        }
+    }
+
+    /// Our identity at a version this term did not write stays someone else's, reservation
+    /// or not, when its spec is not the one this term wrote.
+    #[test]
+    fn a_reservation_over_a_record_we_did_not_write_is_still_a_duplicates() {
+        let mut e = leader("a", true);
+        let mut theirs = lease(7, Some("a"), 4);
+        theirs.record.next_holder = Holder::Named(id("c"));
+        e.handle_watch_event(0, WatchEvent::Changed(theirs), ms(500));
+        assert!(!e.is_leader(ms(500)));
+    }
+
     #[test]
     fn takeover_increments_transitions_and_sets_acquire_time() {
         let mut e = elector("a", false);
@@ -1654,17 +1824,8 @@ mod tests {
 
     #[test]
     fn release_does_not_blank_a_newer_holder() {
-        // The write over our version meets the newer one: 409, and nothing more is tried.
-        let mut e = leader("a", false);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
-        e.handle_answer(0, Err(ApiError::Conflict), ms(501));
-        assert_eq!(poll(&mut e, ms(501)), None);
-        assert!(e.is_closed());
-        assert!(events(&mut e).contains(&Event::Released { written: false }));
+        // (The write over our version that meets a newer one: see
+        // `a_release_that_meets_a_conflict_reads_and_frees_only_its_own_term`.)
         // A newer holder seen before the release: nothing of ours is left to free.
         let mut e = leader("a", false);
         e.handle_watch_event(0, WatchEvent::Changed(lease(4, Some("b"), 1)), ms(400));

@@ -179,8 +179,9 @@ impl<const N: usize> Takeover<N> {
         if let Some(held) = self.held_since.get_mut(slot).and_then(Option::take) {
             let hold = now.saturating_duration_since(held);
             self.shortest_hold = Some(match self.shortest_hold {
-                Some(shortest) if hold >= shortest => shortest + (hold - shortest) / 32,
-                _ => hold,
+                Some(mean) if hold >= mean => mean + (hold - mean) / 8,
+                Some(mean) => mean - (mean - hold) / 8,
+                None => hold,
             });
         }
     }
@@ -224,11 +225,16 @@ impl<const N: usize> Takeover<N> {
         // The first take of W uniform delays is a noisy sample, so each moves the window by
         // the square root of what it asks, and never more than halves or doubles it.
         let ratio = (u128::from(target) << 32) / u128::from(stayed.as_ticks());
-        let ratio = u64::try_from(ratio)
-            .unwrap_or(u64::MAX)
-            .clamp(1 << 30, 1 << 34);
+        let ratio = u64::try_from(ratio).unwrap_or(u64::MAX);
         let before = self.window;
-        self.scale(ratio.isqrt(), 1 << 16);
+        if self.divide {
+            self.scale(ratio.clamp(1 << 30, 1 << 34).isqrt(), 1 << 16);
+        } else {
+            // Reservations: many slots are reserved about together (a boot), so each sample
+            // moves the window by a sixteenth at most, and a crowd of samples cannot throw it
+            // far.
+            self.scale(ratio.clamp(15 << 28, 17 << 28), 1 << 32);
+        }
         self.rescale_draw(before, now);
     }
 
@@ -269,7 +275,11 @@ impl<const N: usize> Takeover<N> {
             .unwrap_or(Duration::from_ticks(0));
         let floor = fastest.max(self.lag.unwrap_or(Duration::from_ticks(0)));
         let target = floor * self.factor;
-        self.target_cap.map_or(target, |cap| target.min(cap))
+        // Never below a hand-over's own target: under that, the members race on what their
+        // streams have not shown yet.
+        self.target_cap.map_or(target, |cap| {
+            target.min(cap).max(floor * TARGET_FASTEST as u32)
+        })
     }
 
     /// The instant by which a freed slot should have been taken: [`OVERDUE_TARGETS`] targets

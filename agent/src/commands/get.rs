@@ -77,6 +77,9 @@ struct Row {
     acquire_time: Option<String>,
     renew_time: Option<String>,
     lease_transitions: Option<u32>,
+    /// The pool member that reserved the next term (the annotation `leasehold.io/next-holder`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_holder: Option<String>,
     /// `renewTime + leaseDurationSeconds`, by the holder's clock.
     expires: Option<String>,
     creation_timestamp: Option<String>,
@@ -101,6 +104,10 @@ impl From<&ListedLease> for Row {
             acquire_time: r.acquire_time.map(rfc3339),
             renew_time: r.renew_time.map(rfc3339),
             lease_transitions: r.lease_transitions,
+            next_holder: match &r.next_holder {
+                Holder::None => None,
+                other => Some(other.to_string()),
+            },
             expires: l.lease.record.expires_at().map(rfc3339),
             creation_timestamp: l.created.map(rfc3339),
             labels: l.labels.clone(),
@@ -369,6 +376,7 @@ mod tests {
                     acquire_time: Some(MicroTime::from_unix_micros(renew_s * 1_000_000)),
                     renew_time: Some(MicroTime::from_unix_micros(renew_s * 1_000_000)),
                     lease_transitions: Some(3),
+                    next_holder: Holder::None,
                 },
             },
         }
