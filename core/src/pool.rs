@@ -333,7 +333,7 @@ impl<const N: usize> Pool<N> {
                 self.handovers.fastest(),
                 Some(
                     self.handovers
-                        .shortest_hold()
+                        .hold()
                         .map_or(Duration::from_ticks(0), |hold| hold / 2),
                 ),
             );
@@ -821,6 +821,17 @@ mod tests {
         requests
             .iter()
             .filter(|r| !matches!(r.op, Operation::Get))
+            .count()
+    }
+
+    /// The takes among `requests`: writes naming this member as holder.
+    fn takes(requests: &[Request]) -> usize {
+        requests
+            .iter()
+            .filter(|r| {
+                matches!(&r.op, Operation::Create(rec) | Operation::Update { record: rec, .. }
+                    if rec.holder.is(&id("me")))
+            })
             .count()
     }
 
@@ -1518,11 +1529,7 @@ mod tests {
         p.handle_answer(take[0].slot, Ok(stored(&take[0].op, 8)), drawn);
         assert_eq!(p.held(drawn), Some(take[0].slot));
         let r = all(&mut p, drawn);
-        assert_eq!(
-            unwatched(&r).as_slice(),
-            &[stream],
-            "a holder needs no stream"
-        );
+        assert!(unwatched(&r).is_empty(), "a holder keeps the stream: {r:?}");
     }
 
     /// Another member's take seen before the drawn delay ends: nothing is sent.
@@ -1535,7 +1542,7 @@ mod tests {
                 continue;
             };
             p.handle_watch_event(0, WatchEvent::Changed(lease(7, Some("c"), 2)), ms(11));
-            assert_eq!(writes(&all(&mut p, drawn)), 0, "seed {seed}");
+            assert_eq!(takes(&all(&mut p, drawn)), 0, "seed {seed}");
             return;
         }
         panic!("no seed drew a delay");
@@ -1545,15 +1552,30 @@ mod tests {
     /// 403 sends the member back to reading and watching each slot by name.
     #[test]
     fn the_stream_resumes_relists_and_falls_back_when_refused() {
+        // Both already reserved by another member: this one only waits.
+        let reserved = |l: crate::Lease| crate::Lease {
+            record: crate::LeaseRecord {
+                next_holder: Holder::Named(id("x")),
+                ..l.record
+            },
+            ..l
+        };
         let mut p = streaming(
             2,
             1,
             None,
-            &[(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))],
+            &[
+                (0, reserved(lease(5, Some("b"), 1))),
+                (1, reserved(lease(6, Some("c"), 1))),
+            ],
             6,
         );
         let stream = p.stream_slot();
-        p.handle_watch_event(1, WatchEvent::Changed(lease(9, Some("c"), 1)), ms(500));
+        p.handle_watch_event(
+            1,
+            WatchEvent::Changed(reserved(lease(9, Some("c"), 1))),
+            ms(500),
+        );
         p.handle_watch_event(stream, WatchEvent::Ended, ms(600));
         let at = p.poll_timeout().unwrap();
         assert!(at >= ms(2_600), "a jittered retry period: {at:?}");
@@ -1585,6 +1607,116 @@ mod tests {
         assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
     }
 
+    /// `l` with its next term reserved by `who`.
+    fn reserved_by(l: crate::Lease, who: &str) -> crate::Lease {
+        crate::Lease {
+            record: crate::LeaseRecord {
+                next_holder: Holder::Named(id(who)),
+                ..l.record
+            },
+            ..l
+        }
+    }
+
+    /// Every slot held: after the reservation delay, a watching member names itself next on
+    /// one, over the version it knows, the spec as it is.
+    #[test]
+    fn with_every_slot_held_a_watching_member_reserves_one() {
+        for seed in 0..8 {
+            let held = [(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))];
+            let mut p = streaming(2, seed, None, &held, 6);
+            // Woken at the drawn instant, or every half retry period until it comes.
+            let (mut at, mut r) = (ms(1), Vec::<Request, 16>::new());
+            for _ in 0..4 {
+                at = p.poll_timeout().unwrap();
+                r = all(&mut p, at);
+                if !r.is_empty() {
+                    break;
+                }
+                p.handle_timeout(at);
+            }
+            assert!(at <= ms(1 + 2_000), "within the first window: {at:?}");
+            assert_eq!(r.len(), 1, "{r:?}");
+            let Operation::Update {
+                resource_version,
+                record,
+            } = &r[0].op
+            else {
+                panic!("{r:?}")
+            };
+            let known = &held[usize::from(r[0].slot)].1;
+            assert_eq!(resource_version, &known.resource_version);
+            assert!(record.same_spec(&known.record));
+            assert_eq!(record.next_holder, Holder::Named(id("me")));
+            assert_eq!(takes(&r), 0);
+            // Answered: nothing more, however long the terms last.
+            let slot = r[0].slot;
+            p.handle_answer(slot, Ok(stored(&r[0].op, 7)), at);
+            assert!(all(&mut p, at.saturating_add(Duration::from_secs(5))).is_empty());
+        }
+    }
+
+    /// The member whose reservation a release carries takes the slot at once, whatever its
+    /// takeover window; a polling member reserves nothing.
+    #[test]
+    fn the_reserved_member_takes_its_slot_the_moment_it_is_released() {
+        let mut p = streaming(
+            1,
+            1,
+            Some(Takeover::with_window(1, Duration::from_secs(15))),
+            &[(0, reserved_by(lease(5, Some("b"), 1), "me"))],
+            5,
+        );
+        assert!(all(&mut p, ms(1)).is_empty());
+        p.handle_watch_event(
+            0,
+            WatchEvent::Changed(reserved_by(lease(6, None, 1), "me")),
+            ms(300),
+        );
+        let r = all(&mut p, ms(300));
+        assert_eq!(takes(&r), 1, "{r:?}");
+        let Operation::Update { record, .. } = &r[0].op else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            record.next_holder,
+            Holder::None,
+            "the take ends the reservation"
+        );
+        let mut polling = pool(1, false, 1);
+        assert_eq!(due(&mut polling, ms(0)).len(), 1, "its read");
+        polling.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(1));
+        for t in [1, 1_000, 5_000, 14_000] {
+            let r = due(&mut polling, ms(t));
+            assert!(r.iter().all(|r| r.op == Operation::Get), "{r:?}");
+            for read in r {
+                polling.handle_answer(read.slot, Ok(lease(5, Some("b"), 1)), ms(t));
+            }
+        }
+    }
+
+    /// A slot released with another member's reservation is left to it for a retry period
+    /// more, then taken like any free slot (that member may be gone).
+    #[test]
+    fn a_slot_reserved_by_another_is_left_to_it_for_a_retry_period() {
+        let mut p = streaming(
+            1,
+            1,
+            Some(Takeover::immediate(1)),
+            &[(0, reserved_by(lease(5, Some("b"), 1), "x"))],
+            5,
+        );
+        p.handle_watch_event(
+            0,
+            WatchEvent::Changed(reserved_by(lease(6, None, 1), "x")),
+            ms(300),
+        );
+        assert_eq!(takes(&all(&mut p, ms(300))), 0);
+        assert_eq!(p.poll_timeout(), Some(ms(2_300)));
+        assert_eq!(takes(&all(&mut p, ms(2_299))), 0);
+        assert_eq!(takes(&all(&mut p, ms(2_300))), 1);
+    }
+
     /// A take that meets a conflict while the stream is open reads nothing: the stream brings
     /// the write that won. Only if it stays silent for a retry period is the slot read.
     #[test]
@@ -1604,7 +1736,8 @@ mod tests {
             if winner_seen {
                 p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(3));
                 assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
-                assert!(all(&mut p, ms(2_003)).is_empty(), "the stream told it all");
+                let r = all(&mut p, ms(2_003));
+                assert_eq!(takes(&r), 0, "the stream told it all: {r:?}");
                 assert_eq!(p.stats().gets, 0);
             } else {
                 assert!(all(&mut p, ms(2_001)).is_empty());
@@ -1657,8 +1790,20 @@ mod tests {
         let stream = p.stream_slot();
         let take = all(&mut p, ms(1));
         p.handle_answer(0, Ok(stored(&take[0].op, 2)), ms(2));
-        assert_eq!(unwatched(&all(&mut p, ms(2))).as_slice(), &[stream]);
+        assert!(
+            unwatched(&all(&mut p, ms(2))).is_empty(),
+            "a holder keeps the stream, to see its slot reserved"
+        );
         assert_eq!(p.poll_timeout(), Some(ms(2_002)), "the renew");
+        p.close(ms(3));
+        let release = all(&mut p, ms(3));
+        assert_eq!(writes(&release), 1, "{release:?}");
+        p.handle_answer(0, Ok(stored(&release[0].op, 3)), ms(4));
+        assert_eq!(
+            unwatched(&all(&mut p, ms(4))).as_slice(),
+            &[stream],
+            "closed with the release"
+        );
     }
 
     /// A drawn delay longer than half a retry period is woken within it: a slot that sees no
@@ -1698,7 +1843,7 @@ mod tests {
         p.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("b"), 2)), ms(2));
         p.handle_answer(0, Err(ApiError::Conflict), ms(3));
         for t in [3, 2_003, 2_010, 10_000] {
-            assert!(all(&mut p, ms(t)).is_empty(), "at {t} ms");
+            assert_eq!(takes(&all(&mut p, ms(t))), 0, "at {t} ms");
         }
         assert_eq!(p.stats().gets, 0);
     }

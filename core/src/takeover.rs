@@ -74,8 +74,9 @@ pub(crate) struct Takeover<const N: usize> {
     target_cap: Option<Duration>,
     /// Per slot: since when it is held, as far as this member saw.
     held_since: Vec<Option<Instant>, N>,
-    /// The shortest term seen, from its take to its release, slowly forgotten.
-    shortest_hold: Option<Duration>,
+    /// How long a term lasts, from its take seen to its release seen: each moves it by an
+    /// eighth.
+    hold: Option<Duration>,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -111,7 +112,7 @@ impl<const N: usize> Takeover<N> {
             floor_hint: None,
             target_cap: None,
             held_since,
-            shortest_hold: None,
+            hold: None,
         }
     }
 
@@ -161,9 +162,9 @@ impl<const N: usize> Takeover<N> {
         self.target_cap = cap;
     }
 
-    /// The shortest term seen held, from its take to its release; `None` before the first.
-    pub(crate) fn shortest_hold(&self) -> Option<Duration> {
-        self.shortest_hold
+    /// How long a term lasts, as seen from its take to its release; `None` before the first.
+    pub(crate) fn hold(&self) -> Option<Duration> {
+        self.hold
     }
 
     /// The current contention window.
@@ -178,7 +179,7 @@ impl<const N: usize> Takeover<N> {
         }
         if let Some(held) = self.held_since.get_mut(slot).and_then(Option::take) {
             let hold = now.saturating_duration_since(held);
-            self.shortest_hold = Some(match self.shortest_hold {
+            self.hold = Some(match self.hold {
                 Some(mean) if hold >= mean => mean + (hold - mean) / 8,
                 Some(mean) => mean - (mean - hold) / 8,
                 None => hold,
@@ -588,15 +589,98 @@ mod tests {
     }
 
     #[test]
-    fn with_several_slots_free_the_delay_shrinks_with_their_number() {
+    fn with_several_slots_free_the_delay_shrinks_with_their_number_once_hand_overs_are_seen() {
         let mut jitter = Jitter::new(3);
+        // A boot: nothing measured, everyone may be starting at once; the whole window.
+        let mut late = 0;
         for _ in 0..1_000 {
             let mut t = takeover();
             t.ready(ms(0), 10, &mut jitter);
+            let at = t.wake_at().unwrap();
+            assert!(at < ms(250), "within the window: {at:?}");
+            late += usize::from(at >= ms(25));
+        }
+        assert!(late > 800, "not divided among the free slots: {late}");
+        for _ in 0..1_000 {
+            let mut t = takeover();
+            hand_over(&mut t, 0, 0, 10);
+            let window = t.window();
+            t.ready(ms(100), 10, &mut jitter);
             assert!(
-                t.wake_at().unwrap() < ms(25),
+                t.wake_at().unwrap() <= ms(100).saturating_add(window / 10),
                 "within a tenth of the window"
             );
         }
+    }
+
+    /// A reservation aims at sixteen latency floors, at most its cap (half the hold, in a
+    /// pool), and never below a take's own target (twice the floor).
+    #[test]
+    fn a_reservation_aims_between_twice_the_floor_and_its_cap() {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        let d = Duration::from_millis;
+        t.set_floor(Some(d(10)), None);
+        assert_eq!(t.target(), d(160));
+        t.set_floor(Some(d(10)), Some(d(75)));
+        assert_eq!(t.target(), d(75));
+        t.set_floor(Some(d(10)), Some(d(5)));
+        assert_eq!(t.target(), d(20));
+        assert_eq!(
+            t.window(),
+            Timing::DEFAULT.retry_period(),
+            "starts at a retry period"
+        );
+    }
+
+    /// Slots are reserved about together (a boot): one sample moves the reservation window by
+    /// a sixteenth at most, and a slot released before anyone reserved it halves it.
+    #[test]
+    fn a_reservation_window_moves_gently_and_halves_on_a_miss() {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.set_floor(
+            Some(Duration::from_millis(10)),
+            Some(Duration::from_millis(75)),
+        );
+        let start = t.window();
+        hand_over(&mut t, 0, 0, 1);
+        assert_eq!(t.window(), start * 17 / 16, "reserved fast: wider");
+        hand_over(&mut t, 1, 100, 10_000);
+        assert_eq!(
+            t.window(),
+            start * 17 / 16 * 15 / 16,
+            "reserved late: narrower"
+        );
+        t.not_free(2, false, ms(20_000));
+        t.free(2, ms(20_000));
+        let before = t.window();
+        t.missed(2, ms(20_100));
+        assert_eq!(t.window(), before / 2);
+        t.missed(3, ms(20_100));
+        assert_eq!(
+            t.window(),
+            before / 2,
+            "a slot not watched free tells nothing"
+        );
+    }
+
+    /// The hold measured is a term from its take seen to its release seen, averaged: the cap
+    /// of the reservations' target.
+    #[test]
+    fn the_hold_follows_each_term_by_an_eighth() {
+        let mut t = takeover();
+        assert_eq!(t.hold(), None);
+        hand_over(&mut t, 0, 0, 10);
+        t.free(0, ms(310));
+        assert_eq!(t.hold(), Some(Duration::from_millis(300)));
+        t.not_free(0, true, ms(320));
+        t.free(0, ms(420));
+        assert_eq!(t.hold(), Some(Duration::from_millis(275)));
+        t.not_free(0, true, ms(430));
+        t.free(0, ms(1_230));
+        assert_eq!(
+            t.hold(),
+            Some(Duration::from_micros(340_625)),
+            "275 + (800 − 275) ⁄ 8"
+        );
     }
 }
