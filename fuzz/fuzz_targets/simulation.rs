@@ -155,6 +155,7 @@ fuzz_target!(|plan: Plan| {
             .collect(),
         history: usize::from(plan.history) + 1,
         watch_lifetime: 4 * lease,
+        names_only: false,
         duration: faulty,
         quiet_tail: 0,
         network: Network {

@@ -146,7 +146,14 @@ impl Bytes<'_> {
             };
             let rv = self.u16();
             let duration_s = self.byte() % 60;
-            return Ok(lease(rv, holder, duration_s, self.u16()));
+            let mut answer = lease(rv, holder, duration_s, self.u16());
+            // The tag's upper part names a next holder: none, us, or another member.
+            answer.record.next_holder = match tag / 5 % 3 {
+                0 => Holder::None,
+                1 => Holder::from_wire(Some(ME)),
+                _ => Holder::from_wire(Some("other")),
+            };
+            return Ok(answer);
         }
         Err(match self.byte() % 11 {
             0 => ApiError::NotFound,

@@ -164,6 +164,8 @@ pub struct Report {
     pub throttled: u64,
     /// Creates answered 409 AlreadyExists.
     pub already_exists: u64,
+    /// Reservations the server stored: writes naming a next holder over another's term.
+    pub reservations: u64,
 }
 
 impl std::ops::AddAssign for Report {
@@ -177,6 +179,7 @@ impl std::ops::AddAssign for Report {
         self.losses += other.losses;
         self.slot_acquisitions += other.slot_acquisitions;
         self.conflicts += other.conflicts;
+        self.reservations += other.reservations;
         self.works += other.works;
         self.kills += other.kills;
         self.orphans += other.orphans;

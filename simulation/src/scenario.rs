@@ -153,6 +153,9 @@ pub struct Scenario {
     /// The server ends each watch stream after a uniform `½..1 ×` this, µs (as the API server
     /// ends watches at their timeout).
     pub watch_lifetime: u64,
+    /// RBAC grants the slots by name only: a pool's stream is refused (403), and each member
+    /// reads and watches its slots one by one.
+    pub names_only: bool,
     /// Simulated duration, µs.
     pub duration: u64,
     /// The final stretch with no faults, in which liveness is checked, µs.
@@ -267,6 +270,7 @@ impl Scenario {
             children: vec![Child::ExitsAfter(0); nodes],
             history: 1_000,
             watch_lifetime: 300 * SECOND,
+            names_only: false,
             duration,
             quiet_tail: duration / 2,
             network: Network::CALM,
@@ -306,16 +310,33 @@ impl Scenario {
     pub fn keep_deletes_clear_of_starts(&mut self) {
         let before = (2 * self.timing.request_timeout().as_micros()).max(self.network.slow_latency);
         let after = before + self.timing.lease_duration().as_micros();
+        let restarts = self.faults.iter().filter_map(|f| match f.kind {
+            // A heartbeat node's restart reads only its own lease.
+            FaultKind::Crash(n) | FaultKind::KillAgent(n) | FaultKind::Shutdown(n)
+                if !self.is_heartbeat(n) =>
+            {
+                Some((n, f.end))
+            }
+            _ => None,
+        });
+        // A node frozen when its agent starts sends its first read when it thaws.
+        let first_reads: Vec<(usize, u64)> = restarts
+            .map(|(n, at)| {
+                let thawed = self
+                    .faults
+                    .iter()
+                    .filter(|f| {
+                        matches!(f.kind, FaultKind::Pause(p) | FaultKind::PauseAgent(p) if p == n)
+                            && f.start <= at
+                            && at < f.end
+                    })
+                    .map(|f| f.end)
+                    .max();
+                (n, thawed.unwrap_or(at))
+            })
+            .collect();
         let starts: Vec<u64> = core::iter::once(0)
-            .chain(self.faults.iter().filter_map(|f| match f.kind {
-                // A heartbeat node's restart reads only its own lease.
-                FaultKind::Crash(n) | FaultKind::KillAgent(n) | FaultKind::Shutdown(n)
-                    if !self.is_heartbeat(n) =>
-                {
-                    Some(f.end)
-                }
-                _ => None,
-            }))
+            .chain(first_reads.iter().map(|(_, at)| *at))
             .collect();
         self.faults.retain(|f| {
             !matches!(f.kind, FaultKind::Delete(_))
@@ -419,6 +440,7 @@ impl Scenario {
                 .collect(),
             history: rng.range(3, 200) as usize,
             watch_lifetime: rng.range(20 * SECOND, 300 * SECOND),
+            names_only: false,
             duration,
             quiet_tail,
             network,

@@ -120,9 +120,12 @@ fn ten_thousand_ten_minute_runs_keep_the_work_exclusive_and_live() {
     assert!(report.works > seeds * 4, "{report:?}");
     assert!(report.kills > seeds / 2, "{report:?}");
     assert!(report.orphans > seeds / 10, "{report:?}");
-    assert!(report.expired > seeds / 2, "{report:?}");
+    // Resumes too old for the server's history (410). A pool holder keeps its stream (to see
+    // its slot reserved), so fewer streams are resumed after a term: about a third of a run.
+    assert!(report.expired > seeds / 4, "{report:?}");
     assert!(report.unchanged > seeds / 10, "{report:?}");
     assert!(report.heartbeat_renewals > seeds * 50, "{report:?}");
+    assert!(report.reservations > seeds, "{report:?}");
 }
 
 #[test]

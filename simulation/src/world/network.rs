@@ -6,7 +6,7 @@ use super::{Ev, World};
 use crate::outcome::Failure;
 use crate::scenario::{Fault, Network};
 use crate::server::Effect;
-use leasehold_core::{ApiError, Duration, Operation, Request, SlotNames, WatchEvent};
+use leasehold_core::{ApiError, Duration, Holder, Operation, Request, SlotNames, WatchEvent};
 
 /// One open watch stream.
 pub(super) struct Watcher {
@@ -64,6 +64,9 @@ impl World<'_> {
                 };
                 let events: Vec<(Option<u16>, WatchEvent)> = match &req.op {
                     _ if !self.reachable(n) => vec![(None, WatchEvent::Failed)],
+                    Operation::WatchSlots { .. } if self.scenario.names_only => {
+                        vec![(None, WatchEvent::Forbidden)]
+                    }
                     Operation::WatchSlots {
                         slots,
                         resource_version,
@@ -195,6 +198,15 @@ impl World<'_> {
         };
         match effect {
             Effect::Stored | Effect::Created => {
+                // The sender named itself next over another's term.
+                let sender = format!("node-{}", self.scenario.identities[n]);
+                if let Operation::Update { record, .. } = &req.op {
+                    if let Holder::Named(next) = &record.next_holder {
+                        if next.as_str() == sender && !record.holder.is(next) {
+                            self.report.reservations += 1;
+                        }
+                    }
+                }
                 if let Some(lease) = self.server.lease(name) {
                     let rv = lease.resource_version.as_str().parse().unwrap_or(0);
                     let transitions = lease.record.lease_transitions;
