@@ -149,14 +149,6 @@ impl Tally {
         self.sent.iter().sum()
     }
 
-    /// Creates and updates the server accepted: what the server says this member wrote.
-    fn accepted_writes(&self) -> u64 {
-        [Verb::Create, Verb::Update]
-            .iter()
-            .filter_map(|v| self.outcomes.get(&(verb_index(*v), Outcome::Success)))
-            .sum()
-    }
-
     fn add(&mut self, other: &Tally) {
         for (mine, theirs) in self.sent.iter_mut().zip(other.sent) {
             *mine += theirs;
@@ -861,7 +853,6 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
     // The crash: the first delegate's task ends without a release.
     let (victim, slot, _) = terms.lock().unwrap()[0];
     let before_crash = sent_by(true);
-    let accepted_before: Vec<u64> = counts.iter().map(|c| c.tally().accepted_writes()).collect();
     let terms_before = terms.lock().unwrap().len();
     tasks[victim].abort();
     let crashed = Instant::now();
@@ -889,12 +880,14 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         .collect();
     takers.sort_unstable();
     takers.dedup();
-    // The server's side: followers whose write it accepted (a follower writes only to take).
+    // The server's side: followers whose write naming themselves holder it accepted since the
+    // crash (a follower's other write, a reservation, names the holder it waits behind).
     let writers = counts
         .iter()
-        .zip(&accepted_before)
         .enumerate()
-        .filter(|(m, (c, before))| !delegates.contains(m) && c.tally().accepted_writes() > **before)
+        .filter(|(m, c)| {
+            !delegates.contains(m) && c.renewed.lock().unwrap().is_some_and(|at| at > crashed)
+        })
         .count();
     let takeover_requests = sent_by(true) - before_crash;
     for t in tasks {
@@ -917,7 +910,7 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         "| members that took it (their `BecameLeader`) | {} |",
         takers.len()
     );
-    println!("| followers whose write the server accepted | {writers} |");
+    println!("| followers whose take the server accepted | {writers} |");
     println!(
         "| requests by the followers from the crash until 3 s after the take | {takeover_requests} |"
     );
