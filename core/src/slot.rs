@@ -798,6 +798,7 @@ impl LeaseSlot {
                 // Over the version the release read found ours, whatever came in since: a
                 // newer version is someone else's and gets 409.
                 let lease = self.lease()?;
+                replaced = Some((self.release_rv.clone()?, lease.record.renew_time));
                 Operation::Update {
                     resource_version: self.release_rv.clone()?,
                     record: release_record(&lease.record, wall),
@@ -869,13 +870,24 @@ impl LeaseSlot {
                 // Only over the version our term wrote last (or a reservation made over it,
                 // which `observe` adopts): a record naming our identity at any other version
                 // is someone else's (a duplicate identity), not ours to free.
-                let mine = lease.record.holder.is(env.identity);
-                let version = lease.resource_version.clone();
+                // A read the stream has overtaken (a reservation shown meanwhile) tells nothing
+                // newer: the release is decided on what is known.
+                if !self.overtaken(&lease) {
+                    self.observe(Some(lease), now, env);
+                }
+                let (mine, version) = self.lease().map_or((false, None), |l| {
+                    (
+                        l.record.holder.is(env.identity),
+                        Some(l.resource_version.clone()),
+                    )
+                });
                 // A server that refused a write over the very version it still shows is not
                 // written to again: that would loop at network speed until the deadline.
-                let refused = self.release_refused.take().as_ref() == Some(&version);
-                self.observe(Some(lease), now, env);
-                if mine && !refused && self.release_rv.as_ref() == Some(&version) {
+                let refused = self
+                    .release_refused
+                    .take()
+                    .is_some_and(|r| Some(r) == version);
+                if mine && !refused && self.release_rv.is_some() && self.release_rv == version {
                     self.release = ReleaseStage::WriteDue;
                 } else {
                     self.finish_release(false, env);
@@ -897,7 +909,7 @@ impl LeaseSlot {
                 // another's take (not ours). The read decides.
                 self.release = ReleaseStage::NotStarted;
                 self.not_before = now;
-                self.release_refused = self.release_rv.clone();
+                self.release_refused = flight.replaced.as_ref().map(|(rv, _)| rv.clone());
             }
             (Action::ReleaseWrite, Err(error)) => {
                 if error == ApiError::NotFound {
@@ -973,7 +985,11 @@ impl LeaseSlot {
                 self.report(flight.action, error, env);
                 self.back_off(error, now, env);
             }
-            (Action::Reserve, Ok(lease)) => self.observe(Some(lease), now, env),
+            // Unless the stream has already shown what followed it (a release carrying it).
+            (Action::Reserve, Ok(lease)) if !self.overtaken(&lease) => {
+                self.observe(Some(lease), now, env);
+            }
+            (Action::Reserve, Ok(_)) => {}
             (Action::Reserve, Err(ApiError::Conflict)) => {
                 // The lease changed first (a take, a release, another's reservation).
                 self.after_conflict(&flight, now, env.timing);
@@ -987,6 +1003,17 @@ impl LeaseSlot {
                 self.back_off(error, now, env);
             }
         }
+    }
+
+    /// Whether `seen` is older than the version already known (a numerically smaller
+    /// resourceVersion): an answer the stream has overtaken.
+    fn overtaken(&self, seen: &Lease) -> bool {
+        self.lease().is_some_and(|known| {
+            seen.resource_version != known.resource_version
+                && seen
+                    .resource_version
+                    .is_not_newer_than(&known.resource_version)
+        })
     }
 
     /// Whether the version that beat our write is already known: the owner's stream delivered
@@ -1595,6 +1622,67 @@ mod tests {
                 assert!(events(&mut e).contains(&Event::Released { written: false }));
             }
         }
+    }
+
+    /// A reservation the stream shows before the 409 of the release it beat: the read that
+    /// follows finds it over our version, and the release is written over it.
+    #[test]
+    fn a_release_beaten_by_a_reservation_seen_first_is_written_over_it() {
+        let mut e = leader("a", true);
+        e.close(ms(500));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
+        let now = reserved(e.lease().unwrap(), 2, "c");
+        e.handle_watch_event(0, WatchEvent::Changed(now.clone()), ms(501));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(502));
+        let mut write = poll(&mut e, ms(502));
+        if write == Some(Operation::Get) {
+            e.handle_answer(0, Ok(now), ms(503));
+            write = poll(&mut e, ms(503));
+        }
+        let Some(Operation::Update {
+            resource_version,
+            record,
+        }) = write
+        else {
+            panic!("{write:?}: {:?}", events(&mut e))
+        };
+        assert_eq!(resource_version, rv(2));
+        assert_eq!(record.next_holder, Holder::Named(id("c")));
+    }
+
+    /// A release's read answered with a version the stream has already overtaken (our own,
+    /// then a reservation over it): decided on the newer, the release is written.
+    #[test]
+    fn a_release_read_overtaken_by_the_stream_is_decided_on_the_newer() {
+        let mut e = leader("a", true);
+        e.close(ms(500));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::Timeout), ms(600));
+        let mine = e.lease().cloned().unwrap();
+        let (at, op) = next_write_or_read(&mut e, 600);
+        assert_eq!(op, Operation::Get);
+        e.handle_watch_event(0, WatchEvent::Changed(reserved(&mine, 2, "c")), ms(at));
+        e.handle_answer(0, Ok(mine), ms(at + 1));
+        let write = poll(&mut e, ms(at + 1));
+        assert!(
+            matches!(&write, Some(Operation::Update { resource_version, .. }) if *resource_version == rv(2)),
+            "{write:?}: {:?}",
+            events(&mut e)
+        );
+    }
+
+    /// The first request the elector sends from `from_ms` on, in steps of 10 ms.
+    fn next_write_or_read(e: &mut crate::Elector, from_ms: u64) -> (u64, Operation) {
+        (from_ms..from_ms + 60_000)
+            .step_by(10)
+            .find_map(|t| poll(e, ms(t)).map(|op| (t, op)))
+            .expect("a request within a minute")
     }
 
     /// Our identity at a version this term did not write stays someone else's, reservation
