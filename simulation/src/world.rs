@@ -180,6 +180,9 @@ pub struct World<'s> {
     next_stream: u64,
     /// Streams whose last event was delivered, or that their agent replaced or closed.
     ended_streams: HashSet<u64>,
+    /// Per agent (node, incarnation) and slot: the newest resourceVersion delivered to it, by
+    /// an answer or its stream. An answer older than that may be kept from the getters.
+    newest_delivered: HashMap<(usize, u32, u16), u64>,
     /// Each agent's stream on each slot it watches from, last opened: the one its driver
     /// delivers.
     streams: HashMap<(usize, u16), u64>,
@@ -287,6 +290,7 @@ impl<'s> World<'s> {
             watchers: Vec::new(),
             next_stream: 0,
             ended_streams: HashSet::new(),
+            newest_delivered: HashMap::new(),
             streams: HashMap::new(),
             outage_until: 0,
             nodes: built,
@@ -805,11 +809,26 @@ impl<'s> World<'s> {
             }
             Ev::WatchTimeout { stream } => self.end_stream(stream),
             Ev::Client {
-                node, slot, resp, ..
+                node,
+                inc,
+                slot,
+                resp,
             } => {
                 self.log(|| format!("node-{node} slot {slot} gets {resp:?}"));
                 let local = self.local(node);
-                let shown = resp.as_ref().ok().map(|l| l.record.holder.clone());
+                // An answer its stream has overtaken: the machine may keep the newer record.
+                let overtaken = resp.as_ref().is_ok_and(|l| {
+                    let rv = version(l);
+                    let newest = self.newest_delivered.entry((node, inc, slot)).or_default();
+                    let older = rv < *newest;
+                    *newest = rv.max(*newest);
+                    older
+                });
+                let shown = resp
+                    .as_ref()
+                    .ok()
+                    .filter(|_| !overtaken)
+                    .map(|l| l.record.holder.clone());
                 match resp {
                     Err(ApiError::TooManyRequests { .. }) => self.report.throttled += 1,
                     Err(ApiError::AlreadyExists) => self.report.already_exists += 1,
@@ -838,10 +857,10 @@ impl<'s> World<'s> {
             }
             Ev::Watch {
                 node,
+                inc,
                 slot,
                 stream,
                 event,
-                ..
             } => {
                 if self.ended_streams.contains(&stream) {
                     return;
@@ -856,6 +875,10 @@ impl<'s> World<'s> {
                     self.ended_streams.insert(stream);
                 }
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
+                if let WatchEvent::Changed(lease) = &event {
+                    let newest = self.newest_delivered.entry((node, inc, slot)).or_default();
+                    *newest = version(lease).max(*newest);
+                }
                 let local = self.local(node);
                 if let Some(agent) = &mut self.nodes[node].agent {
                     agent.handle_watch_event(slot, event, local);
@@ -1157,4 +1180,9 @@ impl<'s> World<'s> {
             trace: self.trace.take().unwrap_or_default(),
         }
     }
+}
+
+/// A lease's resourceVersion as the model server issues it: a number.
+fn version(lease: &leasehold_core::Lease) -> u64 {
+    lease.resource_version.as_str().parse().unwrap_or(0)
 }
