@@ -93,6 +93,21 @@ enum State {
     Finished,
 }
 
+/// What a member makes of one slot at one instant (see [`Pool::judge`]).
+#[derive(Clone, Copy)]
+struct Judged {
+    /// Takeable by the slot's own rules (free, ours, or expired).
+    free: bool,
+    /// Takeable by this member now: free, and not left to another member's reservation.
+    takeable: bool,
+    /// Its next term may be reserved by this member.
+    reservable: bool,
+    /// Someone holds it.
+    held: bool,
+    /// Someone reserved its next term.
+    reserved: bool,
+}
+
 /// A pool member: wants one of n slots, holds it under the elector's rules, gives it back.
 ///
 /// Two uses: **cold start** (acquire, do the throttled work, then [`Machine::close`]) and
@@ -338,30 +353,26 @@ impl<const N: usize> Pool<N> {
                 ),
             );
             for (i, slot) in self.slots.iter().enumerate() {
-                let taken = slot.holder().is_some_and(|h| !matches!(h, Holder::None));
+                let j = self.judge(slot, now);
                 // How fast a freed slot is taken, by its reserved member or not: the latency
                 // floor the reservations are sized against.
-                if slot.is_takeable(now, &self.timing) {
+                if j.free {
                     self.handovers.free(i, now);
                 } else {
-                    self.handovers.not_free(i, taken, now);
+                    self.handovers.not_free(i, j.held, now);
                 }
-                if self.takeable(slot, now) {
+                if j.takeable {
                     self.takeover.free(i, now);
                 } else {
-                    let taken = slot.holder().is_some_and(|h| !matches!(h, Holder::None));
-                    self.takeover.not_free(i, taken, now);
+                    self.takeover.not_free(i, j.held, now);
                 }
-                if self.reservable(slot, now) {
+                if j.reservable {
                     self.reservation.free(i, now);
                 } else {
-                    let reserved = slot
-                        .lease()
-                        .is_some_and(|l| !matches!(l.record.next_holder, Holder::None));
-                    if !reserved && slot.is_takeable(now, &self.timing) {
+                    if !j.reserved && j.free {
                         self.reservation.missed(i, now);
                     }
-                    self.reservation.not_free(i, reserved, now);
+                    self.reservation.not_free(i, j.reserved, now);
                 }
             }
         }
@@ -418,20 +429,34 @@ impl<const N: usize> Pool<N> {
     }
 
     fn takeable(&self, slot: &LeaseSlot, now: Instant) -> bool {
-        slot.is_takeable(now, &self.timing) && self.take_at(slot).is_some_and(|at| at <= now)
+        self.judge(slot, now).takeable
     }
 
-    /// Whether this member could reserve `slot`: watching, and the slot is another member's
-    /// term with no next holder named.
     fn reservable(&self, slot: &LeaseSlot, now: Instant) -> bool {
-        self.stream.is_some()
-            && !slot.is_takeable(now, &self.timing)
-            && !slot.has_request_in_flight()
-            && slot.lease().is_some_and(|l| {
-                matches!(l.record.next_holder, Holder::None)
-                    && matches!(&l.record.holder, Holder::Named(h) if *h != self.identity)
-                    && l.record.lease_duration.is_some()
-            })
+        self.judge(slot, now).reservable
+    }
+
+    /// What this member makes of `slot` at `now`, each rule computed once.
+    fn judge(&self, slot: &LeaseSlot, now: Instant) -> Judged {
+        let free = slot.is_takeable(now, &self.timing);
+        let record = slot.lease().map(|l| &l.record);
+        let reserved = record.is_some_and(|r| !matches!(r.next_holder, Holder::None));
+        Judged {
+            free,
+            takeable: free && self.take_at(slot).is_some_and(|at| at <= now),
+            // Watching, and another member's term with no next holder named, which this
+            // process can write back as it is.
+            reservable: self.stream.is_some()
+                && !free
+                && !reserved
+                && !slot.has_request_in_flight()
+                && record.is_some_and(|r| {
+                    matches!(&r.holder, Holder::Named(h) if *h != self.identity)
+                        && r.lease_duration.is_some()
+                }),
+            held: slot.holder().is_some_and(|h| !matches!(h, Holder::None)),
+            reserved,
+        }
     }
 
     /// The slot whose next term this member reserved, while another holds it or it is free.
