@@ -1510,6 +1510,17 @@ mod tests {
         assert_eq!(e.poll_timeout(), Some(ms(25_000)));
     }
 
+    /// A leader (watching or not) that closed at 500 ms and sent its release write then.
+    fn releasing(watch: bool) -> crate::Elector {
+        let mut e = leader("a", watch);
+        e.close(ms(500));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
+        e
+    }
+
     /// `lease` as a pool member's reservation leaves it: the spec unchanged, `who` named as
     /// the next holder, at `version`.
     fn reserved(lease: &crate::Lease, version: u64, who: &str) -> crate::Lease {
@@ -1628,12 +1639,7 @@ mod tests {
     /// follows finds it over our version, and the release is written over it.
     #[test]
     fn a_release_beaten_by_a_reservation_seen_first_is_written_over_it() {
-        let mut e = leader("a", true);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
+        let mut e = releasing(true);
         let now = reserved(e.lease().unwrap(), 2, "c");
         e.handle_watch_event(0, WatchEvent::Changed(now.clone()), ms(501));
         e.handle_answer(0, Err(ApiError::Conflict), ms(502));
@@ -1657,12 +1663,7 @@ mod tests {
     /// then a reservation over it): decided on the newer, the release is written.
     #[test]
     fn a_release_read_overtaken_by_the_stream_is_decided_on_the_newer() {
-        let mut e = leader("a", true);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
+        let mut e = releasing(true);
         e.handle_answer(0, Err(ApiError::Timeout), ms(600));
         let mine = e.lease().cloned().unwrap();
         let (at, op) = next_write_or_read(&mut e, 600);
@@ -1924,12 +1925,7 @@ mod tests {
 
     #[test]
     fn a_release_that_meets_a_transient_error_retries_until_the_deadline() {
-        let mut e = leader("a", false);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
+        let mut e = releasing(false);
         e.handle_answer(0, Err(ApiError::Timeout), ms(3_000));
         assert!(!e.is_closed());
         assert_eq!(poll(&mut e, ms(4_999)), None);
@@ -1952,12 +1948,7 @@ mod tests {
     /// on any read, and the release ends unwritten. Other failures keep what was known.
     #[test]
     fn a_release_that_finds_the_lease_deleted_ends_and_forgets_it() {
-        let mut e = leader("a", false);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
+        let mut e = releasing(false);
         e.handle_answer(0, Err(ApiError::NotFound), ms(501));
         assert_eq!(e.lease(), None);
         assert!(e.is_closed());
@@ -1975,12 +1966,7 @@ mod tests {
 
     #[test]
     fn a_release_that_fails_for_a_while_keeps_what_it_knew() {
-        let mut e = leader("a", false);
-        e.close(ms(500));
-        assert!(matches!(
-            poll(&mut e, ms(500)),
-            Some(Operation::Update { .. })
-        ));
+        let mut e = releasing(false);
         e.handle_answer(0, Err(ApiError::Timeout), ms(501));
         assert_eq!(e.lease().map(|l| &l.resource_version), Some(&rv(1)));
         assert_eq!(poll(&mut e, ms(2_501)), Some(Operation::Get));
