@@ -1681,6 +1681,34 @@ mod tests {
         }
     }
 
+    /// A reservation that loses its race doubles this member's reservation window; a slot
+    /// released while nobody had reserved it halves it (fewer wait than it was sized for).
+    #[test]
+    fn a_lost_reservation_widens_the_window_and_a_missed_one_narrows_it() {
+        let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
+        let before = p.reservation.window();
+        let (mut at, mut r) = (ms(1), Vec::<Request, 16>::new());
+        for _ in 0..4 {
+            at = p.poll_timeout().unwrap();
+            r = all(&mut p, at);
+            if !r.is_empty() {
+                break;
+            }
+            p.handle_timeout(at);
+        }
+        assert_eq!(r.len(), 1, "the reservation: {r:?}");
+        p.handle_answer(0, Err(ApiError::Conflict), at);
+        assert_eq!(p.reservation.window(), before * 2, "lost: doubled");
+        let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
+        let before = p.reservation.window();
+        p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(2));
+        assert_eq!(
+            p.reservation.window(),
+            before / 2,
+            "released unreserved: halved"
+        );
+    }
+
     /// The member whose reservation a release carries takes the slot at once, whatever its
     /// takeover window; a polling member reserves nothing.
     #[test]
