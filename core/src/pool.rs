@@ -1647,9 +1647,12 @@ mod tests {
     /// one, over the version it knows, the spec as it is.
     #[test]
     fn with_every_slot_held_a_watching_member_reserves_one() {
+        let mut delayed = 0;
         for seed in 0..8 {
             let held = [(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))];
             let mut p = streaming(2, seed, None, &held, 6);
+            // Not at once: after a delay drawn from a window of a retry period.
+            delayed += usize::from(p.poll_timeout().is_some_and(|at| at > ms(1)));
             // Woken at the drawn instant, or every half retry period until it comes.
             let (mut at, mut r) = (ms(1), Vec::<Request, 16>::new());
             for _ in 0..4 {
@@ -1679,6 +1682,7 @@ mod tests {
             p.handle_answer(slot, Ok(stored(&r[0].op, 7)), at);
             assert!(all(&mut p, at.saturating_add(Duration::from_secs(5))).is_empty());
         }
+        assert!(delayed >= 6, "{delayed} of 8 drew a delay");
     }
 
     /// A reservation that loses its race doubles this member's reservation window; a slot
