@@ -116,7 +116,8 @@ struct Judged {
 /// When every slot is held, the member waits for the earliest computed expiry or a watch event.
 /// When a slot frees, it takes it only after a delay drawn from a contention window sized from
 /// the hand-overs it watched (`takeover.rs`): of hundreds of members watching one release, one
-/// or two write, not all of them.
+/// or two write, not all of them. A watching member that finds every slot held reserves the
+/// next term of one (`next_holder`), and takes it the moment it is released.
 ///
 /// A watching pool asks for one stream of all its slots; its requests and its own events carry
 /// the slot number [`Pool::stream_slot`] (one past the last slot). Lease events on it are
@@ -1632,6 +1633,20 @@ mod tests {
         assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
     }
 
+    /// The first requests `p` sends, and when: woken at its drawn instant, or every half
+    /// retry period until it comes.
+    fn first_requests(p: &mut Pool<8>) -> (Instant, Vec<Request, 16>) {
+        for _ in 0..4 {
+            let at = p.poll_timeout().unwrap();
+            let r = all(p, at);
+            if !r.is_empty() {
+                return (at, r);
+            }
+            p.handle_timeout(at);
+        }
+        panic!("nothing sent after four wake-ups")
+    }
+
     /// `l` with its next term reserved by `who`.
     fn reserved_by(l: crate::Lease, who: &str) -> crate::Lease {
         crate::Lease {
@@ -1653,16 +1668,7 @@ mod tests {
             let mut p = streaming(2, seed, None, &held, 6);
             // Not at once: after a delay drawn from a window of a retry period.
             delayed += usize::from(p.poll_timeout().is_some_and(|at| at > ms(1)));
-            // Woken at the drawn instant, or every half retry period until it comes.
-            let (mut at, mut r) = (ms(1), Vec::<Request, 16>::new());
-            for _ in 0..4 {
-                at = p.poll_timeout().unwrap();
-                r = all(&mut p, at);
-                if !r.is_empty() {
-                    break;
-                }
-                p.handle_timeout(at);
-            }
+            let (at, r) = first_requests(&mut p);
             assert!(at <= ms(1 + 2_000), "within the first window: {at:?}");
             assert_eq!(r.len(), 1, "{r:?}");
             let Operation::Update {
@@ -1691,15 +1697,7 @@ mod tests {
     fn a_lost_reservation_widens_the_window_and_a_missed_one_narrows_it() {
         let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
         let before = p.reservation.window();
-        let (mut at, mut r) = (ms(1), Vec::<Request, 16>::new());
-        for _ in 0..4 {
-            at = p.poll_timeout().unwrap();
-            r = all(&mut p, at);
-            if !r.is_empty() {
-                break;
-            }
-            p.handle_timeout(at);
-        }
+        let (at, r) = first_requests(&mut p);
         assert_eq!(r.len(), 1, "the reservation: {r:?}");
         p.handle_answer(0, Err(ApiError::Conflict), at);
         assert_eq!(p.reservation.window(), before * 2, "lost: doubled");

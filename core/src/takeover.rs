@@ -64,8 +64,9 @@ pub(crate) struct Takeover<const N: usize> {
     wait_for_winner: Duration,
     /// How many floors (the fastest hand-over, or the lag) a free slot should stay free.
     factor: u32,
-    /// Whether the delay is divided among the slots free at once.
-    divide: bool,
+    /// A reservation window ([`Takeover::reserving`]): its delay is not divided among the slots
+    /// open at once, and each sample moves it gently.
+    reserving: bool,
     /// The latency floor measured elsewhere (the hand-overs), used instead of `fastest`:
     /// a reservation's own quickest is a draw from this window, not the network's latency.
     floor_hint: Option<Duration>,
@@ -108,7 +109,7 @@ impl<const N: usize> Takeover<N> {
             lag: None,
             wait_for_winner: timing.retry_period(),
             factor: TARGET_FASTEST as u32,
-            divide: true,
+            reserving: false,
             floor_hint: None,
             target_cap: None,
             held_since,
@@ -125,7 +126,7 @@ impl<const N: usize> Takeover<N> {
         let mut t = Self::new(slots, timing, true);
         t.window = timing.retry_period().max(MIN_WINDOW).min(t.max_window);
         t.factor = RESERVE_FLOORS;
-        t.divide = false;
+        t.reserving = true;
         t
     }
 
@@ -228,13 +229,12 @@ impl<const N: usize> Takeover<N> {
         let ratio = (u128::from(target) << 32) / u128::from(stayed.as_ticks());
         let ratio = u64::try_from(ratio).unwrap_or(u64::MAX);
         let before = self.window;
-        if self.divide {
-            self.scale(ratio.clamp(1 << 30, 1 << 34).isqrt(), 1 << 16);
-        } else {
-            // Reservations: many slots are reserved about together (a boot), so each sample
-            // moves the window by a sixteenth at most, and a crowd of samples cannot throw it
-            // far.
+        if self.reserving {
+            // Many slots are reserved about together (a boot), so each sample moves the
+            // window by a sixteenth at most, and a crowd of samples cannot throw it far.
             self.scale(ratio.clamp(15 << 28, 17 << 28), 1 << 32);
+        } else {
+            self.scale(ratio.clamp(1 << 30, 1 << 34).isqrt(), 1 << 16);
         }
         self.rescale_draw(before, now);
     }
@@ -339,7 +339,7 @@ impl<const N: usize> Takeover<N> {
         }
         // Before any hand-over was seen (a boot), the free slots say nothing of how few
         // contend: everyone may be starting at once.
-        let share = if self.divide && self.fastest.is_some() {
+        let share = if !self.reserving && self.fastest.is_some() {
             free.max(1)
         } else {
             1
