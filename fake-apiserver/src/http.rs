@@ -6,7 +6,7 @@ use crate::auth::User;
 use crate::faults::{Counters, FaultState, Faults, Verdict};
 use crate::selector::Selector;
 use crate::status::{self, ApiStatus};
-use crate::store::{Change, Store};
+use crate::store::{Change, Store, event_line};
 use crate::validate;
 use base64::Engine;
 use bytes::Bytes;
@@ -612,12 +612,6 @@ async fn delete(shared: &Arc<Shared>, ns: &str, name: &str, req: Request<Incomin
         .map(|v| (200, v))
 }
 
-fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
 /// Opens a watch: replays history (or initial state), then streams changes, bookmarks, and
 /// ends on timeout, a cut, a lagging reader or the client going away.
 fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) -> Response<Body> {
@@ -676,7 +670,7 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
             .unwrap_or(now_rv)
             .max(replay.iter().map(|c| c.rv).max().unwrap_or(0));
         for c in &replay {
-            if send(event_line(c.kind.as_str(), &c.object)).await.is_err() {
+            if send(c.event_line()).await.is_err() {
                 return;
             }
         }
@@ -696,7 +690,7 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
                     Ok(c) => {
                         if c.rv <= seen { continue; }
                         seen = c.rv;
-                        if deliverable(&c, ns.as_deref(), &selector) && send(event_line(c.kind.as_str(), &c.object)).await.is_err() {
+                        if deliverable(&c, ns.as_deref(), &selector) && send(c.event_line()).await.is_err() {
                             return;
                         }
                     }

@@ -3,9 +3,10 @@
 
 use crate::selector::Selector;
 use crate::status::{self, ApiStatus, Cause};
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// What happened to a lease.
@@ -43,6 +44,10 @@ pub struct Change {
     pub name: String,
     /// The object after the change (for a delete, the last state with the delete's rv).
     pub object: Value,
+    /// The watch event's line, serialized once for every stream that delivers it (as the
+    /// real API server's watch cache does): a thousand streams would otherwise each serialize
+    /// it, and the fan-out, not the clients, would set how far the streams lag.
+    line: OnceLock<Bytes>,
 }
 
 impl Change {
@@ -51,6 +56,20 @@ impl Change {
         namespace.is_none_or(|ns| ns == self.namespace)
             && selector.matches(&self.name, &self.namespace, labels_of(&self.object))
     }
+
+    /// The watch event's line: `{"type": …, "object": …}` and a newline.
+    pub fn event_line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| event_line(self.kind.as_str(), &self.object))
+            .clone()
+    }
+}
+
+/// One watch event's line: `{"type": kind, "object": object}` and a newline.
+pub fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 fn labels_of(object: &Value) -> &Map<String, Value> {
@@ -144,6 +163,7 @@ impl Store {
             namespace: ns.to_owned(),
             name: name.to_owned(),
             object,
+            line: OnceLock::new(),
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
@@ -421,6 +441,7 @@ impl Store {
                         namespace: n.clone(),
                         name: name.clone(),
                         object: v.clone(),
+                        line: OnceLock::new(),
                     })
                 })
                 .filter(|c| c.visible(ns, selector))
