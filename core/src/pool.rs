@@ -269,12 +269,12 @@ impl<const N: usize> Pool<N> {
         match event {
             WatchEvent::Bookmark(rv) => stream.resume = Some(rv),
             WatchEvent::Synced(rv) => {
-                stream.resume = Some(rv);
+                stream.resume = Some(rv.clone());
                 if stream.state == StreamState::Listing {
                     stream.state = StreamState::Open;
                     for i in 0..self.slots.len() as u16 {
                         if !self.listed[usize::from(i)] {
-                            self.with_slot(i, |slot, env| slot.not_listed(now, env));
+                            self.with_slot(i, |slot, env| slot.not_listed(&rv, now, env));
                         }
                     }
                 }
@@ -1631,6 +1631,45 @@ mod tests {
             .map(|r| r.slot)
             .collect();
         assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
+    }
+
+    /// A take's answer slower than a relist of the stream that no longer shows the slot (it
+    /// was written, then deleted): the answer is older than the list, so the member holds
+    /// nothing, and takes the slot anew only as a deleted lease.
+    #[test]
+    fn a_take_answered_after_a_list_without_its_slot_holds_nothing() {
+        let mut p = streaming(
+            1,
+            1,
+            Some(Takeover::immediate(1)),
+            &[(0, lease(5, None, 2))],
+            5,
+        );
+        let stream = p.stream_slot();
+        let r = due(&mut p, ms(1));
+        assert_eq!(takes(&r), 1, "{r:?}");
+        let taken = stored(&r[0].op, 6);
+        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
+        let at = p.poll_timeout().unwrap();
+        let r = all(&mut p, at);
+        assert!(
+            matches!(
+                &r[0].op,
+                Operation::WatchSlots {
+                    resource_version: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(8)), at);
+        p.handle_answer(0, Ok(taken), at);
+        assert_eq!(p.held(at), None);
+        assert!(
+            !core::iter::from_fn(|| p.poll_event())
+                .any(|e| matches!(e.event, Event::BecameLeader { .. }))
+        );
+        assert_eq!(takes(&due(&mut p, at)), 0, "a deletion is waited out");
     }
 
     /// The first requests `p` sends, and when: woken at its drawn instant, or every half

@@ -261,6 +261,12 @@ pub(crate) struct LeaseSlot {
     reserve: bool,
     /// The version a release write was refused over (409), until the read that follows.
     release_refused: Option<ResourceVersion>,
+    /// The newest version the stream showed.
+    streamed: Option<ResourceVersion>,
+    /// The newest version known to precede the lease's deletion, as the stream (in version
+    /// order) or a list showed it: an answer no newer tells of a lease that no longer exists.
+    /// (A 404 answer sets nothing: it may be older than what the stream showed since.)
+    deleted_after: Option<ResourceVersion>,
 }
 
 impl LeaseSlot {
@@ -294,6 +300,8 @@ impl LeaseSlot {
             server_quiet_until: Instant::MIN,
             reserve: false,
             release_refused: None,
+            streamed: None,
+            deleted_after: None,
         }
     }
 
@@ -333,9 +341,10 @@ impl LeaseSlot {
     }
 
     /// The owner's stream listed the slots and this lease was not among them: it has none.
-    pub(crate) fn not_listed(&mut self, now: Instant, env: &mut Env<'_>) {
+    pub(crate) fn not_listed(&mut self, listed: &ResourceVersion, now: Instant, env: &mut Env<'_>) {
         self.expire(now, env);
         self.observe(None, now, env);
+        self.deleted_after = Some(listed.clone());
     }
 
     pub(crate) fn leadership(&self) -> Option<Leadership> {
@@ -546,6 +555,9 @@ impl LeaseSlot {
 
     /// Takes in a read, a write's answer or a watch event showing the lease as `seen`.
     fn observe(&mut self, seen: Option<Lease>, now: Instant, env: &mut Env<'_>) {
+        if seen.as_ref().is_some_and(|new| self.deleted_since(new)) {
+            return;
+        }
         // An answer older than what the stream already showed, which is the same record but
         // reserved since (our write's answer overtaken by a reservation over it): the newer
         // is kept, and a version of ours it replaced stays ours.
@@ -919,6 +931,11 @@ impl LeaseSlot {
                 // A write that timed out may have been applied: read again before writing.
                 self.retry_release(error, now, env);
             }
+            (Action::Create | Action::Claim, Ok(lease)) if self.deleted_since(&lease) => {
+                // Written, then deleted before this answer came: as if the write had found
+                // the lease deleted.
+                self.not_before = now;
+            }
             (Action::Create | Action::Claim, Ok(lease)) => {
                 let ours = lease.record.holder.is(env.identity);
                 let applied = match &flight.replaced {
@@ -1003,6 +1020,16 @@ impl LeaseSlot {
                 self.back_off(error, now, env);
             }
         }
+    }
+
+    /// Whether `seen` is older than a deletion the slot already knows of: an answer the
+    /// stream overtook (it showed the version, then the lease deleted), or a list taken after.
+    fn deleted_since(&self, seen: &Lease) -> bool {
+        self.lease().is_none()
+            && self
+                .deleted_after
+                .as_ref()
+                .is_some_and(|gone| seen.resource_version.is_not_newer_than(gone))
     }
 
     /// Whether `seen` is older than the version already known (a numerically smaller
@@ -1137,6 +1164,13 @@ impl LeaseSlot {
         let answers_read = self.watch == Watch::Shared && self.must_read;
         match event {
             WatchEvent::Changed(lease) => {
+                if !self
+                    .streamed
+                    .as_ref()
+                    .is_some_and(|rv| lease.resource_version.is_not_newer_than(rv))
+                {
+                    self.streamed = Some(lease.resource_version.clone());
+                }
                 let stale = self.lease().is_some_and(|old| {
                     lease
                         .resource_version
@@ -1151,6 +1185,8 @@ impl LeaseSlot {
                 }
             }
             WatchEvent::Deleted => {
+                // After every version the stream showed, in order.
+                self.deleted_after = self.streamed.clone();
                 self.observe(None, now, env);
                 if answers_read {
                     self.must_read = false;
@@ -2380,6 +2416,30 @@ mod tests {
             panic!("no create when the deleted lease's duration ran out")
         };
         assert_eq!(record.lease_transitions, Some(1), "the epoch stays new");
+    }
+
+    /// The stream is faster than the answer: it shows our take and then the lease deleted
+    /// (`kubectl delete`) before the take's answer arrives. (A stream delivers in version
+    /// order, so a take committed while it was open shows before its deletion.) That answer is
+    /// older than the deletion: acting on it would lead a lease that no longer exists, while
+    /// another member, having seen it missing, may create it and lead too.
+    #[test]
+    fn a_take_answer_overtaken_by_the_deletion_leads_nothing() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
+        let take = poll(&mut e, ms(1)).expect("a take");
+        let taken = stored(&take, 6);
+        e.handle_watch_event(0, WatchEvent::Changed(taken.clone()), ms(2));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(3));
+        e.handle_answer(0, Ok(taken), ms(4));
+        assert!(!e.is_leader(ms(4)));
+        assert!(
+            !events(&mut e)
+                .iter()
+                .any(|ev| matches!(ev, Event::BecameLeader { .. }))
+        );
+        assert_eq!(e.lease(), None, "still known deleted");
     }
 
     #[test]

@@ -181,8 +181,11 @@ pub struct World<'s> {
     /// Streams whose last event was delivered, or that their agent replaced or closed.
     ended_streams: HashSet<u64>,
     /// Per agent (node, incarnation) and slot: the newest resourceVersion delivered to it, by
-    /// an answer or its stream. An answer older than that may be kept from the getters.
+    /// an answer or its stream (a deletion or a list as of the revision it stands for). An
+    /// answer older than that may be kept from the getters.
     newest_delivered: HashMap<(usize, u32, u16), u64>,
+    /// Per lease: the revision of its last deletion.
+    deleted_at: HashMap<String, u64>,
     /// Each agent's stream on each slot it watches from, last opened: the one its driver
     /// delivers.
     streams: HashMap<(usize, u16), u64>,
@@ -291,6 +294,7 @@ impl<'s> World<'s> {
             next_stream: 0,
             ended_streams: HashSet::new(),
             newest_delivered: HashMap::new(),
+            deleted_at: HashMap::new(),
             streams: HashMap::new(),
             outage_until: 0,
             nodes: built,
@@ -875,9 +879,23 @@ impl<'s> World<'s> {
                     self.ended_streams.insert(stream);
                 }
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
-                if let WatchEvent::Changed(lease) = &event {
+                // The revision of the state the event shows: a change's own, a deletion's, or
+                // (a list's end) the list's, for every slot of the stream.
+                let shown = match &event {
+                    WatchEvent::Changed(lease) => vec![(slot, version(lease))],
+                    WatchEvent::Deleted => {
+                        let name = self.lease_of(node, slot).name();
+                        vec![(slot, self.deleted_at.get(&name).copied().unwrap_or(0))]
+                    }
+                    WatchEvent::Synced(rv) => {
+                        let rv = rv.as_str().parse().unwrap_or(0);
+                        (0..slot).map(|s| (s, rv)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                for (slot, rv) in shown {
                     let newest = self.newest_delivered.entry((node, inc, slot)).or_default();
-                    *newest = version(lease).max(*newest);
+                    *newest = rv.max(*newest);
                 }
                 let local = self.local(node);
                 if let Some(agent) = &mut self.nodes[node].agent {
@@ -1010,6 +1028,7 @@ impl<'s> World<'s> {
                 let name = lease.name();
                 if self.server.delete(&name) {
                     self.judge.deleted(&name, self.server.revision());
+                    self.deleted_at.insert(name.clone(), self.server.revision());
                     self.report.deletes += 1;
                     self.notify(&name, WatchEvent::Deleted);
                 }
