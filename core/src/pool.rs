@@ -1672,6 +1672,31 @@ mod tests {
         assert_eq!(takes(&due(&mut p, at)), 0, "a deletion is waited out");
     }
 
+    /// As above, and another member created the slot after the list: the stream shows it
+    /// before our answer comes. The answer is older than the list, whatever came after it.
+    #[test]
+    fn a_take_answered_after_a_list_and_a_re_creation_holds_nothing() {
+        let mut p = streaming(
+            1,
+            1,
+            Some(Takeover::immediate(1)),
+            &[(0, lease(5, None, 2))],
+            5,
+        );
+        let stream = p.stream_slot();
+        let r = due(&mut p, ms(1));
+        assert_eq!(takes(&r), 1, "{r:?}");
+        let taken = stored(&r[0].op, 6);
+        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
+        let at = p.poll_timeout().unwrap();
+        all(&mut p, at);
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(8)), at);
+        p.handle_watch_event(0, WatchEvent::Changed(lease(9, Some("b"), 0)), at);
+        p.handle_answer(0, Ok(taken), at);
+        assert_eq!(p.held(at), None);
+        assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
+    }
+
     /// The first requests `p` sends, and when: woken at its drawn instant, or every half
     /// retry period until it comes.
     fn first_requests(p: &mut Pool<8>) -> (Instant, Vec<Request, 16>) {

@@ -261,7 +261,9 @@ pub(crate) struct LeaseSlot {
     reserve: bool,
     /// The version a release write was refused over (409), until the read that follows.
     release_refused: Option<ResourceVersion>,
-    /// The newest version the stream showed.
+    /// The newest version a stream showed: a deletion it shows follows that version. (A
+    /// stream reopened from an older version replays in order too: a record older than a
+    /// known deletion is never adopted, so a resume starts after it.)
     streamed: Option<ResourceVersion>,
     /// The newest version known to precede the lease's deletion, as the stream (in version
     /// order) or a list showed it: an answer no newer tells of a lease that no longer exists.
@@ -868,6 +870,15 @@ impl LeaseSlot {
             return;
         };
         match (flight.action, response) {
+            (Action::Read, Ok(lease)) if self.deleted_since(&lease) => {
+                // Served before a deletion shown since: what is known stands, and a record
+                // still to be read is that deletion, seen now.
+                self.must_read = false;
+                if self.lease().is_none() {
+                    self.observe(None, now, env);
+                }
+                self.next_poll_at = now.saturating_add(env.jitter.retry(env.timing.retry_period()));
+            }
             (Action::Read, Ok(lease)) => {
                 self.must_read = false;
                 self.observe(Some(lease), now, env);
@@ -1024,12 +1035,11 @@ impl LeaseSlot {
 
     /// Whether `seen` is older than a deletion the slot already knows of: an answer the
     /// stream overtook (it showed the version, then the lease deleted), or a list taken after.
+    /// Whatever the slot knows now (missing, or re-created since), that record is gone.
     fn deleted_since(&self, seen: &Lease) -> bool {
-        self.lease().is_none()
-            && self
-                .deleted_after
-                .as_ref()
-                .is_some_and(|gone| seen.resource_version.is_not_newer_than(gone))
+        self.deleted_after
+            .as_ref()
+            .is_some_and(|gone| seen.resource_version.is_not_newer_than(gone))
     }
 
     /// Whether `seen` is older than the version already known (a numerically smaller
@@ -2440,6 +2450,85 @@ mod tests {
                 .any(|ev| matches!(ev, Event::BecameLeader { .. }))
         );
         assert_eq!(e.lease(), None, "still known deleted");
+    }
+
+    /// As above, and another member, which saw the lease only missing, created it at once:
+    /// the stream shows that too before our answer comes. The answer is still older than
+    /// the deletion.
+    #[test]
+    fn a_take_answer_overtaken_by_a_deletion_and_a_re_creation_leads_nothing() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
+        let take = poll(&mut e, ms(1)).expect("a take");
+        let taken = stored(&take, 6);
+        e.handle_watch_event(0, WatchEvent::Changed(taken.clone()), ms(2));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(3));
+        let b = lease(8, Some("b"), 0);
+        e.handle_watch_event(0, WatchEvent::Changed(b.clone()), ms(4));
+        e.handle_answer(0, Ok(taken), ms(5));
+        assert!(!e.is_leader(ms(5)));
+        assert_eq!(e.lease(), Some(&b), "b's term stands");
+    }
+
+    /// A stream that ends between a deletion and the re-creation reopens from the version
+    /// before the deletion: the server replays both, and the re-created lease is seen.
+    #[test]
+    fn a_stream_reopened_before_a_deletion_sees_the_lease_re_created_after_it() {
+        let mut e = elector("a", true);
+        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(0));
+        let watch = e.poll_request(ms(0), wall_at(ms(0))).map(|r| r.op);
+        assert!(matches!(watch, Some(Operation::Watch { .. })), "{watch:?}");
+        e.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("c"), 2)), ms(10));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(20));
+        e.handle_watch_event(0, WatchEvent::Ended, ms(30));
+        let mut now = 30;
+        let resume = loop {
+            match e.poll_request(ms(now), wall_at(ms(now))).map(|r| r.op) {
+                Some(Operation::Watch { resource_version }) => break resource_version,
+                Some(Operation::Get) => e.handle_answer(0, Err(ApiError::NotFound), ms(now)),
+                Some(other) => panic!("{other:?}"),
+                None => now += 10,
+            }
+        };
+        assert_eq!(resume, Some(rv(6)));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(now));
+        let d = lease(8, Some("d"), 0);
+        e.handle_watch_event(0, WatchEvent::Changed(d.clone()), ms(now));
+        assert_eq!(e.lease(), Some(&d));
+    }
+
+    /// A read older than a deletion the stream showed, answering a create refused as
+    /// AlreadyExists: the record it was to read is that deletion, seen now, and waited out.
+    /// It is not read again at once, over and over.
+    #[test]
+    fn a_read_older_than_a_deletion_shown_is_that_deletion_not_a_reason_to_read_again() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(0));
+        let watch = e.poll_request(ms(0), wall_at(ms(0))).map(|r| r.op);
+        assert!(matches!(watch, Some(Operation::Watch { .. })), "{watch:?}");
+        let c = lease(6, Some("c"), 2);
+        e.handle_watch_event(0, WatchEvent::Changed(c.clone()), ms(10));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(20));
+        let mut now = 20;
+        loop {
+            match poll(&mut e, ms(now)) {
+                Some(Operation::Create(_)) => break,
+                Some(other) => panic!("{other:?}"),
+                None => now += 100,
+            }
+        }
+        e.handle_answer(0, Err(ApiError::AlreadyExists), ms(now));
+        assert_eq!(poll(&mut e, ms(now)), Some(Operation::Get));
+        e.handle_answer(0, Ok(c), ms(now));
+        assert_eq!(poll(&mut e, ms(now)), None);
+        assert_eq!(
+            e.poll_timeout(),
+            Some(ms(now + 15_000)),
+            "a deletion seen now is waited out"
+        );
     }
 
     #[test]

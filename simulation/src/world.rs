@@ -98,6 +98,10 @@ enum Ev {
         /// nor after the agent replaced or closed it (the driver drops such events).
         stream: u64,
         event: WatchEvent,
+        /// The slots whose state as of a server revision the event shows, and that revision:
+        /// a change its own, a deletion its own (or, replayed at once with all that followed
+        /// it, the revision replayed up to), a list's end the list's for the slots it left out.
+        shown: Vec<(u16, u64)>,
     },
     /// The server ends a watch stream at its timeout.
     WatchTimeout {
@@ -184,8 +188,6 @@ pub struct World<'s> {
     /// an answer or its stream (a deletion or a list as of the revision it stands for). An
     /// answer older than that may be kept from the getters.
     newest_delivered: HashMap<(usize, u32, u16), u64>,
-    /// Per lease: the revision of its last deletion.
-    deleted_at: HashMap<String, u64>,
     /// Each agent's stream on each slot it watches from, last opened: the one its driver
     /// delivers.
     streams: HashMap<(usize, u16), u64>,
@@ -294,7 +296,6 @@ impl<'s> World<'s> {
             next_stream: 0,
             ended_streams: HashSet::new(),
             newest_delivered: HashMap::new(),
-            deleted_at: HashMap::new(),
             streams: HashMap::new(),
             outage_until: 0,
             nodes: built,
@@ -865,6 +866,7 @@ impl<'s> World<'s> {
                 slot,
                 stream,
                 event,
+                shown,
             } => {
                 if self.ended_streams.contains(&stream) {
                     return;
@@ -879,20 +881,6 @@ impl<'s> World<'s> {
                     self.ended_streams.insert(stream);
                 }
                 self.log(|| format!("node-{node} slot {slot} watch {event:?}"));
-                // The revision of the state the event shows: a change's own, a deletion's, or
-                // (a list's end) the list's, for every slot of the stream.
-                let shown = match &event {
-                    WatchEvent::Changed(lease) => vec![(slot, version(lease))],
-                    WatchEvent::Deleted => {
-                        let name = self.lease_of(node, slot).name();
-                        vec![(slot, self.deleted_at.get(&name).copied().unwrap_or(0))]
-                    }
-                    WatchEvent::Synced(rv) => {
-                        let rv = rv.as_str().parse().unwrap_or(0);
-                        (0..slot).map(|s| (s, rv)).collect()
-                    }
-                    _ => Vec::new(),
-                };
                 for (slot, rv) in shown {
                     let newest = self.newest_delivered.entry((node, inc, slot)).or_default();
                     *newest = rv.max(*newest);
@@ -1028,9 +1016,8 @@ impl<'s> World<'s> {
                 let name = lease.name();
                 if self.server.delete(&name) {
                     self.judge.deleted(&name, self.server.revision());
-                    self.deleted_at.insert(name.clone(), self.server.revision());
                     self.report.deletes += 1;
-                    self.notify(&name, WatchEvent::Deleted);
+                    self.notify(&name, WatchEvent::Deleted, self.server.revision());
                 }
             }
         }

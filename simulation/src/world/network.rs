@@ -2,7 +2,7 @@
 //! failed, throttled or answered too late, and watch streams that deliver changes in order, get
 //! cut, end at the server's timeout, or expire.
 
-use super::{Ev, World};
+use super::{Ev, World, version};
 use crate::outcome::Failure;
 use crate::scenario::{Fault, Network};
 use crate::server::Effect;
@@ -86,7 +86,27 @@ impl World<'_> {
                 if matches!(events.as_slice(), [(None, WatchEvent::Expired)]) {
                     self.report.expired += 1;
                 }
+                // Replayed at once, up to the server's revision now: a deletion shows the state
+                // as of then (a re-creation replayed after it shows its own, newer).
+                let revision = self.server.revision();
+                let listed: Vec<u16> = events
+                    .iter()
+                    .filter_map(|(to, e)| matches!(e, WatchEvent::Changed(_)).then_some(*to)?)
+                    .collect();
                 for (to, event) in events {
+                    let shown = match (&event, to) {
+                        (WatchEvent::Changed(lease), Some(to)) => vec![(to, version(lease))],
+                        (WatchEvent::Changed(lease), None) => vec![(slot, version(lease))],
+                        (WatchEvent::Deleted, to) => vec![(to.unwrap_or(slot), revision)],
+                        (WatchEvent::Synced(rv), _) => {
+                            let rv = rv.as_str().parse().unwrap_or(0);
+                            (0..slot)
+                                .filter(|s| !listed.contains(s))
+                                .map(|s| (s, rv))
+                                .collect()
+                        }
+                        _ => Vec::new(),
+                    };
                     self.push(
                         t + lat,
                         Ev::Watch {
@@ -95,6 +115,7 @@ impl World<'_> {
                             slot: to.unwrap_or(slot),
                             stream: id,
                             event,
+                            shown,
                         },
                     );
                 }
@@ -211,7 +232,7 @@ impl World<'_> {
                     let rv = lease.resource_version.as_str().parse().unwrap_or(0);
                     let transitions = lease.record.lease_transitions;
                     self.judge.written(name, n, inc, rv, transitions);
-                    self.notify(name, WatchEvent::Changed(lease));
+                    self.notify(name, WatchEvent::Changed(lease), rv);
                 }
                 let now = self.now;
                 if let Some(hb) = self.heartbeat_writes.iter_mut().find(|hb| hb.1 == name) {
@@ -245,7 +266,7 @@ impl World<'_> {
 
     /// Delivers `event` to every watcher of `name`, in order per stream; some streams are cut
     /// instead.
-    pub(super) fn notify(&mut self, name: &str, event: WatchEvent) {
+    pub(super) fn notify(&mut self, name: &str, event: WatchEvent, revision: u64) {
         let net = self.network();
         let mut cut = Vec::new();
         for i in 0..self.watchers.len() {
@@ -263,11 +284,11 @@ impl World<'_> {
             let (node, inc, stream) = (w.node, w.inc, w.id);
             // A cut ends the stream, so it reaches the slot that opened the stream: a pool's
             // stream slot, not the slot of the lease whose change was cut.
-            let (slot, event) = if self.rng.chance(net.watch_cut_permille) {
+            let (slot, event, shown) = if self.rng.chance(net.watch_cut_permille) {
                 cut.push(i);
-                (w.slot, WatchEvent::Failed)
+                (w.slot, WatchEvent::Failed, Vec::new())
             } else {
-                (slot, event.clone())
+                (slot, event.clone(), vec![(slot, revision)])
             };
             self.push(
                 at,
@@ -277,6 +298,7 @@ impl World<'_> {
                     slot,
                     stream,
                     event,
+                    shown,
                 },
             );
         }
@@ -299,6 +321,7 @@ impl World<'_> {
                 slot: w.slot,
                 stream: w.id,
                 event: WatchEvent::Ended,
+                shown: Vec::new(),
             },
         );
     }
@@ -321,6 +344,7 @@ impl World<'_> {
                     slot,
                     stream,
                     event: WatchEvent::Failed,
+                    shown: Vec::new(),
                 },
             );
         }
