@@ -1697,6 +1697,35 @@ mod tests {
         assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
     }
 
+    /// As above, but the lease was re-created before the list, which shows it (no deletion
+    /// shown at all): our answer is older than another member's record, and leads nothing.
+    #[test]
+    fn a_take_answered_after_a_list_showing_another_holder_holds_nothing() {
+        let mut p = streaming(
+            1,
+            1,
+            Some(Takeover::immediate(1)),
+            &[(0, lease(5, None, 2))],
+            5,
+        );
+        let stream = p.stream_slot();
+        let r = due(&mut p, ms(1));
+        assert_eq!(takes(&r), 1, "{r:?}");
+        let taken = stored(&r[0].op, 6);
+        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
+        let at = p.poll_timeout().unwrap();
+        all(&mut p, at);
+        p.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("b"), 0)), at);
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(9)), at);
+        p.handle_answer(0, Ok(taken), at);
+        assert_eq!(p.held(at), None);
+        assert!(
+            !core::iter::from_fn(|| p.poll_event())
+                .any(|e| matches!(e.event, Event::BecameLeader { .. }))
+        );
+        assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
+    }
+
     /// The first requests `p` sends, and when: woken at its drawn instant, or every half
     /// retry period until it comes.
     fn first_requests(p: &mut Pool<8>) -> (Instant, Vec<Request, 16>) {

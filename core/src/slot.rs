@@ -942,9 +942,9 @@ impl LeaseSlot {
                 // A write that timed out may have been applied: read again before writing.
                 self.retry_release(error, now, env);
             }
-            (Action::Create | Action::Claim, Ok(lease)) if self.deleted_since(&lease) => {
-                // Written, then deleted before this answer came: as if the write had found
-                // the lease deleted.
+            (Action::Create | Action::Claim, Ok(lease)) if self.superseded(&lease) => {
+                // Written, then deleted or written over by another before this answer came
+                // (the stream or a list showed it): as if the write had found the lease so.
                 self.not_before = now;
             }
             (Action::Create | Action::Claim, Ok(lease)) => {
@@ -1040,6 +1040,17 @@ impl LeaseSlot {
         self.deleted_after
             .as_ref()
             .is_some_and(|gone| seen.resource_version.is_not_newer_than(gone))
+    }
+
+    /// Whether our write's answer `seen` is older than a deletion known, or than a record
+    /// known with another spec: someone else wrote since (one request of ours is in flight at
+    /// a time, so a newer record that is not a reservation over ours is not ours).
+    fn superseded(&self, seen: &Lease) -> bool {
+        self.deleted_since(seen)
+            || (self.overtaken(seen)
+                && self
+                    .lease()
+                    .is_some_and(|known| !known.record.same_spec(&seen.record)))
     }
 
     /// Whether `seen` is older than the version already known (a numerically smaller
@@ -2528,6 +2539,41 @@ mod tests {
             e.poll_timeout(),
             Some(ms(now + 15_000)),
             "a deletion seen now is waited out"
+        );
+    }
+
+    /// A renew in flight when the release begins, answered after the stream showed it and
+    /// then the lease deleted: the answer brings back no lease and no term, and the release
+    /// ends on the first read's 404 instead of writing over a lease that is gone.
+    #[test]
+    fn a_renew_answered_after_the_deletion_during_a_release_brings_nothing_back() {
+        let mut e = leader("a", true);
+        let held = lease(1, Some("a"), 0);
+        e.handle_watch_event(0, WatchEvent::Changed(held.clone()), ms(1));
+        let (at, renew) = next_write(&mut e, 1, &held);
+        let renewed = stored(&renew, 2);
+        e.close(ms(at + 1));
+        e.handle_watch_event(0, WatchEvent::Changed(renewed.clone()), ms(at + 2));
+        e.handle_watch_event(0, WatchEvent::Deleted, ms(at + 3));
+        e.handle_answer(0, Ok(renewed), ms(at + 4));
+        assert!(!e.is_leader(ms(at + 4)));
+        assert_eq!(e.lease(), None);
+        let mut now = at + 4;
+        let mut reads = 0;
+        while !e.is_closed() {
+            match poll(&mut e, ms(now)) {
+                Some(Operation::Get) => {
+                    reads += 1;
+                    e.handle_answer(0, Err(ApiError::NotFound), ms(now));
+                }
+                Some(op) => panic!("{op:?}"),
+                None => now += 10,
+            }
+            assert!(now < at + 20_000, "the release never ends");
+        }
+        assert!(
+            reads <= 1 && now < at + 100,
+            "{reads} reads, ended at {now} ms"
         );
     }
 
