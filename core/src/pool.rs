@@ -1633,11 +1633,10 @@ mod tests {
         assert_eq!(watched.as_slice(), &[0, 1], "each slot by name: {r:?}");
     }
 
-    /// A take's answer slower than a relist of the stream that no longer shows the slot (it
-    /// was written, then deleted): the answer is older than the list, so the member holds
-    /// nothing, and takes the slot anew only as a deleted lease.
-    #[test]
-    fn a_take_answered_after_a_list_without_its_slot_holds_nothing() {
+    /// A member whose take of slot 0 (free at version 5) is in flight, committed as version
+    /// 6, while its stream was ended with 410 and is opened again, listing (the relist's
+    /// events are the caller's): the member, the take's answer, and the instant of the relist.
+    fn take_in_flight_across_a_relist() -> (Pool<8>, crate::Lease, Instant) {
         let mut p = streaming(
             1,
             1,
@@ -1645,11 +1644,10 @@ mod tests {
             &[(0, lease(5, None, 2))],
             5,
         );
-        let stream = p.stream_slot();
         let r = due(&mut p, ms(1));
         assert_eq!(takes(&r), 1, "{r:?}");
         let taken = stored(&r[0].op, 6);
-        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
+        p.handle_watch_event(p.stream_slot(), WatchEvent::Expired, ms(2));
         let at = p.poll_timeout().unwrap();
         let r = all(&mut p, at);
         assert!(
@@ -1662,13 +1660,25 @@ mod tests {
             ),
             "{r:?}"
         );
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(8)), at);
+        (p, taken, at)
+    }
+
+    /// Whether `p` reported becoming a leader.
+    fn became_leader(p: &mut Pool<8>) -> bool {
+        core::iter::from_fn(|| p.poll_event())
+            .any(|e| matches!(e.event, Event::BecameLeader { .. }))
+    }
+
+    /// A take's answer slower than a relist of the stream that no longer shows the slot (it
+    /// was written, then deleted): the answer is older than the list, so the member holds
+    /// nothing, and takes the slot anew only as a deleted lease.
+    #[test]
+    fn a_take_answered_after_a_list_without_its_slot_holds_nothing() {
+        let (mut p, taken, at) = take_in_flight_across_a_relist();
+        p.handle_watch_event(p.stream_slot(), WatchEvent::Synced(rv(8)), at);
         p.handle_answer(0, Ok(taken), at);
         assert_eq!(p.held(at), None);
-        assert!(
-            !core::iter::from_fn(|| p.poll_event())
-                .any(|e| matches!(e.event, Event::BecameLeader { .. }))
-        );
+        assert!(!became_leader(&mut p));
         assert_eq!(takes(&due(&mut p, at)), 0, "a deletion is waited out");
     }
 
@@ -1676,21 +1686,8 @@ mod tests {
     /// before our answer comes. The answer is older than the list, whatever came after it.
     #[test]
     fn a_take_answered_after_a_list_and_a_re_creation_holds_nothing() {
-        let mut p = streaming(
-            1,
-            1,
-            Some(Takeover::immediate(1)),
-            &[(0, lease(5, None, 2))],
-            5,
-        );
-        let stream = p.stream_slot();
-        let r = due(&mut p, ms(1));
-        assert_eq!(takes(&r), 1, "{r:?}");
-        let taken = stored(&r[0].op, 6);
-        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
-        let at = p.poll_timeout().unwrap();
-        all(&mut p, at);
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(8)), at);
+        let (mut p, taken, at) = take_in_flight_across_a_relist();
+        p.handle_watch_event(p.stream_slot(), WatchEvent::Synced(rv(8)), at);
         p.handle_watch_event(0, WatchEvent::Changed(lease(9, Some("b"), 0)), at);
         p.handle_answer(0, Ok(taken), at);
         assert_eq!(p.held(at), None);
@@ -1701,28 +1698,12 @@ mod tests {
     /// shown at all): our answer is older than another member's record, and leads nothing.
     #[test]
     fn a_take_answered_after_a_list_showing_another_holder_holds_nothing() {
-        let mut p = streaming(
-            1,
-            1,
-            Some(Takeover::immediate(1)),
-            &[(0, lease(5, None, 2))],
-            5,
-        );
-        let stream = p.stream_slot();
-        let r = due(&mut p, ms(1));
-        assert_eq!(takes(&r), 1, "{r:?}");
-        let taken = stored(&r[0].op, 6);
-        p.handle_watch_event(stream, WatchEvent::Expired, ms(2));
-        let at = p.poll_timeout().unwrap();
-        all(&mut p, at);
+        let (mut p, taken, at) = take_in_flight_across_a_relist();
         p.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("b"), 0)), at);
-        p.handle_watch_event(stream, WatchEvent::Synced(rv(9)), at);
+        p.handle_watch_event(p.stream_slot(), WatchEvent::Synced(rv(9)), at);
         p.handle_answer(0, Ok(taken), at);
         assert_eq!(p.held(at), None);
-        assert!(
-            !core::iter::from_fn(|| p.poll_event())
-                .any(|e| matches!(e.event, Event::BecameLeader { .. }))
-        );
+        assert!(!became_leader(&mut p));
         assert_eq!(p.slot_holder(0), Some(&Holder::Named(id("b"))));
     }
 
