@@ -870,9 +870,10 @@ impl LeaseSlot {
             return;
         };
         match (flight.action, response) {
-            (Action::Read, Ok(lease)) if self.deleted_since(&lease) => {
-                // Served before a deletion shown since: what is known stands, and a record
-                // still to be read is that deletion, seen now.
+            (Action::Read, Ok(lease)) if self.deleted_since(&lease) || self.overtaken(&lease) => {
+                // Served before what the stream showed since (a newer record, or a deletion):
+                // what is known stands, and a record still to be read is that deletion, seen
+                // now.
                 self.must_read = false;
                 if self.lease().is_none() {
                     self.observe(None, now, env);
@@ -2574,6 +2575,27 @@ mod tests {
         assert!(
             reads <= 1 && now < at + 100,
             "{reads} reads, ended at {now} ms"
+        );
+    }
+
+    /// A poll answered after the stream showed a newer record: the older one replaces nothing
+    /// (else the follower would wait the newer holder's term out again from the next change).
+    #[test]
+    fn a_read_older_than_the_record_the_stream_showed_replaces_nothing() {
+        let mut e = elector("a", true);
+        poll(&mut e, ms(0));
+        e.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(0));
+        let (t, _) = next_write(&mut e, 10, &lease(5, Some("b"), 1));
+        e.handle_answer(0, Err(ApiError::Conflict), ms(t));
+        assert_eq!(poll(&mut e, ms(t)), Some(Operation::Get));
+        let newer = lease(7, Some("e"), 3);
+        e.handle_watch_event(0, WatchEvent::Changed(newer.clone()), ms(t + 1));
+        e.handle_answer(0, Ok(lease(6, Some("c"), 2)), ms(t + 2));
+        assert_eq!(e.lease(), Some(&newer));
+        assert_eq!(
+            e.poll_timeout(),
+            Some(ms(t + 1 + 15_000)),
+            "the newer term is waited out from when it was seen"
         );
     }
 
