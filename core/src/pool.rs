@@ -1613,16 +1613,7 @@ mod tests {
         p.handle_watch_event(stream, WatchEvent::Expired, at);
         let again = p.poll_timeout().unwrap();
         let r = all(&mut p, again);
-        assert!(
-            matches!(
-                &r[0].op,
-                Operation::WatchSlots {
-                    resource_version: None,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
+        assert!(lists(&r[0].op), "{r:?}");
         p.handle_watch_event(stream, WatchEvent::Forbidden, again);
         let r = all(&mut p, again);
         let watched: Vec<u16, 8> = r
@@ -1650,17 +1641,19 @@ mod tests {
         p.handle_watch_event(p.stream_slot(), WatchEvent::Expired, ms(2));
         let at = p.poll_timeout().unwrap();
         let r = all(&mut p, at);
-        assert!(
-            matches!(
-                &r[0].op,
-                Operation::WatchSlots {
-                    resource_version: None,
-                    ..
-                }
-            ),
-            "{r:?}"
-        );
+        assert!(lists(&r[0].op), "{r:?}");
         (p, taken, at)
+    }
+
+    /// Whether `op` opens the pool's stream from no version: a list of the slots first.
+    fn lists(op: &Operation) -> bool {
+        matches!(
+            op,
+            Operation::WatchSlots {
+                resource_version: None,
+                ..
+            }
+        )
     }
 
     /// Whether `p` reported becoming a leader.

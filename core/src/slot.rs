@@ -2440,13 +2440,10 @@ mod tests {
         assert_eq!(record.lease_transitions, Some(1), "the epoch stays new");
     }
 
-    /// The stream is faster than the answer: it shows our take and then the lease deleted
-    /// (`kubectl delete`) before the take's answer arrives. (A stream delivers in version
-    /// order, so a take committed while it was open shows before its deletion.) That answer is
-    /// older than the deletion: acting on it would lead a lease that no longer exists, while
-    /// another member, having seen it missing, may create it and lead too.
-    #[test]
-    fn a_take_answer_overtaken_by_the_deletion_leads_nothing() {
+    /// A watching elector whose take (of a free lease at version 5, written as 6) the stream
+    /// shows and then shows deleted, at 3 ms, the take's answer still to come: the elector and
+    /// that answer.
+    fn take_shown_then_deleted() -> (crate::Elector, Lease) {
         let mut e = elector("a", true);
         poll(&mut e, ms(0));
         e.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
@@ -2454,6 +2451,27 @@ mod tests {
         let taken = stored(&take, 6);
         e.handle_watch_event(0, WatchEvent::Changed(taken.clone()), ms(2));
         e.handle_watch_event(0, WatchEvent::Deleted, ms(3));
+        (e, taken)
+    }
+
+    /// A watching elector that read `current` at 0 ms and opened its watch from it.
+    fn watching_from(current: &Lease) -> crate::Elector {
+        let mut e = elector("a", true);
+        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
+        e.handle_answer(0, Ok(current.clone()), ms(0));
+        let watch = e.poll_request(ms(0), wall_at(ms(0))).map(|r| r.op);
+        assert!(matches!(watch, Some(Operation::Watch { .. })), "{watch:?}");
+        e
+    }
+
+    /// The stream is faster than the answer: it shows our take and then the lease deleted
+    /// (`kubectl delete`) before the take's answer arrives. (A stream delivers in version
+    /// order, so a take committed while it was open shows before its deletion.) That answer is
+    /// older than the deletion: acting on it would lead a lease that no longer exists, while
+    /// another member, having seen it missing, may create it and lead too.
+    #[test]
+    fn a_take_answer_overtaken_by_the_deletion_leads_nothing() {
+        let (mut e, taken) = take_shown_then_deleted();
         e.handle_answer(0, Ok(taken), ms(4));
         assert!(!e.is_leader(ms(4)));
         assert!(
@@ -2469,13 +2487,7 @@ mod tests {
     /// the deletion.
     #[test]
     fn a_take_answer_overtaken_by_a_deletion_and_a_re_creation_leads_nothing() {
-        let mut e = elector("a", true);
-        poll(&mut e, ms(0));
-        e.handle_answer(0, Ok(lease(5, None, 2)), ms(0));
-        let take = poll(&mut e, ms(1)).expect("a take");
-        let taken = stored(&take, 6);
-        e.handle_watch_event(0, WatchEvent::Changed(taken.clone()), ms(2));
-        e.handle_watch_event(0, WatchEvent::Deleted, ms(3));
+        let (mut e, taken) = take_shown_then_deleted();
         let b = lease(8, Some("b"), 0);
         e.handle_watch_event(0, WatchEvent::Changed(b.clone()), ms(4));
         e.handle_answer(0, Ok(taken), ms(5));
@@ -2487,11 +2499,7 @@ mod tests {
     /// before the deletion: the server replays both, and the re-created lease is seen.
     #[test]
     fn a_stream_reopened_before_a_deletion_sees_the_lease_re_created_after_it() {
-        let mut e = elector("a", true);
-        assert_eq!(poll(&mut e, ms(0)), Some(Operation::Get));
-        e.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(0));
-        let watch = e.poll_request(ms(0), wall_at(ms(0))).map(|r| r.op);
-        assert!(matches!(watch, Some(Operation::Watch { .. })), "{watch:?}");
+        let mut e = watching_from(&lease(5, Some("b"), 1));
         e.handle_watch_event(0, WatchEvent::Changed(lease(6, Some("c"), 2)), ms(10));
         e.handle_watch_event(0, WatchEvent::Deleted, ms(20));
         e.handle_watch_event(0, WatchEvent::Ended, ms(30));
@@ -2516,11 +2524,7 @@ mod tests {
     /// It is not read again at once, over and over.
     #[test]
     fn a_read_older_than_a_deletion_shown_is_that_deletion_not_a_reason_to_read_again() {
-        let mut e = elector("a", true);
-        poll(&mut e, ms(0));
-        e.handle_answer(0, Ok(lease(5, Some("b"), 1)), ms(0));
-        let watch = e.poll_request(ms(0), wall_at(ms(0))).map(|r| r.op);
-        assert!(matches!(watch, Some(Operation::Watch { .. })), "{watch:?}");
+        let mut e = watching_from(&lease(5, Some("b"), 1));
         let c = lease(6, Some("c"), 2);
         e.handle_watch_event(0, WatchEvent::Changed(c.clone()), ms(10));
         e.handle_watch_event(0, WatchEvent::Deleted, ms(20));
