@@ -157,6 +157,48 @@ impl Tally {
             *self.outcomes.entry(*key).or_default() += n;
         }
     }
+
+    /// What was counted since `before`, a copy of this tally taken earlier.
+    fn since(&self, before: &Tally) -> Tally {
+        let mut sent = self.sent;
+        for (now, then) in sent.iter_mut().zip(before.sent) {
+            *now -= then;
+        }
+        let outcomes = self
+            .outcomes
+            .iter()
+            .map(|(key, n)| (*key, n - before.outcomes.get(key).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Tally { sent, outcomes }
+    }
+
+    /// One line: each verb sent, with what its answers came to (`update 3 (2xx 1, 409 2)`).
+    fn summary(&self) -> String {
+        let verbs: Vec<String> = VERBS
+            .iter()
+            .enumerate()
+            .filter(|(v, _)| self.sent[*v] > 0)
+            .map(|(v, verb)| {
+                let answers: Vec<String> = self
+                    .outcomes
+                    .iter()
+                    .filter(|((of, _), _)| *of == v)
+                    .map(|((_, outcome), n)| match outcome {
+                        Outcome::Success => format!("2xx {n}"),
+                        Outcome::Code(code) => format!("{code} {n}"),
+                        Outcome::NoStatus => format!("no status {n}"),
+                    })
+                    .collect();
+                format!("{verb} {} ({})", self.sent[v], answers.join(", "))
+            })
+            .collect();
+        if verbs.is_empty() {
+            "none".to_owned()
+        } else {
+            verbs.join("; ")
+        }
+    }
 }
 
 /// One candidate's view of the shared transport: counts its requests by verb and outcome, and
@@ -838,21 +880,25 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let delegates: Vec<usize> = terms.lock().unwrap().iter().map(|t| t.0).collect();
     // Requests sent so far by the followers (`true`) or by the delegates.
-    let sent_by = |followers: bool| -> u64 {
-        counts
+    let tally_of = |followers: bool| -> Tally {
+        let mut all = Tally::default();
+        for (_, c) in counts
             .iter()
             .enumerate()
             .filter(|(m, _)| delegates.contains(m) != followers)
-            .map(|(_, c)| c.tally().total())
-            .sum()
+        {
+            all.add(&c.tally());
+        }
+        all
     };
+    let sent_by = |followers: bool| tally_of(followers).total();
     let quiet_start = (sent_by(true), sent_by(false));
     tokio::time::sleep(Duration::from_secs(60)).await;
     let followers_minute = sent_by(true) - quiet_start.0;
     let delegates_minute = sent_by(false) - quiet_start.1;
     // The crash: the first delegate's task ends without a release.
     let (victim, slot, _) = terms.lock().unwrap()[0];
-    let before_crash = sent_by(true);
+    let before_crash = tally_of(true);
     let terms_before = terms.lock().unwrap().len();
     tasks[victim].abort();
     let crashed = Instant::now();
@@ -871,6 +917,7 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
         .find(|t| t.1 == slot)
         .map(|t| t.2.duration_since(crashed))
         .unwrap();
+    let at_take = tally_of(true);
     // Every loser of the take has heard by then.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut takers: Vec<usize> = terms.lock().unwrap()[terms_before..]
@@ -889,7 +936,8 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
             !delegates.contains(m) && c.renewed.lock().unwrap().is_some_and(|at| at > crashed)
         })
         .count();
-    let takeover_requests = sent_by(true) - before_crash;
+    let after_take = tally_of(true);
+    let takeover_requests = after_take.since(&before_crash).total();
     for t in tasks {
         t.abort();
     }
@@ -913,6 +961,14 @@ async fn delegation(shared: &Arc<HttpTransport>, n: usize) {
     println!("| followers whose take the server accepted | {writers} |");
     println!(
         "| requests by the followers from the crash until 3 s after the take | {takeover_requests} |"
+    );
+    println!(
+        "| of which, until the take was seen | {} |",
+        at_take.since(&before_crash).summary()
+    );
+    println!(
+        "| of which, in the 3 s after | {} |",
+        after_take.since(&at_take).summary()
     );
     println!();
 }

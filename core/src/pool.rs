@@ -353,6 +353,17 @@ impl<const N: usize> Pool<N> {
                         .map_or(Duration::from_ticks(0), |hold| hold / 2),
                 ),
             );
+            // A reservation must land before the term it follows ends, so its window may be
+            // as wide as a quarter of a term: a term's mean length once one was seen from take
+            // to release, else the longest seen running (a delegate that held for minutes is
+            // not about to end). Off the hand-over's path, a wide window is cheap, and it is
+            // what keeps a crowd of a thousand from racing for each term a take begins.
+            let term = self
+                .handovers
+                .hold()
+                .or_else(|| self.handovers.longest_held(now));
+            self.reservation
+                .set_least(term.map_or(Duration::from_ticks(0), |t| t / 4), now);
             for (i, slot) in self.slots.iter().enumerate() {
                 let j = self.judge(slot, now);
                 // How fast a freed slot is taken, by its reserved member or not: the latency

@@ -75,6 +75,11 @@ pub(crate) struct Takeover<const N: usize> {
     target_cap: Option<Duration>,
     /// Per slot: since when it is held, as far as this member saw.
     held_since: Vec<Option<Instant>, N>,
+    /// Per slot: since when this member has seen it held without a break, whether or not it
+    /// saw the term begin (a term already running when the member booted).
+    held_seen: Vec<Option<Instant>, N>,
+    /// The window never narrows below this (see [`Takeover::set_least`]).
+    least: Duration,
     /// How long a term lasts, from its take seen to its release seen: each moves it by an
     /// eighth.
     hold: Option<Duration>,
@@ -93,7 +98,7 @@ impl<const N: usize> Takeover<N> {
             // Cannot fail: at most N pushed.
             let _ = free_since.push((None, false));
         }
-        let held_since = free_since.iter().map(|_| None).collect();
+        let held_since: Vec<_, N> = free_since.iter().map(|_| None).collect();
         let max_window = if watching {
             timing.lease_duration().max(MIN_WINDOW)
         } else {
@@ -112,7 +117,9 @@ impl<const N: usize> Takeover<N> {
             reserving: false,
             floor_hint: None,
             target_cap: None,
+            held_seen: held_since.clone(),
             held_since,
+            least: Duration::from_ticks(0),
             hold: None,
         }
     }
@@ -163,6 +170,26 @@ impl<const N: usize> Takeover<N> {
         self.target_cap = cap;
     }
 
+    /// Keeps the window at least `least` (at most its largest): a reservation window sized
+    /// from how long terms last, whatever the crowd's feedback says.
+    pub(crate) fn set_least(&mut self, least: Duration, now: Instant) {
+        self.least = least.min(self.max_window);
+        if self.window < self.least {
+            let before = self.window;
+            self.window = self.least;
+            self.rescale_draw(before, now);
+        }
+    }
+
+    /// The longest any slot has been seen held without a break, at `now`; `None` if none is.
+    pub(crate) fn longest_held(&self, now: Instant) -> Option<Duration> {
+        self.held_seen
+            .iter()
+            .filter_map(|since| *since)
+            .min()
+            .map(|since| now.saturating_duration_since(since))
+    }
+
     /// How long a term lasts, as seen from its take to its release; `None` before the first.
     pub(crate) fn hold(&self) -> Option<Duration> {
         self.hold
@@ -175,6 +202,9 @@ impl<const N: usize> Takeover<N> {
 
     /// Slot `slot` is free at `now` (takeable): remember since when, for the measurement.
     pub(crate) fn free(&mut self, slot: usize, now: Instant) {
+        if let Some(seen) = self.held_seen.get_mut(slot) {
+            *seen = None;
+        }
         if let Some((since @ None, true)) = self.free_since.get_mut(slot) {
             *since = Some(now);
         }
@@ -198,6 +228,9 @@ impl<const N: usize> Takeover<N> {
                 _ => sample,
             });
             self.lost = None;
+        }
+        if let Some(seen @ None) = self.held_seen.get_mut(slot).filter(|_| taken) {
+            *seen = Some(now);
         }
         let Some((since, seen_held)) = self.free_since.get_mut(slot) else {
             return;
@@ -314,6 +347,7 @@ impl<const N: usize> Takeover<N> {
         let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
         self.window = Duration::from_ticks(ticks)
             .max(MIN_WINDOW)
+            .max(self.least)
             .min(self.max_window);
     }
 
@@ -661,6 +695,71 @@ mod tests {
             before / 2,
             "a slot not watched free tells nothing"
         );
+    }
+
+    /// A reservation may land any time before its term ends: a window kept at least a
+    /// quarter of a term widens at once when the terms seen grow long, and neither a miss nor
+    /// a fast sample narrows it below that; it never exceeds a lease duration.
+    #[test]
+    fn a_least_window_widens_it_at_once_and_bounds_every_narrowing() {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.set_floor(
+            Some(Duration::from_millis(10)),
+            Some(Duration::from_millis(75)),
+        );
+        assert_eq!(t.window(), Timing::DEFAULT.retry_period());
+        t.set_least(Duration::from_secs(10), ms(0));
+        assert_eq!(t.window(), Duration::from_secs(10));
+        t.not_free(2, false, ms(1_000));
+        t.free(2, ms(1_000));
+        t.missed(2, ms(1_100));
+        assert_eq!(
+            t.window(),
+            Duration::from_secs(10),
+            "a miss halves no lower"
+        );
+        hand_over(&mut t, 0, 2_000, 60_000);
+        assert_eq!(t.window(), Duration::from_secs(10), "a slow sample neither");
+        t.set_least(Duration::from_secs(60), ms(70_000));
+        assert_eq!(t.window(), Timing::DEFAULT.lease_duration());
+        t.set_least(Duration::from_secs(1), ms(70_000));
+        assert_eq!(
+            t.window(),
+            Timing::DEFAULT.lease_duration(),
+            "a lower least narrows nothing by itself"
+        );
+        t.missed(2, ms(70_100));
+        assert_eq!(t.window(), Timing::DEFAULT.lease_duration() / 2);
+    }
+
+    /// A delay drawn before the window widened is stretched with it: a member that drew from
+    /// a narrow window must not race the crowd that the wide one now spreads.
+    #[test]
+    fn a_delay_drawn_before_a_least_widened_the_window_is_stretched_with_it() {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        let mut jitter = Jitter::new(7);
+        t.ready(ms(0), 1, &mut jitter);
+        let drawn = t.at.expect("drawn").duration_since(ms(0));
+        t.set_least(Timing::DEFAULT.retry_period() * 4, ms(0));
+        assert_eq!(t.at, Some(ms(0) + drawn * 4));
+    }
+
+    /// The longest term running is counted from when this member first saw its slot held,
+    /// whether or not it saw the term begin, until it sees the slot free.
+    #[test]
+    fn the_longest_held_counts_from_a_slot_first_seen_held_until_it_is_free() {
+        let mut t = takeover();
+        assert_eq!(t.longest_held(ms(0)), None);
+        t.not_free(0, true, ms(1_000));
+        t.not_free(0, true, ms(5_000));
+        t.not_free(1, true, ms(3_000));
+        t.not_free(2, false, ms(500));
+        assert_eq!(t.longest_held(ms(9_000)), Some(Duration::from_secs(8)));
+        t.free(0, ms(9_000));
+        assert_eq!(t.longest_held(ms(9_000)), Some(Duration::from_secs(6)));
+        t.not_free(0, true, ms(9_500));
+        t.free(1, ms(10_000));
+        assert_eq!(t.longest_held(ms(10_000)), Some(Duration::from_millis(500)));
     }
 
     /// The hold measured is a term from its take seen to its release seen, averaged: the cap

@@ -41,6 +41,9 @@ pub struct ColdStart {
     pub spread_percent: u64,
     /// Members that crash while holding: the first ones to get a slot.
     pub crashes: usize,
+    /// How long after its term began each of them crashes (zero: as it begins, before its
+    /// first renew; a minute: a delegate that served a while).
+    pub crash_after: Duration,
     /// Members whose stream the server ends once because they lag, in ‰.
     pub lagging_permille: u32,
     /// Requests a second the server admits before it answers 429 (its flow control).
@@ -77,6 +80,17 @@ impl Sent {
         self.lists + self.watches + self.gets + self.creates + self.updates
     }
 
+    /// What was sent since `before`, counted earlier.
+    fn since(&self, before: &Sent) -> Sent {
+        Sent {
+            lists: self.lists - before.lists,
+            watches: self.watches - before.watches,
+            gets: self.gets - before.gets,
+            creates: self.creates - before.creates,
+            updates: self.updates - before.updates,
+        }
+    }
+
     fn add(&mut self, other: &Sent) {
         self.lists += other.lists;
         self.watches += other.watches;
@@ -95,6 +109,12 @@ pub struct CrashTakeover {
     pub taken_after: Option<Duration>,
     /// How many distinct members wrote themselves its holder after the crash.
     pub takers: usize,
+    /// Requests by the members that were waiting when it crashed, from the crash until 3 s
+    /// after the first take: the take, the new holder's renews, and the next reservation's
+    /// race.
+    pub requests: Sent,
+    /// Of those, the ones answered 409.
+    pub conflicts: u32,
 }
 
 /// What a run measured.
@@ -187,6 +207,25 @@ enum Ev {
     Lag {
         member: usize,
     },
+    /// A member chosen to crash while holding crashes.
+    Crash {
+        member: usize,
+        slot: u16,
+    },
+    /// Three seconds after a crashed slot's first take: what the hand-over cost is counted.
+    Settled {
+        crash: usize,
+    },
+}
+
+/// What a crash cost: the counts when it happened, until `settled`; then what they grew by.
+#[derive(Clone, Debug)]
+struct CrashCost {
+    /// The members waiting when it happened.
+    waiting: Vec<usize>,
+    requests: Sent,
+    conflicts: u32,
+    settled: bool,
 }
 
 #[derive(Debug)]
@@ -225,6 +264,11 @@ struct Sim<'a> {
     /// Admission: the start of the current second and requests admitted in it.
     window: (u64, u32),
     crashed_slots: Vec<(u16, u64)>,
+    /// Members chosen to crash so far (each crashes `crash_after` into its term).
+    doomed: usize,
+    /// Per crash: the requests and 409s counted when it happened, then what they grew by until
+    /// it settled.
+    crash_costs: Vec<CrashCost>,
     /// When the last write reached the streams.
     last_delivery: u64,
     /// Slot takers seen after a crash: per crash, the members that took it and when.
@@ -450,11 +494,14 @@ impl<'a> Sim<'a> {
 
     /// `holder` wrote slot `slot`: a take of a crashed member's slot is recorded.
     fn took(&mut self, slot: u16, holder: &str) {
-        for (i, (crashed_slot, _)) in self.crashed_slots.iter().enumerate() {
-            if *crashed_slot == slot {
+        for i in 0..self.crashed_slots.len() {
+            if self.crashed_slots[i].0 == slot {
                 if let Some(taker) = holder.strip_prefix("node-").and_then(|n| n.parse().ok()) {
                     let known = self.takers[i].iter().any(|(m, _)| *m == taker);
                     if !known && !self.members[taker].crashed {
+                        if self.takers[i].is_empty() {
+                            self.push(self.now + 3 * SECOND, Ev::Settled { crash: i });
+                        }
                         self.takers[i].push((taker, self.now));
                     }
                 }
@@ -475,12 +522,16 @@ impl<'a> Sim<'a> {
                     self.s.slots
                 );
                 self.members[m].work = Some(Work { valid_until: None });
-                if self.crashed_slots.len() < self.s.crashes {
-                    // Crashes as it starts: its work runs on until its fence kills it.
-                    self.members[m].crashed = true;
-                    self.crashed_slots.push((event.slot, self.now));
-                    self.takers.push(Vec::new());
-                    self.members[m].stream = None;
+                if self.doomed < self.s.crashes {
+                    self.doomed += 1;
+                    let at = self.now + self.s.crash_after.as_micros();
+                    self.push(
+                        at,
+                        Ev::Crash {
+                            member: m,
+                            slot: event.slot,
+                        },
+                    );
                 } else if self.s.hold.is_some() {
                     let hold = self.members[m].hold;
                     self.push(self.now + hold, Ev::WorkDone { member: m });
@@ -495,6 +546,28 @@ impl<'a> Sim<'a> {
             Event::LostLeadership { .. } => self.stop_work(m),
             _ => {}
         }
+    }
+
+    /// What crash `crash` cost, from its counts when it happened to now.
+    fn settle(&mut self, crash: usize) {
+        if self.crash_costs[crash].settled {
+            return;
+        }
+        let requests = self.sent_by(&self.crash_costs[crash].waiting);
+        let conflicts = self.report.conflicts;
+        let cost = &mut self.crash_costs[crash];
+        cost.requests = requests.since(&cost.requests);
+        cost.conflicts = conflicts - cost.conflicts;
+        cost.settled = true;
+    }
+
+    /// Requests sent so far by `members`.
+    fn sent_by(&self, members: &[usize]) -> Sent {
+        let mut all = Sent::default();
+        for m in members {
+            all.add(&self.members[*m].sent);
+        }
+        all
     }
 
     fn stop_work(&mut self, m: usize) {
@@ -589,6 +662,23 @@ impl<'a> Sim<'a> {
                     self.stop_work(member);
                 }
             }
+            Ev::Crash { member, slot } => {
+                // Its work runs on until its fence kills it.
+                self.members[member].crashed = true;
+                self.members[member].stream = None;
+                self.crashed_slots.push((slot, self.now));
+                self.takers.push(Vec::new());
+                let waiting: Vec<usize> = (0..self.members.len())
+                    .filter(|m| self.members[*m].work.is_none() && !self.members[*m].crashed)
+                    .collect();
+                self.crash_costs.push(CrashCost {
+                    requests: self.sent_by(&waiting),
+                    waiting,
+                    conflicts: self.report.conflicts,
+                    settled: false,
+                });
+            }
+            Ev::Settled { crash } => self.settle(crash),
             Ev::Lag { member } => {
                 if let Some((_, _)) = self.members[member].stream.take() {
                     self.report.lagged += 1;
@@ -641,6 +731,8 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         report: ColdStartReport::default(),
         window: (0, 0),
         crashed_slots: Vec::new(),
+        doomed: 0,
+        crash_costs: Vec::new(),
         last_delivery: 0,
         takers: Vec::new(),
     };
@@ -674,6 +766,10 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         }
     }
     sim.now = sim.now.min(horizon);
+    // A crashed slot never taken, or taken in the last three seconds: counted to the end.
+    for crash in 0..sim.crash_costs.len() {
+        sim.settle(crash);
+    }
     let idle_now = waiting_sent(&sim);
     let mut report = std::mem::take(&mut sim.report);
     if let Some(before) = idle_from_sent {
@@ -697,12 +793,15 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         .crashed_slots
         .iter()
         .zip(&sim.takers)
-        .map(|((_, crashed_at), takers)| CrashTakeover {
+        .zip(&sim.crash_costs)
+        .map(|(((_, crashed_at), takers), cost)| CrashTakeover {
             crashed_at: Duration::from_micros(*crashed_at),
             taken_after: takers
                 .first()
                 .map(|(_, at)| Duration::from_micros(at - crashed_at)),
             takers: takers.len(),
+            requests: cost.requests,
+            conflicts: cost.conflicts,
         })
         .collect();
     if report.ignored_retry_after > 0 {
@@ -730,9 +829,10 @@ fn waiting_sent(sim: &Sim<'_>) -> u32 {
         .sum()
 }
 
-/// How long a cold start may take, derived: `ceil(N / k)` rounds of the longest hold plus a hand-over allowance each (a retry period: the worst a member waits for a
-/// freed slot it was throttled from seeing at once), plus a lease duration per crashed holder
-/// (its slot is waited out) and two retry periods of boot.
+/// How long a cold start may take, derived: `ceil(N / k)` rounds of the longest hold plus a
+/// hand-over allowance each (a retry period: the worst a member waits for a freed slot it was
+/// throttled from seeing at once), plus, per crashed holder, how long it held before the crash
+/// and a lease duration (its slot is waited out), and two retry periods of boot.
 pub fn bound(s: &ColdStart) -> Duration {
     let timing = Timing::DEFAULT;
     let hold = s.hold.map_or(0, |h| {
@@ -740,6 +840,7 @@ pub fn bound(s: &ColdStart) -> Duration {
     });
     let rounds = s.members.div_ceil(s.slots) as u64;
     let handover = timing.retry_period().as_micros();
-    let crashes = s.crashes as u64 * timing.lease_duration().as_micros();
+    let crashes =
+        s.crashes as u64 * (s.crash_after.as_micros() + timing.lease_duration().as_micros());
     Duration::from_micros(rounds * (hold + handover) + crashes + 2 * handover + MS)
 }

@@ -17,6 +17,7 @@ fn cold(members: usize, slots: usize, seed: u64) -> ColdStart {
         hold: Some(Duration::from_millis(300)),
         spread_percent: 50,
         crashes: 0,
+        crash_after: Duration::from_ticks(0),
         lagging_permille: 50,
         server_qps: 2_000,
         watch_lag: Duration::from_millis(0),
@@ -92,6 +93,7 @@ fn a_thousand_members_through_ten_slots_stay_within_a_few_percent_of_the_work() 
 fn a_thousand_members_finish_though_two_holders_crash() {
     let s = ColdStart {
         crashes: 2,
+        crash_after: Duration::from_ticks(0),
         ..cold(1_000, 10, 5)
     };
     let r = cold_start_meets_its_goals(&s);
@@ -122,43 +124,59 @@ fn five_thousand_members_boot_through_the_servers_flow_control() {
     assert!(r.most_by_one <= 20, "{r:?}");
 }
 
-/// Delegation: a thousand members, two slots held until the member ends. A delegate that
-/// crashes has its slot taken one lease duration after its last write, by exactly one member,
-/// for O(1) requests; waiting members send nothing.
+/// Delegation: a thousand members, two slots held until the member ends, on streams that
+/// deliver each write 1 to 50 ms late (15 ms on average). A delegate that crashes after a
+/// minute has its slot taken one lease duration after its last renew, by exactly one member
+/// (the one that reserved it); the take and the race for the next reservation cost a few
+/// requests, not one per waiting member; waiting members send nothing.
+///
+/// Before reservations were sized from how long terms last, a thousand members raced for the
+/// new term's reservation within a retry period: 10 to 29 requests per crash on these seeds.
 #[test]
 fn a_delegation_pool_of_a_thousand_is_quiet_and_replaces_a_crashed_delegate_once() {
-    let s = ColdStart {
-        members: 1_000,
-        boot_within: Duration::from_secs(1),
-        slots: 2,
-        hold: None,
-        crashes: 1,
-        spread_percent: 0,
-        lagging_permille: 0,
-        server_qps: 2_000,
-        watch_lag: Duration::from_millis(0),
-        history: 20_000,
-        seed: 3,
-    };
-    let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.crash_takeovers.len(), 1, "{r:?}");
-    let crash = &r.crash_takeovers[0];
-    assert_eq!(crash.takers, 1, "one member took the slot: {r:?}");
-    // Its last write was the take, just before the crash: the slot is waited out for a lease
-    // duration (15 s) from when the others saw that write, then taken within the window.
-    let after = crash.taken_after.expect("taken").as_millis();
-    assert!(
-        (15_000..16_000).contains(&after),
-        "taken {after} ms after the crash"
-    );
-    assert!(r.conflicts <= 3, "a freed slot costs O(1) requests: {r:?}");
-    assert_eq!(r.idle_requests_last_minute, 0, "{r:?}");
-    assert_eq!(r.most_at_once, 2, "{r:?}");
-    println!(
-        "delegation: {} requests by 1 000 members in 10 minutes, {:?}",
-        r.sent.total(),
-        r.sent
-    );
+    let mut costs = Vec::new();
+    for seed in 1..=4 {
+        let s = ColdStart {
+            members: 1_000,
+            boot_within: Duration::from_secs(1),
+            slots: 2,
+            hold: None,
+            crashes: 1,
+            crash_after: Duration::from_secs(60),
+            spread_percent: 0,
+            lagging_permille: 0,
+            server_qps: 2_000,
+            watch_lag: Duration::from_millis(15),
+            history: 20_000,
+            seed,
+        };
+        let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.crash_takeovers.len(), 1, "{r:?}");
+        let crash = &r.crash_takeovers[0];
+        assert_eq!(crash.takers, 1, "one member took the slot: {r:?}");
+        // Renewed every 2 s, the slot is waited out for a lease duration (15 s) from the last
+        // renew the others saw, 0 to 2 s before the crash, and taken by its reserved member.
+        let after = crash.taken_after.expect("taken").as_millis();
+        assert!(
+            (13_000..15_500).contains(&after),
+            "taken {after} ms after the crash"
+        );
+        let requests = crash.requests.total();
+        assert!(
+            requests <= 10,
+            "a freed slot costs a few requests, not one per waiting member: {crash:?}"
+        );
+        costs.push(requests);
+        assert_eq!(r.idle_requests_last_minute, 0, "{r:?}");
+        assert_eq!(r.most_at_once, 2, "{r:?}");
+        println!(
+            "delegation, seed {seed}: {} requests by 1 000 members in 10 minutes, {:?}; the crash: {crash:?}",
+            r.sent.total(),
+            r.sent
+        );
+    }
+    let mean = f64::from(costs.iter().sum::<u32>()) / costs.len() as f64;
+    assert!(mean <= 6.0, "{costs:?} requests per crash");
 }
 
 /// The benchmark's schedule, every member starting at once and holding exactly T: the makespan
