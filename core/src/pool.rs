@@ -344,26 +344,6 @@ impl<const N: usize> Pool<N> {
             self.with_slot(i, |slot, env| slot.expire(now, env));
         }
         if matches!(self.state, State::Wanting { .. }) {
-            // Until a term is seen from take to release, aim as a take does.
-            self.reservation.set_floor(
-                self.handovers.fastest(),
-                Some(
-                    self.handovers
-                        .hold()
-                        .map_or(Duration::from_ticks(0), |hold| hold / 2),
-                ),
-            );
-            // A reservation must land before the term it follows ends, so its window may be
-            // as wide as a quarter of a term: a term's mean length once one was seen from take
-            // to release, else the longest seen running (a delegate that held for minutes is
-            // not about to end). Off the hand-over's path, a wide window is cheap, and it is
-            // what keeps a crowd of a thousand from racing for each term a take begins.
-            let term = self
-                .handovers
-                .hold()
-                .or_else(|| self.handovers.longest_held(now));
-            self.reservation
-                .set_least(term.map_or(Duration::from_ticks(0), |t| t / 4), now);
             for (i, slot) in self.slots.iter().enumerate() {
                 let j = self.judge(slot, now);
                 // How fast a freed slot is taken, by its reserved member or not: the latency
@@ -387,6 +367,11 @@ impl<const N: usize> Pool<N> {
                     self.reservation.not_free(i, j.reserved, now);
                 }
             }
+            self.reservation.follow(&self.handovers, now);
+        } else {
+            self.takeover.forget();
+            self.reservation.forget();
+            self.handovers.forget();
         }
         match self.state {
             State::Wanting { attempt: Some(i) } => {
@@ -1769,6 +1754,23 @@ mod tests {
         assert!(delayed >= 6, "{delayed} of 8 drew a delay");
     }
 
+    /// A held slot whose record this process cannot write back as it is (a holder too long to
+    /// store) is never reserved, whatever its duration (the reservation would change the
+    /// holder it names), nor is a reservation delay drawn for it.
+    #[test]
+    fn a_holder_that_cannot_be_written_back_is_not_reserved_behind() {
+        let long = "h".repeat(300);
+        let held = [(0, lease(5, Some(&long), 1)), (1, lease(6, Some(&long), 1))];
+        assert!(matches!(held[0].1.record.holder, Holder::Oversized { .. }));
+        let mut p = streaming(2, 3, None, &held, 6);
+        // Nothing to wake for before the terms run out: no reservation delay is drawn.
+        assert_eq!(
+            p.poll_timeout(),
+            Some(ms(1).saturating_add(Timing::DEFAULT.lease_duration()))
+        );
+        assert!(all(&mut p, ms(14_000)).is_empty());
+    }
+
     /// A reservation that loses its race doubles this member's reservation window; a slot
     /// released while nobody had reserved it halves it (fewer wait than it was sized for).
     #[test]
@@ -1779,6 +1781,17 @@ mod tests {
         assert_eq!(r.len(), 1, "the reservation: {r:?}");
         p.handle_answer(0, Err(ApiError::Conflict), at);
         assert_eq!(p.reservation.window(), before * 2, "lost: doubled");
+        // Won, it moves by a sample at most, never doubles.
+        let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
+        let (at, r) = first_requests(&mut p);
+        p.handle_answer(0, Ok(stored(&r[0].op, 6)), at);
+        assert!(p.reservation.window() <= before * 17 / 16);
+        // A take that meets a conflict is no reservation lost.
+        let mut p = streaming(1, 3, Some(Takeover::immediate(1)), &[], 5);
+        let (at, r) = first_requests(&mut p);
+        assert_eq!(takes(&r), 1, "{r:?}");
+        p.handle_answer(0, Err(ApiError::AlreadyExists), at);
+        assert_eq!(p.reservation.window(), before);
         let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
         let before = p.reservation.window();
         p.handle_watch_event(0, WatchEvent::Changed(lease(6, None, 1)), ms(2));
@@ -2022,6 +2035,8 @@ mod tests {
                 "watch {watch}: neither closed nor waiting for a time"
             );
             assert!(p.is_closed(), "watch {watch}");
+            // Its stream closed for good: nothing to reopen, nothing to wake for.
+            assert_eq!(p.poll_timeout(), None, "watch {watch}");
         }
     }
 
@@ -2067,5 +2082,65 @@ mod tests {
             return;
         }
         panic!("no seed drew a later take");
+    }
+
+    /// What a member saw of the slots before it held one is forgotten while it holds: back to
+    /// waiting (here after a rejoin), neither a term it saw begin a minute ago nor one it saw
+    /// running is measured as if it had watched it all along. Either would widen its
+    /// reservation window to a lease duration (a quarter of a "term" of a minute), and leave
+    /// it losing every reservation to members drawing from a retry period.
+    #[test]
+    fn a_member_back_from_holding_measures_no_term_it_saw_before() {
+        let mut p = streaming(
+            2,
+            1,
+            Some(Takeover::immediate(2)),
+            &[(0, lease(5, Some("b"), 1)), (1, lease(6, Some("e"), 1))],
+            6,
+        );
+        // Slot 0 changes hands before this member's take is sent: a term seen to begin.
+        p.handle_watch_event(0, WatchEvent::Changed(lease(7, None, 1)), ms(10));
+        p.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("c"), 2)), ms(10));
+        let _ = all(&mut p, ms(10));
+        p.handle_watch_event(1, WatchEvent::Changed(lease(9, None, 1)), ms(20));
+        let take = all(&mut p, ms(20));
+        let take = take
+            .iter()
+            .find(|r| r.slot == 1 && takes(&[(*r).clone()]) == 1);
+        p.handle_answer(
+            1,
+            Ok(stored(&take.expect("a take of slot 1").op, 10)),
+            ms(21),
+        );
+        let window = p.reservation.window();
+        let (mut now, mut version) = (21, 11);
+        while now < 60_000 {
+            while let Some(r) = p.poll_request(ms(now), wall_at(ms(now))) {
+                if matches!(r.op, Operation::Update { .. }) {
+                    p.handle_answer(r.slot, Ok(stored(&r.op, version)), ms(now));
+                    version += 1;
+                }
+            }
+            now += 100;
+            assert_eq!(p.held(ms(now)), Some(1));
+        }
+        p.close(ms(now));
+        let release = all(&mut p, ms(now));
+        let w = release.iter().find(|r| r.slot == 1).unwrap();
+        p.handle_answer(1, Ok(stored(&w.op, version)), ms(now));
+        let _ = all(&mut p, ms(now));
+        p.rejoin(ms(now));
+        let (at, stream) = (now + 2_000, p.stream_slot());
+        let _ = all(&mut p, ms(at));
+        // The relist: slot 0 released by the holder seen a minute ago, slot 1 held.
+        p.handle_watch_event(0, WatchEvent::Changed(lease(30, None, 2)), ms(at + 1));
+        p.handle_watch_event(1, WatchEvent::Changed(lease(31, Some("d"), 3)), ms(at + 1));
+        p.handle_watch_event(stream, WatchEvent::Synced(rv(31)), ms(at + 1));
+        assert_eq!(
+            p.handovers.hold(),
+            None,
+            "no term was watched from take to release"
+        );
+        assert_eq!(p.reservation.window(), window);
     }
 }

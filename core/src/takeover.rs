@@ -158,13 +158,51 @@ impl<const N: usize> Takeover<N> {
         }
     }
 
-    /// The fastest hand-over seen, the network's latency floor; `None` before the first.
-    pub(crate) fn fastest(&self) -> Option<Duration> {
-        self.fastest
+    /// Sizes this reservation window from `handovers`, the hand-overs every waiting member
+    /// watches alike (reserved or not): its latency floor is their fastest, since a
+    /// reservation's own quickest is a draw from this window, not the network's latency; its
+    /// target is at most half the mean term, as a reservation must land while the holder still
+    /// works (and until a term is seen from take to release, it aims as a take does); and it
+    /// is never narrower than a quarter of a term: the mean term, or, before any was seen to
+    /// end, the longest any slot has been seen held (a delegate that held for minutes is not
+    /// about to end). Off the hand-over's path, a wide window is cheap, and it is what keeps
+    /// a crowd of a thousand from racing for each term a take begins.
+    pub(crate) fn follow(&mut self, handovers: &Self, now: Instant) {
+        self.floor_hint = handovers.fastest;
+        self.target_cap = Some(
+            handovers
+                .hold
+                .map_or(Duration::from_ticks(0), |hold| hold / 2),
+        );
+        let term = handovers.hold.or_else(|| handovers.longest_held(now));
+        self.set_least(term.map_or(Duration::from_ticks(0), |t| t / 4), now);
     }
 
-    /// Sizes against `floor` (another window's [`Takeover::fastest`]) rather than the
-    /// fastest this one measured.
+    /// Forgets what was seen of each slot, while this member does not wait (it holds, or has
+    /// finished) and so watches no hand-over: a slot seen free or held before it looked away
+    /// must not be measured as if it had stayed so all along. What was learnt (the window, the
+    /// floor, the mean term, the lag) is kept.
+    pub(crate) fn forget(&mut self) {
+        for (since, seen_held) in self.free_since.iter_mut() {
+            *since = None;
+            *seen_held = false;
+        }
+        for since in self.held_since.iter_mut().chain(self.held_seen.iter_mut()) {
+            *since = None;
+        }
+        self.at = None;
+        self.lost = None;
+    }
+
+    /// How long a term lasts, as seen from its take to its release; `None` before the first.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> Option<Duration> {
+        self.hold
+    }
+
+    /// Sizes against `floor` rather than the fastest this one measured, with a target at most
+    /// `cap`: for tests of the target alone.
+    #[cfg(test)]
     pub(crate) fn set_floor(&mut self, floor: Option<Duration>, cap: Option<Duration>) {
         self.floor_hint = floor;
         self.target_cap = cap;
@@ -172,7 +210,7 @@ impl<const N: usize> Takeover<N> {
 
     /// Keeps the window at least `least` (at most its largest): a reservation window sized
     /// from how long terms last, whatever the crowd's feedback says.
-    pub(crate) fn set_least(&mut self, least: Duration, now: Instant) {
+    fn set_least(&mut self, least: Duration, now: Instant) {
         self.least = least.min(self.max_window);
         if self.window < self.least {
             let before = self.window;
@@ -182,17 +220,12 @@ impl<const N: usize> Takeover<N> {
     }
 
     /// The longest any slot has been seen held without a break, at `now`; `None` if none is.
-    pub(crate) fn longest_held(&self, now: Instant) -> Option<Duration> {
+    fn longest_held(&self, now: Instant) -> Option<Duration> {
         self.held_seen
             .iter()
             .filter_map(|since| *since)
             .min()
             .map(|since| now.saturating_duration_since(since))
-    }
-
-    /// How long a term lasts, as seen from its take to its release; `None` before the first.
-    pub(crate) fn hold(&self) -> Option<Duration> {
-        self.hold
     }
 
     /// The current contention window.
@@ -229,8 +262,13 @@ impl<const N: usize> Takeover<N> {
             });
             self.lost = None;
         }
-        if let Some(seen @ None) = self.held_seen.get_mut(slot).filter(|_| taken) {
-            *seen = Some(now);
+        // A slot neither free nor held (deleted, not yet known) is no running term.
+        if let Some(seen) = self.held_seen.get_mut(slot) {
+            if !taken {
+                *seen = None;
+            } else if seen.is_none() {
+                *seen = Some(now);
+            }
         }
         let Some((since, seen_held)) = self.free_since.get_mut(slot) else {
             return;
@@ -744,6 +782,61 @@ mod tests {
         assert_eq!(t.at, Some(ms(0) + drawn * 4));
     }
 
+    /// A reservation window follows the hand-overs every member watches: their fastest is
+    /// its floor, half their mean term caps its target, and a quarter of the mean term (or,
+    /// before any ended, of the longest running) is the least it may be.
+    #[test]
+    fn a_reservation_window_follows_the_hand_overs_floor_and_terms() {
+        let d = Duration::from_millis;
+        let mut handovers = takeover();
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.follow(&handovers, ms(0));
+        assert_eq!(t.target(), d(0), "nothing seen: no floor");
+        assert_eq!(t.window(), Timing::DEFAULT.retry_period());
+        // Slot 0 seen held for 20 s, no term seen to end: at least 5 s.
+        handovers.not_free(0, true, ms(0));
+        t.follow(&handovers, ms(20_000));
+        assert_eq!(t.window(), Duration::from_secs(5));
+        // A hand-over in 10 ms, then that term ended after 300 ms: the floor is 10 ms, the
+        // target 16 floors capped at half the term, and the least a quarter of the term.
+        hand_over(&mut handovers, 1, 20_000, 10);
+        handovers.free(1, ms(20_310));
+        t.follow(&handovers, ms(20_310));
+        assert_eq!(t.target(), d(150));
+        assert_eq!(t.least, d(75));
+    }
+
+    /// Forgetting drops what was seen of each slot, not what was learnt from it.
+    #[test]
+    fn forgetting_drops_the_slots_seen_and_keeps_what_was_learnt() {
+        let mut t = takeover();
+        hand_over(&mut t, 0, 0, 10);
+        t.free(0, ms(310));
+        t.not_free(1, true, ms(0));
+        t.free(2, ms(0));
+        let (window, fastest, hold) = (t.window(), t.fastest, t.hold);
+        t.forget();
+        assert_eq!(t.longest_held(ms(1_000)), None);
+        assert_eq!((t.window(), t.fastest, t.hold), (window, fastest, hold));
+        // Slot 1, seen held before, taken now: no hand-over measured; slot 2, seen free
+        // before, taken now: none either.
+        t.free(1, ms(1_000));
+        t.not_free(1, true, ms(1_001));
+        t.not_free(2, true, ms(1_001));
+        assert_eq!((t.window(), t.fastest, t.hold), (window, fastest, hold));
+    }
+
+    /// A slot that is neither free nor held (deleted, or not yet known again) runs no term.
+    #[test]
+    fn a_slot_neither_free_nor_held_runs_no_term() {
+        let mut t = takeover();
+        t.not_free(0, true, ms(0));
+        t.not_free(0, false, ms(5_000));
+        assert_eq!(t.longest_held(ms(9_000)), None);
+        t.not_free(0, true, ms(9_000));
+        assert_eq!(t.longest_held(ms(9_500)), Some(Duration::from_millis(500)));
+    }
+
     /// The longest term running is counted from when this member first saw its slot held,
     /// whether or not it saw the term begin, until it sees the slot free.
     #[test]
@@ -767,17 +860,17 @@ mod tests {
     #[test]
     fn the_hold_follows_each_term_by_an_eighth() {
         let mut t = takeover();
-        assert_eq!(t.hold(), None);
+        assert_eq!(t.hold, None);
         hand_over(&mut t, 0, 0, 10);
         t.free(0, ms(310));
-        assert_eq!(t.hold(), Some(Duration::from_millis(300)));
+        assert_eq!(t.hold, Some(Duration::from_millis(300)));
         t.not_free(0, true, ms(320));
         t.free(0, ms(420));
-        assert_eq!(t.hold(), Some(Duration::from_millis(275)));
+        assert_eq!(t.hold, Some(Duration::from_millis(275)));
         t.not_free(0, true, ms(430));
         t.free(0, ms(1_230));
         assert_eq!(
-            t.hold(),
+            t.hold,
             Some(Duration::from_micros(340_625)),
             "275 + (800 − 275) ⁄ 8"
         );

@@ -237,6 +237,8 @@ struct Member {
     pool: Option<Pool<MAX_SLOTS>>,
     hold: u64,
     crashed: bool,
+    /// Its requests answered 409.
+    conflicts: u32,
     finished: Option<u64>,
     work: Option<Work>,
     /// The open stream: its generation, the server revision it started after, and its slot.
@@ -429,6 +431,7 @@ impl<'a> Sim<'a> {
         let (resp, _) = self.server.apply(&name, &req.op);
         if matches!(resp, Err(ApiError::Conflict | ApiError::AlreadyExists)) {
             self.report.conflicts += 1;
+            self.members[m].conflicts += 1;
         }
         if matches!(req.op, Operation::Create(_) | Operation::Update { .. }) {
             if let Ok(lease) = &resp {
@@ -553,21 +556,22 @@ impl<'a> Sim<'a> {
         if self.crash_costs[crash].settled {
             return;
         }
-        let requests = self.sent_by(&self.crash_costs[crash].waiting);
-        let conflicts = self.report.conflicts;
+        let (requests, conflicts) = self.sent_by(&self.crash_costs[crash].waiting);
         let cost = &mut self.crash_costs[crash];
         cost.requests = requests.since(&cost.requests);
         cost.conflicts = conflicts - cost.conflicts;
         cost.settled = true;
     }
 
-    /// Requests sent so far by `members`.
-    fn sent_by(&self, members: &[usize]) -> Sent {
+    /// Requests sent so far by `members`, and how many were answered 409.
+    fn sent_by(&self, members: &[usize]) -> (Sent, u32) {
         let mut all = Sent::default();
+        let mut conflicts = 0;
         for m in members {
             all.add(&self.members[*m].sent);
+            conflicts += self.members[*m].conflicts;
         }
-        all
+        (all, conflicts)
     }
 
     fn stop_work(&mut self, m: usize) {
@@ -663,18 +667,28 @@ impl<'a> Sim<'a> {
                 }
             }
             Ev::Crash { member, slot } => {
+                if self.members[member].work.is_none() {
+                    // It lost its slot before: the next member to begin a term crashes instead.
+                    self.doomed -= 1;
+                    return;
+                }
                 // Its work runs on until its fence kills it.
                 self.members[member].crashed = true;
                 self.members[member].stream = None;
                 self.crashed_slots.push((slot, self.now));
                 self.takers.push(Vec::new());
+                // Booted, neither holding nor finished.
                 let waiting: Vec<usize> = (0..self.members.len())
-                    .filter(|m| self.members[*m].work.is_none() && !self.members[*m].crashed)
+                    .filter(|m| {
+                        let m = &self.members[*m];
+                        m.pool.is_some() && m.work.is_none() && m.finished.is_none() && !m.crashed
+                    })
                     .collect();
+                let (requests, conflicts) = self.sent_by(&waiting);
                 self.crash_costs.push(CrashCost {
-                    requests: self.sent_by(&waiting),
+                    requests,
+                    conflicts,
                     waiting,
-                    conflicts: self.report.conflicts,
                     settled: false,
                 });
             }
@@ -712,6 +726,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
             stream: None,
             wake: None,
             sent: Sent::default(),
+            conflicts: 0,
             quiet_until: [0; MAX_SLOTS + 1],
         })
         .collect();
