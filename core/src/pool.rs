@@ -411,12 +411,17 @@ impl<const N: usize> Pool<N> {
     }
 
     /// When `slot` may be taken by this member: when it is takeable, unless another member
-    /// reserved its next term; then a retry period later, in case that member is gone.
+    /// reserved its next term; then a retry period later, in case that member is gone. A
+    /// reservation by a member seen holding another slot is void: a member holds one slot at
+    /// most, so it took that one instead (a free slot is taken before a reserved one is
+    /// waited for), and its reserved slot would otherwise stay free for a retry period.
     fn take_at(&self, slot: &LeaseSlot) -> Option<Instant> {
         let at = slot.next_take_at(&self.timing)?;
         let reserved_by_other = slot.lease().is_some_and(|l| {
-            !matches!(l.record.next_holder, Holder::None)
-                && !l.record.next_holder.is(&self.identity)
+            let next = &l.record.next_holder;
+            !matches!(next, Holder::None)
+                && !next.is(&self.identity)
+                && !self.slots.iter().any(|s| s.holder() == Some(next))
         });
         Some(if reserved_by_other {
             at.saturating_add(self.timing.retry_period())
@@ -1861,6 +1866,31 @@ mod tests {
         assert_eq!(p.poll_timeout(), Some(ms(2_300)));
         assert_eq!(takes(&all(&mut p, ms(2_299))), 0);
         assert_eq!(takes(&all(&mut p, ms(2_300))), 1);
+    }
+
+    /// A member holds one slot at most: one seen holding another slot took that one instead
+    /// of the slot it reserved, which is then taken at once, not left idle a retry period.
+    #[test]
+    fn a_slot_reserved_by_a_member_now_holding_another_is_taken_at_once() {
+        let mut p = streaming(
+            2,
+            1,
+            Some(Takeover::immediate(2)),
+            &[
+                (0, reserved_by(lease(5, Some("b"), 1), "x")),
+                (1, lease(6, Some("c"), 1)),
+            ],
+            6,
+        );
+        p.handle_watch_event(1, WatchEvent::Changed(lease(7, Some("x"), 2)), ms(300));
+        p.handle_watch_event(
+            0,
+            WatchEvent::Changed(reserved_by(lease(8, None, 1), "x")),
+            ms(301),
+        );
+        let r = all(&mut p, ms(301));
+        assert_eq!(takes(&r), 1, "{r:?}");
+        assert_eq!(r[0].slot, 0);
     }
 
     /// A take that meets a conflict while the stream is open reads nothing: the stream brings
