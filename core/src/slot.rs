@@ -572,9 +572,6 @@ impl LeaseSlot {
                 if self.written.as_ref() == Some(&new.resource_version) {
                     self.written = Some(old.resource_version.clone());
                 }
-                if self.release_rv.as_ref() == Some(&new.resource_version) {
-                    self.release_rv = Some(old.resource_version.clone());
-                }
                 return;
             }
         }
@@ -967,8 +964,10 @@ impl LeaseSlot {
                 self.observe(Some(lease), now, env);
                 if ours && applied {
                     if self.intent == Intent::Release {
-                        // Written after the release began (a claim was in flight): free it too.
-                        self.release_rv = Some(rv);
+                        // Written after the release began (a claim was in flight): free it too,
+                        // at the version ours is known at (a reservation over it, if the stream
+                        // showed one first).
+                        self.release_rv = self.written.clone();
                         if self.release == ReleaseStage::NotStarted {
                             self.release = self.release_start();
                         }
@@ -1734,6 +1733,74 @@ mod tests {
             "{write:?}: {:?}",
             events(&mut e)
         );
+    }
+
+    /// A renew answered after the stream already showed a reservation over it: the answer is
+    /// the older record with the same spec, so the newer (reserved) one is kept, and it is
+    /// still ours: the next renew is written over it, carrying the reservation, and the
+    /// leader does not take it for a duplicate identity's write.
+    #[test]
+    fn a_renew_answered_after_a_reservation_over_it_keeps_the_reserved_record_as_ours() {
+        let mut e = leader("a", true);
+        let Some(renew) = poll(&mut e, ms(2_000)) else {
+            panic!("no renew")
+        };
+        let renewed = stored(&renew, 2);
+        let over = reserved(&renewed, 3, "c");
+        e.handle_watch_event(0, WatchEvent::Changed(over.clone()), ms(2_001));
+        e.handle_answer(0, Ok(renewed), ms(2_002));
+        assert!(e.is_leader(ms(2_002)));
+        assert_eq!(e.lease(), Some(&over));
+        // The stream shows it again (a relist after a reconnect): still ours.
+        e.handle_watch_event(0, WatchEvent::Changed(over.clone()), ms(2_003));
+        assert!(e.is_leader(ms(2_003)));
+        let Some(next) = poll(&mut e, ms(4_002)) else {
+            panic!("no second renew")
+        };
+        let Operation::Update {
+            resource_version,
+            record,
+        } = &next
+        else {
+            panic!("{next:?}")
+        };
+        assert_eq!(resource_version, &rv(3));
+        assert_eq!(record.next_holder, Holder::Named(id("c")));
+        e.handle_answer(0, Ok(stored(&next, 4)), ms(4_003));
+        assert!(e.is_leader(ms(4_003)));
+        assert!(
+            !events(&mut e)
+                .iter()
+                .any(|ev| matches!(ev, Event::LostLeadership { .. })),
+            "kept the lead"
+        );
+    }
+
+    /// A close while a renew is in flight frees that renew's term too. When the stream showed
+    /// a reservation over the renew before its answer came, the release is written over the
+    /// reservation's version at once, not over the renew's (a 409 and a read later).
+    #[test]
+    fn a_release_behind_a_renew_overtaken_by_a_reservation_is_written_over_the_reservation() {
+        let mut e = leader("a", true);
+        let Some(renew) = poll(&mut e, ms(2_000)) else {
+            panic!("no renew")
+        };
+        e.close(ms(2_001));
+        let renewed = stored(&renew, 2);
+        let over = reserved(&renewed, 3, "c");
+        e.handle_watch_event(0, WatchEvent::Changed(over), ms(2_002));
+        e.handle_answer(0, Ok(renewed), ms(2_003));
+        let write = poll(&mut e, ms(2_003));
+        let Some(Operation::Update {
+            resource_version,
+            record,
+        }) = &write
+        else {
+            panic!("{write:?}")
+        };
+        assert_eq!(resource_version, &rv(3));
+        assert_eq!(record.holder, Holder::None);
+        assert_eq!(record.next_holder, Holder::Named(id("c")));
     }
 
     /// The first request the elector sends from `from_ms` on, in steps of 10 ms.
