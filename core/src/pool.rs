@@ -1759,6 +1759,20 @@ mod tests {
         assert!(delayed >= 6, "{delayed} of 8 drew a delay");
     }
 
+    /// One reservation at a time: while one is asked for or in flight, none other is drawn
+    /// or sent, however long its answer takes.
+    #[test]
+    fn no_second_reservation_while_one_is_pending() {
+        let held = [(0, lease(5, Some("b"), 1)), (1, lease(6, Some("c"), 1))];
+        let mut p = streaming(2, 3, None, &held, 6);
+        let (at, r) = first_requests(&mut p);
+        assert_eq!(r.len(), 1, "{r:?}");
+        for later in (1..40).map(|i| at.saturating_add(Duration::from_millis(i * 250))) {
+            p.handle_timeout(later);
+            assert!(all(&mut p, later).is_empty(), "at {later:?}");
+        }
+    }
+
     /// A held slot whose record this process cannot write back as it is (a holder too long to
     /// store) is never reserved, whatever its duration (the reservation would change the
     /// holder it names), nor is a reservation delay drawn for it.
