@@ -360,6 +360,10 @@ impl<const N: usize> Takeover<N> {
     /// the window fits leaves a slot free that long about once in nine million hand-overs
     /// (the first of its uniform delays falls that late: about `e^-16`).
     fn overdue_at(&self) -> Option<Instant> {
+        // A window already at its least halves no further: no reason to wake.
+        if self.window <= self.least.max(MIN_WINDOW) {
+            return None;
+        }
         let oldest = self
             .free_since
             .iter()
@@ -768,6 +772,24 @@ mod tests {
         );
         t.missed(2, ms(70_100));
         assert_eq!(t.window(), Timing::DEFAULT.lease_duration() / 2);
+    }
+
+    /// A window at its least halves no further, so a slot left free sixteen targets asks for
+    /// no wake-up of its own: only the drawn delay's (which would otherwise wake the member
+    /// every sixteen targets, with nothing to do, for as long as the delay runs).
+    #[test]
+    fn a_window_at_its_least_asks_for_no_overdue_wake_up() {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.set_floor(Some(Duration::from_millis(1)), None);
+        t.set_least(Duration::from_secs(10), ms(0));
+        t.not_free(0, true, ms(0));
+        t.free(0, ms(0));
+        t.ready(ms(0), 1, &mut Jitter::new(3));
+        let at = t.at.expect("drawn");
+        assert!(at > ms(1_000), "{at:?}");
+        assert_eq!(t.wake_at(), Some(at));
+        t.set_least(Duration::from_ticks(0), ms(0));
+        assert!(t.wake_at() < Some(at), "above its least, it may halve");
     }
 
     /// A delay drawn before the window widened is stretched with it: a member that drew from
