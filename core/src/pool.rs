@@ -1759,6 +1759,31 @@ mod tests {
         assert!(delayed >= 6, "{delayed} of 8 drew a delay");
     }
 
+    /// A slot asked to reserve writes only over a term it can write back as it is with this
+    /// member next: not one already reserved, nor this member's own, nor one without a
+    /// duration, whatever asked (the pool's own check comes first; this one holds on its own).
+    #[test]
+    fn a_slot_reserves_only_a_term_it_can_write_back_behind_another() {
+        let mut endless = lease(5, Some("b"), 1);
+        endless.record.lease_duration = None;
+        for held in [
+            reserved_by(lease(5, Some("b"), 1), "x"),
+            lease(5, Some("me"), 1),
+            endless,
+        ] {
+            let mut p = streaming(1, 3, None, &[(0, held.clone())], 5);
+            p.slots[0].reserve();
+            let reservations = all(&mut p, ms(2))
+                .iter()
+                .filter(|r| {
+                    matches!(&r.op, Operation::Update { record, .. }
+                        if record.next_holder.is(&id("me")) && !record.holder.is(&id("me")))
+                })
+                .count();
+            assert_eq!(reservations, 0, "{held:?}");
+        }
+    }
+
     /// One reservation at a time: while one is asked for or in flight, none other is drawn
     /// or sent, however long its answer takes.
     #[test]
