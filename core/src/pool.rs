@@ -1784,6 +1784,24 @@ mod tests {
         }
     }
 
+    /// A reservation answered after the stream showed the release that followed it (the
+    /// release carries the reservation): the older answer replaces nothing, and the reserved
+    /// slot, free, is taken at once.
+    #[test]
+    fn a_reservation_answered_after_its_release_was_shown_takes_the_slot_at_once() {
+        let mut p = streaming(1, 3, None, &[(0, lease(5, Some("b"), 1))], 5);
+        let (at, r) = first_requests(&mut p);
+        assert_eq!(r.len(), 1, "the reservation: {r:?}");
+        p.handle_watch_event(
+            0,
+            WatchEvent::Changed(reserved_by(lease(7, None, 1), "me")),
+            at,
+        );
+        p.handle_answer(0, Ok(stored(&r[0].op, 6)), at);
+        let take = all(&mut p, at);
+        assert_eq!(takes(&take), 1, "{take:?}");
+    }
+
     /// One reservation at a time: while one is asked for or in flight, none other is drawn
     /// or sent, however long its answer takes.
     #[test]

@@ -1656,6 +1656,22 @@ mod tests {
         );
     }
 
+    /// A release whose write meets a conflict once the term's deadline has come reads
+    /// nothing: whoever wrote, the term is over, and the release ends unwritten.
+    #[test]
+    fn a_release_conflict_at_the_deadline_ends_it_unwritten() {
+        let mut e = leader("a", false);
+        let deadline = e.deadline().expect("leading");
+        e.close(ms(500));
+        assert!(matches!(
+            poll(&mut e, ms(500)),
+            Some(Operation::Update { .. })
+        ));
+        e.handle_answer(0, Err(ApiError::Conflict), deadline);
+        assert_eq!(poll(&mut e, deadline), None);
+        assert!(events(&mut e).contains(&Event::Released { written: false }));
+    }
+
     /// A release that meets a reservation written while it was in flight reads the lease and
     /// writes over the reservation's version; one that meets another's take frees nothing.
     #[test]
