@@ -368,10 +368,6 @@ impl<const N: usize> Pool<N> {
                 }
             }
             self.reservation.follow(&self.handovers, now);
-        } else {
-            self.takeover.forget();
-            self.reservation.forget();
-            self.handovers.forget();
         }
         match self.state {
             State::Wanting { attempt: Some(i) } => {
@@ -388,7 +384,7 @@ impl<const N: usize> Pool<N> {
             }
             State::Wanting { attempt: None } => self.choose(now),
             State::Holding(i) if !self.slots[usize::from(i)].is_leader(now) => {
-                self.state = State::Wanting { attempt: None };
+                self.wait_again();
                 self.set_all(Intent::Observe, None, now);
                 self.choose(now);
             }
@@ -398,6 +394,15 @@ impl<const N: usize> Pool<N> {
             }
             State::Holding(_) | State::Releasing(_) | State::Finished => {}
         }
+    }
+
+    /// Back to waiting after holding (or after a close): the windows forget what they saw of
+    /// the slots before, since nothing was measured meanwhile (see [`Takeover::forget`]).
+    fn wait_again(&mut self) {
+        self.takeover.forget();
+        self.reservation.forget();
+        self.handovers.forget();
+        self.state = State::Wanting { attempt: None };
     }
 
     /// Whether the first state of some slot is still awaited (a first read, or the stream's
@@ -712,9 +717,7 @@ impl<const N: usize> Machine for Pool<N> {
                 stream.state = StreamState::Closed { reopen_at: at };
                 stream.resume = None;
             }
-            self.takeover.settle();
-            self.reservation.settle();
-            self.state = State::Wanting { attempt: None };
+            self.wait_again();
         }
     }
 

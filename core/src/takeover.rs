@@ -178,9 +178,9 @@ impl<const N: usize> Takeover<N> {
         self.set_least(term.map_or(Duration::from_ticks(0), |t| t / 4), now);
     }
 
-    /// Forgets what was seen of each slot, while this member does not wait (it holds, or has
-    /// finished) and so watches no hand-over: a slot seen free or held before it looked away
-    /// must not be measured as if it had stayed so all along. What was learnt (the window, the
+    /// Forgets what was seen of each slot, when this member waits again after a time it did
+    /// not (it held, or had finished) and so watched no hand-over: a slot seen free or held
+    /// before it looked away must not be measured as if it had stayed so all along. What was learnt (the window, the
     /// floor, the mean term, the lag) is kept.
     pub(crate) fn forget(&mut self) {
         for (since, seen_held) in self.free_since.iter_mut() {
@@ -456,6 +456,16 @@ mod tests {
         Takeover::new(4, &Timing::DEFAULT, true)
     }
 
+    /// A reservation window sized against a 10 ms floor, its target capped at 75 ms.
+    fn reserving_at_10ms() -> Takeover<4> {
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.set_floor(
+            Some(Duration::from_millis(10)),
+            Some(Duration::from_millis(75)),
+        );
+        t
+    }
+
     /// Slot `slot` is seen held, then free at `from`, then taken `after` ms later.
     fn hand_over(t: &mut Takeover<4>, slot: usize, from: u64, after: u64) {
         t.not_free(slot, true, ms(from));
@@ -712,11 +722,7 @@ mod tests {
     /// a sixteenth at most, and a slot released before anyone reserved it halves it.
     #[test]
     fn a_reservation_window_moves_gently_and_halves_on_a_miss() {
-        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
-        t.set_floor(
-            Some(Duration::from_millis(10)),
-            Some(Duration::from_millis(75)),
-        );
+        let mut t = reserving_at_10ms();
         let start = t.window();
         hand_over(&mut t, 0, 0, 1);
         assert_eq!(t.window(), start * 17 / 16, "reserved fast: wider");
@@ -744,11 +750,7 @@ mod tests {
     /// a fast sample narrows it below that; it never exceeds a lease duration.
     #[test]
     fn a_least_window_widens_it_at_once_and_bounds_every_narrowing() {
-        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
-        t.set_floor(
-            Some(Duration::from_millis(10)),
-            Some(Duration::from_millis(75)),
-        );
+        let mut t = reserving_at_10ms();
         assert_eq!(t.window(), Timing::DEFAULT.retry_period());
         t.set_least(Duration::from_secs(10), ms(0));
         assert_eq!(t.window(), Duration::from_secs(10));
