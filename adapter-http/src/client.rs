@@ -5,8 +5,8 @@ use crate::kubeconfig::{Cluster, Credentials};
 use crate::wire::{self, LeaseObject};
 use leasehold_core::{Lease, LeaseRecord, ResourceVersion};
 use leasehold_runtime::{
-    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, Wire, WireEvent,
-    WireStream, connection_cause, user_agent,
+    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, WatchFrom, Wire,
+    WireEvent, WireStream, connection_cause, user_agent,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -438,11 +438,7 @@ impl Wire for HttpWire {
         }
     }
 
-    async fn watch(
-        &self,
-        name: Option<&str>,
-        resource_version: Option<&ResourceVersion>,
-    ) -> Result<HttpWatch, Failure> {
+    async fn watch(&self, name: Option<&str>, from: WatchFrom<'_>) -> Result<HttpWatch, Failure> {
         let mut url = format!(
             "{}?watch=1&allowWatchBookmarks=true&timeoutSeconds=290",
             self.leases
@@ -450,8 +446,14 @@ impl Wire for HttpWire {
         if let Some(name) = name {
             url.push_str(&format!("&fieldSelector=metadata.name%3D{}", encode(name)));
         }
-        if let Some(rv) = resource_version {
-            url.push_str(&format!("&resourceVersion={}", encode(rv.as_str())));
+        match from {
+            WatchFrom::Now => {}
+            WatchFrom::After(rv) => {
+                url.push_str(&format!("&resourceVersion={}", encode(rv.as_str())));
+            }
+            WatchFrom::List => {
+                url.push_str("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan");
+            }
         }
         let response = self
             .authorized(self.client.get(&url))

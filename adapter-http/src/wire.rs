@@ -388,6 +388,9 @@ struct RawLine {
     object: Value,
 }
 
+/// The annotation of the bookmark that ends a streamed list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
 /// Decodes one line of a watch stream.
 pub fn decode_watch_line(line: &[u8]) -> Result<WireEvent<LeaseObject>, DecodeError> {
     let raw: RawLine = serde_json::from_slice(line).map_err(|e| bad("watch event", e))?;
@@ -409,7 +412,11 @@ pub fn decode_watch_line(line: &[u8]) -> Result<WireEvent<LeaseObject>, DecodeEr
                 .ok_or_else(|| bad("object.metadata.resourceVersion", "missing in BOOKMARK"))?;
             let rv =
                 ResourceVersion::new(rv).map_err(|e| bad("object.metadata.resourceVersion", e))?;
-            Ok(WireEvent::Bookmark(rv))
+            Ok(if object.annotation(INITIAL_EVENTS_END) == Some("true") {
+                WireEvent::InitialEventsEnd(rv)
+            } else {
+                WireEvent::Bookmark(rv)
+            })
         }
         "ERROR" => {
             let status: Status =

@@ -82,6 +82,7 @@ fn every_watch_line_decodes() {
                     "deleted"
                 }
                 WireEvent::Bookmark(_) => "bookmark",
+                WireEvent::InitialEventsEnd(_) => "initial events end",
                 WireEvent::Gone => {
                     assert_eq!(line["object"]["reason"], "Expired", "{name}");
                     "expired"

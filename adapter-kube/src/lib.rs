@@ -15,8 +15,8 @@ use leasehold_core::{
     Holder, Lease, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION, ResourceVersion,
 };
 use leasehold_runtime::{
-    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, ServerStatus, Wire,
-    WireEvent, WireStream, connection_cause, user_agent,
+    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, ServerStatus, WatchFrom,
+    Wire, WireEvent, WireStream, connection_cause, user_agent,
 };
 use std::path::Path;
 
@@ -366,17 +366,21 @@ impl Wire for KubeWire {
         answer.map_err(|e| failure(e, &self.address))
     }
 
-    async fn watch(
-        &self,
-        name: Option<&str>,
-        resource_version: Option<&ResourceVersion>,
-    ) -> Result<KubeWatch, Failure> {
+    async fn watch(&self, name: Option<&str>, from: WatchFrom<'_>) -> Result<KubeWatch, Failure> {
         // kube-rs asks for bookmarks by default.
         let mut params = WatchParams::default().timeout(290);
         if let Some(name) = name {
             params = params.fields(&format!("metadata.name={name}"));
         }
-        let from = resource_version.map_or("0", ResourceVersion::as_str);
+        let from = match from {
+            WatchFrom::Now => "0",
+            WatchFrom::After(rv) => rv.as_str(),
+            // No version: the initial events are of a consistent read, as a LIST's are.
+            WatchFrom::List => {
+                params = params.initial_events();
+                ""
+            }
+        };
         let stream = self
             .api
             .watch(&params, from)
@@ -385,6 +389,9 @@ impl Wire for KubeWire {
         Ok(KubeWatch(stream.boxed()))
     }
 }
+
+/// The annotation of the bookmark that ends a streamed list's initial events.
+const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// An open watch through kube-rs.
 pub struct KubeWatch(BoxStream<'static, Result<KubeWatchEvent<KubeLease>, kube::Error>>);
@@ -395,7 +402,9 @@ impl WireStream<KubeLease> for KubeWatch {
             Ok(KubeWatchEvent::Added(l) | KubeWatchEvent::Modified(l)) => WireEvent::Changed(l),
             Ok(KubeWatchEvent::Deleted(l)) => WireEvent::Deleted(l),
             Ok(KubeWatchEvent::Bookmark(b)) => {
+                let end = b.metadata.annotations.get(INITIAL_EVENTS_END);
                 match ResourceVersion::new(&b.metadata.resource_version) {
+                    Ok(rv) if end.is_some_and(|v| v == "true") => WireEvent::InitialEventsEnd(rv),
                     Ok(rv) => WireEvent::Bookmark(rv),
                     Err(_) => WireEvent::Broken,
                 }

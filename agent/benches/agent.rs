@@ -362,13 +362,11 @@ impl Transport for Counting {
         tokio::join!(stream, self.relay(delivered, sink, false));
     }
 
-    /// A pool's stream: its list (when it starts without a version) counts as a list, answered
-    /// when the slots are synced or the list fails; the watch counts as a watch opened.
+    /// A pool's stream: the watch counts as a watch opened; when it starts without a version
+    /// and the transport lists before watching (a server that does not stream lists), its
+    /// list counts as a list, answered when the slots are synced or the list fails.
     async fn watch_slots(&self, slots: SlotNames, rv: Option<ResourceVersion>, sink: WatchSink) {
         let listing = rv.is_none();
-        if listing {
-            self.sent(Verb::List);
-        }
         self.sent(Verb::Watch);
         let (deliveries, delivered) = mpsc::unbounded_channel();
         let stream = self
@@ -395,15 +393,28 @@ impl Counting {
         };
         while let Some(delivery) = delivered.recv().await {
             if listing {
+                // Known once the list is over: whether the transport listed, or streamed it.
+                let listed = || {
+                    let listed = self.inner.lists_before_watching();
+                    if listed {
+                        self.sent(Verb::List);
+                    }
+                    listed
+                };
                 match (&delivery.event, &delivery.error) {
                     (WatchEvent::Synced(_), _) => {
                         listing = false;
-                        self.answered(Verb::List, Outcome::of(None));
+                        if listed() {
+                            self.answered(Verb::List, Outcome::of(None));
+                        }
                     }
-                    (_, Some(error)) => {
+                    (_, Some(error)) if error.verb == Verb::List => {
                         listing = false;
-                        self.answered(Verb::List, Outcome::of(Some(error)));
+                        if listed() {
+                            self.answered(Verb::List, Outcome::of(Some(error)));
+                        }
                     }
+                    (_, Some(_)) => listing = false,
                     _ => {}
                 }
             } else {

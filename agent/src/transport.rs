@@ -70,6 +70,10 @@ impl Transport for AnyTransport {
     ) {
         each!(self, t => t.watch_slots(slots, resource_version, sink).await)
     }
+
+    fn lists_before_watching(&self) -> bool {
+        each!(self, t => t.lists_before_watching())
+    }
 }
 
 /// A transport that counts each request by its answer for the metrics and readiness, and logs
@@ -152,7 +156,10 @@ impl Transport for Metered {
             while let Some(delivery) = delivered.recv().await {
                 if listing {
                     match (&delivery.event, &delivery.error) {
-                        (WatchEvent::Synced(_), _) => self.shared.count(Verb::List, Ok(())),
+                        // A streamed list is the watch itself, counted as opened.
+                        (WatchEvent::Synced(_), _) if self.inner.lists_before_watching() => {
+                            self.shared.count(Verb::List, Ok(()));
+                        }
                         (_, Some(error)) if error.verb == Verb::List => {
                             self.shared.count(Verb::List, Err(error));
                         }
@@ -166,5 +173,9 @@ impl Transport for Metered {
             }
         };
         tokio::join!(stream, forward);
+    }
+
+    fn lists_before_watching(&self) -> bool {
+        self.inner.lists_before_watching()
     }
 }

@@ -9,7 +9,7 @@ use leasehold_core::{
     LeaseRecord, MicroTime, Operation, Pool, PoolConfig, Request, ResourceVersion, SlotEvent,
     SlotNames, Timing, WatchEvent,
 };
-use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User};
+use leasehold_fake_apiserver::{Faults, Rule, Sim, SimConfig, User, WatchList};
 use leasehold_runtime::{
     Backbone, Cause, Clock, CreateMetadata, Delivery, OwnerReference, RequestError, Transport,
     WatchSink, Wire, drive,
@@ -672,18 +672,34 @@ async fn next_slot_delivery(delivered: &mut mpsc::UnboundedReceiver<Delivery>) -
     }
 }
 
-/// A pool's one stream of its slots: it lists the namespace and delivers each slot that exists
+/// A pool's one stream of its slots: it streams the list in its watch (one request; or lists
+/// the namespace, then watches, where the server refuses that) and delivers each slot that exists
 /// to its own slot (not the absent one, not other leases, not `slots-01` or `slots-3`), then
 /// `Synced` to the stream's slot; then a later write and a deletion, each to its slot. Resumed
 /// from a version, it delivers only what came after, without listing; resumed from one past
 /// the server's history, it ends `Expired`.
 pub async fn pool_stream<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
+    for watch_list in [WatchList::Streams, WatchList::Refuses, WatchList::Ignores] {
+        pool_stream_on(&connect, watch_list).await;
+    }
+}
+
+/// [`pool_stream`] against a server that streams lists, one that refuses to (before
+/// Kubernetes 1.32, or 1.33), and one that takes the request for a plain watch: what reaches
+/// the server differs, and nothing else.
+async fn pool_stream_on<T: Transport>(
+    connect: &impl AsyncFn(&Path, Duration) -> T,
+    watch_list: WatchList,
+) {
     let sim = start_sim(SimConfig {
         watch_history: 8,
+        watch_list,
+        // A server that ignores the request is known by its first bookmark.
+        bookmark_interval: Duration::from_millis(200),
         ..SimConfig::default()
     })
     .await;
-    let t = Arc::new(open(&connect, &sim, "admin", Duration::from_secs(5)).await);
+    let t = Arc::new(open(connect, &sim, "admin", Duration::from_secs(5)).await);
     let create = async |name: &str, holder: &str| {
         t.call(request(name, Operation::Create(record(holder))))
             .await
@@ -695,6 +711,7 @@ pub async fn pool_stream<T: Transport>(connect: impl AsyncFn(&Path, Duration) ->
     for stranger in ["slots-01", "slots-3", "slotsx-1", "other"] {
         strangers.push(create(stranger, "x").await);
     }
+    sim.reset_counters();
     let (mut delivered, _stream) = open_slots(&t, None);
     let mut listed = HashMap::new();
     let synced = loop {
@@ -742,6 +759,37 @@ pub async fn pool_stream<T: Transport>(connect: impl AsyncFn(&Path, Duration) ->
         (Some(1), WatchEvent::Changed(second.clone())),
         "the next slot's write, to its slot; the other lease's write is not delivered"
     );
+    // Counted once the watch runs (it delivered a write): the requests of the stream, by
+    // verb and answer.
+    let counters = sim.counters();
+    let sent = |verb, status| counters.count_status(verb, "leases", status);
+    let stream = (sent("watch", 200), sent("watch", 422), sent("list", 200));
+    match watch_list {
+        WatchList::Streams => {
+            assert_eq!(
+                stream,
+                (1, 0, 0),
+                "one request, the watch that streams the list: {counters:?}"
+            );
+            assert!(!t.lists_before_watching());
+        }
+        WatchList::Refuses => {
+            assert_eq!(
+                stream,
+                (1, 1, 1),
+                "a streamed list refused, then a list and a watch: {counters:?}"
+            );
+            assert!(t.lists_before_watching());
+        }
+        WatchList::Ignores => {
+            assert_eq!(
+                stream,
+                (2, 0, 1),
+                "a plain watch given up at its first bookmark, then a list and a watch: {counters:?}"
+            );
+            assert!(t.lists_before_watching());
+        }
+    }
     t.delete("slots-2", &third.resource_version)
         .await
         .expect("delete");
@@ -751,6 +799,20 @@ pub async fn pool_stream<T: Transport>(connect: impl AsyncFn(&Path, Duration) ->
         (Some(2), WatchEvent::Deleted)
     );
 
+    if watch_list != WatchList::Streams {
+        sim.reset_counters();
+        let (mut again, _stream) = open_slots(&t, None);
+        while !matches!(
+            next_slot_delivery(&mut again).await.event,
+            WatchEvent::Synced(_)
+        ) {}
+        let counters = sim.counters();
+        assert_eq!(
+            counters.count_status("watch", "leases", 422),
+            0,
+            "once refused, a streamed list is not asked for again: {counters:?}"
+        );
+    }
     let (mut resumed, _stream) = open_slots(&t, Some(second.resource_version.clone()));
     let delivery = next_slot_delivery(&mut resumed).await;
     assert_eq!(
@@ -788,9 +850,10 @@ pub async fn pool_stream_refused<T: Transport>(connect: impl AsyncFn(&Path, Dura
     assert_eq!(
         error.to_string(),
         format!(
-            "list leases: 403 Forbidden: {}",
-            forbidden("named", "list", None)
-        )
+            "watch leases: 403 Forbidden: {}",
+            forbidden("named", "watch", None)
+        ),
+        "the watch that streams the list is refused"
     );
     let (mut delivered, _stream) = open_slots(&t, Some(ResourceVersion::new("1").expect("rv")));
     let delivery = next_slot_delivery(&mut delivered).await;
@@ -1231,11 +1294,11 @@ pub async fn pool_under_a_role_that_names_its_slots<T: Transport>(
         m.abort();
     }
     assert_eq!(
-        counters.count_status("list", "leases", 403),
+        counters.count_status("watch", "leases", 403),
         2,
         "each member is refused its stream once, and does not ask again: {counters:?}"
     );
-    assert_eq!(counters.count_status("list", "leases", 200), 0);
+    assert_eq!(counters.count("list", "leases"), 0);
     assert!(
         counters.count_status("watch", "leases", 200) >= 2,
         "the slots are watched by name: {counters:?}"
@@ -1628,7 +1691,7 @@ macro_rules! suite {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn a_pool_stream_lists_then_routes_each_slots_changes() {
+        async fn a_pool_stream_streams_or_lists_its_slots_then_routes_each_slots_changes() {
             $crate::pool_stream($connect).await;
         }
 

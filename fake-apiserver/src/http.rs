@@ -36,6 +36,7 @@ pub(crate) struct Shared {
     pub user_agents: Mutex<std::collections::BTreeSet<String>>,
     pub bookmark_interval: Duration,
     pub max_watch: Duration,
+    pub watch_list: crate::WatchList,
 }
 
 impl Shared {
@@ -636,6 +637,12 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
     let bookmarks = q
         .get("allowWatchBookmarks")
         .is_some_and(|b| b == "true" || b == "1");
+    let initial_events = match initial_events(shared, q, bookmarks) {
+        Ok(initial) => initial,
+        Err(refused) => return status_response(&refused),
+    };
+    // A streamed list starts from the current state, whatever version it is no older than.
+    let from = if initial_events { None } else { from };
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -680,6 +687,15 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
                 &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "spec": {}}),
             )
         };
+        if initial_events {
+            let end = event_line(
+                "BOOKMARK",
+                &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": seen.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}, "spec": {}}),
+            );
+            if send(end).await.is_err() {
+                return;
+            }
+        }
         let end = tokio::time::sleep(timeout);
         tokio::pin!(end);
         let mut ticker = tokio::time::interval(interval);
@@ -715,6 +731,50 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Whether a watch streams its list first (`sendInitialEvents=true`), or why it is refused:
+/// the options the API server requires beside it, and its `WatchList` feature being on. A
+/// server without the feature refuses `resourceVersionMatch` on a watch, too.
+fn initial_events(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    bookmarks: bool,
+) -> Result<bool, ApiStatus> {
+    if shared.watch_list == crate::WatchList::Ignores {
+        return Ok(false);
+    }
+    let send = q.get("sendInitialEvents").map(String::as_str);
+    let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
+    let Some(send) = send else {
+        return match matching {
+            Some(_) => Err(status::forbidden_list_option(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            )),
+            None => Ok(false),
+        };
+    };
+    if shared.watch_list == crate::WatchList::Refuses {
+        return Err(status::forbidden_list_option(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+        ));
+    }
+    if matching.map(String::as_str) != Some("NotOlderThan") {
+        return Err(status::forbidden_list_option(
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    let send = send == "true" || send == "1";
+    if send && !bookmarks {
+        return Err(status::forbidden_list_option(
+            "allowWatchBookmarks",
+            "allowWatchBookmarks must be true when sendInitialEvents is set",
+        ));
+    }
+    Ok(send)
 }
 
 fn deliverable(c: &Change, ns: Option<&str>, selector: &Selector) -> bool {

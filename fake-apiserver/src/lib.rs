@@ -60,6 +60,8 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     /// The longest a watch stays open (a client's `timeoutSeconds` may shorten it).
     pub max_watch_timeout: Duration,
+    /// Whether a watch may stream the list it starts from (`sendInitialEvents=true`).
+    pub watch_list: WatchList,
     /// Delete leases whose `renewTime + leaseDurationSeconds` is older than this. Off by default:
     /// the real API server garbage-collects only its own identity leases.
     pub gc_expired_after: Option<Duration>,
@@ -82,10 +84,24 @@ impl Default for SimConfig {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
             max_watch_timeout: Duration::from_secs(1800),
+            watch_list: WatchList::Streams,
             gc_expired_after: None,
             seed: 0,
         }
     }
+}
+
+/// What the server makes of a watch that asks to stream its list (`sendInitialEvents=true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchList {
+    /// Streams it, as the API server's `WatchList` feature does (on by default in Kubernetes
+    /// 1.32 and since 1.34).
+    Streams,
+    /// Refuses it with 422, as a server with the feature off does (1.33, and before 1.32).
+    Refuses,
+    /// Takes it for a plain watch from the current state: what a server (or a proxy) that
+    /// drops the options unread would do. Its first bookmark is a plain one.
+    Ignores,
 }
 
 /// Why the sim could not start.
@@ -138,6 +154,7 @@ impl Sim {
             user_agents: std::sync::Mutex::default(),
             bookmark_interval: config.bookmark_interval,
             max_watch: config.max_watch_timeout,
+            watch_list: config.watch_list,
         });
         let (stop, stopped) = watch::channel(false);
         let acceptor = tls

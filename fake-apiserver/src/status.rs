@@ -156,6 +156,21 @@ fn invalid_as(name: &str, kind: &str, qualified: &str, causes: Vec<Cause>) -> Ap
     )
 }
 
+/// 422 Invalid for a watch's query that the server refuses (`ListOptions.meta.k8s.io "" is
+/// invalid: …`): a field forbidden by the options beside it, or by a feature gate that is off.
+pub fn forbidden_list_option(field: &str, message: &str) -> ApiStatus {
+    failure(
+        422,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {message}"),
+        Some(json!({
+            "group": "meta.k8s.io",
+            "kind": "ListOptions",
+            "causes": [{"reason": "FieldValueForbidden", "message": format!("Forbidden: {message}"), "field": field}],
+        })),
+    )
+}
+
 /// 400 BadRequest.
 pub fn bad_request(message: String) -> ApiStatus {
     failure(400, "BadRequest", message, None)

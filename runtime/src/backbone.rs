@@ -12,6 +12,7 @@ use leasehold_core::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -55,13 +56,33 @@ pub trait Wire: Send + Sync + 'static {
         call: Call<'_, Self::Object>,
     ) -> impl Future<Output = Result<Answer<Self::Object>, Failure>> + Send;
     /// Opens the watch of the lease `name`, or of every lease in the namespace when `None`,
-    /// from `resource_version` (the current state when `None`), with bookmarks and a
-    /// server-side timeout.
+    /// from where `from` says, with bookmarks and a server-side timeout.
     fn watch(
         &self,
         name: Option<&str>,
-        resource_version: Option<&ResourceVersion>,
+        from: WatchFrom<'_>,
     ) -> impl Future<Output = Result<Self::Stream, Failure>> + Send;
+}
+
+/// Where a watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchFrom<'a> {
+    /// The current state: the server sends each lease as `ADDED`, with nothing to say when
+    /// they end (no `resourceVersion`).
+    Now,
+    /// After this version (`resourceVersion`).
+    After(&'a ResourceVersion),
+    /// A streamed list: the current state, as of a consistent read, then a bookmark marking
+    /// its end (`sendInitialEvents=true&resourceVersionMatch=NotOlderThan`, no
+    /// `resourceVersion`). One request where a LIST and a WATCH are two.
+    List,
+}
+
+impl<'a> WatchFrom<'a> {
+    /// After `version` when there is one, else the current state.
+    pub fn after(version: Option<&'a ResourceVersion>) -> Self {
+        version.map_or(Self::Now, Self::After)
+    }
 }
 
 /// One call a [`Wire`] sends.
@@ -145,6 +166,9 @@ pub enum WireEvent<O> {
     Deleted(O),
     /// `BOOKMARK` at this resourceVersion.
     Bookmark(ResourceVersion),
+    /// The `BOOKMARK` that ends a streamed list's initial events (annotated
+    /// `k8s.io/initial-events-end: "true"`): the state they showed is as of this version.
+    InitialEventsEnd(ResourceVersion),
     /// `ERROR` 410 Gone: the resourceVersion is too old.
     Gone,
     /// Anything else that ends the stream: another `ERROR`, an undecodable line, a cut.
@@ -182,6 +206,10 @@ pub struct Backbone<W: Wire> {
     create_metadata: CreateMetadata,
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, W::Object>>,
+    /// Whether the server is still taken to stream lists: until it refuses one (an API
+    /// server before 1.32, or 1.33, or with its `WatchList` feature off), after which a
+    /// pool's stream lists, then watches.
+    streams_lists: AtomicBool,
 }
 
 impl<W: Wire> std::fmt::Debug for Backbone<W> {
@@ -206,6 +234,7 @@ impl<W: Wire> Backbone<W> {
             limiter: None,
             create_metadata: CreateMetadata::default(),
             last_read: Mutex::new(HashMap::new()),
+            streams_lists: AtomicBool::new(true),
         }
     }
 
@@ -317,13 +346,13 @@ impl<W: Wire> Backbone<W> {
     async fn open_watch(
         &self,
         name: Option<&str>,
-        resource_version: Option<&ResourceVersion>,
+        from: WatchFrom<'_>,
         target: &str,
     ) -> Result<W::Stream, RequestError> {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        match tokio::time::timeout(self.timeout, self.wire.watch(name, resource_version)).await {
+        match tokio::time::timeout(self.timeout, self.wire.watch(name, from)).await {
             Err(_) => Err(self.timed_out(Verb::Watch, target)),
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(failure)) => Err(refusal(Verb::Watch, target, failure)),
@@ -362,7 +391,10 @@ impl<W: Wire> Backbone<W> {
                     self.remember(&name, None);
                     (to, WatchEvent::Deleted)
                 }
-                WireEvent::Bookmark(rv) => (None, WatchEvent::Bookmark(rv)),
+                // Only a streamed list's first bookmark marks its end: read before this.
+                WireEvent::Bookmark(rv) | WireEvent::InitialEventsEnd(rv) => {
+                    (None, WatchEvent::Bookmark(rv))
+                }
                 WireEvent::Gone => (None, WatchEvent::Expired),
                 WireEvent::Broken => (None, WatchEvent::Failed),
             };
@@ -375,6 +407,97 @@ impl<W: Wire> Backbone<W> {
             }
         }
         sink.send(WatchEvent::Ended);
+    }
+
+    /// Reads a streamed list's initial events from `stream`, up to the bookmark that ends
+    /// them, and then delivers the state of the pool's `slots` as a list's
+    /// ([`Backbone::deliver_state`]). Nothing is delivered before that bookmark: a plain one
+    /// first means the server took the request for a plain watch ([`Streamed::Plain`]).
+    async fn stream_state(
+        &self,
+        stream: &mut W::Stream,
+        slots: &SlotNames,
+        sink: &WatchSink,
+        target: &str,
+    ) -> Streamed {
+        let mut found: Vec<Option<(Lease, W::Object)>> = vec![None; usize::from(slots.count())];
+        let slot_of = |object: &W::Object| W::name(object).and_then(|n| slots.index_of(n));
+        let end = loop {
+            let Some(event) = stream.next().await else {
+                sink.send(WatchEvent::Ended);
+                return Streamed::Ended;
+            };
+            match event {
+                WireEvent::Changed(object) => {
+                    let Some(slot) = slot_of(&object) else {
+                        continue;
+                    };
+                    match W::decode(&object) {
+                        Ok(lease) => found[usize::from(slot)] = Some((lease, object)),
+                        Err(e) => {
+                            sink.fail(malformed(Verb::Watch, target, e));
+                            return Streamed::Ended;
+                        }
+                    }
+                }
+                WireEvent::Deleted(object) => {
+                    if let Some(slot) = slot_of(&object) {
+                        found[usize::from(slot)] = None;
+                    }
+                }
+                WireEvent::InitialEventsEnd(rv) => break rv,
+                WireEvent::Bookmark(_) => return Streamed::Plain,
+                WireEvent::Gone => {
+                    sink.send(WatchEvent::Expired);
+                    return Streamed::Ended;
+                }
+                WireEvent::Broken => {
+                    sink.send(WatchEvent::Failed);
+                    return Streamed::Ended;
+                }
+            }
+        };
+        if self.deliver_state(slots, found, &end, sink) {
+            Streamed::Synced
+        } else {
+            Streamed::Ended
+        }
+    }
+
+    /// Streams the list of a pool's `slots` and follows it, when the server is still taken
+    /// to stream lists. `None` when it does not (it refused the options with 400 or 422, or
+    /// sent a plain bookmark first), which is remembered: the caller lists instead.
+    async fn stream_slots(&self, slots: &SlotNames, sink: &WatchSink) -> Option<()> {
+        if !self.streams_lists.load(Ordering::Relaxed) {
+            return None;
+        }
+        let target = "leases";
+        match self.open_watch(None, WatchFrom::List, target).await {
+            Ok(mut stream) => match self.stream_state(&mut stream, slots, sink, target).await {
+                Streamed::Synced => {
+                    self.follow(stream, sink, target, Self::slot_route(slots))
+                        .await;
+                    return Some(());
+                }
+                Streamed::Ended => return Some(()),
+                Streamed::Plain => {}
+            },
+            Err(error) if error.kind != ApiError::Invalid => {
+                sink.fail(error);
+                return Some(());
+            }
+            Err(_) => {}
+        }
+        self.streams_lists.store(false, Ordering::Relaxed);
+        None
+    }
+
+    /// Where a namespace watch's object goes: the slot of `slots` it is, if any.
+    fn slot_route(slots: &SlotNames) -> impl Fn(&W::Object) -> Option<(String, Option<u16>)> {
+        |object: &W::Object| {
+            let name = W::name(object)?;
+            Some((name.to_owned(), Some(slots.index_of(name)?)))
+        }
     }
 
     /// Lists the namespace's leases and delivers the state of the pool's `slots`: a `Changed`
@@ -406,6 +529,20 @@ impl<W: Wire> Backbone<W> {
                 }
             }
         }
+        self.deliver_state(slots, found, &version, sink)
+            .then_some(version)
+    }
+
+    /// Delivers the state of a pool's `slots` (`found`, by slot) as of `version`: a `Changed`
+    /// for each slot that exists, to its slot, then `Synced`. False when the driver has
+    /// stopped listening.
+    fn deliver_state(
+        &self,
+        slots: &SlotNames,
+        found: Vec<Option<(Lease, W::Object)>>,
+        version: &ResourceVersion,
+        sink: &WatchSink,
+    ) -> bool {
         for (slot, state) in (0..slots.count()).zip(found) {
             // A slot missing from the list is forgotten, as a read answered 404 is.
             let name = format!("{}-{slot}", slots.prefix());
@@ -415,11 +552,10 @@ impl<W: Wire> Backbone<W> {
             };
             self.remember(&name, Some(object));
             if !sink.send_to(slot, WatchEvent::Changed(lease)) {
-                return None;
+                return false;
             }
         }
         sink.send(WatchEvent::Synced(version.clone()))
-            .then_some(version)
     }
 
     fn object(
@@ -432,6 +568,17 @@ impl<W: Wire> Backbone<W> {
             Answer::Deleted | Answer::Page { .. } => Err(malformed(verb, target, "not a Lease")),
         }
     }
+}
+
+/// What a streamed list's initial events came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Streamed {
+    /// The slots' state and `Synced` are delivered: the stream goes on as a watch.
+    Synced,
+    /// The stream's end is delivered.
+    Ended,
+    /// The server sent a plain watch instead; nothing was delivered.
+    Plain,
 }
 
 fn malformed(verb: Verb, target: &str, what: impl Into<String>) -> RequestError {
@@ -543,7 +690,11 @@ impl<W: Wire> Transport for Backbone<W> {
         let name = lease.as_str();
         let target = format!("leases/{name}");
         match self
-            .open_watch(Some(name), resource_version.as_ref(), &target)
+            .open_watch(
+                Some(name),
+                WatchFrom::after(resource_version.as_ref()),
+                &target,
+            )
             .await
         {
             Ok(stream) => {
@@ -563,21 +714,27 @@ impl<W: Wire> Transport for Backbone<W> {
     ) {
         let from = match resource_version {
             Some(rv) => rv,
-            None => match self.list_slots(&slots, &sink).await {
-                Some(rv) => rv,
-                None => return,
-            },
+            None => {
+                if self.stream_slots(&slots, &sink).await.is_some() {
+                    return;
+                }
+                match self.list_slots(&slots, &sink).await {
+                    Some(rv) => rv,
+                    None => return,
+                }
+            }
         };
         let target = "leases";
-        match self.open_watch(None, Some(&from), target).await {
+        match self.open_watch(None, WatchFrom::After(&from), target).await {
             Ok(stream) => {
-                let route = |object: &W::Object| {
-                    let name = W::name(object)?;
-                    Some((name.to_owned(), Some(slots.index_of(name)?)))
-                };
+                let route = Self::slot_route(&slots);
                 self.follow(stream, &sink, target, route).await;
             }
             Err(error) => sink.fail(error),
         }
+    }
+
+    fn lists_before_watching(&self) -> bool {
+        !self.streams_lists.load(Ordering::Relaxed)
     }
 }

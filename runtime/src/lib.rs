@@ -15,7 +15,7 @@ mod error;
 mod transport;
 
 pub use backbone::{
-    Answer, Backbone, Call, Failure, ListPage, SetupError, Wire, WireEvent, WireStream,
+    Answer, Backbone, Call, Failure, ListPage, SetupError, WatchFrom, Wire, WireEvent, WireStream,
 };
 pub use clock::Clock;
 pub use drive::{drive, drive_reporting};

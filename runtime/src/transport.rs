@@ -43,10 +43,12 @@ pub trait Transport: Send + Sync + 'static {
     /// Streams a pool's leases with one watch of the namespace
     /// ([`leasehold_core::Operation::WatchSlots`]) into `sink` until the stream ends.
     ///
-    /// Without `resource_version` it first lists the namespace's leases (to the last page) and
-    /// delivers a `Changed` for each lease that is one of `slots`, to that lease's slot
-    /// ([`WatchSink::send_to`]), then `Synced` at the list's resourceVersion; it then watches the
-    /// namespace from there. With one, it resumes the watch after it. Changes of the slots go to
+    /// Without `resource_version` it first delivers the slots' current state: a `Changed` for
+    /// each lease that is one of `slots`, to that lease's slot ([`WatchSink::send_to`]), then
+    /// `Synced` at the version that state is of. It streams that list in the watch itself
+    /// (`sendInitialEvents`, one request) where the server can; else it lists the
+    /// namespace's leases (to the last page) and then watches the namespace from there (see
+    /// [`Transport::lists_before_watching`]). With one, it resumes the watch after it. Changes of the slots go to
     /// their own slot, those of other leases nowhere; bookmarks and the stream's last event go
     /// to the stream's slot: `Ended`, `Expired`, `Failed`, or `Forbidden` when RBAC refuses the
     /// list or the watch (a Role that names the leases grants neither), which the pool answers
@@ -57,6 +59,14 @@ pub trait Transport: Send + Sync + 'static {
         resource_version: Option<ResourceVersion>,
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether [`Transport::watch_slots`] without a version lists before it watches (a LIST,
+    /// then a WATCH) rather than streaming the list in its one WATCH. It turns true once, when
+    /// the server refuses a streamed list: so counted after a stream's `Synced`, it tells
+    /// which that stream did.
+    fn lists_before_watching(&self) -> bool {
+        true
+    }
 }
 
 /// A shared transport: several machines (or a machine and its owner) over one connection.
@@ -97,6 +107,10 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
         sink: WatchSink,
     ) -> impl Future<Output = ()> + Send {
         T::watch_slots(self, slots, resource_version, sink)
+    }
+
+    fn lists_before_watching(&self) -> bool {
+        T::lists_before_watching(self)
     }
 }
 

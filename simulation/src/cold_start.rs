@@ -55,6 +55,10 @@ pub struct ColdStart {
     /// Changes the server keeps for resumes: a stream resumed from before them gets 410 and
     /// lists again.
     pub history: usize,
+    /// Whether the server streams lists (`sendInitialEvents`, Kubernetes 1.32 and 1.34 on): a
+    /// stream started without a version is then one request, its watch, instead of a LIST
+    /// and a WATCH.
+    pub streams_lists: bool,
     /// Seed of everything random.
     pub seed: u64,
 }
@@ -349,7 +353,7 @@ impl<'a> Sim<'a> {
             Operation::WatchSlots {
                 resource_version, ..
             } => {
-                if resource_version.is_none() {
+                if resource_version.is_none() && !self.s.streams_lists {
                     member.sent.lists += 1;
                 }
                 member.sent.watches += 1;

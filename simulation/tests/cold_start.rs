@@ -22,6 +22,7 @@ fn cold(members: usize, slots: usize, seed: u64) -> ColdStart {
         server_qps: 2_000,
         watch_lag: Duration::from_millis(0),
         history: 20_000,
+        streams_lists: true,
         seed,
     }
 }
@@ -108,10 +109,9 @@ fn a_thousand_members_through_two_slots() {
     within_six_requests_a_member(&s, &r);
 }
 
-/// Five thousand members through a server whose flow control answers the boot with 429s.
-/// The goal of 6 requests a member is not met here: a member's stream, listed again after a
-/// 429 or an end under a lagging reader, costs 3.3, and its reservation is one write more
-/// (6.57 measured, the worst member 14). Held to 7 and 20.
+/// Five thousand members through a server whose flow control answers the boot with 429s: a
+/// member's stream, opened again after a 429 or an end under a lagging reader, is one request
+/// each time where the server streams lists.
 #[test]
 fn five_thousand_members_boot_through_the_servers_flow_control() {
     let s = cold(5_000, 10, 11);
@@ -120,8 +120,35 @@ fn five_thousand_members_boot_through_the_servers_flow_control() {
         r.throttled > 0,
         "the boot storm met the server's 429s: {r:?}"
     );
-    assert!(r.mean_per_member(s.members) <= 7.0, "{r:?}");
-    assert!(r.most_by_one <= 20, "{r:?}");
+    within_six_requests_a_member(&s, &r);
+}
+
+/// A server without streamed lists (Kubernetes 1.33, or before 1.32): each stream started
+/// without a version is a list and a watch, one request more each time. The goal of 6 is not
+/// met there at 5 000 members (6.6 measured: the streams opened again after the boot's 429s
+/// list again); held to 7 and 20.
+#[test]
+fn without_streamed_lists_each_stream_opened_lists_first() {
+    for members in [1_000, 5_000] {
+        let s = ColdStart {
+            streams_lists: false,
+            ..cold(members, 10, 11)
+        };
+        let streamed = run(&ColdStart {
+            streams_lists: true,
+            ..s.clone()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = cold_start_meets_its_goals(&s);
+        // The same run (the flow control counts a stream's opening once either way), with a
+        // list more for each stream started without a version.
+        assert_eq!(r.sent.watches, streamed.sent.watches, "{r:?}");
+        assert_eq!(streamed.sent.lists, 0, "{streamed:?}");
+        assert!(r.sent.lists >= s.members as u32, "{r:?}");
+        assert_eq!(r.sent.total(), streamed.sent.total() + r.sent.lists);
+        assert!(r.mean_per_member(s.members) <= 7.0, "{r:?}");
+        assert!(r.most_by_one <= 20, "{r:?}");
+    }
 }
 
 /// Delegation: a thousand members, two slots held until the member ends, on streams that
@@ -148,6 +175,7 @@ fn a_delegation_pool_of_a_thousand_is_quiet_and_replaces_a_crashed_delegate_once
             server_qps: 2_000,
             watch_lag: Duration::from_millis(15),
             history: 20_000,
+            streams_lists: true,
             seed,
         };
         let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
@@ -234,12 +262,14 @@ fn a_stream_lagging_the_server_costs_a_few_requests_not_a_storm() {
 }
 
 /// The server keeps so few changes that a lagging reader's resume is too old: it gets 410
-/// and lists again, and still finishes.
+/// and lists again, and still finishes. (Counted on a server without streamed lists, where a
+/// list is a request of its own.)
 #[test]
 fn a_resume_from_before_the_servers_history_lists_again() {
     let s = ColdStart {
         history: 5,
         lagging_permille: 500,
+        streams_lists: false,
         ..cold(200, 10, 9)
     };
     let r = run(&s).unwrap_or_else(|e| panic!("{e}"));
