@@ -261,6 +261,11 @@ impl Shared {
         }
     }
 
+    /// A pool's stream delivered the state of its slots: the API server answered.
+    pub fn synced(&self) {
+        self.lock().ready = true;
+    }
+
     /// A watch stream opened (its events are not requests).
     pub fn watch_opened(&self) {
         self.count_code(Verb::Watch, "opened".into());

@@ -135,9 +135,10 @@ impl Transport for Metered {
         self.inner.watch(lease, resource_version, sink)
     }
 
-    /// The stream's list is a request the API server answers: it is counted, and its success
-    /// makes the agent ready, as a read does (a pool that waits for a slot may send nothing
-    /// else for as long as it waits).
+    /// The stream's first state, a list or the watch that streams it, is the API server's
+    /// answer: a list is counted, a refusal or failure is counted with its code, and the state
+    /// delivered makes the agent ready, as a read does (a pool that waits for a slot may send
+    /// nothing else for as long as it waits).
     async fn watch_slots(
         &self,
         slots: SlotNames,
@@ -156,13 +157,14 @@ impl Transport for Metered {
             while let Some(delivery) = delivered.recv().await {
                 if listing {
                     match (&delivery.event, &delivery.error) {
-                        // A streamed list is the watch itself, counted as opened.
                         (WatchEvent::Synced(_), _) if self.inner.lists_before_watching() => {
                             self.shared.count(Verb::List, Ok(()));
                         }
-                        (_, Some(error)) if error.verb == Verb::List => {
-                            self.shared.count(Verb::List, Err(error));
-                        }
+                        // A streamed list is the watch itself, counted as opened; its state
+                        // delivered is an answer all the same.
+                        (WatchEvent::Synced(_), _) => self.shared.synced(),
+                        // The list, or the watch that streams it, refused or failed.
+                        (_, Some(error)) => self.shared.count(error.verb, Err(error)),
                         _ => {}
                     }
                     listing = delivery.lease_slot.is_some();

@@ -641,3 +641,65 @@ async fn a_cold_start_turned_off_runs_the_command_without_leases_and_ends_with_i
     let status = agent.exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(9), "{}", agent.log_text());
 }
+
+/// A pool member that waits for a slot (every slot held, the next term reserved by another)
+/// sends nothing but its stream: the state that stream delivers, streamed in its one watch,
+/// is the API server's answer that makes it ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_member_is_ready_once_its_stream_has_synced() {
+    let w = World::start("ready").await;
+    let spawn = |i: usize, listen: Option<&str>| {
+        let status = w.path(&format!("r{i}.status"));
+        let id = format!("r{i}");
+        let mut args = vec![
+            "pool",
+            "--hold",
+            "--prefix",
+            "ready",
+            "--size",
+            "1",
+            "--identity",
+            &id,
+            "--status-file",
+            status.to_str().unwrap(),
+        ];
+        if let Some(l) = listen {
+            args.extend(["--listen", l]);
+        }
+        w.spawn(&id, &args)
+    };
+    let _holder = spawn(0, None);
+    eventually(Duration::from_secs(10), "r0 holds the slot", || {
+        status(&w.path("r0.status"), "leader").as_deref() == Some("true")
+    })
+    .await;
+    let (l1, l2) = (support::free_addr(), support::free_addr());
+    let _a = spawn(1, Some(&l1));
+    let _b = spawn(2, Some(&l2));
+    // Both see the holder (their stream synced), one of them reserves the next term.
+    eventually(Duration::from_secs(10), "the next term is reserved", || {
+        w.lease("ready-0")
+            .and_then(|l| {
+                l["metadata"]["annotations"]["leasehold.io/next-holder"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (who, listen) in [("r1", &l1), ("r2", &l2)] {
+        let (code, metrics) = support::get(listen, "/metrics").await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            support::get(listen, "/readyz").await.0,
+            200,
+            "{who} waits, its stream synced, and is not ready; its requests:\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("leasehold_api_requests_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -637,12 +637,16 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
     let bookmarks = q
         .get("allowWatchBookmarks")
         .is_some_and(|b| b == "true" || b == "1");
-    let initial_events = match initial_events(shared, q, bookmarks) {
+    let initial_events = match initial_events(shared, q) {
         Ok(initial) => initial,
         Err(refused) => return status_response(&refused),
     };
-    // A streamed list starts from the current state, whatever version it is no older than.
-    let from = if initial_events { None } else { from };
+    // With `sendInitialEvents`, the stream starts from the current state (whatever version it
+    // is no older than), with its objects as initial events or without them.
+    let (from, skip_state) = match initial_events {
+        Some(send) => (None, !send),
+        None => (from, false),
+    };
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -676,7 +680,7 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
         let mut seen = from
             .unwrap_or(now_rv)
             .max(replay.iter().map(|c| c.rv).max().unwrap_or(0));
-        for c in &replay {
+        for c in replay.iter().filter(|_| !skip_state) {
             if send(c.event_line()).await.is_err() {
                 return;
             }
@@ -687,7 +691,8 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
                 &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "spec": {}}),
             )
         };
-        if initial_events {
+        // The end of the initial events is a bookmark: sent only to a watch that takes both.
+        if initial_events == Some(true) && bookmarks {
             let end = event_line(
                 "BOOKMARK",
                 &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": seen.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}, "spec": {}}),
@@ -733,16 +738,13 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
     r
 }
 
-/// Whether a watch streams its list first (`sendInitialEvents=true`), or why it is refused:
-/// the options the API server requires beside it, and its `WatchList` feature being on. A
-/// server without the feature refuses `resourceVersionMatch` on a watch, too.
-fn initial_events(
-    shared: &Shared,
-    q: &HashMap<String, String>,
-    bookmarks: bool,
-) -> Result<bool, ApiStatus> {
+/// What a watch asks of its initial events (`sendInitialEvents`: `None` when it does not say),
+/// or why it is refused: the option the API server requires beside it, and its `WatchList`
+/// feature being on. A server without the feature refuses `resourceVersionMatch` on a watch,
+/// too.
+fn initial_events(shared: &Shared, q: &HashMap<String, String>) -> Result<Option<bool>, ApiStatus> {
     if shared.watch_list == crate::WatchList::Ignores {
-        return Ok(false);
+        return Ok(None);
     }
     let send = q.get("sendInitialEvents").map(String::as_str);
     let matching = q.get("resourceVersionMatch").filter(|m| !m.is_empty());
@@ -752,7 +754,7 @@ fn initial_events(
                 "resourceVersionMatch",
                 "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
             )),
-            None => Ok(false),
+            None => Ok(None),
         };
     };
     if shared.watch_list == crate::WatchList::Refuses {
@@ -767,14 +769,7 @@ fn initial_events(
             "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         ));
     }
-    let send = send == "true" || send == "1";
-    if send && !bookmarks {
-        return Err(status::forbidden_list_option(
-            "allowWatchBookmarks",
-            "allowWatchBookmarks must be true when sendInitialEvents is set",
-        ));
-    }
-    Ok(send)
+    Ok(Some(send == "true" || send == "1"))
 }
 
 fn deliverable(c: &Change, ns: Option<&str>, selector: &Selector) -> bool {

@@ -412,7 +412,9 @@ impl<W: Wire> Backbone<W> {
     /// Reads a streamed list's initial events from `stream`, up to the bookmark that ends
     /// them, and then delivers the state of the pool's `slots` as a list's
     /// ([`Backbone::deliver_state`]). Nothing is delivered before that bookmark: a plain one
-    /// first means the server took the request for a plain watch ([`Streamed::Plain`]).
+    /// first means the server took the request for a plain watch ([`Streamed::Plain`]); an
+    /// end, an `ERROR` or a cut before it is [`Streamed::Broken`] (the API server's watch
+    /// cache answers some failures to serve the state that way, after a 200).
     async fn stream_state(
         &self,
         stream: &mut W::Stream,
@@ -424,8 +426,7 @@ impl<W: Wire> Backbone<W> {
         let slot_of = |object: &W::Object| W::name(object).and_then(|n| slots.index_of(n));
         let end = loop {
             let Some(event) = stream.next().await else {
-                sink.send(WatchEvent::Ended);
-                return Streamed::Ended;
+                return Streamed::Broken;
             };
             match event {
                 WireEvent::Changed(object) => {
@@ -447,14 +448,7 @@ impl<W: Wire> Backbone<W> {
                 }
                 WireEvent::InitialEventsEnd(rv) => break rv,
                 WireEvent::Bookmark(_) => return Streamed::Plain,
-                WireEvent::Gone => {
-                    sink.send(WatchEvent::Expired);
-                    return Streamed::Ended;
-                }
-                WireEvent::Broken => {
-                    sink.send(WatchEvent::Failed);
-                    return Streamed::Ended;
-                }
+                WireEvent::Gone | WireEvent::Broken => return Streamed::Broken,
             }
         };
         if self.deliver_state(slots, found, &end, sink) {
@@ -465,23 +459,31 @@ impl<W: Wire> Backbone<W> {
     }
 
     /// Streams the list of a pool's `slots` and follows it, when the server is still taken
-    /// to stream lists. `None` when it does not (it refused the options with 400 or 422, or
-    /// sent a plain bookmark first), which is remembered: the caller lists instead.
+    /// to stream lists. `None` when the caller is to list instead:
+    /// - for good, when the server does not stream lists: it refused the options (400 or
+    ///   422), sent a plain bookmark first, or left the initial events unended for a whole
+    ///   request timeout (a LIST is bounded so too);
+    /// - this once, when the stream broke before the initial events ended (as client-go's
+    ///   reflector does: a list that works beats a stream retried forever).
     async fn stream_slots(&self, slots: &SlotNames, sink: &WatchSink) -> Option<()> {
         if !self.streams_lists.load(Ordering::Relaxed) {
             return None;
         }
         let target = "leases";
         match self.open_watch(None, WatchFrom::List, target).await {
-            Ok(mut stream) => match self.stream_state(&mut stream, slots, sink, target).await {
-                Streamed::Synced => {
-                    self.follow(stream, sink, target, Self::slot_route(slots))
-                        .await;
-                    return Some(());
+            Ok(mut stream) => {
+                let state = self.stream_state(&mut stream, slots, sink, target);
+                match tokio::time::timeout(self.timeout, state).await {
+                    Ok(Streamed::Synced) => {
+                        self.follow(stream, sink, target, Self::slot_route(slots))
+                            .await;
+                        return Some(());
+                    }
+                    Ok(Streamed::Ended) => return Some(()),
+                    Ok(Streamed::Broken) => return None,
+                    Ok(Streamed::Plain) | Err(_) => {}
                 }
-                Streamed::Ended => return Some(()),
-                Streamed::Plain => {}
-            },
+            }
             Err(error) if error.kind != ApiError::Invalid => {
                 sink.fail(error);
                 return Some(());
@@ -579,6 +581,9 @@ enum Streamed {
     Ended,
     /// The server sent a plain watch instead; nothing was delivered.
     Plain,
+    /// The stream ended, or brought an `ERROR`, before the initial events did; nothing was
+    /// delivered.
+    Broken,
 }
 
 fn malformed(verb: Verb, target: &str, what: impl Into<String>) -> RequestError {
