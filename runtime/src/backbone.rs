@@ -206,9 +206,9 @@ pub struct Backbone<W: Wire> {
     create_metadata: CreateMetadata,
     /// The last object read or written per lease, so a write echoes its metadata.
     last_read: Mutex<HashMap<String, W::Object>>,
-    /// Whether the server is still taken to stream lists: until it refuses one (an API
-    /// server before 1.32, or 1.33, or with its `WatchList` feature off), after which a
-    /// pool's stream lists, then watches.
+    /// Whether the server is still taken to stream lists: until it shows it does not (an API
+    /// server before 1.32, or 1.33, or with its `WatchList` feature off: see
+    /// [`Backbone::stream_slots`]), after which a pool's stream lists, then watches.
     streams_lists: AtomicBool,
 }
 
@@ -459,15 +459,15 @@ impl<W: Wire> Backbone<W> {
     }
 
     /// Streams the list of a pool's `slots` and follows it, when the server is still taken
-    /// to stream lists. `None` when the caller is to list instead:
+    /// to stream lists: true when done. False when the caller is to list instead:
     /// - for good, when the server does not stream lists: it refused the options (400 or
     ///   422), sent a plain bookmark first, or left the initial events unended for a whole
     ///   request timeout (a LIST is bounded so too);
     /// - this once, when the stream broke before the initial events ended (as client-go's
     ///   reflector does: a list that works beats a stream retried forever).
-    async fn stream_slots(&self, slots: &SlotNames, sink: &WatchSink) -> Option<()> {
+    async fn stream_slots(&self, slots: &SlotNames, sink: &WatchSink) -> bool {
         if !self.streams_lists.load(Ordering::Relaxed) {
-            return None;
+            return false;
         }
         let target = "leases";
         match self.open_watch(None, WatchFrom::List, target).await {
@@ -477,21 +477,21 @@ impl<W: Wire> Backbone<W> {
                     Ok(Streamed::Synced) => {
                         self.follow(stream, sink, target, Self::slot_route(slots))
                             .await;
-                        return Some(());
+                        return true;
                     }
-                    Ok(Streamed::Ended) => return Some(()),
-                    Ok(Streamed::Broken) => return None,
+                    Ok(Streamed::Ended) => return true,
+                    Ok(Streamed::Broken) => return false,
                     Ok(Streamed::Plain) | Err(_) => {}
                 }
             }
             Err(error) if error.kind != ApiError::Invalid => {
                 sink.fail(error);
-                return Some(());
+                return true;
             }
             Err(_) => {}
         }
         self.streams_lists.store(false, Ordering::Relaxed);
-        None
+        false
     }
 
     /// Where a namespace watch's object goes: the slot of `slots` it is, if any.
@@ -720,7 +720,7 @@ impl<W: Wire> Transport for Backbone<W> {
         let from = match resource_version {
             Some(rv) => rv,
             None => {
-                if self.stream_slots(&slots, &sink).await.is_some() {
+                if self.stream_slots(&slots, &sink).await {
                     return;
                 }
                 match self.list_slots(&slots, &sink).await {
