@@ -126,7 +126,9 @@ fn five_thousand_members_boot_through_the_servers_flow_control() {
 /// A server without streamed lists (Kubernetes 1.33, or before 1.32): each stream started
 /// without a version is a list and a watch, one request more each time. The goal of 6 is not
 /// met there at 5 000 members (6.6 measured: the streams opened again after the boot's 429s
-/// list again); held to 7 and 20.
+/// list again); held to 7 and 20. At 1 000 members the run is the same as with streamed lists
+/// (the flow control counts a stream's opening once either way), with a list more for each
+/// stream started without a version.
 #[test]
 fn without_streamed_lists_each_stream_opened_lists_first() {
     for members in [1_000, 5_000] {
@@ -134,20 +136,20 @@ fn without_streamed_lists_each_stream_opened_lists_first() {
             streams_lists: false,
             ..cold(members, 10, 11)
         };
-        let streamed = run(&ColdStart {
-            streams_lists: true,
-            ..s.clone()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
         let r = cold_start_meets_its_goals(&s);
-        // The same run (the flow control counts a stream's opening once either way), with a
-        // list more for each stream started without a version.
-        assert_eq!(r.sent.watches, streamed.sent.watches, "{r:?}");
-        assert_eq!(streamed.sent.lists, 0, "{streamed:?}");
         assert!(r.sent.lists >= s.members as u32, "{r:?}");
-        assert_eq!(r.sent.total(), streamed.sent.total() + r.sent.lists);
         assert!(r.mean_per_member(s.members) <= 7.0, "{r:?}");
         assert!(r.most_by_one <= 20, "{r:?}");
+        if members == 1_000 {
+            let streamed = run(&ColdStart {
+                streams_lists: true,
+                ..s.clone()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.sent.watches, streamed.sent.watches, "{r:?}");
+            assert_eq!(streamed.sent.lists, 0, "{streamed:?}");
+            assert_eq!(r.sent.total(), streamed.sent.total() + r.sent.lists);
+        }
     }
 }
 
