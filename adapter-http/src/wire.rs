@@ -4,7 +4,7 @@
 use leasehold_core::{
     Holder, Lease, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION, ResourceVersion,
 };
-use leasehold_runtime::{CreateMetadata, ListedLease, ServerStatus, WireEvent};
+use leasehold_runtime::{CreateMetadata, INITIAL_EVENTS_END, ListedLease, ServerStatus, WireEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -387,9 +387,6 @@ struct RawLine {
     #[serde(default)]
     object: Value,
 }
-
-/// The annotation of the bookmark that ends a streamed list's initial events.
-const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// Decodes one line of a watch stream.
 pub fn decode_watch_line(line: &[u8]) -> Result<WireEvent<LeaseObject>, DecodeError> {

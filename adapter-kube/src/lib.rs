@@ -15,8 +15,8 @@ use leasehold_core::{
     Holder, Lease, LeaseRecord, MicroTime, NEXT_HOLDER_ANNOTATION, ResourceVersion,
 };
 use leasehold_runtime::{
-    Answer, Backbone, Call, Cause, CreateMetadata, Failure, ListedLease, ServerStatus, WatchFrom,
-    Wire, WireEvent, WireStream, connection_cause, user_agent,
+    Answer, Backbone, Call, Cause, CreateMetadata, Failure, INITIAL_EVENTS_END, ListedLease,
+    ServerStatus, WatchFrom, Wire, WireEvent, WireStream, connection_cause, user_agent,
 };
 use std::path::Path;
 
@@ -389,9 +389,6 @@ impl Wire for KubeWire {
         Ok(KubeWatch(stream.boxed()))
     }
 }
-
-/// The annotation of the bookmark that ends a streamed list's initial events.
-const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// An open watch through kube-rs.
 pub struct KubeWatch(BoxStream<'static, Result<KubeWatchEvent<KubeLease>, kube::Error>>);

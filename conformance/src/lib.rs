@@ -764,32 +764,25 @@ async fn pool_stream_on<T: Transport>(
     let counters = sim.counters();
     let sent = |verb, status| counters.count_status(verb, "leases", status);
     let stream = (sent("watch", 200), sent("watch", 422), sent("list", 200));
-    match watch_list {
-        WatchList::Streams => {
-            assert_eq!(
-                stream,
-                (1, 0, 0),
-                "one request, the watch that streams the list: {counters:?}"
-            );
-            assert!(!t.lists_before_watching());
-        }
-        WatchList::Refuses => {
-            assert_eq!(
-                stream,
-                (1, 1, 1),
-                "a streamed list refused, then a list and a watch: {counters:?}"
-            );
-            assert!(t.lists_before_watching());
-        }
-        WatchList::Ignores => {
-            assert_eq!(
-                stream,
-                (2, 0, 1),
-                "a plain watch given up at its first bookmark, then a list and a watch: {counters:?}"
-            );
-            assert!(t.lists_before_watching());
-        }
-    }
+    let (expected, lists, what) = match watch_list {
+        WatchList::Streams => (
+            (1, 0, 0),
+            false,
+            "one request, the watch that streams the list",
+        ),
+        WatchList::Refuses => (
+            (1, 1, 1),
+            true,
+            "a streamed list refused, then a list and a watch",
+        ),
+        WatchList::Ignores => (
+            (2, 0, 1),
+            true,
+            "a plain watch given up at its first bookmark, then a list and a watch",
+        ),
+    };
+    assert_eq!(stream, expected, "{what}: {counters:?}");
+    assert_eq!(t.lists_before_watching(), lists, "{what}");
     t.delete("slots-2", &third.resource_version)
         .await
         .expect("delete");

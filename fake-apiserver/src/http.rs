@@ -685,19 +685,13 @@ fn watch(shared: &Arc<Shared>, ns: Option<String>, q: &HashMap<String, String>) 
                 return;
             }
         }
-        let bookmark = |rv: u64| {
-            event_line(
-                "BOOKMARK",
-                &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "spec": {}}),
-            )
-        };
+        let bookmark_object = |rv: u64| json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()}, "spec": {}});
+        let bookmark = |rv: u64| event_line("BOOKMARK", &bookmark_object(rv));
         // The end of the initial events is a bookmark: sent only to a watch that takes both.
         if initial_events == Some(true) && bookmarks {
-            let end = event_line(
-                "BOOKMARK",
-                &json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1", "metadata": {"resourceVersion": seen.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}, "spec": {}}),
-            );
-            if send(end).await.is_err() {
+            let mut end = bookmark_object(seen);
+            end["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            if send(event_line("BOOKMARK", &end)).await.is_err() {
                 return;
             }
         }

@@ -157,6 +157,9 @@ pub enum Failure {
     Cause(Cause),
 }
 
+/// The annotation of the bookmark that ends a streamed list's initial events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
 /// One event of an open watch stream, as a [`Wire`] decoded it.
 #[derive(Debug)]
 pub enum WireEvent<O> {
@@ -167,7 +170,7 @@ pub enum WireEvent<O> {
     /// `BOOKMARK` at this resourceVersion.
     Bookmark(ResourceVersion),
     /// The `BOOKMARK` that ends a streamed list's initial events (annotated
-    /// `k8s.io/initial-events-end: "true"`): the state they showed is as of this version.
+    /// [`INITIAL_EVENTS_END`]` = "true"`): the state they showed is as of this version.
     InitialEventsEnd(ResourceVersion),
     /// `ERROR` 410 Gone: the resourceVersion is too old.
     Gone,

@@ -15,7 +15,8 @@ mod error;
 mod transport;
 
 pub use backbone::{
-    Answer, Backbone, Call, Failure, ListPage, SetupError, WatchFrom, Wire, WireEvent, WireStream,
+    Answer, Backbone, Call, Failure, INITIAL_EVENTS_END, ListPage, SetupError, WatchFrom, Wire,
+    WireEvent, WireStream,
 };
 pub use clock::Clock;
 pub use drive::{drive, drive_reporting};
