@@ -13,8 +13,8 @@
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
 use leasehold_core::{
-    Elector, ElectorConfig, Event, Identity, LeaseName, Operation, Pool, PoolConfig, Request,
-    ResourceVersion, SlotNames, Timing, Verb, WatchEvent,
+    Elector, ElectorConfig, Event, Holder, Identity, LeaseName, LeaseRecord, Operation, Pool,
+    PoolConfig, Request, ResourceVersion, SlotNames, Timing, Verb, WatchEvent,
 };
 use leasehold_runtime::{Clock, ListedLease, RequestError, Transport, WatchSink, drive};
 use std::collections::BTreeMap;
@@ -134,6 +134,40 @@ impl Outcome {
     }
 }
 
+/// What a pool member's update was for, read from the spec it writes: the answers' codes
+/// alone do not tell a lost take from a lost reservation, and they cost differently (a take
+/// races on the hand-over's path, a reservation off it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Purpose {
+    /// The member names itself holder: a take (a renew, for a term longer than a retry period).
+    Take,
+    /// Another's term, with the member named its next holder.
+    Reserve,
+    /// No holder: a release.
+    Release,
+}
+
+impl Purpose {
+    const ALL: [Self; 3] = [Self::Take, Self::Reserve, Self::Release];
+
+    fn of(record: &LeaseRecord, me: &Identity) -> Option<Self> {
+        match &record.holder {
+            Holder::None => Some(Self::Release),
+            h if h.is(me) => Some(Self::Take),
+            _ if record.next_holder.is(me) => Some(Self::Reserve),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Take => "take",
+            Self::Reserve => "reserve",
+            Self::Release => "release",
+        }
+    }
+}
+
 /// The requests one candidate sent, by verb, and what each came to. A request still in flight
 /// when its candidate is stopped has no outcome.
 #[derive(Clone, Debug, Default)]
@@ -142,6 +176,8 @@ struct Tally {
     sent: [u64; VERBS.len()],
     /// Outcomes, by verb (in [`VERBS`]' order) and outcome.
     outcomes: BTreeMap<(usize, Outcome), u64>,
+    /// Updates' outcomes by what they were for.
+    updates: BTreeMap<(Purpose, Outcome), u64>,
 }
 
 impl Tally {
@@ -155,6 +191,9 @@ impl Tally {
         }
         for (key, n) in &other.outcomes {
             *self.outcomes.entry(*key).or_default() += n;
+        }
+        for (key, n) in &other.updates {
+            *self.updates.entry(*key).or_default() += n;
         }
     }
 
@@ -170,7 +209,17 @@ impl Tally {
             .map(|(key, n)| (*key, n - before.outcomes.get(key).copied().unwrap_or(0)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        Tally { sent, outcomes }
+        let updates = self
+            .updates
+            .iter()
+            .map(|(key, n)| (*key, n - before.updates.get(key).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Tally {
+            sent,
+            outcomes,
+            updates,
+        }
     }
 
     /// One line: each verb sent, with what its answers came to (`update 3 (2xx 1, 409 2)`).
@@ -314,8 +363,22 @@ impl Transport for Counting {
         let verb = request.op.verb();
         self.sent(verb);
         let write = matches!(request.op, Operation::Create(_) | Operation::Update { .. });
+        let purpose = match &request.op {
+            Operation::Update { record, .. } => Purpose::of(record, &self.me),
+            _ => None,
+        };
         let response = self.inner.call(request).await;
-        self.answered(verb, Outcome::of(response.as_ref().err()));
+        let outcome = Outcome::of(response.as_ref().err());
+        self.answered(verb, outcome);
+        if let Some(purpose) = purpose {
+            *self
+                .tally
+                .lock()
+                .unwrap()
+                .updates
+                .entry((purpose, outcome))
+                .or_default() += 1;
+        }
         if let (true, Ok(lease)) = (write, response.as_ref()) {
             answered_write(&lease.resource_version);
         }
@@ -1158,6 +1221,44 @@ fn print_breakdown(breakdowns: &[(bool, usize, Tally)], runs: usize) {
                 per_run(of(Outcome::Code(409))),
                 per_run(of(Outcome::Code(429))),
                 per_run(of(Outcome::NoStatus)),
+            );
+        }
+    }
+    println!();
+    println!("### Cold-start updates by what they were for, per member (mean of {runs} runs)\n");
+    println!("| mode | members | update | sent | 2xx | 409 | other |");
+    println!("|---|---|---|---|---|---|---|");
+    for (watch, n, tally) in breakdowns {
+        for purpose in Purpose::ALL {
+            let per_member = |count: u64| format!("{:.2}", count as f64 / (n * runs) as f64);
+            let of = |wanted: Option<Outcome>| -> u64 {
+                tally
+                    .updates
+                    .iter()
+                    .filter(|((p, o), _)| {
+                        *p == purpose
+                            && wanted
+                                .map_or(!matches!(o, Outcome::Success | Outcome::Code(409)), |w| {
+                                    *o == w
+                                })
+                    })
+                    .map(|(_, c)| c)
+                    .sum()
+            };
+            let sent: u64 = tally
+                .updates
+                .iter()
+                .filter(|((p, _), _)| *p == purpose)
+                .map(|(_, c)| c)
+                .sum();
+            println!(
+                "| {} | {n} | {} | {} | {} | {} | {} |",
+                mode_name(*watch),
+                purpose.name(),
+                per_member(sent),
+                per_member(of(Some(Outcome::Success))),
+                per_member(of(Some(Outcome::Code(409)))),
+                per_member(of(None)),
             );
         }
     }

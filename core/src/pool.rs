@@ -368,6 +368,7 @@ impl<const N: usize> Pool<N> {
                 }
             }
             self.reservation.follow(&self.handovers, now);
+            self.takeover.crowd_from(&self.reservation, now);
         }
         match self.state {
             State::Wanting { attempt: Some(i) } => {

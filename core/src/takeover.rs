@@ -36,6 +36,11 @@ pub(crate) const TARGET_FASTEST: u64 = 2;
 /// How many times the fastest reservation (or the lag) a held slot should stay unreserved.
 const RESERVE_FLOORS: u32 = 16;
 
+/// The widest reservation window, in lease durations: a crowd of `M` members spaced `t` apart
+/// needs `M × t`, and five thousand members spaced by a hundred milliseconds need eight
+/// minutes.
+const RESERVE_MAX_LEASES: u32 = 32;
+
 /// How many targets a freed slot may stay free before the window is taken for too wide.
 const OVERDUE_TARGETS: u32 = 16;
 
@@ -46,7 +51,13 @@ const MIN_WINDOW: Duration = Duration::from_millis(1);
 #[derive(Clone, Debug)]
 pub(crate) struct Takeover<const N: usize> {
     window: Duration,
+    /// The window as what every waiting member sees alike moved it (the hand-overs, the
+    /// misses, the least), without this member's lost races: a measure of the crowd, where a
+    /// loser's doubled window is a measure of its bad luck.
+    crowd: Duration,
     max_window: Duration,
+    /// The largest [`Takeover::set_least`] may ask: a lease duration.
+    max_least: Duration,
     /// The instant drawn for the next take, while a slot is free.
     at: Option<Instant>,
     /// Per slot: when this member, waiting, first saw it free; and whether it saw it held
@@ -83,6 +94,13 @@ pub(crate) struct Takeover<const N: usize> {
     /// How long a term lasts, from its take seen to its release seen: each moves it by an
     /// eighth.
     hold: Option<Duration>,
+    /// The width the crowd the reservations measured asks of this take window
+    /// ([`Takeover::crowd_from`]); the window is the wider of it and its own.
+    crowd_least: Duration,
+    /// When this window last learnt of the crowd: a sample, or a miss.
+    sampled_at: Option<Instant>,
+    /// How long what it learnt holds: a mean term (a retry period before one is seen).
+    fresh_for: Duration,
 }
 
 impl<const N: usize> Takeover<N> {
@@ -106,7 +124,9 @@ impl<const N: usize> Takeover<N> {
         };
         Self {
             window: (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window),
+            crowd: (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window),
             max_window,
+            max_least: max_window,
             at: None,
             free_since,
             fastest: None,
@@ -121,6 +141,9 @@ impl<const N: usize> Takeover<N> {
             held_since,
             least: Duration::from_ticks(0),
             hold: None,
+            crowd_least: Duration::from_ticks(0),
+            sampled_at: None,
+            fresh_for: timing.retry_period(),
         }
     }
 
@@ -131,7 +154,9 @@ impl<const N: usize> Takeover<N> {
     /// floors rather than [`TARGET_FASTEST`].
     pub(crate) fn reserving(slots: usize, timing: &Timing) -> Self {
         let mut t = Self::new(slots, timing, true);
+        t.max_window = timing.lease_duration().max(MIN_WINDOW) * RESERVE_MAX_LEASES;
         t.window = timing.retry_period().max(MIN_WINDOW).min(t.max_window);
+        t.crowd = t.window;
         t.factor = RESERVE_FLOORS;
         t.reserving = true;
         t
@@ -172,10 +197,44 @@ impl<const N: usize> Takeover<N> {
         self.target_cap = Some(
             handovers
                 .hold
-                .map_or(Duration::from_ticks(0), |hold| hold / 2),
+                .map_or(Duration::from_ticks(0), |hold| hold / 8),
         );
         let term = handovers.hold.or_else(|| handovers.longest_held(now));
         self.set_least(term.map_or(Duration::from_ticks(0), |t| t / 4), now);
+        if let Some(hold) = handovers.hold {
+            self.fresh_for = hold;
+        }
+    }
+
+    /// Keeps this take window at least as wide as the crowd `reserving` measured: a reservation
+    /// window settles where its first reservation comes a target after a slot opens, so its
+    /// width over its target counts the members waiting. A take needs the same crowd spread
+    /// over its own target. Most hand-overs are reserved, so this window sees few of its own
+    /// samples in a cold start; without this, the rare release nobody reserved is raced by a
+    /// crowd sized from the boot.
+    ///
+    /// What the reservations measured holds for a term: after that without one (the end of a
+    /// cold start, when fewer wait than there are slots and nobody reserves), the crowd they
+    /// measured is gone, and this window is left to its own rules (a slot left free long
+    /// halves it).
+    pub(crate) fn crowd_from(&mut self, reserving: &Self, now: Instant) {
+        let before = self.window();
+        let reserve = reserving.target().as_ticks();
+        let fresh = reserving
+            .sampled_at
+            .is_some_and(|at| now <= at.saturating_add(reserving.fresh_for));
+        self.crowd_least = if !fresh || reserve == 0 || self.max_window.as_ticks() == 0 {
+            Duration::from_ticks(0)
+        } else {
+            // Both targets on the same floor: this window's own fastest comes from the few
+            // hand-overs nobody reserved, and its lag from its own lost races (the largest
+            // lately seen: a boot's), which say less of the crowd than all hand-overs do.
+            let take = reserving.floor() * TARGET_FASTEST as u32;
+            let least = u128::from(reserving.crowd.as_ticks()) * u128::from(take.as_ticks())
+                / u128::from(reserve);
+            Duration::from_ticks(u64::try_from(least).unwrap_or(u64::MAX)).min(self.max_least)
+        };
+        self.rescale_draw(before, now);
     }
 
     /// Forgets what was seen of each slot, when this member waits again after a time it did
@@ -211,9 +270,10 @@ impl<const N: usize> Takeover<N> {
     /// Keeps the window at least `least` (at most its largest): a reservation window sized
     /// from how long terms last, whatever the crowd's feedback says.
     fn set_least(&mut self, least: Duration, now: Instant) {
-        self.least = least.min(self.max_window);
+        self.least = least.min(self.max_least);
+        self.crowd = self.crowd.max(self.least);
         if self.window < self.least {
-            let before = self.window;
+            let before = self.window();
             self.window = self.least;
             self.rescale_draw(before, now);
         }
@@ -230,7 +290,7 @@ impl<const N: usize> Takeover<N> {
 
     /// The current contention window.
     pub(crate) fn window(&self) -> Duration {
-        self.window
+        self.window.max(self.crowd_least)
     }
 
     /// Slot `slot` is free at `now` (takeable): remember since when, for the measurement.
@@ -284,6 +344,7 @@ impl<const N: usize> Takeover<N> {
         if let Some(held) = self.held_since.get_mut(slot) {
             *held = Some(now);
         }
+        self.sampled_at = Some(now);
         let stayed = now
             .saturating_duration_since(since)
             .max(Duration::from_ticks(1));
@@ -299,7 +360,7 @@ impl<const N: usize> Takeover<N> {
         // the square root of what it asks, and never more than halves or doubles it.
         let ratio = (u128::from(target) << 32) / u128::from(stayed.as_ticks());
         let ratio = u64::try_from(ratio).unwrap_or(u64::MAX);
-        let before = self.window;
+        let before = self.window();
         if self.reserving {
             // Many slots are reserved about together (a boot), so each sample moves the
             // window by a sixteenth at most, and a crowd of samples cannot throw it far.
@@ -318,9 +379,10 @@ impl<const N: usize> Takeover<N> {
             .get(slot)
             .is_some_and(|(since, _)| since.is_some())
         {
-            let before = self.window;
+            let before = self.window();
             self.scale(1, 2);
             self.rescale_draw(before, now);
+            self.sampled_at = Some(now);
         }
     }
 
@@ -330,7 +392,7 @@ impl<const N: usize> Takeover<N> {
         if let Some(at) = self.at.filter(|at| *at > now) {
             let left = u128::from(at.duration_since(now).as_ticks());
             let left =
-                left * u128::from(self.window.as_ticks()) / u128::from(before.as_ticks().max(1));
+                left * u128::from(self.window().as_ticks()) / u128::from(before.as_ticks().max(1));
             let left = Duration::from_ticks(u64::try_from(left).unwrap_or(u64::MAX));
             self.at = Some(now.saturating_add(left));
         }
@@ -341,17 +403,23 @@ impl<const N: usize> Takeover<N> {
     /// take from the others for that long, so a hand-over faster than the lag is a race,
     /// however fast it looks.
     fn target(&self) -> Duration {
-        let fastest = self
-            .floor_hint
-            .or(self.fastest)
-            .unwrap_or(Duration::from_ticks(0));
-        let floor = fastest.max(self.lag.unwrap_or(Duration::from_ticks(0)));
+        let floor = self.floor();
         let target = floor * self.factor;
         // Never below a hand-over's own target: under that, the members race on what their
         // streams have not shown yet.
         self.target_cap.map_or(target, |cap| {
             target.min(cap).max(floor * TARGET_FASTEST as u32)
         })
+    }
+
+    /// The latency floor: the fastest hand-over seen (or the one measured elsewhere), or the
+    /// stream's lag if that is longer.
+    fn floor(&self) -> Duration {
+        let fastest = self
+            .floor_hint
+            .or(self.fastest)
+            .unwrap_or(Duration::from_ticks(0));
+        fastest.max(self.lag.unwrap_or(Duration::from_ticks(0)))
     }
 
     /// The instant by which a freed slot should have been taken: [`OVERDUE_TARGETS`] targets
@@ -361,7 +429,8 @@ impl<const N: usize> Takeover<N> {
     /// (the first of its uniform delays falls that late: about `e^-16`).
     fn overdue_at(&self) -> Option<Instant> {
         // A window already at its least halves no further: no reason to wake.
-        if self.window <= self.least.max(MIN_WINDOW) {
+        // Nor one the crowd holds wide: that is the reservations' to narrow.
+        if self.window() <= self.least.max(MIN_WINDOW) || self.crowd_least >= self.window {
             return None;
         }
         let oldest = self
@@ -381,16 +450,22 @@ impl<const N: usize> Takeover<N> {
     pub(crate) fn lost(&mut self, slot: usize, now: Instant) {
         self.lost = Some((slot, now, now.saturating_add(self.wait_for_winner)));
         self.at = None;
-        self.scale(2, 1);
+        self.window = self.scaled(self.window, 2, 1);
     }
 
+    /// Scales the window and the crowd's alike.
     fn scale(&mut self, num: u64, den: u64) {
-        let ticks = u128::from(self.window.as_ticks()) * u128::from(num) / u128::from(den.max(1));
+        self.window = self.scaled(self.window, num, den);
+        self.crowd = self.scaled(self.crowd, num, den);
+    }
+
+    fn scaled(&self, window: Duration, num: u64, den: u64) -> Duration {
+        let ticks = u128::from(window.as_ticks()) * u128::from(num) / u128::from(den.max(1));
         let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
-        self.window = Duration::from_ticks(ticks)
+        Duration::from_ticks(ticks)
             .max(MIN_WINDOW)
             .max(self.least)
-            .min(self.max_window);
+            .min(self.max_window)
     }
 
     /// Whether one of the `free` slots may be taken at `now`: the first call after a slot freed
@@ -404,7 +479,7 @@ impl<const N: usize> Takeover<N> {
             None => {}
         }
         if self.overdue_at().is_some_and(|overdue| now >= overdue) {
-            let before = self.window;
+            let before = self.window();
             self.scale(1, 2);
             self.rescale_draw(before, now);
             for (since, _) in self.free_since.iter_mut() {
@@ -420,7 +495,7 @@ impl<const N: usize> Takeover<N> {
         } else {
             1
         };
-        let window = self.window / u32::try_from(share).unwrap_or(u32::MAX);
+        let window = self.window() / u32::try_from(share).unwrap_or(u32::MAX);
         let at = *self
             .at
             .get_or_insert_with(|| now.saturating_add(jitter.uniform(window)));
@@ -822,12 +897,86 @@ mod tests {
         t.follow(&handovers, ms(20_000));
         assert_eq!(t.window(), Duration::from_secs(5));
         // A hand-over in 10 ms, then that term ended after 300 ms: the floor is 10 ms, the
-        // target 16 floors capped at half the term, and the least a quarter of the term.
+        // target 16 floors capped at an eighth of the term, and the least a quarter of it.
         hand_over(&mut handovers, 1, 20_000, 10);
         handovers.free(1, ms(20_310));
         t.follow(&handovers, ms(20_310));
-        assert_eq!(t.target(), d(150));
+        assert_eq!(t.target(), Duration::from_micros(37_500));
         assert_eq!(t.least, d(75));
+    }
+
+    /// A reservation window may grow past a lease duration (a crowd of thousands, each a
+    /// target apart), up to 32; the least the terms ask for stops at one.
+    #[test]
+    fn a_reservation_window_grows_past_a_lease_duration_and_its_least_does_not() {
+        let lease = Timing::DEFAULT.lease_duration();
+        let mut t = reserving_at_10ms();
+        for _ in 0..8 {
+            t.lost(0, ms(0));
+        }
+        assert_eq!(t.window(), lease * 32, "doubled up to 32 lease durations");
+        let mut handovers = takeover();
+        handovers.not_free(0, true, ms(0));
+        let mut t = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        t.follow(&handovers, ms(3_600_000));
+        assert_eq!(
+            t.least, lease,
+            "held an hour: a lease duration, not 15 minutes"
+        );
+    }
+
+    /// A lost reservation doubles the loser's window, not the crowd's: the crowd is what every
+    /// waiting member measures alike, and what the take window is sized from.
+    #[test]
+    fn a_lost_race_widens_the_window_and_not_the_crowd() {
+        let mut t = reserving_at_10ms();
+        let start = t.window();
+        t.lost(0, ms(0));
+        assert_eq!((t.window(), t.crowd), (start * 2, start));
+        hand_over(&mut t, 1, 100, 1);
+        assert_eq!(
+            (t.window(), t.crowd),
+            (start * 2 * 17 / 16, start * 17 / 16),
+            "a sample moves both"
+        );
+    }
+
+    /// Most hand-overs of a cold start are reserved, so the take window hardly samples its
+    /// own. It is kept as wide as the crowd the reservations measured: their window over
+    /// their target is the members waiting, which a take spreads over its own target (both
+    /// on the same floor). When that crowd shrinks, the take window follows it down, keeping
+    /// what its own lost races added.
+    #[test]
+    fn a_take_window_is_as_wide_as_the_crowd_the_reservations_measured() {
+        let mut reserving = reserving_at_10ms();
+        let mut t = takeover();
+        let start = t.window();
+        t.crowd_from(&reserving, ms(0));
+        assert_eq!(
+            t.window(),
+            start,
+            "no reservation measured yet: nothing known"
+        );
+        // One reservation seen 1 ms after its slot opened: a crowd of a retry period × 17/16
+        // over a 75 ms target; a take aims at twice the 10 ms floor.
+        hand_over(&mut reserving, 0, 0, 1);
+        let crowd = Timing::DEFAULT.retry_period() * 17 / 16;
+        t.crowd_from(&reserving, ms(1));
+        let sized = t.window();
+        assert_eq!(sized, crowd * 20 / 75);
+        t.lost(1, ms(2));
+        assert_eq!(t.window(), sized * 2, "its own lost race doubles it");
+        // The crowd halves (a miss): the take window halves too, within a tick of rounding.
+        reserving.not_free(2, true, ms(10));
+        reserving.free(2, ms(10));
+        reserving.missed(2, ms(20));
+        t.crowd_from(&reserving, ms(20));
+        assert!(t.window().as_ticks().abs_diff(sized.as_ticks()) <= 1);
+        // The floor grows to the 40 ms lag this member saw: twice as wide.
+        t.lost(3, ms(30));
+        t.not_free(3, true, ms(70));
+        t.crowd_from(&reserving, ms(70));
+        assert!(t.window() > sized * 2, "{:?}", t.window());
     }
 
     /// Forgetting drops what was seen of each slot, not what was learnt from it.
