@@ -2014,10 +2014,15 @@ mod tests {
         p.handle_watch_event(0, WatchEvent::Changed(lease(7, None, 1)), ms(100));
         p.handle_watch_event(0, WatchEvent::Changed(lease(8, Some("d"), 2)), ms(102));
         assert!(p.contention_window() > first, "{:?}", p.contention_window());
+        assert!(
+            p.contention_window() < Duration::from_millis(400),
+            "a miss alone sizes no crowd: {:?}",
+            p.contention_window()
+        );
+        let wider = p.contention_window();
         p.handle_watch_event(1, WatchEvent::Changed(lease(9, None, 1)), ms(200));
-        let freed = p.contention_window();
         p.handle_watch_event(1, WatchEvent::Deleted, ms(300));
-        assert_eq!(p.contention_window(), freed, "a deletion is no hand-over");
+        assert_eq!(p.contention_window(), wider, "a deletion is no hand-over");
     }
 
     /// A holder's stream is closed: its next wake-up is its renew, not the stream's reopening.

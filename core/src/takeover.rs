@@ -186,7 +186,7 @@ impl<const N: usize> Takeover<N> {
     /// Sizes this reservation window from `handovers`, the hand-overs every waiting member
     /// watches alike (reserved or not): its latency floor is their fastest, since a
     /// reservation's own quickest is a draw from this window, not the network's latency; its
-    /// target is at most half the mean term, as a reservation must land while the holder still
+    /// target is at most an eighth of the mean term, as a reservation must land while the holder still
     /// works (and until a term is seen from take to release, it aims as a take does); and it
     /// is never narrower than a quarter of a term: the mean term, or, before any was seen to
     /// end, the longest any slot has been seen held (a delegate that held for minutes is not
@@ -213,17 +213,22 @@ impl<const N: usize> Takeover<N> {
     /// samples in a cold start; without this, the rare release nobody reserved is raced by a
     /// crowd sized from the boot.
     ///
-    /// What the reservations measured holds for a term: after that without one (the end of a
-    /// cold start, when fewer wait than there are slots and nobody reserves), the crowd they
-    /// measured is gone, and this window is left to its own rules (a slot left free long
-    /// halves it).
+    /// Only a reservation seen made measures the crowd (a miss narrows it, but a miss alone,
+    /// with nobody reserving, counts nobody), and only above the least the terms ask of the
+    /// reservation window (there, it counts the terms). What it measured holds for a term:
+    /// after that without one (the end of a cold start, when fewer wait than there are slots
+    /// and nobody reserves), the crowd is gone, and this window is left to its own rules (a
+    /// slot left free long halves it). A member that waits again after holding starts
+    /// without it ([`Takeover::forget`]).
     pub(crate) fn crowd_from(&mut self, reserving: &Self, now: Instant) {
         let before = self.window();
         let reserve = reserving.target().as_ticks();
         let fresh = reserving
             .sampled_at
             .is_some_and(|at| now <= at.saturating_add(reserving.fresh_for));
-        self.crowd_least = if !fresh || reserve == 0 || self.max_window.as_ticks() == 0 {
+        // A crowd held up by the terms' least counts the terms, not the members.
+        let measured = fresh && reserving.crowd > reserving.least;
+        self.crowd_least = if !measured || reserve == 0 || self.max_window.as_ticks() == 0 {
             Duration::from_ticks(0)
         } else {
             // Both targets on the same floor: this window's own fastest comes from the few
@@ -251,6 +256,8 @@ impl<const N: usize> Takeover<N> {
         }
         self.at = None;
         self.lost = None;
+        self.crowd_least = Duration::from_ticks(0);
+        self.sampled_at = None;
     }
 
     /// How long a term lasts, as seen from its take to its release; `None` before the first.
@@ -382,7 +389,6 @@ impl<const N: usize> Takeover<N> {
             let before = self.window();
             self.scale(1, 2);
             self.rescale_draw(before, now);
-            self.sampled_at = Some(now);
         }
     }
 
@@ -978,6 +984,41 @@ mod tests {
         // A retry period without a reservation measured: the window is its own again.
         t.crowd_from(&reserving, ms(2_021));
         assert_eq!(t.window(), own * 2);
+    }
+
+    /// A miss alone counts nobody: a lone member that saw a slot released before anyone
+    /// reserved it keeps its own take window.
+    #[test]
+    fn a_miss_alone_measures_no_crowd() {
+        let mut handovers = takeover();
+        hand_over(&mut handovers, 0, 0, 10);
+        handovers.free(0, ms(60_010));
+        let mut reserving = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        reserving.follow(&handovers, ms(60_010));
+        reserving.not_free(1, false, ms(60_000));
+        reserving.free(1, ms(60_000));
+        reserving.missed(1, ms(60_010));
+        reserving.not_free(1, false, ms(60_010));
+        let mut t = takeover();
+        let own = t.window();
+        t.crowd_from(&reserving, ms(60_020));
+        assert_eq!(t.window(), own);
+    }
+
+    /// A reservation window held up by the least its terms ask (an hour-long term: a lease
+    /// duration) counts the terms, not the members: it sizes no take window.
+    #[test]
+    fn a_crowd_at_the_terms_least_sizes_no_take_window() {
+        let mut handovers = takeover();
+        hand_over(&mut handovers, 0, 0, 10);
+        let mut reserving = Takeover::<4>::reserving(4, &Timing::DEFAULT);
+        reserving.follow(&handovers, ms(3_600_000));
+        hand_over(&mut reserving, 1, 3_600_000, 40);
+        assert_eq!(reserving.crowd, Timing::DEFAULT.lease_duration());
+        let mut t = takeover();
+        let own = t.window();
+        t.crowd_from(&reserving, ms(3_600_040));
+        assert_eq!(t.window(), own);
     }
 
     /// Forgetting drops what was seen of each slot, not what was learnt from it.
