@@ -248,7 +248,7 @@ fn with_a_fixed_hold_the_hand_overs_cost_a_few_percent() {
 /// under a thousand watchers): each take reaches the others late, so members race on what looks
 /// free. A lost race waits for its winner and widens the window to the lag, so this costs a few
 /// requests a member rather than a storm (77 a member, 65 000 conflicts, without). Measured:
-/// 5.88 a member, the worst 18, and the makespan 11 % over the work (7.35, 21 and 14 % before
+/// 5.78 a member, the worst 17, and the makespan 12 % over the work (7.35, 21 and 14 % before
 /// the take window was sized from the crowd the reservations measure).
 #[test]
 fn a_stream_lagging_the_server_costs_a_few_requests_not_a_storm() {
