@@ -168,6 +168,18 @@ impl Purpose {
     }
 }
 
+/// The counts of `now` above those of `before`, a copy taken earlier; keys that did not move
+/// are left out.
+fn counted_since<K: Ord + Copy>(
+    now: &BTreeMap<K, u64>,
+    before: &BTreeMap<K, u64>,
+) -> BTreeMap<K, u64> {
+    now.iter()
+        .map(|(key, n)| (*key, n - before.get(key).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// The requests one candidate sent, by verb, and what each came to. A request still in flight
 /// when its candidate is stopped has no outcome.
 #[derive(Clone, Debug, Default)]
@@ -203,22 +215,10 @@ impl Tally {
         for (now, then) in sent.iter_mut().zip(before.sent) {
             *now -= then;
         }
-        let outcomes = self
-            .outcomes
-            .iter()
-            .map(|(key, n)| (*key, n - before.outcomes.get(key).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        let updates = self
-            .updates
-            .iter()
-            .map(|(key, n)| (*key, n - before.updates.get(key).copied().unwrap_or(0)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
         Tally {
             sent,
-            outcomes,
-            updates,
+            outcomes: counted_since(&self.outcomes, &before.outcomes),
+            updates: counted_since(&self.updates, &before.updates),
         }
     }
 

@@ -97,7 +97,8 @@ pub(crate) struct Takeover<const N: usize> {
     /// The width the crowd the reservations measured asks of this take window
     /// ([`Takeover::crowd_from`]); the window is the wider of it and its own.
     crowd_least: Duration,
-    /// When this window last learnt of the crowd: a sample, or a miss.
+    /// When this window last measured a hand-over (for a reservation window: a reservation
+    /// seen made), which is what tells of the crowd.
     sampled_at: Option<Instant>,
     /// How long what it learnt holds: a mean term (a retry period before one is seen).
     fresh_for: Duration,
@@ -122,9 +123,10 @@ impl<const N: usize> Takeover<N> {
         } else {
             Duration::from_ticks(0)
         };
+        let window = (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window);
         Self {
-            window: (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window),
-            crowd: (timing.retry_period() / 8).max(MIN_WINDOW).min(max_window),
+            window,
+            crowd: window,
             max_window,
             max_least: max_window,
             at: None,
@@ -186,8 +188,10 @@ impl<const N: usize> Takeover<N> {
     /// Sizes this reservation window from `handovers`, the hand-overs every waiting member
     /// watches alike (reserved or not): its latency floor is their fastest, since a
     /// reservation's own quickest is a draw from this window, not the network's latency; its
-    /// target is at most an eighth of the mean term, as a reservation must land while the holder still
-    /// works (and until a term is seen from take to release, it aims as a take does); and it
+    /// target is at most an eighth of the mean term, as a reservation must land while the
+    /// holder still works (its first comes about exponentially around the target, so past a
+    /// term about once in three thousand; until a term is seen from take to release, it aims
+    /// as a take does); and it
     /// is never narrower than a quarter of a term: the mean term, or, before any was seen to
     /// end, the longest any slot has been seen held (a delegate that held for minutes is not
     /// about to end). Off the hand-over's path, a wide window is cheap, and it is what keeps
