@@ -990,6 +990,23 @@ mod tests {
         assert_eq!(t.window(), own * 2);
     }
 
+    /// A member that waits again after holding starts without the crowd it measured before:
+    /// it watched no reservation meanwhile.
+    #[test]
+    fn forgetting_drops_the_crowd_measured() {
+        let mut reserving = reserving_at_10ms();
+        hand_over(&mut reserving, 0, 0, 1);
+        let mut t = takeover();
+        let own = t.window();
+        t.crowd_from(&reserving, ms(1));
+        assert!(t.window() > own);
+        t.forget();
+        assert_eq!(t.window(), own);
+        reserving.forget();
+        t.crowd_from(&reserving, ms(2));
+        assert_eq!(t.window(), own, "nor does the reservation window count it");
+    }
+
     /// A miss alone counts nobody: a lone member that saw a slot released before anyone
     /// reserved it keeps its own take window.
     #[test]
