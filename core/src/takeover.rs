@@ -1020,10 +1020,7 @@ mod tests {
         reserving.free(1, ms(60_000));
         reserving.missed(1, ms(60_010));
         reserving.not_free(1, false, ms(60_010));
-        let mut t = takeover();
-        let own = t.window();
-        t.crowd_from(&reserving, ms(60_020));
-        assert_eq!(t.window(), own);
+        assert_sizes_no_take_window(&reserving, ms(60_020));
     }
 
     /// A reservation window held up by the least its terms ask (an hour-long term: a lease
@@ -1036,9 +1033,14 @@ mod tests {
         reserving.follow(&handovers, ms(3_600_000));
         hand_over(&mut reserving, 1, 3_600_000, 40);
         assert_eq!(reserving.crowd, Timing::DEFAULT.lease_duration());
+        assert_sizes_no_take_window(&reserving, ms(3_600_040));
+    }
+
+    /// A fresh take window, told of `reserving`'s crowd at `now`, keeps its own width.
+    fn assert_sizes_no_take_window(reserving: &Takeover<4>, now: Instant) {
         let mut t = takeover();
         let own = t.window();
-        t.crowd_from(&reserving, ms(3_600_040));
+        t.crowd_from(reserving, now);
         assert_eq!(t.window(), own);
     }
 
