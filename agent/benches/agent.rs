@@ -8,7 +8,8 @@
 //! `--cold-n` (a comma-separated list of member counts) and `--cold-runs` size the cold start,
 //! as do `LEASEHOLD_BENCH_COLD_N` and `LEASEHOLD_BENCH_COLD_RUNS` (the flags win);
 //! `--cold-hold` is each member's hold in milliseconds, `--cold-mode` the modes run. Section
-//! `3b` is the delegation pool.
+//! `3b` is the delegation pool, `3c` the simulated server's watch fan-out alone (the ceiling
+//! the machine sets on the cold start).
 
 use leasehold_adapter_http::kubeconfig::from_kubeconfig;
 use leasehold_adapter_http::{HttpConfig, HttpTransport};
@@ -289,6 +290,38 @@ fn stream_lags() -> Option<(Duration, Duration, Duration)> {
     lags.sort_unstable();
     let at = |q: usize| Duration::from_micros(lags[(lags.len() - 1) * q / 100]);
     Some((at(50), at(90), at(99)))
+}
+
+/// The machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`, every core):
+/// the simulated server's process and this one share it, so two readings tell whether the
+/// machine, rather than what it runs, set the pace between them.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // user nice system idle iowait irq softirq steal
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    let total: u64 = ticks.iter().sum();
+    Some((total - idle, total))
+}
+
+/// How busy the machine's cores were since `before` (a [`cpu_ticks`] reading), as a share.
+fn cpu_busy_since(before: Option<(u64, u64)>) -> String {
+    match (before, cpu_ticks()) {
+        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+            format!(
+                "{:.0} %",
+                (busy1 - busy0) as f64 * 100.0 / (total1 - total0) as f64
+            )
+        }
+        _ => "not known".to_owned(),
+    }
 }
 
 struct Counting {
@@ -899,6 +932,148 @@ async fn cold_start_once(
 /// The pool size of the cold-start benchmark (Sysdig's default).
 const SLOTS: usize = 10;
 
+/// The fan-out loads of section 3c: streams open, and writes a second over the pool's leases.
+/// A cold start of 1 000 members through 10 slots of 300 ms writes about 80 times a second
+/// (a take, a reservation and a release a member) to 1 000 streams.
+const FAN_OUT: [(usize, u32); 6] = [
+    (100, 80),
+    (300, 80),
+    (1000, 20),
+    (1000, 40),
+    (1000, 80),
+    (1000, 160),
+];
+
+/// How long section 3c writes at each load.
+const FAN_OUT_FOR: Duration = Duration::from_secs(10);
+
+/// 3c. The ceiling this machine sets on the cold start: the simulated server's watch fan-out,
+/// with nothing deciding. `streams` pool streams stay open in this process, as the cold
+/// start's members keep them, while one writer a lease updates the pool's leases at a fixed
+/// rate; each write's delivery on every stream is timed from its answer, as in the cold start.
+/// Every hand-over waits for one such delivery (the reserved member learns of the release on
+/// its stream), and every member that writes on an older view than the server's races: the lag
+/// measured here, with no member's own work beside it, is the least a cold start's hand-overs
+/// can cost at that load on this machine.
+async fn fan_out(shared: &Arc<HttpTransport>) {
+    println!("## 3c. The machine's ceiling: the simulated server's watch fan-out alone\n");
+    println!(
+        "| streams open | writes a second, asked | written a second | deliveries a second | lag p50 | p90 | p99 | CPU busy, all cores |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let writer = Identity::new("fan-out-writer").unwrap();
+    let record = |writer: &Identity| LeaseRecord {
+        holder: Holder::Named(writer.clone()),
+        lease_duration: Some(leasehold_core::Duration::from_secs(15)),
+        acquire_time: Some(Clock::wall()),
+        renew_time: Some(Clock::wall()),
+        lease_transitions: Some(0),
+        next_holder: Holder::None,
+    };
+    for (streams, rate) in FAN_OUT {
+        let prefix = format!("fanout-{streams}-{rate}");
+        let mut leases = Vec::new();
+        for i in 0..SLOTS {
+            let lease = LeaseName::new(&format!("{prefix}-{i}")).unwrap();
+            let op = Operation::Create(record(&writer));
+            let created = shared
+                .call(Request {
+                    slot: 0,
+                    lease: lease.clone(),
+                    op,
+                })
+                .await
+                .expect("the writer creates its lease");
+            leases.push((lease, created.resource_version));
+        }
+        let delivered = Arc::new(AtomicU64::new(0));
+        let synced = Arc::new(AtomicUsize::new(0));
+        let readers: Vec<_> = (0..streams)
+            .map(|_| {
+                let slots = SlotNames::new(&prefix, SLOTS as u16).unwrap();
+                let (shared, delivered, synced) =
+                    (shared.clone(), delivered.clone(), synced.clone());
+                tokio::spawn(async move {
+                    let (sink, mut deliveries) = mpsc::unbounded_channel();
+                    let stream = shared.watch_slots(slots, None, WatchSink::new(0, 0, sink));
+                    let read = async {
+                        while let Some(delivery) = deliveries.recv().await {
+                            match delivery.event {
+                                WatchEvent::Synced(_) => {
+                                    synced.fetch_add(1, Ordering::Relaxed);
+                                }
+                                ref event @ WatchEvent::Changed(_) => {
+                                    stream_delivered(event);
+                                    delivered.fetch_add(1, Ordering::Relaxed);
+                                }
+                                _ => {}
+                            }
+                        }
+                    };
+                    tokio::join!(stream, read);
+                })
+            })
+            .collect();
+        until(Duration::from_secs(120), "every stream synced", || {
+            synced.load(Ordering::Relaxed) >= streams
+        })
+        .await;
+        let _ = stream_lags();
+        delivered.store(0, Ordering::Relaxed);
+        let written = Arc::new(AtomicU64::new(0));
+        let cpu = cpu_ticks();
+        let started = Instant::now();
+        let writers: Vec<_> = leases
+            .into_iter()
+            .map(|(lease, mut version)| {
+                let (shared, written, writer) = (shared.clone(), written.clone(), writer.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+                        SLOTS as f64 / f64::from(rate),
+                    ));
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while started.elapsed() < FAN_OUT_FOR {
+                        tick.tick().await;
+                        let op = Operation::Update {
+                            resource_version: version.clone(),
+                            record: record(&writer),
+                        };
+                        let lease = shared
+                            .call(Request {
+                                slot: 0,
+                                lease: lease.clone(),
+                                op,
+                            })
+                            .await
+                            .expect("the only writer of its lease");
+                        answered_write(&lease.resource_version);
+                        version = lease.resource_version;
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("a writer ends");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let busy = cpu_busy_since(cpu);
+        // The last writes' deliveries, before the streams close.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for r in readers {
+            r.abort();
+        }
+        let written = written.load(Ordering::Relaxed) as f64;
+        let (p50, p90, p99) = stream_lags().unwrap_or_default();
+        println!(
+            "| {streams} | {rate} | {:.0} | {:.0} | {p50:.1?} | {p90:.1?} | {p99:.1?} | {busy} |",
+            written / elapsed,
+            delivered.load(Ordering::Relaxed) as f64 / elapsed,
+        );
+    }
+    println!();
+}
+
 /// Members of the delegation benchmark, and its slots (Sysdig's `k8s_delegated_nodes`).
 const DELEGATION_MEMBERS: usize = 1000;
 const DELEGATES: usize = 2;
@@ -1106,10 +1281,12 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             let mut all = Tally::default();
             for run in 0..runs {
                 let prefix = format!("cold-{}-{n}-{run}", if watch { "w" } else { "p" });
+                let cpu = cpu_ticks();
                 let result = cold_start_once(shared, &prefix, n, hold, watch).await;
+                let busy = cpu_busy_since(cpu);
                 if let Some((p50, p90, p99)) = stream_lags() {
                     lags.push(format!(
-                        "| {} | {n} | {run} | {p50:.1?} | {p90:.1?} | {p99:.1?} |",
+                        "| {} | {n} | {run} | {p50:.1?} | {p90:.1?} | {p99:.1?} | {busy} |",
                         mode_name(watch)
                     ));
                 }
@@ -1165,8 +1342,8 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             "### How late the streams delivered the writes (from the write's answer to each \
              delivery)\n"
         );
-        println!("| mode | members | run | p50 | p90 | p99 |");
-        println!("|---|---|---|---|---|---|");
+        println!("| mode | members | run | p50 | p90 | p99 | CPU busy, all cores |");
+        println!("|---|---|---|---|---|---|---|");
         for line in &lags {
             println!("{line}");
         }
@@ -1562,6 +1739,9 @@ fn main() {
         }
         if wanted("3b") {
             delegation(&shared, DELEGATION_MEMBERS).await;
+        }
+        if wanted("3c") {
+            fan_out(&shared).await;
         }
         if wanted("4") {
             memory(&sim).await;
