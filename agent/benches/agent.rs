@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -256,11 +256,18 @@ impl Tally {
 /// How late the watch streams deliver the writes: when each write's answer came (by the
 /// lease's resourceVersion, unique across leases), and for every delivery of it on a stream,
 /// how long after. A stream that lags makes every waiting member see a hand-over late.
-static WRITTEN_AT: Mutex<Option<std::collections::HashMap<String, Instant>>> = Mutex::new(None);
-static STREAM_LAGS_US: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+///
+/// Read on every delivery by a thousand streams' tasks, so it must not make them wait for each
+/// other: the answers' instants are behind a read-write lock (written about 80 times a second,
+/// read by every delivery), and the lags go to one of many shards in turn.
+static WRITTEN_AT: RwLock<Option<std::collections::HashMap<String, Instant>>> = RwLock::new(None);
+static STREAM_LAGS_US: [Mutex<Vec<u64>>; LAG_SHARDS] =
+    [const { Mutex::new(Vec::new()) }; LAG_SHARDS];
+const LAG_SHARDS: usize = 64;
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 fn answered_write(rv: &ResourceVersion) {
-    let mut written = WRITTEN_AT.lock().unwrap();
+    let mut written = WRITTEN_AT.write().unwrap();
     written
         .get_or_insert_with(Default::default)
         .insert(rv.as_str().to_owned(), Instant::now());
@@ -269,21 +276,25 @@ fn answered_write(rv: &ResourceVersion) {
 fn stream_delivered(event: &WatchEvent) {
     if let WatchEvent::Changed(lease) = event {
         let at = WRITTEN_AT
-            .lock()
+            .read()
             .unwrap()
             .as_ref()
             .and_then(|w| w.get(lease.resource_version.as_str()).copied());
         if let Some(at) = at {
             let lag = at.elapsed().as_micros() as u64;
-            STREAM_LAGS_US.lock().unwrap().push(lag);
+            let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % LAG_SHARDS;
+            STREAM_LAGS_US[shard].lock().unwrap().push(lag);
         }
     }
 }
 
 /// The stream lags measured since the last call, as p50, p90 and p99, and forgets them.
 fn stream_lags() -> Option<(Duration, Duration, Duration)> {
-    let mut lags = std::mem::take(&mut *STREAM_LAGS_US.lock().unwrap());
-    *WRITTEN_AT.lock().unwrap() = None;
+    let mut lags: Vec<u64> = STREAM_LAGS_US
+        .iter()
+        .flat_map(|shard| std::mem::take(&mut *shard.lock().unwrap()))
+        .collect();
+    *WRITTEN_AT.write().unwrap() = None;
     if lags.is_empty() {
         return None;
     }

@@ -52,6 +52,10 @@ pub struct ColdStart {
     /// fan-out queue under load): each write's delay is drawn from an exponential with this
     /// mean, and the streams deliver in order.
     pub watch_lag: Duration,
+    /// How long the server takes to hand a write to each stream in turn (its fan-out, one
+    /// stream after another in the order they opened): the `i`-th open stream sees a write
+    /// `i` times this after the first. Zero: every stream sees it at once.
+    pub fan_out_per_stream: Duration,
     /// Changes the server keeps for resumes: a stream resumed from before them gets 410 and
     /// lists again.
     pub history: usize,
@@ -182,6 +186,13 @@ enum Ev {
         slot: u16,
         resp: Response,
     },
+    /// A write reaches one stream, in a fan-out one stream after another.
+    Deliver {
+        member: usize,
+        rv: u64,
+        slot: u16,
+        event: WatchEvent,
+    },
     /// Events of one stream reach its member (a list, a resume, its end).
     Stream {
         member: usize,
@@ -251,6 +262,8 @@ struct Member {
     sent: Sent,
     /// Per slot: when the Retry-After the server gave ends, µs.
     quiet_until: [u64; MAX_SLOTS + 1],
+    /// When the fan-out last delivered to its stream: the next write comes after it.
+    delivered_at: u64,
 }
 
 struct Sim<'a> {
@@ -628,15 +641,49 @@ impl<'a> Sim<'a> {
                 self.step(member);
             }
             Ev::Broadcast { rv, slot, event } => {
+                let per_stream = self.s.fan_out_per_stream.as_micros();
+                let mut turn = 0;
                 for m in 0..self.members.len() {
                     let open = self.members[m].stream.is_some_and(|(_, from)| rv > from);
                     if !open || self.members[m].crashed {
+                        continue;
+                    }
+                    if per_stream > 0 {
+                        let when = (self.now + turn * per_stream).max(self.members[m].delivered_at);
+                        self.members[m].delivered_at = when;
+                        turn += 1;
+                        let event = event.clone();
+                        self.push(
+                            when,
+                            Ev::Deliver {
+                                member: m,
+                                rv,
+                                slot,
+                                event,
+                            },
+                        );
                         continue;
                     }
                     if let Some(pool) = self.members[m].pool.as_mut() {
                         pool.handle_watch_event(slot, event.clone(), at(self.now));
                     }
                     self.step(m);
+                }
+            }
+            Ev::Deliver {
+                member,
+                rv,
+                slot,
+                event,
+            } => {
+                let open = self.members[member]
+                    .stream
+                    .is_some_and(|(_, from)| rv > from);
+                if open && !self.members[member].crashed {
+                    if let Some(pool) = self.members[member].pool.as_mut() {
+                        pool.handle_watch_event(slot, event, at(self.now));
+                    }
+                    self.step(member);
                 }
             }
             Ev::Wake { member } => {
@@ -732,6 +779,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
             sent: Sent::default(),
             conflicts: 0,
             quiet_until: [0; MAX_SLOTS + 1],
+            delivered_at: 0,
         })
         .collect();
     let mut sim = Sim {
