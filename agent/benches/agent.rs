@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -256,45 +256,38 @@ impl Tally {
 /// How late the watch streams deliver the writes: when each write's answer came (by the
 /// lease's resourceVersion, unique across leases), and for every delivery of it on a stream,
 /// how long after. A stream that lags makes every waiting member see a hand-over late.
-///
-/// Read on every delivery by a thousand streams' tasks, so it must not make them wait for each
-/// other: the answers' instants are behind a read-write lock (written about 80 times a second,
-/// read by every delivery), and the lags go to one of many shards in turn.
-static WRITTEN_AT: RwLock<Option<std::collections::HashMap<String, Instant>>> = RwLock::new(None);
-static STREAM_LAGS_US: [Mutex<Vec<u64>>; LAG_SHARDS] =
-    [const { Mutex::new(Vec::new()) }; LAG_SHARDS];
-const LAG_SHARDS: usize = 64;
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static WRITTEN_AT: Mutex<Option<std::collections::HashMap<String, Instant>>> = Mutex::new(None);
+static STREAM_LAGS_US: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 fn answered_write(rv: &ResourceVersion) {
-    let mut written = WRITTEN_AT.write().unwrap();
+    let mut written = WRITTEN_AT.lock().unwrap();
     written
         .get_or_insert_with(Default::default)
         .insert(rv.as_str().to_owned(), Instant::now());
 }
 
-fn stream_delivered(event: &WatchEvent) {
-    if let WatchEvent::Changed(lease) = event {
-        let at = WRITTEN_AT
-            .read()
-            .unwrap()
-            .as_ref()
-            .and_then(|w| w.get(lease.resource_version.as_str()).copied());
-        if let Some(at) = at {
-            let lag = at.elapsed().as_micros() as u64;
-            let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % LAG_SHARDS;
-            STREAM_LAGS_US[shard].lock().unwrap().push(lag);
-        }
+/// Times a delivery of a write from its answer; `false` when its answer has not been seen yet
+/// (the stream was faster than the writer's answer, or the write was not timed).
+fn stream_delivered(event: &WatchEvent) -> bool {
+    let WatchEvent::Changed(lease) = event else {
+        return false;
+    };
+    let at = WRITTEN_AT
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|w| w.get(lease.resource_version.as_str()).copied());
+    if let Some(at) = at {
+        let lag = at.elapsed().as_micros() as u64;
+        STREAM_LAGS_US.lock().unwrap().push(lag);
     }
+    at.is_some()
 }
 
 /// The stream lags measured since the last call, as p50, p90 and p99, and forgets them.
 fn stream_lags() -> Option<(Duration, Duration, Duration)> {
-    let mut lags: Vec<u64> = STREAM_LAGS_US
-        .iter()
-        .flat_map(|shard| std::mem::take(&mut *shard.lock().unwrap()))
-        .collect();
-    *WRITTEN_AT.write().unwrap() = None;
+    let mut lags = std::mem::take(&mut *STREAM_LAGS_US.lock().unwrap());
+    *WRITTEN_AT.lock().unwrap() = None;
     if lags.is_empty() {
         return None;
     }
@@ -303,9 +296,9 @@ fn stream_lags() -> Option<(Duration, Duration, Duration)> {
     Some((at(50), at(90), at(99)))
 }
 
-/// The machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`, every core):
-/// the simulated server's process and this one share it, so two readings tell whether the
-/// machine, rather than what it runs, set the pace between them.
+/// The machine's CPU time so far, busy and in all, in clock ticks (`/proc/stat`'s first line:
+/// every core, every process): the simulated server's process and this one share the machine,
+/// so two readings tell how near its ceiling the span between them ran.
 fn cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     // user nice system idle iowait irq softirq steal
@@ -317,9 +310,10 @@ fn cpu_ticks() -> Option<(u64, u64)> {
         .take(8)
         .filter_map(|t| t.parse().ok())
         .collect();
-    let idle = ticks.get(3)? + ticks.get(4)?;
+    // Busy: user, nice, system, irq, softirq. Idle, iowait and steal (another guest's) are not.
+    let busy = ticks.iter().take(7).sum::<u64>() - ticks.get(3)? - ticks.get(4)?;
     let total: u64 = ticks.iter().sum();
-    Some((total - idle, total))
+    Some((busy, total))
 }
 
 /// How busy the machine's cores were since `before` (a [`cpu_ticks`] reading), as a share.
@@ -525,7 +519,7 @@ impl Counting {
                     _ => {}
                 }
             } else {
-                stream_delivered(&delivery.event);
+                let _ = stream_delivered(&delivery.event);
             }
             if delivery.lease_slot.is_none() && !matches!(delivery.event, WatchEvent::Synced(_)) {
                 opening.count(delivery.error.as_ref());
@@ -961,7 +955,9 @@ const FAN_OUT_FOR: Duration = Duration::from_secs(10);
 /// 3c. The ceiling this machine sets on the cold start: the simulated server's watch fan-out,
 /// with nothing deciding. `streams` pool streams stay open in this process, as the cold
 /// start's members keep them, while one writer a lease updates the pool's leases at a fixed
-/// rate; each write's delivery on every stream is timed from its answer, as in the cold start.
+/// rate (the writers spaced evenly: ten writes at once would measure how long a burst takes to
+/// drain, not a write); each write's delivery on every stream is timed from its answer, as in
+/// the cold start, and the run waits for every delivery owed.
 /// Every hand-over waits for one such delivery (the reserved member learns of the release on
 /// its stream), and every member that writes on an older view than the server's races: the lag
 /// measured here, with no member's own work beside it, is the least a cold start's hand-overs
@@ -969,9 +965,9 @@ const FAN_OUT_FOR: Duration = Duration::from_secs(10);
 async fn fan_out(shared: &Arc<HttpTransport>) {
     println!("## 3c. The machine's ceiling: the simulated server's watch fan-out alone\n");
     println!(
-        "| streams open | writes a second, asked | written a second | deliveries a second | lag p50 | p90 | p99 | CPU busy, all cores |"
+        "| streams open | writes a second | deliveries a second | lag p50 | p90 | p99 | deliveries before their write's answer (not timed) | deliveries missing | machine busy |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let writer = Identity::new("fan-out-writer").unwrap();
     let record = |writer: &Identity| LeaseRecord {
         holder: Holder::Named(writer.clone()),
@@ -998,12 +994,17 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
             leases.push((lease, created.resource_version));
         }
         let delivered = Arc::new(AtomicU64::new(0));
+        let untimed = Arc::new(AtomicU64::new(0));
         let synced = Arc::new(AtomicUsize::new(0));
         let readers: Vec<_> = (0..streams)
             .map(|_| {
                 let slots = SlotNames::new(&prefix, SLOTS as u16).unwrap();
-                let (shared, delivered, synced) =
-                    (shared.clone(), delivered.clone(), synced.clone());
+                let (shared, delivered, untimed, synced) = (
+                    shared.clone(),
+                    delivered.clone(),
+                    untimed.clone(),
+                    synced.clone(),
+                );
                 tokio::spawn(async move {
                     let (sink, mut deliveries) = mpsc::unbounded_channel();
                     let stream = shared.watch_slots(slots, None, WatchSink::new(0, 0, sink));
@@ -1014,7 +1015,9 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
                                     synced.fetch_add(1, Ordering::Relaxed);
                                 }
                                 ref event @ WatchEvent::Changed(_) => {
-                                    stream_delivered(event);
+                                    if !stream_delivered(event) {
+                                        untimed.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     delivered.fetch_add(1, Ordering::Relaxed);
                                 }
                                 _ => {}
@@ -1031,17 +1034,21 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
         .await;
         let _ = stream_lags();
         delivered.store(0, Ordering::Relaxed);
+        untimed.store(0, Ordering::Relaxed);
         let written = Arc::new(AtomicU64::new(0));
         let cpu = cpu_ticks();
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
+        // Each writer a tenth of a period after the one before: the writes come evenly spaced,
+        // not ten at once.
+        let period = Duration::from_secs_f64(SLOTS as f64 / f64::from(rate));
         let writers: Vec<_> = leases
             .into_iter()
-            .map(|(lease, mut version)| {
+            .enumerate()
+            .map(|(i, (lease, mut version))| {
                 let (shared, written, writer) = (shared.clone(), written.clone(), writer.clone());
+                let first = started + period * i as u32 / SLOTS as u32;
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs_f64(
-                        SLOTS as f64 / f64::from(rate),
-                    ));
+                    let mut tick = tokio::time::interval_at(first, period);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     while started.elapsed() < FAN_OUT_FOR {
                         tick.tick().await;
@@ -1067,19 +1074,28 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
         for w in writers {
             w.await.expect("a writer ends");
         }
+        let written = written.load(Ordering::Relaxed);
+        let owed = written * streams as u64;
+        // Every delivery owed, or 30 s at most; the rate counts until the last came.
+        let drain = Instant::now();
+        while delivered.load(Ordering::Relaxed) < owed && drain.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let elapsed = started.elapsed().as_secs_f64();
         let busy = cpu_busy_since(cpu);
-        // The last writes' deliveries, before the streams close.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         for r in readers {
             r.abort();
+            let _ = r.await;
         }
-        let written = written.load(Ordering::Relaxed) as f64;
+        let delivered = delivered.load(Ordering::Relaxed);
         let (p50, p90, p99) = stream_lags().unwrap_or_default();
         println!(
-            "| {streams} | {rate} | {:.0} | {:.0} | {p50:.1?} | {p90:.1?} | {p99:.1?} | {busy} |",
-            written / elapsed,
-            delivered.load(Ordering::Relaxed) as f64 / elapsed,
+            "| {streams} | {:.0} | {:.0} | {p50:.1?} | {p90:.1?} | {p99:.1?} | {} | {} | {busy} |",
+            written as f64 / FAN_OUT_FOR.as_secs_f64(),
+            delivered as f64 / elapsed,
+            untimed.load(Ordering::Relaxed),
+            owed.saturating_sub(delivered),
         );
     }
     println!();
@@ -1353,7 +1369,7 @@ async fn cold_start(shared: &Arc<HttpTransport>, plan: &ColdStartPlan) {
             "### How late the streams delivered the writes (from the write's answer to each \
              delivery)\n"
         );
-        println!("| mode | members | run | p50 | p90 | p99 | CPU busy, all cores |");
+        println!("| mode | members | run | p50 | p90 | p99 | machine busy |");
         println!("|---|---|---|---|---|---|---|");
         for line in &lags {
             println!("{line}");

@@ -52,9 +52,10 @@ pub struct ColdStart {
     /// fan-out queue under load): each write's delay is drawn from an exponential with this
     /// mean, and the streams deliver in order.
     pub watch_lag: Duration,
-    /// How long the server takes to hand a write to each stream in turn (its fan-out, one
-    /// stream after another in the order they opened): the `i`-th open stream sees a write
-    /// `i` times this after the first. Zero: every stream sees it at once.
+    /// How long the server takes to hand a write to one stream: it serves the open streams one
+    /// after another (in member order), and a write's fan-out begins once the one before it
+    /// has ended, so that it has a ceiling (deliveries a second) and writes queue behind it.
+    /// Zero: every stream sees a write at once.
     pub fan_out_per_stream: Duration,
     /// Changes the server keeps for resumes: a stream resumed from before them gets 410 and
     /// lists again.
@@ -262,8 +263,6 @@ struct Member {
     sent: Sent,
     /// Per slot: when the Retry-After the server gave ends, µs.
     quiet_until: [u64; MAX_SLOTS + 1],
-    /// When the fan-out last delivered to its stream: the next write comes after it.
-    delivered_at: u64,
 }
 
 struct Sim<'a> {
@@ -290,6 +289,9 @@ struct Sim<'a> {
     crash_costs: Vec<CrashCost>,
     /// When the last write reached the streams.
     last_delivery: u64,
+    /// When the server's fan-out of the writes so far ends (see `fan_out_per_stream`): one
+    /// write's fan-out after another, so each stream gets them in order.
+    fan_out_free_at: u64,
     /// Slot takers seen after a crash: per crash, the members that took it and when.
     takers: Vec<Vec<(usize, u64)>>,
 }
@@ -642,16 +644,15 @@ impl<'a> Sim<'a> {
             }
             Ev::Broadcast { rv, slot, event } => {
                 let per_stream = self.s.fan_out_per_stream.as_micros();
-                let mut turn = 0;
+                let mut when = self.now.max(self.fan_out_free_at);
                 for m in 0..self.members.len() {
                     let open = self.members[m].stream.is_some_and(|(_, from)| rv > from);
                     if !open || self.members[m].crashed {
                         continue;
                     }
                     if per_stream > 0 {
-                        let when = (self.now + turn * per_stream).max(self.members[m].delivered_at);
-                        self.members[m].delivered_at = when;
-                        turn += 1;
+                        when += per_stream;
+                        self.fan_out_free_at = when;
                         let event = event.clone();
                         self.push(
                             when,
@@ -779,7 +780,6 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
             sent: Sent::default(),
             conflicts: 0,
             quiet_until: [0; MAX_SLOTS + 1],
-            delivered_at: 0,
         })
         .collect();
     let mut sim = Sim {
@@ -801,6 +801,7 @@ pub fn run(s: &ColdStart) -> Result<ColdStartReport, String> {
         doomed: 0,
         crash_costs: Vec::new(),
         last_delivery: 0,
+        fan_out_free_at: 0,
         takers: Vec::new(),
     };
     for m in 0..s.members {
