@@ -952,6 +952,23 @@ const FAN_OUT: [(usize, u32); 6] = [
 /// How long section 3c writes at each load.
 const FAN_OUT_FOR: Duration = Duration::from_secs(10);
 
+/// A write of section 3c's writer to `lease`, which nothing else writes: it cannot conflict.
+async fn sole_write(
+    shared: &HttpTransport,
+    lease: &LeaseName,
+    op: Operation,
+) -> leasehold_core::Lease {
+    let request = Request {
+        slot: 0,
+        lease: lease.clone(),
+        op,
+    };
+    shared
+        .call(request)
+        .await
+        .expect("the only writer of its lease")
+}
+
 /// 3c. The ceiling this machine sets on the cold start: the simulated server's watch fan-out,
 /// with nothing deciding. `streams` pool streams stay open in this process, as the cold
 /// start's members keep them, while one writer a lease updates the pool's leases at a fixed
@@ -982,15 +999,7 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
         let mut leases = Vec::new();
         for i in 0..SLOTS {
             let lease = LeaseName::new(&format!("{prefix}-{i}")).unwrap();
-            let op = Operation::Create(record(&writer));
-            let created = shared
-                .call(Request {
-                    slot: 0,
-                    lease: lease.clone(),
-                    op,
-                })
-                .await
-                .expect("the writer creates its lease");
+            let created = sole_write(shared, &lease, Operation::Create(record(&writer))).await;
             leases.push((lease, created.resource_version));
         }
         let delivered = Arc::new(AtomicU64::new(0));
@@ -1056,16 +1065,9 @@ async fn fan_out(shared: &Arc<HttpTransport>) {
                             resource_version: version.clone(),
                             record: record(&writer),
                         };
-                        let lease = shared
-                            .call(Request {
-                                slot: 0,
-                                lease: lease.clone(),
-                                op,
-                            })
-                            .await
-                            .expect("the only writer of its lease");
-                        answered_write(&lease.resource_version);
-                        version = lease.resource_version;
+                        let written_lease = sole_write(&shared, &lease, op).await;
+                        answered_write(&written_lease.resource_version);
+                        version = written_lease.resource_version;
                         written.fetch_add(1, Ordering::Relaxed);
                     }
                 })
