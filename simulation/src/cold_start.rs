@@ -3,8 +3,9 @@
 //! ends because a reader lags, members that crash while holding their slot).
 //!
 //! Lean by design, so that 5 000 members run in CI time: one clock, one latency per message, and
-//! a write reaches every open stream in one step. What it judges is ground truth, never the
-//! core's own flags:
+//! a write reaches every open stream in one step (or, with `fan_out_per_stream`, one stream
+//! after another through a server with a ceiling on its deliveries). What it judges is ground
+//! truth, never the core's own flags:
 //! - the **work**: a member builds from its `BecameLeader` until its hold time has passed, and
 //!   a fence kills the work at the last deadline the member was given (`Renewed`), whether the
 //!   member is alive or not. At no instant may more than `slots` works run;
@@ -200,7 +201,7 @@ enum Ev {
         generation: u64,
         events: Vec<(u16, WatchEvent)>,
     },
-    /// A write reaches every stream open on the pool.
+    /// A write reaches the server's fan-out: every stream open on the pool, at once or in turn.
     Broadcast {
         rv: u64,
         slot: u16,
@@ -287,7 +288,7 @@ struct Sim<'a> {
     /// Per crash: the requests and 409s counted when it happened, then what they grew by until
     /// it settled.
     crash_costs: Vec<CrashCost>,
-    /// When the last write reached the streams.
+    /// When the last write reached the server's fan-out.
     last_delivery: u64,
     /// When the server's fan-out of the writes so far ends (see `fan_out_per_stream`): one
     /// write's fan-out after another, so each stream gets them in order.

@@ -269,8 +269,8 @@ fn a_stream_lagging_the_server_costs_a_few_requests_not_a_storm() {
 /// another, 10 µs each (100 000 deliveries a second), and a write waits for the fan-out of the
 /// one before. At the boot a thousand members' takes, reservations and releases ask about as
 /// much of it as it has, so the streams fall behind the writes until members finish and close
-/// theirs. The simulated API server and the benchmark's streams measured 80 000 deliveries a
-/// second on the benchmark's machine, with both its cores 93 % busy (BENCHMARKS.md, section
+/// theirs. On the benchmark's machine, 80 000 deliveries a second from the simulated API
+/// server to the benchmark's streams kept both cores about 90 % busy (BENCHMARKS.md, section
 /// 3c). Measured: 5.53 requests a member, the worst 10, the makespan 10.3 % over the work (4.13,
 /// 7 and 1.7 % with every stream served at once; at 15 µs a delivery 7.14 to 8.43, and at 20 µs
 /// the lag runs away: 21 to 24 a member).
