@@ -485,6 +485,25 @@ impl<'a> Sim<'a> {
         );
     }
 
+    /// Whether member `m` has a stream open that a write at revision `rv` reaches: opened
+    /// before it, and the member alive.
+    fn streams_to(&self, m: usize, rv: u64) -> bool {
+        let member = &self.members[m];
+        member.stream.is_some_and(|(_, from)| rv > from) && !member.crashed
+    }
+
+    /// The write at revision `rv` reaches member `m`'s stream, if it is still open to it (a
+    /// stream opened since starts after it, with the write in its list).
+    fn deliver(&mut self, m: usize, rv: u64, slot: u16, event: WatchEvent) {
+        if !self.streams_to(m, rv) {
+            return;
+        }
+        if let Some(pool) = self.members[m].pool.as_mut() {
+            pool.handle_watch_event(slot, event, at(self.now));
+        }
+        self.step(m);
+    }
+
     /// A write the server stored: every open stream sees it.
     fn written(&mut self, name: &str, lease: Lease) {
         let Some(slot) = self.names.index_of(name) else {
@@ -647,29 +666,25 @@ impl<'a> Sim<'a> {
                 let per_stream = self.s.fan_out_per_stream.as_micros();
                 let mut when = self.now.max(self.fan_out_free_at);
                 for m in 0..self.members.len() {
-                    let open = self.members[m].stream.is_some_and(|(_, from)| rv > from);
-                    if !open || self.members[m].crashed {
+                    if !self.streams_to(m, rv) {
                         continue;
                     }
-                    if per_stream > 0 {
-                        when += per_stream;
-                        self.fan_out_free_at = when;
-                        let event = event.clone();
-                        self.push(
-                            when,
-                            Ev::Deliver {
-                                member: m,
-                                rv,
-                                slot,
-                                event,
-                            },
-                        );
+                    if per_stream == 0 {
+                        self.deliver(m, rv, slot, event.clone());
                         continue;
                     }
-                    if let Some(pool) = self.members[m].pool.as_mut() {
-                        pool.handle_watch_event(slot, event.clone(), at(self.now));
-                    }
-                    self.step(m);
+                    when += per_stream;
+                    self.fan_out_free_at = when;
+                    let event = event.clone();
+                    self.push(
+                        when,
+                        Ev::Deliver {
+                            member: m,
+                            rv,
+                            slot,
+                            event,
+                        },
+                    );
                 }
             }
             Ev::Deliver {
@@ -677,17 +692,7 @@ impl<'a> Sim<'a> {
                 rv,
                 slot,
                 event,
-            } => {
-                let open = self.members[member]
-                    .stream
-                    .is_some_and(|(_, from)| rv > from);
-                if open && !self.members[member].crashed {
-                    if let Some(pool) = self.members[member].pool.as_mut() {
-                        pool.handle_watch_event(slot, event, at(self.now));
-                    }
-                    self.step(member);
-                }
-            }
+            } => self.deliver(member, rv, slot, event),
             Ev::Wake { member } => {
                 if self.members[member].wake != Some(self.now) || self.members[member].crashed {
                     return;
