@@ -933,6 +933,23 @@ struct Leaders {
     /// Each elector's last deadline (`Renewed`), on std's clock: it leads no longer without a
     /// renew.
     term_ends: HashMap<usize, Instant>,
+    /// Every event, who had it and when: what a failed assertion prints.
+    log: Vec<(Instant, usize, String)>,
+}
+
+impl Leaders {
+    /// The event log, timed from `from`, for an assertion's message.
+    fn story(&self, from: Instant) -> String {
+        self.log
+            .iter()
+            .map(|(at, i, event)| {
+                format!(
+                    "\n  {:>9.3?} elector-{i} {event}",
+                    at.saturating_duration_since(from)
+                )
+            })
+            .collect()
+    }
 }
 
 type Running = (oneshot::Sender<()>, tokio::task::JoinHandle<()>);
@@ -954,8 +971,13 @@ fn spawn_elector<T: Transport>(
             },
             index as u64,
         );
+        // Only a send asks it to stop. The sender dropped, as a crash drops it, is no request
+        // to release: that would turn a crash into a graceful hand-over whenever the task ran
+        // before its abort.
         let shutdown = async {
-            let _ = stopped.await;
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
         };
         let clock = Clock::default();
         drive(
@@ -965,6 +987,7 @@ fn spawn_elector<T: Transport>(
             shutdown,
             |_, event| {
                 let mut l = leaders.lock().expect("lock");
+                l.log.push((Instant::now(), index, format!("{event:?}")));
                 match event {
                     Event::BecameLeader { .. } => {
                         l.now.push(index);
@@ -1040,6 +1063,15 @@ async fn hand_over(
     let (_, task) = running[current].take().expect("running");
     task.abort();
     let _ = task.await;
+    assert!(
+        !leaders
+            .lock()
+            .expect("lock")
+            .log
+            .iter()
+            .any(|(_, i, event)| *i == current && event.starts_with("Released")),
+        "a killed elector released its lease: the crash was a hand-over"
+    );
     // A killed process believes nothing and says nothing.
     leaders.lock().expect("lock").now.retain(|&i| i != current);
     let crashed = Instant::now();
@@ -1054,22 +1086,30 @@ async fn hand_over(
     );
     // Judged from the end of the crashed leader's term, not from the crash: what must not
     // happen is a takeover while it could still act.
-    let term_end = *leaders
-        .lock()
-        .expect("lock")
-        .term_ends
-        .get(&current)
-        .expect("a leader is told its deadline");
+    let (term_end, story) = {
+        let l = leaders.lock().expect("lock");
+        let term_end = *l
+            .term_ends
+            .get(&current)
+            .expect("a leader is told its deadline");
+        let story = format!(
+            "elector-{current} crashed at {:.3?}, its term ending at {:.3?}; events:{}",
+            crashed.saturating_duration_since(started),
+            term_end.saturating_duration_since(started),
+            l.story(started)
+        );
+        (term_end, story)
+    };
     let after_term = at.saturating_duration_since(term_end);
     assert!(
         after_term >= Duration::from_millis(900),
         "took over {after_term:?} after the crashed leader's term ended: before its lease could \
-         expire"
+         expire. {story}"
     );
     let took = at.saturating_duration_since(crashed);
     assert!(
         took < Duration::from_millis(3_000 + 1_100 + 1_000),
-        "crash failover took {took:?}"
+        "crash failover took {took:?}. {story}"
     );
     assert_eq!(
         sim.lease("default", lease).expect("stored")["spec"]["holderIdentity"],

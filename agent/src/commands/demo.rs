@@ -200,8 +200,11 @@ async fn elector(
         },
         i as u64,
     );
+    // Only a send asks it to stop: the sender dropped when it is killed must not release.
     let shutdown = async {
-        let _ = stopped.await;
+        if stopped.await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     drive(
         &mut elector,
