@@ -17,6 +17,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 
+mod atomic_write;
 mod child;
 mod cluster;
 mod commands;

@@ -401,11 +401,7 @@ fn escape(value: &str) -> String {
 }
 
 fn write_status_file(path: &std::path::Path, view: &View) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, render(view))?;
-    std::fs::rename(&tmp, path)
+    crate::atomic_write::write(path, render(view))
 }
 
 #[cfg(test)]

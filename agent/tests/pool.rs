@@ -84,28 +84,45 @@ async fn a_cold_start_admits_at_most_n_at_once_and_exits_with_the_commands_code(
 async fn a_normal_cold_start_logs_its_slot_at_info_and_warns_of_nothing() {
     let w = World::start("cold-start-logs").await;
     let log = w.path("builds");
-    let script = build(&log, 200, 0);
+    // A build starts once the file `go` exists: member-0 holds the slot until member-1 has seen
+    // it held, however the two processes' starts are spaced.
+    let go = w.path("go");
+    let script = format!(
+        "until [ -e {} ]; do sleep 0.02; done; {}",
+        go.display(),
+        build(&log, 200, 0)
+    );
     // Two members through one slot: the second takes it over when the first releases it.
-    let mut agents: Vec<_> = (0..2)
-        .map(|i| {
-            w.spawn(
+    let member = |i: usize| {
+        w.spawn(
+            &format!("member-{i}"),
+            &[
+                "--log-format",
+                "json",
+                "pool",
+                "--size",
+                "1",
+                "--identity",
                 &format!("member-{i}"),
-                &[
-                    "--log-format",
-                    "json",
-                    "pool",
-                    "--size",
-                    "1",
-                    "--identity",
-                    &format!("member-{i}"),
-                    "--release-after",
-                    "sh",
-                    "-c",
-                    &script,
-                ],
-            )
-        })
-        .collect();
+                "--release-after",
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
+    };
+    let first = member(0);
+    eventually(Duration::from_secs(10), "member-0 holds the slot", || {
+        w.holder("cold-start-0").as_deref() == Some("member-0")
+    })
+    .await;
+    let second = member(1);
+    eventually(Duration::from_secs(10), "member-1 waits", || {
+        second.log_text().contains("waiting for a cold-start slot")
+    })
+    .await;
+    std::fs::write(&go, "").unwrap();
+    let mut agents = [first, second];
     let mut told_waiting = 0;
     for agent in &mut agents {
         let status = agent.exit(Duration::from_secs(30)).await;
@@ -197,8 +214,10 @@ async fn delegation_holds_n_slots_until_terminated() {
         Some(0)
     );
     let waiting = (0..3).find(|i| !holders.contains(i)).unwrap();
+    // Its take waits a randomized delay of up to about a second (the window widens with each
+    // race it lost at the start), after the release it sees on its watch.
     eventually(
-        Duration::from_secs(3),
+        Duration::from_secs(8),
         "the waiting agent takes the freed slot",
         || status(&w.path(&format!("d{waiting}.status")), "leader").as_deref() == Some("true"),
     )
@@ -311,10 +330,16 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     // first holder polls, so the watching member is the first to see the deletion.)
     let w = World::start("cold-start-loss").await;
     let log = w.path("builds");
+    // A build writes every 50 ms, and finishes after BUILD_WRITES writes made once the file
+    // `go` exists. The test makes `go` only once m1 builds, so m0's first build cannot finish
+    // before the deletion cuts it, however slow the machine: it is cut, or it overlaps m1's.
+    let go = w.path("go");
     let script = format!(
-        "T=\"$LEASEHOLD_IDENTITY/$LEASEHOLD_EPOCH/$$\"; \
-         for i in $(seq {BUILD_WRITES}); do echo \"$T $(date +%s%N)\" >> {}; sleep 0.05; done",
-        log.display()
+        "T=\"$LEASEHOLD_IDENTITY/$LEASEHOLD_EPOCH/$$\"; i=0; \
+         while [ $i -lt {BUILD_WRITES} ]; do echo \"$T $(date +%s%N)\" >> {}; \
+         if [ -e {} ]; then i=$((i + 1)); fi; sleep 0.05; done",
+        log.display(),
+        go.display()
     );
     let member = |name: &str, flags: &[&str]| {
         let mut args = vec![
@@ -349,6 +374,17 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     })
     .await;
     w.delete_lease("cold-start-0").await;
+    eventually(Duration::from_secs(15), "m1 builds", || {
+        support::intervals(&log)
+            .iter()
+            .any(|i| i.tag.starts_with("m1/"))
+    })
+    .await;
+    let go_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::fs::write(&go, "").unwrap();
     for member in [&mut first, &mut second] {
         let status = member.exit(Duration::from_secs(30)).await;
         assert_eq!(status.code(), Some(0), "{}", member.log_text());
@@ -357,8 +393,8 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     let builds = support::intervals(&log);
     assert_eq!(builds.len(), 3, "m0's cut short, then one each: {builds:?}");
     assert!(
-        builds[0].tag.starts_with("m0/") && builds[0].writes < BUILD_WRITES,
-        "{builds:?}"
+        builds[0].tag.starts_with("m0/") && builds[0].last < go_at,
+        "m0's first build was stopped before it could finish: {builds:?}"
     );
     assert!(
         builds[1..]
@@ -687,19 +723,22 @@ async fn a_waiting_member_is_ready_once_its_stream_has_synced() {
             .is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     for (who, listen) in [("r1", &l1), ("r2", &l2)] {
-        let (code, metrics) = support::get(listen, "/metrics").await;
-        assert_eq!(code, 200);
-        assert_eq!(
-            support::get(listen, "/readyz").await.0,
-            200,
-            "{who} waits, its stream synced, and is not ready; its requests:\n{}",
-            metrics
-                .lines()
-                .filter(|l| l.starts_with("leasehold_api_requests_total"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        let waited = std::time::Instant::now();
+        while support::get(listen, "/readyz").await.0 != 200 {
+            if waited.elapsed() > Duration::from_secs(10) {
+                let (code, metrics) = support::get(listen, "/metrics").await;
+                assert_eq!(code, 200);
+                panic!(
+                    "{who} waits, its stream synced, and is not ready; its requests:\n{}",
+                    metrics
+                        .lines()
+                        .filter(|l| l.starts_with("leasehold_api_requests_total"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The handles over a real transport: kube-rs against the fake API server over HTTPS, in real
-//! time. A released lease is taken through the watch in milliseconds; a pool's guard holds and
-//! releases a real slot.
+//! time. A released lease is taken through the watch, not after the lease runs out; a pool's
+//! guard holds and releases a real slot.
 
 use leasehold_client::{ElectionBuilder, SlotPoolBuilder};
 use leasehold_conformance::{kubeconfig_file, start_sim};
@@ -17,7 +17,7 @@ async fn client(sim: &leasehold_fake_apiserver::Sim) -> kube::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_kube_rs_a_shut_down_leader_hands_over_in_milliseconds() {
+async fn over_kube_rs_a_shut_down_leader_hands_over_through_the_watch() {
     let sim = start_sim(SimConfig::default()).await;
     let a = ElectionBuilder::new("controller")
         .identity("a")
@@ -33,11 +33,16 @@ async fn over_kube_rs_a_shut_down_leader_hands_over_in_milliseconds() {
     seen.wait_for(|l| *l != leasehold_client::Leadership::Unknown)
         .await
         .unwrap();
+    sim.reset_counters();
     let released = Instant::now();
     a.shutdown().await;
     assert_eq!(b.leading().await, Some(1));
     let took = released.elapsed();
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    eprintln!("b led {took:?} after a's shutdown began");
+    // Not the 15 s lease run out (13 s at the soonest after the release), and no read: b saw
+    // the release on its watch. Milliseconds here; seconds of room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(sim.counters().count("get", "leases"), 0, "b read the lease");
     assert_eq!(
         sim.lease("default", "controller").unwrap()["spec"]["holderIdentity"],
         "b"
