@@ -1110,9 +1110,11 @@ async fn hand_over(
         "took over {after_term:?} after the crashed leader's term ended: before its lease could \
          expire. {story}"
     );
+    // The lease (3 s) and a retry's jitter (up to 1.1 s) after the last renew seen, and 2 s of
+    // room for a loaded machine: a liveness bound, the safety one is above.
     let took = at.saturating_duration_since(crashed);
     assert!(
-        took < Duration::from_millis(3_000 + 1_100 + 1_000),
+        took < Duration::from_millis(3_000 + 1_100 + 2_000),
         "crash failover took {took:?}. {story}"
     );
     assert_eq!(
@@ -1267,12 +1269,15 @@ pub async fn pool<T: Transport>(connect: impl AsyncFn(&Path, Duration) -> T) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     until_full(&slots, Duration::from_secs(8)).await;
     sim.pause();
-    // A second past the 2 s renew deadline, so a busy machine still sees every holder step down.
-    tokio::time::sleep(Duration::from_millis(3_000)).await;
-    assert!(
-        held(&slots) < 2,
-        "holders must step down when they cannot renew for 3 s"
-    );
+    // Holders step down at their 2 s renew deadline; up to 3 s more is room for a busy machine.
+    let paused = Instant::now();
+    while held(&slots) >= 2 {
+        assert!(
+            paused.elapsed() < Duration::from_secs(5),
+            "holders must step down when they cannot renew for 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sim.resume();
     until_full(&slots, Duration::from_secs(8)).await;
     for m in &members {
