@@ -18,6 +18,15 @@ pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
+    fn names(dir: &std::path::Path) -> Vec<OsString> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    }
+
     #[test]
     fn replaces_the_whole_file_and_leaves_no_temporary_behind() {
         let dir = std::env::temp_dir().join(format!("leasehold-atomic-{}", std::process::id()));
@@ -26,11 +35,7 @@ mod tests {
         std::fs::write(&path, "old and longer").unwrap();
         super::write(&path, "new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["file"]);
+        assert_eq!(names(&dir), ["file"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -41,11 +46,7 @@ mod tests {
         let path = dir.join("taken");
         std::fs::create_dir_all(path.join("inside")).unwrap();
         assert!(super::write(&path, "text").is_err());
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["taken"]);
+        assert_eq!(names(&dir), ["taken"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
