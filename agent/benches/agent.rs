@@ -563,8 +563,11 @@ impl Candidate {
         );
         let (t, l) = (transport.clone(), led.clone());
         let task = tokio::spawn(async move {
+            // Only a send stops it: the sender dropped by `kill` must not read as a release.
             let shutdown = async {
-                let _ = stopped.await;
+                if stopped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
             };
             drive(&mut elector, t, Clock::default(), shutdown, |_, e| {
                 if let Event::BecameLeader { .. } = e {

@@ -401,7 +401,8 @@ fn escape(value: &str) -> String {
 }
 
 fn write_status_file(path: &std::path::Path, view: &View) -> std::io::Result<()> {
-    crate::atomic_write::write(path, render(view))
+    // Readable by whoever monitors the agent, as the umask allows.
+    crate::atomic_write::write(path, render(view), 0o666)
 }
 
 #[cfg(test)]

@@ -366,7 +366,7 @@ async fn what_a_child_leaves_in_its_group_when_it_exits_is_stopped_too() {
     let worker = pid_in(&dir.join("worker.pid")).unwrap();
     assert!(!alive(worker), "reported only once the worker is gone");
     let written = std::fs::read_to_string(dir.join("log")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         std::fs::read_to_string(dir.join("log")).unwrap(),
         written,
@@ -403,7 +403,7 @@ async fn the_work_gets_sigterm_grace_before_its_validity_ends_and_sigkill_at_the
         .collect();
     assert_eq!(terms.len(), 1, "one SIGTERM: {terms:?}");
     assert!(
-        (4_450_000..6_000_000).contains(&terms[0]),
+        (4_450_000..5_500_000).contains(&terms[0]),
         "SIGTERM a grace period before the extended validity: {} µs",
         terms[0]
     );

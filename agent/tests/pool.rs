@@ -331,8 +331,9 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     let w = World::start("cold-start-loss").await;
     let log = w.path("builds");
     // A build writes every 50 ms, and finishes after BUILD_WRITES writes made once the file
-    // `go` exists. The test makes `go` only once m1 builds, so m0's first build cannot finish
-    // before the deletion cuts it, however slow the machine: it is cut, or it overlaps m1's.
+    // `go` exists. The test makes `go` only once a second build has begun, so m0's first build
+    // can only end by being stopped, however slow the machine; if it were not stopped, it
+    // would overlap the second.
     let go = w.path("go");
     let script = format!(
         "T=\"$LEASEHOLD_IDENTITY/$LEASEHOLD_EPOCH/$$\"; i=0; \
@@ -374,16 +375,11 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     })
     .await;
     w.delete_lease("cold-start-0").await;
-    eventually(Duration::from_secs(15), "m1 builds", || {
-        support::intervals(&log)
-            .iter()
-            .any(|i| i.tag.starts_with("m1/"))
+    // Either member may take the re-created slot first.
+    eventually(Duration::from_secs(15), "a second build begins", || {
+        support::intervals(&log).len() >= 2
     })
     .await;
-    let go_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
     std::fs::write(&go, "").unwrap();
     for member in [&mut first, &mut second] {
         let status = member.exit(Duration::from_secs(30)).await;
@@ -392,14 +388,11 @@ async fn a_cold_start_member_that_loses_its_slot_stops_and_builds_again_later() 
     support::assert_never_two_workers(&log);
     let builds = support::intervals(&log);
     assert_eq!(builds.len(), 3, "m0's cut short, then one each: {builds:?}");
-    assert!(
-        builds[0].tag.starts_with("m0/") && builds[0].last < go_at,
-        "m0's first build was stopped before it could finish: {builds:?}"
-    );
+    assert!(builds[0].tag.starts_with("m0/"), "{builds:?}");
     assert!(
         builds[1..]
             .iter()
-            .any(|b| b.tag.starts_with("m0/") && b.writes == BUILD_WRITES),
+            .any(|b| b.tag.starts_with("m0/") && b.writes >= BUILD_WRITES),
         "m0 built again, in full, once it had a slot again: {builds:?}"
     );
 }

@@ -28,8 +28,9 @@ pub async fn run(args: SimArgs, signals: &mut Signals) -> Result<i32, AgentError
     );
     if let Some(path) = &args.kubeconfig_out {
         let text = sim.kubeconfig("admin", "default").unwrap_or_default();
-        // Whole or not at all: a script may read it as soon as it exists.
-        crate::atomic_write::write(path, text).map_err(|e| {
+        // Whole or not at all, as a script may read it as soon as it exists; its owner's alone,
+        // as kubectl writes a kubeconfig, since it carries a token.
+        crate::atomic_write::write(path, text, 0o600).map_err(|e| {
             AgentError::usage(format!(
                 "--kubeconfig-out {}: cannot write it: {e}",
                 path.display()
