@@ -1183,8 +1183,6 @@ pub async fn mixed_fleet<A: Transport, B: Transport>(
     sim.stop().await;
 }
 
-/// Member `index` of a pool of two named `prefix`, driven over `transport` until aborted;
-/// `on_event` sees each of its events.
 /// A core deadline as an instant of std's clock. std's clock is read first, so the instant it
 /// gives errs early, never late.
 fn on_std_clock(clock: &Clock, deadline: leasehold_core::Instant) -> Instant {
@@ -1193,8 +1191,9 @@ fn on_std_clock(clock: &Clock, deadline: leasehold_core::Instant) -> Instant {
     now + Duration::from_micros(left.as_micros())
 }
 
-/// A member of a pool of two, named `member-INDEX`, handing each event to `on_event` with the
-/// instant of std's clock it came at and, for a `Renewed`, its deadline on that clock.
+/// Member `index` (`member-INDEX`) of a pool of two named `prefix`, driven over `transport`
+/// until aborted; `on_event` sees each of its events with the instant of std's clock it came at
+/// and, for a `Renewed`, its deadline on that clock.
 fn spawn_pool_member<T: Transport>(
     transport: Arc<T>,
     prefix: &'static str,
