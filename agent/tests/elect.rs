@@ -125,8 +125,8 @@ async fn sigterm_stops_the_child_releases_and_the_next_leader_takes_over_at_once
     assert!(stopped < released, "{log}");
 
     // b saw the release on its watch, not on a poll (no read reached the server), and so did
-    // not wait out the 15 s lease. (a reads before its release only when its last renew's
-    // answer was lost, which this quiet server does not do.) The takeover time itself (milliseconds) is measured by the
+    // not wait out the 15 s lease. (a reads before its release only when the lease changed
+    // since its last write, an answer lost or another writer, which does not happen here.) The takeover time itself (milliseconds) is measured by the
     // benchmark.
     let took = eventually(Duration::from_secs(5), "b takes over", || {
         status(&status_b, "leader").as_deref() == Some("true")
